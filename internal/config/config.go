@@ -1,0 +1,349 @@
+// Package config holds code4me's one typed configuration. Values come from
+// the environment (and an optional .env file, read by cmd); every field
+// names its variable, its default and its meaning in struct tags, which also
+// generate docs/configuration.md. Validate names the offending variable.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of the server and its tools. The field
+// tags are the contract: env is the variable, def its default, doc its
+// meaning.
+type Config struct {
+	// Server
+	ServerHost      string   `env:"SERVER_HOST" def:"0.0.0.0" doc:"Address the HTTP server binds."`
+	ServerPort      int      `env:"SERVER_PORT" def:"8008" doc:"Port the HTTP server listens on."`
+	ServerVersionID int64    `env:"SERVER_VERSION_ID" def:"1" doc:"Stored with every query as server_version_id."`
+	DataDir         string   `env:"DATA_DIR" def:"./data" doc:"Directory for private Postgres/Redis data, synthetic models, mail files."`
+	LogLevel        string   `env:"LOG_LEVEL" def:"info" doc:"debug, info, warn or error."`
+	LogFormat       string   `env:"LOG_FORMAT" def:"text" doc:"text or json."`
+	MaxBodyBytes    int      `env:"MAX_BODY_BYTES" def:"4194304" doc:"Largest accepted request body; larger bodies get 413."`
+	CookieSecure    bool     `env:"COOKIE_SECURE" def:"false" doc:"Set the Secure attribute on cookies (enable behind HTTPS)."`
+	CORSOrigins     []string `env:"CORS_ALLOWED_ORIGINS" def:"http://localhost:3000,http://127.0.0.1:3000" doc:"Comma-separated origins allowed by CORS (credentials allowed)."`
+	TrustedProxies  []string `env:"TRUSTED_PROXIES" def:"" doc:"Comma-separated proxy IPs/CIDRs whose X-Forwarded-For is trusted for the client IP."`
+
+	// Postgres
+	DatabaseURL string `env:"DATABASE_URL" def:"" doc:"Postgres URL. When neither it nor DB_HOST is set, a private server is started under DATA_DIR."`
+	DBHost      string `env:"DB_HOST" def:"" doc:"Postgres host (used when DATABASE_URL is empty)."`
+	DBPort      int    `env:"DB_PORT" def:"5432" doc:"Postgres port."`
+	DBUser      string `env:"DB_USER" def:"postgres" doc:"Postgres user."`
+	DBPassword  string `env:"DB_PASSWORD" def:"" doc:"Postgres password." secret:"true"`
+	DBName      string `env:"DB_NAME" def:"code4me" doc:"Postgres database name."`
+	DBPoolSize  int    `env:"DB_POOL_SIZE" def:"20" doc:"Maximum open Postgres connections."`
+
+	// Redis
+	RedisURL  string `env:"REDIS_URL" def:"" doc:"Redis URL. When neither it nor REDIS_HOST is set, a private server is started under DATA_DIR."`
+	RedisHost string `env:"REDIS_HOST" def:"" doc:"Redis host (used when REDIS_URL is empty)."`
+	RedisPort int    `env:"REDIS_PORT" def:"6379" doc:"Redis port."`
+
+	// Tokens
+	AuthTokenTTL         time.Duration `env:"AUTHENTICATION_TOKEN_EXPIRES_IN_SECONDS" def:"86400" unit:"s" doc:"Lifetime of the auth token and its cookie."`
+	SessionTokenTTL      time.Duration `env:"SESSION_TOKEN_EXPIRES_IN_SECONDS" def:"7200" unit:"s" doc:"Idle lifetime of a session token; refreshed by activity."`
+	VerificationTokenTTL time.Duration `env:"EMAIL_VERIFICATION_TOKEN_EXPIRES_IN_SECONDS" def:"86400" unit:"s" doc:"Lifetime of an email verification token."`
+	ResetTokenTTL        time.Duration `env:"RESET_PASSWORD_TOKEN_EXPIRES_IN_SECONDS" def:"900" unit:"s" doc:"Lifetime of a password reset token."`
+	TokenHookActivation  time.Duration `env:"TOKEN_HOOK_ACTIVATION_IN_SECONDS" def:"10" unit:"s" doc:"Hook keys expire this long before the token they guard."`
+
+	// Rate limits
+	DefaultRatePerHour int            `env:"DEFAULT_MAX_REQUEST_RATE_PER_HOUR" def:"500" doc:"Requests per hour per user (or IP before login) and route."`
+	RatePerHourByRoute map[string]int `env:"MAX_REQUEST_RATE_PER_HOUR_CONFIG" def:"{}" doc:"JSON object: route template (e.g. /api/completion/request) to requests per hour."`
+
+	// Mail
+	EmailHost       string `env:"EMAIL_HOST" def:"" doc:"SMTP host. Empty: messages are written as .eml files under DATA_DIR/mail."`
+	EmailPort       int    `env:"EMAIL_PORT" def:"587" doc:"SMTP port."`
+	EmailUsername   string `env:"EMAIL_USERNAME" def:"" doc:"SMTP user; empty disables SMTP auth."`
+	EmailPassword   string `env:"EMAIL_PASSWORD" def:"" doc:"SMTP password." secret:"true"`
+	EmailUseTLS     bool   `env:"EMAIL_USE_TLS" def:"true" doc:"Use STARTTLS."`
+	EmailFrom       string `env:"EMAIL_FROM" def:"code4me <noreply@localhost>" doc:"From address of outgoing mail."`
+	VerificationURL string `env:"VERIFICATION_URL" def:"http://localhost:8008/api/user/verify/" doc:"Base of verification links; ?token=... is appended."`
+	ResetURL        string `env:"RESET_PASSWORD_URL" def:"http://localhost:8008/api/user/reset-password/" doc:"Base of password reset links; ?token=... is appended."`
+
+	// OAuth
+	GoogleClientID string `env:"GOOGLE_CLIENT_ID" def:"" doc:"Google OAuth client id; ID tokens must carry it as audience. Empty disables Google sign-in."`
+
+	// Models and engine
+	Models         []string `env:"MODELS" def:"" doc:"Comma-separated models to load: catalog names, or paths to GGUF files. Empty: every model under MODEL_DIR, else a synthetic model."`
+	ModelDir       string   `env:"MODEL_DIR" def:"" doc:"Where pulled and synthetic models live. Default DATA_DIR/models."`
+	SyntheticShape string   `env:"SYNTHETIC_MODEL" def:"tiny" doc:"Shape of the synthetic model used when no real model is available (tiny, qwen2.5-coder-0.5b, ...)."`
+	NParallel      int      `env:"ENGINE_PARALLEL" def:"4" doc:"Slots (concurrent sequences) per loaded model."`
+	NCtx           int      `env:"ENGINE_CTX" def:"8192" doc:"KV cells per slot."`
+	NBatch         int      `env:"ENGINE_BATCH" def:"512" doc:"Tokens per decode call."`
+	NThreads       int      `env:"ENGINE_THREADS" def:"0" doc:"CPU threads for inference; 0 = all cores."`
+	NGPULayers     int      `env:"N_GPU_LAYERS" def:"-1" doc:"Layers offloaded to the GPU when a GPU backend is loaded; -1 = all."`
+	GGMLBackendDir string   `env:"GGML_BACKEND_DIR" def:"" doc:"Directory holding loadable ggml backends (e.g. libggml-cuda.so); empty = CPU only."`
+	QueueLength    int      `env:"ENGINE_QUEUE" def:"64" doc:"Requests waiting per model before 429 overload."`
+	ModelWorkers   int      `env:"THREAD_POOL_MAX_WORKERS" def:"4" doc:"Models run in parallel for one multi-model request (1-32)."`
+}
+
+// Lookup returns the value of an environment variable and whether it is set;
+// os.LookupEnv has this shape.
+type Lookup func(key string) (string, bool)
+
+// Load builds a Config from defaults overridden by lookup, then validates it.
+func Load(lookup Lookup) (Config, error) {
+	var c Config
+	v := reflect.ValueOf(&c).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := f.Tag.Get("env")
+		raw, ok := lookup(name)
+		if !ok {
+			raw = f.Tag.Get("def")
+		}
+		if err := setField(v.Field(i), f, strings.TrimSpace(raw)); err != nil {
+			return Config{}, fmt.Errorf("config: %s: %w", name, err)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func setField(fv reflect.Value, f reflect.StructField, raw string) error {
+	switch fv.Interface().(type) {
+	case string:
+		fv.SetString(raw)
+	case int, int64:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", raw)
+		}
+		fv.SetInt(n)
+	case bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a boolean (true or false)", raw)
+		}
+		fv.SetBool(b)
+	case time.Duration:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%q is not a positive number of seconds", raw)
+		}
+		fv.Set(reflect.ValueOf(time.Duration(n) * time.Second))
+	case []string:
+		var out []string
+		for _, p := range strings.Split(raw, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		fv.Set(reflect.ValueOf(out))
+	case map[string]int:
+		m := map[string]int{}
+		if raw != "" {
+			if err := json.Unmarshal([]byte(raw), &m); err != nil {
+				return fmt.Errorf("not a JSON object of route to integer: %v", err)
+			}
+		}
+		fv.Set(reflect.ValueOf(m))
+	default:
+		return fmt.Errorf("unsupported field type %s", f.Type)
+	}
+	return nil
+}
+
+// FieldError is a validation failure of one variable.
+type FieldError struct {
+	Var string
+	Msg string
+}
+
+func (e *FieldError) Error() string { return "config: " + e.Var + ": " + e.Msg }
+
+// Validate checks ranges and formats and names the first offending variable.
+func (c Config) Validate() error {
+	bad := func(v, format string, a ...any) error { return &FieldError{Var: v, Msg: fmt.Sprintf(format, a...)} }
+	if c.ServerPort < 1 || c.ServerPort > 65535 {
+		return bad("SERVER_PORT", "%d is not a port number (1-65535)", c.ServerPort)
+	}
+	if c.ServerHost != "" && net.ParseIP(c.ServerHost) == nil && c.ServerHost != "localhost" {
+		return bad("SERVER_HOST", "%q is not an IP address", c.ServerHost)
+	}
+	if c.DataDir == "" {
+		return bad("DATA_DIR", "must not be empty")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("LOG_LEVEL", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return bad("LOG_FORMAT", "%q is not text or json", c.LogFormat)
+	}
+	if c.MaxBodyBytes < 1024 {
+		return bad("MAX_BODY_BYTES", "%d is too small (at least 1024)", c.MaxBodyBytes)
+	}
+	if c.DatabaseURL != "" {
+		u, err := url.Parse(c.DatabaseURL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			return bad("DATABASE_URL", "not a postgres:// URL")
+		}
+	}
+	if c.DBPort < 1 || c.DBPort > 65535 {
+		return bad("DB_PORT", "%d is not a port number (1-65535)", c.DBPort)
+	}
+	if c.DBPoolSize < 1 {
+		return bad("DB_POOL_SIZE", "must be at least 1")
+	}
+	if c.RedisURL != "" {
+		u, err := url.Parse(c.RedisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			return bad("REDIS_URL", "not a redis:// URL")
+		}
+	}
+	if c.RedisPort < 1 || c.RedisPort > 65535 {
+		return bad("REDIS_PORT", "%d is not a port number (1-65535)", c.RedisPort)
+	}
+	if c.TokenHookActivation >= c.SessionTokenTTL || c.TokenHookActivation >= c.AuthTokenTTL {
+		return bad("TOKEN_HOOK_ACTIVATION_IN_SECONDS", "must be shorter than the auth and session token lifetimes")
+	}
+	if c.DefaultRatePerHour < 1 {
+		return bad("DEFAULT_MAX_REQUEST_RATE_PER_HOUR", "must be at least 1")
+	}
+	for route, n := range c.RatePerHourByRoute {
+		if !strings.HasPrefix(route, "/") || n < 1 {
+			return bad("MAX_REQUEST_RATE_PER_HOUR_CONFIG", "entry %q: %d must be a route starting with / and a limit of at least 1", route, n)
+		}
+	}
+	if c.EmailPort < 1 || c.EmailPort > 65535 {
+		return bad("EMAIL_PORT", "%d is not a port number (1-65535)", c.EmailPort)
+	}
+	for _, p := range []struct{ v, s string }{{"VERIFICATION_URL", c.VerificationURL}, {"RESET_PASSWORD_URL", c.ResetURL}} {
+		if u, err := url.Parse(p.s); err != nil || u.Scheme == "" || u.Host == "" {
+			return bad(p.v, "%q is not an absolute URL", p.s)
+		}
+	}
+	for _, o := range c.CORSOrigins {
+		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return bad("CORS_ALLOWED_ORIGINS", "%q is not an origin like https://example.org", o)
+		}
+	}
+	for _, p := range c.TrustedProxies {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				return bad("TRUSTED_PROXIES", "%q is not an IP or CIDR", p)
+			}
+		}
+	}
+	if c.NParallel < 1 || c.NParallel > 64 {
+		return bad("ENGINE_PARALLEL", "%d is out of range 1-64", c.NParallel)
+	}
+	if c.NCtx < 256 {
+		return bad("ENGINE_CTX", "%d is too small (at least 256)", c.NCtx)
+	}
+	if c.NBatch < 16 {
+		return bad("ENGINE_BATCH", "%d is too small (at least 16)", c.NBatch)
+	}
+	if c.NThreads < 0 {
+		return bad("ENGINE_THREADS", "must not be negative")
+	}
+	if c.QueueLength < 1 {
+		return bad("ENGINE_QUEUE", "must be at least 1")
+	}
+	if c.ModelWorkers < 1 || c.ModelWorkers > 32 {
+		return bad("THREAD_POOL_MAX_WORKERS", "%d is out of range 1-32", c.ModelWorkers)
+	}
+	return nil
+}
+
+// ManagedPostgres reports whether serve must start a private Postgres.
+func (c Config) ManagedPostgres() bool { return c.DatabaseURL == "" && c.DBHost == "" }
+
+// ManagedRedis reports whether serve must start a private Redis.
+func (c Config) ManagedRedis() bool { return c.RedisURL == "" && c.RedisHost == "" }
+
+// PostgresURL is the configured database URL (DATABASE_URL or one built
+// from DB_*). Empty when the database is managed.
+func (c Config) PostgresURL() string {
+	if c.DatabaseURL != "" {
+		return c.DatabaseURL
+	}
+	if c.DBHost == "" {
+		return ""
+	}
+	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(c.DBHost, strconv.Itoa(c.DBPort)), Path: "/" + c.DBName}
+	if c.DBPassword != "" {
+		u.User = url.UserPassword(c.DBUser, c.DBPassword)
+	} else {
+		u.User = url.User(c.DBUser)
+	}
+	return u.String()
+}
+
+// RedisAddrURL is the configured Redis URL (REDIS_URL or one built from
+// REDIS_*). Empty when Redis is managed.
+func (c Config) RedisAddrURL() string {
+	if c.RedisURL != "" {
+		return c.RedisURL
+	}
+	if c.RedisHost == "" {
+		return ""
+	}
+	return "redis://" + net.JoinHostPort(c.RedisHost, strconv.Itoa(c.RedisPort)) + "/0"
+}
+
+// ModelDirectory is MODEL_DIR or DATA_DIR/models.
+func (c Config) ModelDirectory() string {
+	if c.ModelDir != "" {
+		return c.ModelDir
+	}
+	return filepath.Join(c.DataDir, "models")
+}
+
+// ListenAddr is host:port for the HTTP listener.
+func (c Config) ListenAddr() string {
+	return net.JoinHostPort(c.ServerHost, strconv.Itoa(c.ServerPort))
+}
+
+// CheckDataDir creates DATA_DIR if needed and verifies it is writable.
+func (c Config) CheckDataDir() error {
+	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return &FieldError{Var: "DATA_DIR", Msg: fmt.Sprintf("cannot create %s: %v", c.DataDir, unwrapPathErr(err))}
+	}
+	f, err := os.CreateTemp(c.DataDir, ".write-check-*")
+	if err != nil {
+		return &FieldError{Var: "DATA_DIR", Msg: fmt.Sprintf("%s is not writable: %v (choose another DATA_DIR or fix its permissions)", c.DataDir, unwrapPathErr(err))}
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+func unwrapPathErr(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// Var describes one configuration variable, for documentation.
+type Var struct {
+	Name, Default, Doc string
+	Secret             bool
+}
+
+// Vars lists every variable in declaration order.
+func Vars() []Var {
+	t := reflect.TypeOf(Config{})
+	out := make([]Var, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		out = append(out, Var{Name: f.Tag.Get("env"), Default: f.Tag.Get("def"), Doc: f.Tag.Get("doc"), Secret: f.Tag.Get("secret") == "true"})
+	}
+	return out
+}
