@@ -48,7 +48,23 @@ type ContextParams struct {
 	NThreads   int  // 0 = backend default
 	Embeddings bool // pooled embeddings instead of logits
 	FlashAttn  bool
+	// NUbatch is the physical batch size (tokens computed at once inside
+	// one Decode); 0 = NBatch. Embeddings contexts always use NBatch.
+	NUbatch int
+	// Pooling selects how an Embeddings context pools a sequence's token
+	// embeddings; PoolingDefault = the model's own, or mean if it has none.
+	Pooling Pooling
 }
+
+// Pooling is the pooling of an embeddings context.
+type Pooling int
+
+const (
+	PoolingDefault Pooling = iota // the model's pooling, mean if it has none
+	PoolingMean                   // mean of the sequence's token embeddings
+	PoolingCLS                    // the first token's embedding
+	PoolingLast                   // the last token's embedding
+)
 
 // SamplingParams configures a sampler chain. Zero values mean "off"; a
 // Temperature <= 0 means greedy.
