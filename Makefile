@@ -1,0 +1,67 @@
+# code4me build, run and test entry points. `make run` and `make test` work on
+# a fresh Debian machine: they install what is missing first.
+
+SHELL := /bin/bash
+GO ?= go
+
+# llama.cpp/ggml are compiled by cgo from the github.com/ollama/ollama module.
+# Their C/C++ sources need real optimisation flags: without them the CPU path
+# is several times slower (docs/benchmarks.md). Local builds target this CPU;
+# set CPU_FLAGS for a portable release build (e.g. CPU_FLAGS="-mavx2 -mfma -mf16c").
+CPU_FLAGS ?= -march=native
+export CGO_CFLAGS ?= -O3 $(CPU_FLAGS)
+export CGO_CXXFLAGS ?= -O3 $(CPU_FLAGS)
+# Headers of llama.cpp and ggml live in the module directory, never copied here.
+LLAMA_MOD_DIR = $(shell $(GO) list -m -f '{{.Dir}}' github.com/ollama/ollama 2>/dev/null)
+export CGO_CPPFLAGS ?= -I$(LLAMA_MOD_DIR)/llama/llama.cpp/include -I$(LLAMA_MOD_DIR)/ml/backend/ggml/ggml/include
+
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+BIN := bin/code4me
+TEST_TIMEOUT ?= 30m
+
+.PHONY: all deps build run run-cuda cuda-backend test test-race generate check-generate bench bench-engine fmt vet clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/code4me
+
+run: deps build
+	./$(BIN) serve
+
+# CUDA: build ggml's CUDA backend from the same module source as a loadable
+# library, then run with it (needs nvcc and a GPU).
+cuda-backend:
+	bash third_party/ggml-cuda/build.sh build/ggml-cuda
+
+run-cuda: cuda-backend build
+	GGML_BACKEND_DIR=$(CURDIR)/build/ggml-cuda/lib ./$(BIN) serve
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./engine/... ./internal/redact/... ./internal/auth/...
+
+generate:
+	$(GO) tool sqlc generate
+
+# CI: the generated code must match the SQL.
+check-generate: generate
+	git diff --exit-code -- models
+
+bench: bench-engine
+
+bench-engine: build
+	./$(BIN) bench engine
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin build
