@@ -1,0 +1,323 @@
+// Package redact removes credentials from editor text before it reaches a
+// model, the database or a log.
+//
+// A Redactor wraps a gitleaks v8 detector built once from gitleaks' embedded
+// default rules. It is safe for concurrent use; build one at start-up and share
+// it. Every finding is replaced by a deterministic placeholder such as
+// "<redacted:aws-access-token>", so the same input always gives the same output
+// and the engine's KV prefix cache keeps matching between keystrokes.
+//
+// Rules of the package:
+//
+//   - A "gitleaks:allow" comment in user text never switches redaction off.
+//   - No decoding passes (base64, hex, percent): a decoded secret cannot be
+//     located in the original text, so it could not be replaced.
+//   - No file path is given to gitleaks: its path allowlists (vendor/,
+//     node_modules/, go.sum, …) would turn redaction off for such files.
+//   - Whole tokens are replaced: the secret capture group of gitleaks' rules is
+//     the whole token (every GitHub prefix, the three parts of a JWT, the whole
+//     PEM private-key block from BEGIN to END), never a prefix of it.
+//     Overlapping findings are merged and replaced as one span.
+//   - Findings report rule ids and counts only, never the secret or its hash.
+//   - Cancellation fails closed: when ctx ends before the scan finishes, the
+//     whole text is replaced by Incomplete.
+//
+// The generic-api-key rule is off by default (Options.IncludeGeneric). It is
+// the rule that catches `password = "hunter2"`, but its keywords (key, token,
+// auth, secret, …) occur in nearly every source file, so it dominates the cost
+// (about half of the scan time on Go source) and it misfires on ordinary code.
+// The issue's must-catch set (AWS keys, GitHub tokens of every kind, private
+// keys, JWTs, Slack tokens and the other 200-odd provider formats) is covered
+// by the specific rules.
+package redact
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/rs/zerolog"
+	"github.com/spf13/viper"
+	"github.com/zricethezav/gitleaks/v8/config"
+	"github.com/zricethezav/gitleaks/v8/detect"
+	"github.com/zricethezav/gitleaks/v8/logging"
+	"github.com/zricethezav/gitleaks/v8/regexp"
+	"github.com/zricethezav/gitleaks/v8/report"
+)
+
+// GenericRuleID is the gitleaks rule that Options.IncludeGeneric switches on.
+const GenericRuleID = "generic-api-key"
+
+// IncompleteRuleID is the rule id reported when a scan was cancelled.
+const IncompleteRuleID = "redact-incomplete"
+
+// Incomplete replaces the whole text when the scan was cancelled before it
+// finished: an unfinished scan must never pass for a clean one.
+const Incomplete = "<redacted:" + IncompleteRuleID + ">"
+
+// DefaultCacheSize is the number of entries kept by Cached when
+// Options.CacheSize is zero.
+const DefaultCacheSize = 1024
+
+// RegexpEngine names the regular-expression back-end gitleaks was built with:
+// "stdlib", or "github.com/wasilibs/go-re2" under the gore2regex build tag.
+const RegexpEngine = regexp.Version
+
+// Options configures a Redactor. The zero value is the recommended setting.
+type Options struct {
+	// IncludeGeneric turns on gitleaks' generic-api-key rule (default false;
+	// see the package documentation for why).
+	IncludeGeneric bool
+	// CacheSize is the number of results Cached keeps, keyed by the sha256 of
+	// the input. Zero means DefaultCacheSize; negative disables the cache, and
+	// Cached then behaves like Text.
+	CacheSize int
+}
+
+// Finding says that a rule matched. It never carries the secret.
+type Finding struct {
+	// RuleID is the gitleaks rule id, e.g. "github-pat".
+	RuleID string
+	// Count is the number of matches of the rule in the text.
+	Count int
+}
+
+// Redactor replaces secrets in text. It is safe for concurrent use.
+type Redactor struct {
+	d     *detect.Detector
+	rules []string
+	cache *lru.Cache[[sha256.Size]byte, cachedResult]
+}
+
+type cachedResult struct {
+	out      string // redacted text; empty when clean
+	clean    bool   // no findings: the input is returned as is
+	findings []Finding
+}
+
+// defaultConfig parses gitleaks' embedded rules once per process. It uses a
+// private viper instance, never the global one, so it cannot race with other
+// viper users. Silencing gitleaks' package-global logger happens here too:
+// its trace and debug lines carry the secrets.
+var defaultConfig = sync.OnceValues(func() (config.Config, error) {
+	logging.Logger = zerolog.Nop()
+	v := viper.New()
+	v.SetConfigType("toml")
+	if err := v.ReadConfig(strings.NewReader(config.DefaultConfig)); err != nil {
+		return config.Config{}, fmt.Errorf("read gitleaks default rules: %w", err)
+	}
+	var vc config.ViperConfig
+	if err := v.Unmarshal(&vc); err != nil {
+		return config.Config{}, fmt.Errorf("decode gitleaks default rules: %w", err)
+	}
+	cfg, err := vc.Translate()
+	if err != nil {
+		return config.Config{}, fmt.Errorf("translate gitleaks default rules: %w", err)
+	}
+	return cfg, nil
+})
+
+// New builds a Redactor from gitleaks' default rules. The first call in a
+// process parses and compiles the rules (tens of milliseconds); build one
+// Redactor at start-up and share it.
+func New(opts Options) (*Redactor, error) {
+	base, err := defaultConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg := base
+	cfg.Rules = make(map[string]config.Rule, len(base.Rules))
+	cfg.Keywords = make(map[string]struct{}, len(base.Keywords))
+	cfg.OrderedRules = nil
+	var ids []string
+	for id, rule := range base.Rules {
+		if id == GenericRuleID && !opts.IncludeGeneric {
+			continue
+		}
+		cfg.Rules[id] = rule
+		for _, k := range rule.Keywords {
+			cfg.Keywords[strings.ToLower(k)] = struct{}{}
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	cfg.OrderedRules = ids
+
+	d := detect.NewDetector(cfg)
+	d.IgnoreGitleaksAllow = true // a comment in user code must not disable redaction
+	d.MaxDecodeDepth = 0         // decoded findings cannot be located in the original text
+	d.Redact = 0                 // findings stay exact so their secrets can be found
+
+	r := &Redactor{d: d, rules: ids}
+	size := opts.CacheSize
+	if size == 0 {
+		size = DefaultCacheSize
+	}
+	if size > 0 {
+		c, err := lru.New[[sha256.Size]byte, cachedResult](size)
+		if err != nil {
+			return nil, fmt.Errorf("redact cache: %w", err)
+		}
+		r.cache = c
+	}
+	return r, nil
+}
+
+// Rules returns the ids of the rules in use, sorted.
+func (r *Redactor) Rules() []string { return slices.Clone(r.rules) }
+
+// Placeholder is the text that replaces a secret found by ruleID.
+func Placeholder(ruleID string) string { return "<redacted:" + ruleID + ">" }
+
+// Text returns s with every secret replaced by Placeholder(rule), and the rules
+// that matched, sorted by rule id. When nothing matches it returns s itself
+// and nil. When ctx ends before the scan finishes it returns Incomplete.
+func (r *Redactor) Text(ctx context.Context, s string) (string, []Finding) {
+	out, findings, ok := r.scan(ctx, s)
+	if !ok {
+		return Incomplete, []Finding{{RuleID: IncompleteRuleID, Count: 1}}
+	}
+	return out, findings
+}
+
+// Cached is Text with an LRU cache keyed by the sha256 of s, for text that
+// repeats between requests (context files, the stable head of a prefix). A
+// hit costs one hash of s. Cancelled scans are not cached.
+func (r *Redactor) Cached(ctx context.Context, s string) (string, []Finding) {
+	if r.cache == nil || s == "" {
+		return r.Text(ctx, s)
+	}
+	key := sha256.Sum256([]byte(s))
+	if c, ok := r.cache.Get(key); ok {
+		if c.clean {
+			return s, nil
+		}
+		return c.out, slices.Clone(c.findings)
+	}
+	out, findings, ok := r.scan(ctx, s)
+	if !ok {
+		return Incomplete, []Finding{{RuleID: IncompleteRuleID, Count: 1}}
+	}
+	c := cachedResult{clean: len(findings) == 0, findings: slices.Clone(findings)}
+	if !c.clean {
+		c.out = out
+	}
+	r.cache.Add(key, c)
+	return out, findings
+}
+
+// scan runs the detector and applies the findings. ok is false when ctx ended
+// before the scan finished.
+func (r *Redactor) scan(ctx context.Context, s string) (out string, findings []Finding, ok bool) {
+	if err := ctx.Err(); err != nil {
+		return "", nil, false
+	}
+	if s == "" {
+		return s, nil, true
+	}
+	fs := r.d.DetectContext(ctx, detect.Fragment{Raw: s})
+	// DetectContext stops between rules when ctx ends and returns what it has
+	// so far; that partial result must not pass for a complete one.
+	if ctx.Err() != nil {
+		return "", nil, false
+	}
+	if len(fs) == 0 {
+		return s, nil, true
+	}
+	return apply(s, fs), count(fs), true
+}
+
+// span is one occurrence of a secret in the input.
+type span struct {
+	start, end int
+	rule       string
+}
+
+// apply replaces every occurrence of every finding's secret in one pass.
+// Overlapping occurrences are merged into one span, labelled with the rule of
+// its longest member (a specific rule wins a tie against the generic one, then
+// the smaller rule id), so the result does not depend on the order of fs.
+func apply(s string, fs []report.Finding) string {
+	type secret struct{ text, rule string }
+	seen := make(map[secret]struct{}, len(fs))
+	var spans []span
+	for _, f := range fs {
+		sec := secret{f.Secret, f.RuleID}
+		if sec.text == "" {
+			sec.text = f.Match
+		}
+		if sec.text == "" {
+			continue
+		}
+		if _, dup := seen[sec]; dup {
+			continue
+		}
+		seen[sec] = struct{}{}
+		for i := 0; ; {
+			j := strings.Index(s[i:], sec.text)
+			if j < 0 {
+				break
+			}
+			start := i + j
+			spans = append(spans, span{start, start + len(sec.text), sec.rule})
+			i = start + 1
+		}
+	}
+	if len(spans) == 0 {
+		return s
+	}
+	slices.SortFunc(spans, func(a, b span) int {
+		return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(b.end, a.end), cmp.Compare(a.rule, b.rule))
+	})
+
+	var b strings.Builder
+	b.Grow(len(s))
+	last := 0
+	for i := 0; i < len(spans); {
+		cur := spans[i]
+		best := cur
+		for i++; i < len(spans) && spans[i].start < cur.end; i++ {
+			if better(spans[i], best) {
+				best = spans[i]
+			}
+			cur.end = max(cur.end, spans[i].end)
+		}
+		b.WriteString(s[last:cur.start])
+		b.WriteString(Placeholder(best.rule))
+		last = cur.end
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// better reports whether span a should label a merged span instead of b.
+func better(a, b span) bool {
+	la, lb := a.end-a.start, b.end-b.start
+	if la != lb {
+		return la > lb
+	}
+	ga, gb := a.rule == GenericRuleID, b.rule == GenericRuleID
+	if ga != gb {
+		return gb
+	}
+	return a.rule < b.rule
+}
+
+// count turns findings into per-rule counts sorted by rule id.
+func count(fs []report.Finding) []Finding {
+	n := make(map[string]int, len(fs))
+	for _, f := range fs {
+		n[f.RuleID]++
+	}
+	out := make([]Finding, 0, len(n))
+	for id, c := range n {
+		out = append(out, Finding{RuleID: id, Count: c})
+	}
+	slices.SortFunc(out, func(a, b Finding) int { return cmp.Compare(a.RuleID, b.RuleID) })
+	return out
+}
