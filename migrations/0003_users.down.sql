@@ -1,0 +1,3 @@
+DROP TABLE session;
+DROP TABLE api_key;
+DROP TABLE users;

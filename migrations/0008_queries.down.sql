@@ -1,0 +1,10 @@
+DROP TABLE chat_message;
+DROP TABLE ground_truth;
+DROP TABLE generation;
+DROP TABLE behavioral_telemetry;
+DROP TABLE contextual_telemetry;
+DROP TABLE query_context_file;
+DROP TABLE context;
+DROP TABLE chat_query;
+DROP TABLE completion_query;
+DROP TABLE meta_query;

@@ -1,0 +1,45 @@
+-- name: GenerationCreate :exec
+INSERT INTO generation (
+    meta_query_id, model_id, completion, generation_time_ms, shown_at, confidence, logprobs,
+    stop_reason, queue_ms, prefill_ms, decode_ms, tokens_cached, tokens_evaluated, tokens_generated,
+    sampler, seed, template_version)
+VALUES (
+    @meta_query_id, @model_id, @completion, @generation_time_ms, @shown_at, sqlc.narg('confidence'), @logprobs,
+    sqlc.narg('stop_reason'), sqlc.narg('queue_ms'), sqlc.narg('prefill_ms'), sqlc.narg('decode_ms'),
+    sqlc.narg('tokens_cached'), sqlc.narg('tokens_evaluated'), sqlc.narg('tokens_generated'),
+    @sampler, sqlc.narg('seed'), sqlc.narg('template_version'));
+
+-- name: GenerationGet :one
+SELECT * FROM generation WHERE meta_query_id = @meta_query_id AND model_id = @model_id;
+
+-- name: GenerationListByMetaQuery :many
+-- The generations of a query with their model's name, in model id order.
+SELECT g.*, m.name AS model_name
+FROM generation g JOIN model m USING (model_id)
+WHERE g.meta_query_id = @meta_query_id
+ORDER BY g.model_id;
+
+-- name: GenerationListByMetaQueries :many
+SELECT g.meta_query_id, g.model_id, m.name AS model_name, g.completion, g.generation_time_ms,
+       g.confidence, g.was_accepted
+FROM generation g JOIN model m USING (model_id)
+WHERE g.meta_query_id = ANY(@meta_query_ids::uuid[])
+ORDER BY g.meta_query_id, g.model_id;
+
+-- name: GenerationUpdateFeedback :execrows
+-- Records acceptance for one (query, model); 0 rows when there is no such
+-- generation. @shown_at, when not NULL, is appended to shown_at.
+UPDATE generation SET
+    was_accepted = @was_accepted,
+    feedback_at = now(),
+    shown_at = CASE WHEN sqlc.narg('shown_at')::timestamptz IS NULL THEN shown_at
+                    ELSE array_append(shown_at, sqlc.narg('shown_at')::timestamptz) END
+WHERE meta_query_id = @meta_query_id AND model_id = @model_id;
+
+-- name: GroundTruthCreate :one
+INSERT INTO ground_truth (meta_query_id, model_id, ground_truth)
+VALUES (@meta_query_id, sqlc.narg('model_id'), @ground_truth)
+RETURNING *;
+
+-- name: GroundTruthListByMetaQuery :many
+SELECT * FROM ground_truth WHERE meta_query_id = @meta_query_id ORDER BY truth_timestamp, ground_truth_id;

@@ -1,0 +1,79 @@
+-- name: UserCreate :one
+INSERT INTO users (email, name, password_hash, is_oauth_signup, config_id, preference)
+VALUES (lower(@email), @name, @password_hash, @is_oauth_signup, @config_id, @preference)
+RETURNING *;
+
+-- name: UserGetByID :one
+SELECT * FROM users WHERE user_id = @user_id::uuid;
+
+-- name: UserGetByEmail :one
+SELECT * FROM users WHERE email = lower(@email);
+
+-- name: UserEmailTaken :one
+-- Whether another user than @user_id::uuid has this email (pass uuid.Nil on create).
+SELECT EXISTS (SELECT 1 FROM users WHERE email = lower(@email) AND user_id <> @user_id::uuid)::boolean;
+
+-- name: UserUpdateProfile :one
+-- Updates the fields a user may change themselves; NULL keeps a field.
+UPDATE users SET
+    name = coalesce(sqlc.narg('name'), name),
+    email = coalesce(lower(sqlc.narg('email')), email),
+    updated_at = now()
+WHERE user_id = @user_id::uuid
+RETURNING *;
+
+-- name: UserUpdatePreference :one
+-- Replaces the preference object and records when consent last changed.
+UPDATE users SET
+    preference = @preference,
+    consent_updated_at = CASE
+        WHEN (preference -> 'store_context', preference -> 'store_contextual_telemetry', preference -> 'store_behavioral_telemetry')
+             IS DISTINCT FROM
+             ((@preference::jsonb) -> 'store_context', (@preference::jsonb) -> 'store_contextual_telemetry', (@preference::jsonb) -> 'store_behavioral_telemetry')
+        THEN now() ELSE consent_updated_at END,
+    updated_at = now()
+WHERE user_id = @user_id::uuid
+RETURNING *;
+
+-- name: UserUpdatePassword :exec
+UPDATE users SET password_hash = @password_hash, password_changed_at = now(), updated_at = now()
+WHERE user_id = @user_id::uuid;
+
+-- name: UserSetVerified :exec
+UPDATE users SET verified = true, verified_at = coalesce(verified_at, now()), updated_at = now()
+WHERE user_id = @user_id::uuid;
+
+-- name: UserSetConfig :exec
+UPDATE users SET config_id = @config_id, updated_at = now() WHERE user_id = @user_id::uuid;
+
+-- name: UserSetAdmin :exec
+UPDATE users SET is_admin = @is_admin, updated_at = now() WHERE user_id = @user_id::uuid;
+
+-- name: UserListVerifiedIDs :many
+SELECT user_id FROM users WHERE verified ORDER BY joined_at;
+
+-- name: UserDelete :execrows
+-- Deletes the account. Sessions, queries, chats and assignment history keep
+-- their rows with user_id NULL (pseudonymised); memberships and API keys go.
+DELETE FROM users WHERE user_id = @user_id::uuid;
+
+-- name: UserDataDeleteMetaQueries :execrows
+-- First step of deleting a user's data: their queries, with everything that
+-- cascades from them (context, telemetry, generations, ground truth, messages).
+DELETE FROM meta_query WHERE user_id = @user_id::uuid;
+
+-- name: UserDataDeleteSoleProjects :execrows
+-- Deletes the projects whose only member is the user (with their chats,
+-- queries and multi-file context).
+DELETE FROM project p
+WHERE EXISTS (SELECT 1 FROM project_users pu WHERE pu.project_id = p.project_id AND pu.user_id = @user_id::uuid)
+  AND NOT EXISTS (SELECT 1 FROM project_users pu WHERE pu.project_id = p.project_id AND pu.user_id <> @user_id::uuid);
+
+-- name: UserDataDeleteChats :execrows
+DELETE FROM chat WHERE user_id = @user_id::uuid;
+
+-- name: UserDataDeleteSessions :execrows
+DELETE FROM session WHERE user_id = @user_id::uuid;
+
+-- name: UserDataDeleteAssignments :execrows
+DELETE FROM config_assignment_history WHERE user_id = @user_id::uuid;
