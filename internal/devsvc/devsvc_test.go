@@ -1,0 +1,389 @@
+package devsvc
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	// Servers are processes, not goroutines: nothing may be left running.
+	goleak.VerifyTestMain(m)
+}
+
+// requireBinaries skips (or, under CI=true, fails) when the system lacks
+// the server binaries.
+func requireBinaries(t *testing.T) {
+	t.Helper()
+	_, errPG := FindPostgresBin()
+	_, errRedis := FindRedisServer()
+	for _, err := range []error{errPG, errRedis} {
+		if err == nil {
+			continue
+		}
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+}
+
+// serverTempDir is a temporary directory the postgres system user can reach
+// when the tests run as root (t.TempDir's parent is mode 0700).
+func serverTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// deadPid returns the pid of a process that has exited and been reaped.
+func deadPid(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+func TestFindPostgresBin(t *testing.T) {
+	requireBinaries(t)
+	bin, err := FindPostgresBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"postgres", "initdb"} {
+		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
+			t.Errorf("%s has no %s: %v", bin, name, err)
+		}
+	}
+}
+
+func TestPostgresLifecycle(t *testing.T) {
+	requireBinaries(t)
+	ctx := testContext(t)
+	dir := filepath.Join(serverTempDir(t), "pg")
+
+	began := time.Now()
+	pg, err := StartPostgres(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop(context.Background()) })
+	t.Logf("cold start (initdb + start): %v", time.Since(began))
+	if pg.Adopted() {
+		t.Fatal("a fresh directory reports an adopted server")
+	}
+	if strings.Contains(pg.URL("x"), "@127.0.0.1:"+strconv.Itoa(pg.Port())+"/x") == false {
+		t.Fatalf("URL does not name 127.0.0.1:%d/x", pg.Port())
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "password")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("password file: %v, mode %v", err, fi.Mode().Perm())
+	}
+
+	// The code4me database exists and pgvector works in it.
+	conn := connect(t, ctx, pg.URL(PostgresDatabase))
+	for _, q := range []string{
+		`CREATE EXTENSION vector`,
+		`CREATE TABLE kept (id int PRIMARY KEY, v vector(3))`,
+		`INSERT INTO kept VALUES (1, '[1,2,3]')`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var dist float64
+	if err := conn.QueryRow(ctx, `SELECT v <-> '[1,2,4]' FROM kept WHERE id = 1`).Scan(&dist); err != nil || dist != 1 {
+		t.Fatalf("vector distance = %v, %v; want 1", dist, err)
+	}
+	conn.Close(ctx)
+
+	// A second start from the same directory adopts the running server.
+	again, err := StartPostgres(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Adopted() || again.PID() != pg.PID() || again.Port() != pg.Port() {
+		t.Fatalf("second start: adopted=%v pid=%d port=%d; want adoption of pid %d port %d",
+			again.Adopted(), again.PID(), again.Port(), pg.PID(), pg.Port())
+	}
+
+	pid := pg.PID()
+	began = time.Now()
+	if err := pg.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stop: %v", time.Since(began))
+	if processAlive(pid) {
+		t.Fatalf("server pid %d still alive after Stop", pid)
+	}
+	if err := pg.Stop(ctx); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "postmaster.pid")); !os.IsNotExist(err) {
+		t.Fatalf("postmaster.pid after a clean stop: %v", err)
+	}
+
+	// A pid file left by a crash names a dead process, or a live process
+	// that is not this server (the pid was reused): both are stale.
+	for _, tc := range []struct {
+		name string
+		pid  int
+	}{
+		{"dead process", deadPid(t)},
+		{"reused pid", os.Getpid()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pidFile := filepath.Join(dir, "data", "postmaster.pid")
+			stale := strconv.Itoa(tc.pid) + "\n" + filepath.Join(dir, "data") + "\n1700000000\n5999\n\n127.0.0.1\n  0 0\nready\n"
+			if err := os.WriteFile(pidFile, []byte(stale), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			began := time.Now()
+			pg, err := StartPostgres(ctx, dir, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("warm start: %v", time.Since(began))
+			defer pg.Stop(context.Background())
+			if pg.Adopted() {
+				t.Fatal("adopted a server from a stale pid file")
+			}
+			// The data written before the restart is still there.
+			conn := connect(t, ctx, pg.URL(PostgresDatabase))
+			defer conn.Close(ctx)
+			var n int
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM kept`).Scan(&n); err != nil || n != 1 {
+				t.Fatalf("rows after restart = %d, %v; want 1", n, err)
+			}
+			if err := pg.Stop(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestStartPostgresUnusableDir(t *testing.T) {
+	requireBinaries(t)
+	ctx := testContext(t)
+	base := serverTempDir(t)
+	blocker := filepath.Join(base, "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dirs := []string{filepath.Join(blocker, "pg")}
+	if os.Geteuid() != 0 {
+		ro := filepath.Join(base, "readonly")
+		if err := os.Mkdir(ro, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, ro)
+	}
+	for _, dir := range dirs {
+		_, err := StartPostgres(ctx, dir, nil)
+		if err == nil {
+			t.Fatalf("StartPostgres(%s) succeeded", dir)
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "postgres: ") || !strings.Contains(msg, dir) || strings.Contains(msg, "\n") {
+			t.Errorf("error is not one line naming the directory: %q", msg)
+		}
+		if !strings.Contains(msg, "DATA_DIR") {
+			t.Errorf("error does not say how to fix it: %q", msg)
+		}
+	}
+}
+
+func TestPostgresCanUse(t *testing.T) {
+	base := serverTempDir(t)
+	closed := filepath.Join(base, "closed")
+	if err := os.Mkdir(closed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	err := PostgresCanUse(filepath.Join(closed, "pg"))
+	if os.Geteuid() != 0 {
+		if err != nil {
+			t.Fatalf("not root: %v", err)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), "chmod o+x "+closed) {
+		t.Fatalf("PostgresCanUse under a 0700 root dir = %v; want a chmod hint for %s", err, closed)
+	}
+	if err := PostgresCanUse(filepath.Join(base, "pg")); err != nil {
+		t.Fatalf("PostgresCanUse(open dir) = %v", err)
+	}
+}
+
+func TestRedisLifecycle(t *testing.T) {
+	requireBinaries(t)
+	ctx := testContext(t)
+	dir := filepath.Join(serverTempDir(t), "redis")
+
+	began := time.Now()
+	r, err := StartRedis(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+	t.Logf("cold start: %v", time.Since(began))
+
+	c := redisClient(t, r.URL()+"/5")
+	for key, want := range map[string]string{
+		"databases":              strconv.Itoa(RedisDatabases),
+		"notify-keyspace-events": "xEg", // Redis reports the flags in its own order
+		"appendonly":             "yes",
+		"bind":                   "127.0.0.1",
+	} {
+		got, err := c.ConfigGet(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameLetters(got[key], want) {
+			t.Errorf("CONFIG GET %s = %q; want %q", key, got[key], want)
+		}
+	}
+	if err := c.Set(ctx, "kept", "value", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	again, err := StartRedis(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Adopted() || again.PID() != r.PID() || again.Port() != r.Port() {
+		t.Fatalf("second start did not adopt the running server (adopted=%v)", again.Adopted())
+	}
+
+	pid := r.PID()
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if processAlive(pid) {
+		t.Fatalf("redis pid %d alive after Stop", pid)
+	}
+
+	for _, tc := range []struct {
+		name string
+		pid  int
+	}{
+		{"dead process", deadPid(t)},
+		{"reused pid", os.Getpid()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(filepath.Join(dir, "redis.pid"), []byte(strconv.Itoa(tc.pid)+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r, err := StartRedis(ctx, dir, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Stop(context.Background())
+			if r.Adopted() {
+				t.Fatal("adopted a server from a stale pid file")
+			}
+			c := redisClient(t, r.URL()+"/5")
+			defer c.Close()
+			if got, err := c.Get(ctx, "kept").Result(); err != nil || got != "value" {
+				t.Fatalf("GET kept after restart = %q, %v; want \"value\"", got, err)
+			}
+			if err := r.Stop(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestStartRedisUnusableDir(t *testing.T) {
+	requireBinaries(t)
+	blocker := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := StartRedis(testContext(t), filepath.Join(blocker, "redis"), nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "redis: cannot create ") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("StartRedis under a file = %v; want one line starting \"redis: cannot create\"", err)
+	}
+}
+
+func sameLetters(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, c := range a {
+		if strings.Count(a, string(c)) != strings.Count(b, string(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestRedisQuote(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"/tmp/x", `"/tmp/x"`},
+		{`a "b"`, `"a \"b\""`},
+		{`c:\d`, `"c:\\d"`},
+		{"tab\there", `"tab\x09here"`},
+	} {
+		if got := redisQuote(tc.in); got != tc.want {
+			t.Errorf("redisQuote(%q) = %s; want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestLastLines(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"", 3, ""},
+		{"a\n\nb\n", 3, "a | b"},
+		{"a\nb\nc\nd\n", 2, "c | d"},
+		{"  x  \n", 1, "x"},
+	} {
+		if got := lastLines(tc.in, tc.n); got != tc.want {
+			t.Errorf("lastLines(%q, %d) = %q; want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}
+
+func connect(t *testing.T, ctx context.Context, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+func redisClient(t *testing.T, url string) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return redis.NewClient(opts)
+}

@@ -1,0 +1,41 @@
+// Package devsvc runs private PostgreSQL and Redis servers from the system's
+// binaries, each under a directory of its own, for `code4me serve` when no
+// database or Redis is configured and for tests (through package testenv).
+//
+// Both servers listen on 127.0.0.1 only, on a free port chosen at start, and
+// require a random password that is kept in a mode-0600 file in their
+// directory and never logged. Data survives restarts: PostgreSQL's data
+// directory is created by initdb on first use and reused afterwards; Redis
+// keeps an append-only file and RDB snapshots.
+//
+// Layout of a PostgreSQL directory DIR:
+//
+//	DIR/data          the cluster (PGDATA), owned by the server's user
+//	DIR/password      the superuser's password (user "code4me")
+//	DIR/postgres.log  the server log
+//
+// Layout of a Redis directory DIR:
+//
+//	DIR/redis.conf    written at every start (port, password, persistence)
+//	DIR/password      the password (requirepass)
+//	DIR/redis.pid     the running server's pid
+//	DIR/redis.log     the server log
+//	DIR/appendonlydir, DIR/dump.rdb  the data
+//
+// PostgreSQL refuses to run as root: when this process is root, initdb and
+// the server run as the "postgres" system user and the data directory is
+// owned by it; PostgresCanUse says in advance whether that user can reach a
+// directory.
+//
+// Servers run in a session of their own, so a Ctrl-C in the terminal reaches
+// only the parent, which is expected to call Stop. When a server started from
+// the same directory is still running (its pid file names a live server
+// process whose working directory is that directory, as after a parent that
+// was killed), Start adopts it instead of starting a second one, and Stop
+// stops it like one it started. A pid file naming a dead process (a crash)
+// is removed and a new server started. Several processes may share one
+// adopted server; whoever calls Stop stops it for all of them, so a caller
+// that shares (package testenv) never calls Stop.
+//
+// Every error is one line that says what is wrong and how to fix it.
+package devsvc

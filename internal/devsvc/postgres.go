@@ -1,0 +1,508 @@
+package devsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// PostgresUser is the superuser that StartPostgres creates.
+const PostgresUser = "code4me"
+
+// PostgresDatabase is the database StartPostgres creates on first start.
+const PostgresDatabase = "code4me"
+
+// defaultStartTimeout bounds a start when the context has no deadline.
+const defaultStartTimeout = 60 * time.Second
+
+// errAddrInUse marks a server that exited because its port was taken.
+var errAddrInUse = errors.New("address already in use")
+
+// Postgres is a private PostgreSQL server started (or adopted) by
+// StartPostgres. Its methods are safe for concurrent use.
+type Postgres struct {
+	dir      string
+	dataDir  string
+	logPath  string
+	password string
+	port     int
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	pid     int // 0 once stopped
+	adopted bool
+}
+
+// FindPostgresBin returns the directory holding the newest installed
+// PostgreSQL server's binaries (postgres, initdb, pg_config), looking in
+// /usr/lib/postgresql/*/bin (Debian's layout) and then in PATH.
+func FindPostgresBin() (string, error) {
+	if dirs := debianPostgresBins(); len(dirs) > 0 {
+		return dirs[len(dirs)-1].dir, nil
+	}
+	if p, err := exec.LookPath("postgres"); err == nil {
+		dir := filepath.Dir(p)
+		if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil {
+			return dir, nil
+		}
+	}
+	return "", errors.New("no PostgreSQL server binaries found (looked in /usr/lib/postgresql/*/bin and PATH); run `sudo bash scripts/install-deps.sh` or `sudo apt-get install postgresql postgresql-server-dev-15`")
+}
+
+type pgBin struct {
+	major int
+	dir   string
+}
+
+// debianPostgresBins lists /usr/lib/postgresql/<major>/bin directories with a
+// server binary, oldest major first.
+func debianPostgresBins() []pgBin {
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	var out []pgBin
+	for _, m := range matches {
+		bin := filepath.Dir(m)
+		major, err := strconv.Atoi(filepath.Base(filepath.Dir(bin)))
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
+			continue
+		}
+		out = append(out, pgBin{major: major, dir: bin})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].major < out[j].major })
+	return out
+}
+
+// binForData picks the binaries for an existing data directory of the given
+// major version, or the newest ones for a new cluster.
+func binForData(pgVersion string) (string, error) {
+	if pgVersion == "" {
+		return FindPostgresBin()
+	}
+	major, err := strconv.Atoi(strings.TrimSpace(pgVersion))
+	if err != nil {
+		return "", fmt.Errorf("unreadable PG_VERSION %q", pgVersion)
+	}
+	for _, b := range debianPostgresBins() {
+		if b.major == major {
+			return b.dir, nil
+		}
+	}
+	bin, err := FindPostgresBin()
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.Command(filepath.Join(bin, "postgres"), "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s/postgres --version: %w", bin, err)
+	}
+	// "postgres (PostgreSQL) 15.6 (Debian 15.6-0+deb12u1)"
+	fields := strings.Fields(string(out))
+	if len(fields) >= 3 && strings.SplitN(fields[2], ".", 2)[0] == strconv.Itoa(major) {
+		return bin, nil
+	}
+	return "", fmt.Errorf("the data directory was made by PostgreSQL %d but that server is not installed (found %s); install postgresql-%d or remove the data directory to start over", major, strings.TrimSpace(string(out)), major)
+}
+
+// StartPostgres starts a private PostgreSQL server under dir, or adopts the
+// one already running from dir. On first use it runs initdb and creates the
+// database PostgresDatabase; later starts reuse the data. It returns once the
+// server accepts connections and has the pgvector extension available, or
+// when ctx ends (default limit one minute). log may be nil.
+func StartPostgres(ctx context.Context, dir string, log *slog.Logger) (*Postgres, error) {
+	p, err := startPostgres(ctx, dir, log)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return p, nil
+}
+
+func startPostgres(ctx context.Context, dir string, log *slog.Logger) (*Postgres, error) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultStartTimeout)
+		defer cancel()
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	acct, err := serverAccount("postgres")
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureWritableDir(abs); err != nil {
+		return nil, err
+	}
+	if acct.cred != nil {
+		if err := checkReachable(acct, abs); err != nil {
+			return nil, err
+		}
+		// The server's user must traverse dir to reach dir/data.
+		if err := os.Chmod(abs, 0o711); err != nil {
+			return nil, fmt.Errorf("chmod %s: %w", abs, unwrapPathErr(err))
+		}
+	}
+	p := &Postgres{
+		dir:     abs,
+		dataDir: filepath.Join(abs, "data"),
+		logPath: filepath.Join(abs, "postgres.log"),
+		log:     log,
+	}
+
+	pgVersion, err := os.ReadFile(filepath.Join(p.dataDir, "PG_VERSION"))
+	initialized := err == nil
+	if !initialized {
+		if entries, _ := os.ReadDir(p.dataDir); len(entries) > 0 {
+			return nil, fmt.Errorf("%s is not empty but holds no cluster (an interrupted initdb?); remove it to start over", p.dataDir)
+		}
+	}
+	if err := p.loadPassword(initialized); err != nil {
+		return nil, err
+	}
+
+	// A server from this directory may still be running.
+	pidPath := filepath.Join(p.dataDir, "postmaster.pid")
+	if pid, lines := readPidFile(pidPath); pid > 0 {
+		if isServerProcess(pid, "postgres", p.dataDir) && len(lines) > 3 {
+			port, err := strconv.Atoi(strings.TrimSpace(lines[3]))
+			if err == nil {
+				p.pid, p.port, p.adopted = pid, port, true
+				if err := p.waitReady(ctx); err != nil {
+					return nil, fmt.Errorf("a server (pid %d) is running from %s but does not answer: %w; stop it with `kill -INT %d`", pid, p.dataDir, err, pid)
+				}
+				log.Info("postgres adopted running server", slog.String("dir", p.dir), slog.Int("port", port), slog.Int("pid", pid))
+				return p, p.ensureDatabase(ctx)
+			}
+		}
+		if err := os.Remove(pidPath); err != nil {
+			return nil, fmt.Errorf("remove stale %s: %w", pidPath, unwrapPathErr(err))
+		}
+		log.Warn("postgres removed stale pid file", slog.String("path", pidPath), slog.Int("pid", pid))
+	}
+
+	bin, err := binForData(string(pgVersion))
+	if err != nil {
+		return nil, err
+	}
+	began := time.Now()
+	if !initialized {
+		if err := p.initdb(ctx, bin, acct); err != nil {
+			return nil, err
+		}
+		log.Info("postgres initialized data directory", slog.String("dir", p.dataDir), slog.Duration("elapsed", time.Since(began)))
+	}
+	if err := p.ensureDataDirOwner(acct); err != nil {
+		return nil, err
+	}
+
+	for attempt := 0; ; attempt++ {
+		err = p.launch(ctx, bin, acct)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, errAddrInUse) && attempt < 3 {
+			continue
+		}
+		return nil, err
+	}
+	if err := p.ensureDatabase(ctx); err != nil {
+		_ = p.Stop(context.Background())
+		return nil, err
+	}
+	log.Info("postgres started", slog.String("dir", p.dir), slog.Int("port", p.port), slog.Int("pid", p.pid), slog.Duration("elapsed", time.Since(began)))
+	return p, nil
+}
+
+// loadPassword reads dir/password, creating it for a new cluster.
+func (p *Postgres) loadPassword(initialized bool) error {
+	path := filepath.Join(p.dir, "password")
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && len(strings.TrimSpace(string(b))) > 0:
+		p.password = strings.TrimSpace(string(b))
+		return nil
+	case initialized:
+		return fmt.Errorf("%s is missing, and the existing cluster in %s needs it; restore it or remove %s to start over", path, p.dataDir, p.dir)
+	}
+	pw, err := randomHex(16)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, unwrapPathErr(err))
+	}
+	p.password = pw
+	return nil
+}
+
+// initdb creates the cluster with a password-protected superuser.
+func (p *Postgres) initdb(ctx context.Context, bin string, acct account) error {
+	if err := os.MkdirAll(p.dataDir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", p.dataDir, unwrapPathErr(err))
+	}
+	if err := p.ensureDataDirOwner(acct); err != nil {
+		return err
+	}
+	// initdb reads the password from a file the server's user can read.
+	pwfile := filepath.Join(p.dir, ".initdb-pwfile")
+	if err := os.WriteFile(pwfile, []byte(p.password+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", pwfile, unwrapPathErr(err))
+	}
+	defer os.Remove(pwfile)
+	if acct.cred != nil {
+		if err := os.Chown(pwfile, acct.uid, acct.gid); err != nil {
+			return fmt.Errorf("chown %s: %w", pwfile, unwrapPathErr(err))
+		}
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "initdb"),
+		"-D", p.dataDir,
+		"-U", PostgresUser,
+		"--pwfile", pwfile,
+		"--auth", "scram-sha-256",
+		"--encoding", "UTF8",
+		"--no-locale",
+	)
+	cmd.Dir = "/"
+	cmd.Env = filteredEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: acct.cred}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		// initdb cleans up after itself; make sure the next try starts empty.
+		_ = os.RemoveAll(p.dataDir)
+		return fmt.Errorf("initdb %s failed: %v: %s", p.dataDir, err, lastLines(string(out), 3))
+	}
+	return nil
+}
+
+// ensureDataDirOwner gives the data directory to the server's user, which
+// PostgreSQL insists on.
+func (p *Postgres) ensureDataDirOwner(acct account) error {
+	if acct.cred == nil {
+		return nil
+	}
+	fi, err := os.Stat(p.dataDir)
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == acct.uid {
+		return nil
+	}
+	return filepath.Walk(p.dataDir, func(path string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, acct.uid, acct.gid)
+	})
+}
+
+// launch starts the server on a free port and waits until it is ready.
+func (p *Postgres) launch(ctx context.Context, bin string, acct account) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", p.logPath, unwrapPathErr(err))
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(bin, "postgres"),
+		"-D", p.dataDir,
+		"-p", strconv.Itoa(port),
+		"-c", "listen_addresses=127.0.0.1",
+		"-c", "unix_socket_directories=",
+		"-c", "max_connections=300",
+	)
+	cmd.Dir = "/"
+	cmd.Env = filteredEnv()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: acct.cred}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	p.mu.Lock()
+	p.pid, p.port = cmd.Process.Pid, port
+	p.mu.Unlock()
+	// The server outlives this call; processAlive reaps it by pid.
+	_ = cmd.Process.Release()
+
+	if err := p.waitReady(ctx); err != nil {
+		p.kill()
+		return err
+	}
+	return nil
+}
+
+// waitReady polls until the server accepts a connection, exits, or ctx ends.
+func (p *Postgres) waitReady(ctx context.Context) error {
+	var last error
+	for {
+		if !processAlive(p.pid) {
+			tail := tailFile(p.logPath, 3)
+			if strings.Contains(tail, "Address already in use") {
+				return errAddrInUse
+			}
+			return fmt.Errorf("the server exited during start-up: %s (log: %s)", tail, p.logPath)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := pgx.Connect(cctx, p.URL("postgres"))
+		cancel()
+		if err == nil {
+			conn.Close(context.Background())
+			return nil
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "28P01" || pgErr.Code == "28000") {
+			return fmt.Errorf("the server rejects the password in %s (%s); remove %s to start over", filepath.Join(p.dir, "password"), pgErr.Code, p.dir)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not ready before the start deadline (last error: %v; log: %s)", last, p.logPath)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// ensureDatabase checks for pgvector and creates PostgresDatabase if needed.
+func (p *Postgres) ensureDatabase(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, p.URL("postgres"))
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+	var hasVector bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')`).Scan(&hasVector); err != nil {
+		return fmt.Errorf("check for pgvector: %w", err)
+	}
+	if !hasVector {
+		return errors.New("the pgvector extension is not installed for this PostgreSQL server; run `sudo bash scripts/install-deps.sh`")
+	}
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, PostgresDatabase).Scan(&exists); err != nil {
+		return fmt.Errorf("check for database %s: %w", PostgresDatabase, err)
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{PostgresDatabase}.Sanitize()); err != nil {
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "42P04" { // lost a race: fine
+				return fmt.Errorf("create database %s: %w", PostgresDatabase, err)
+			}
+		}
+	}
+	return nil
+}
+
+// URL returns a postgres:// URL for the database dbname on this server, with
+// the superuser's credentials. Do not log it: it holds the password.
+func (p *Postgres) URL(dbname string) string {
+	p.mu.Lock()
+	port := p.port
+	p.mu.Unlock()
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.UserPassword(PostgresUser, p.password),
+		Host:     "127.0.0.1:" + strconv.Itoa(port),
+		Path:     "/" + dbname,
+		RawQuery: "sslmode=disable",
+	}
+	return u.String()
+}
+
+// Port returns the TCP port the server listens on (on 127.0.0.1).
+func (p *Postgres) Port() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.port
+}
+
+// Dir returns the server's directory.
+func (p *Postgres) Dir() string { return p.dir }
+
+// PID returns the server's process id, 0 once stopped.
+func (p *Postgres) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pid
+}
+
+// Adopted reports whether StartPostgres found this server already running.
+func (p *Postgres) Adopted() bool { return p.adopted }
+
+// Stop shuts the server down with a fast shutdown (SIGINT: open sessions are
+// ended, data is checkpointed) and waits for it to exit. When ctx ends first
+// (default limit 30 seconds) it sends SIGQUIT and returns an error. Stopping a
+// stopped server does nothing.
+func (p *Postgres) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pid == 0 {
+		return nil
+	}
+	pid := p.pid
+	if err := syscall.Kill(pid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("postgres: signal pid %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d
+	}
+	if !waitGone(pid, deadline) {
+		_ = syscall.Kill(pid, syscall.SIGQUIT)
+		waitGone(pid, time.Now().Add(5*time.Second))
+		p.pid = 0
+		return fmt.Errorf("postgres: server (pid %d) did not shut down in time; sent SIGQUIT (see %s)", pid, p.logPath)
+	}
+	p.pid = 0
+	p.log.Info("postgres stopped", slog.String("dir", p.dir))
+	return nil
+}
+
+// kill ends a server that failed to become ready.
+func (p *Postgres) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pid == 0 {
+		return
+	}
+	_ = syscall.Kill(p.pid, syscall.SIGQUIT)
+	if !waitGone(p.pid, time.Now().Add(5*time.Second)) {
+		_ = syscall.Kill(p.pid, syscall.SIGKILL)
+		waitGone(p.pid, time.Now().Add(5*time.Second))
+	}
+	p.pid = 0
+}
+
+// lastLines returns the last n non-empty lines of s joined by " | ".
+func lastLines(s string, n int) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.TrimSpace(l) != "" {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return strings.Join(out, " | ")
+}

@@ -1,0 +1,347 @@
+package devsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisDatabases is the number of logical databases a private Redis has, so
+// that tests can each take one.
+const RedisDatabases = 1024
+
+// Redis is a private Redis server started (or adopted) by StartRedis. Its
+// methods are safe for concurrent use.
+type Redis struct {
+	dir      string
+	confPath string
+	pidPath  string
+	logPath  string
+	password string
+	port     int
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	pid     int
+	adopted bool
+}
+
+// FindRedisServer returns the path of redis-server from PATH (or
+// /usr/bin/redis-server).
+func FindRedisServer() (string, error) {
+	if p, err := exec.LookPath("redis-server"); err == nil {
+		return p, nil
+	}
+	if _, err := os.Stat("/usr/bin/redis-server"); err == nil {
+		return "/usr/bin/redis-server", nil
+	}
+	return "", errors.New("redis-server not found in PATH; run `sudo bash scripts/install-deps.sh` or `sudo apt-get install redis-server`")
+}
+
+// StartRedis starts a private Redis server under dir, or adopts the one
+// already running from dir. Data persists in dir (append-only file plus RDB
+// snapshots); the server has RedisDatabases databases and publishes keyspace
+// events for expired and evicted keys and generic commands
+// (notify-keyspace-events Exg). It returns once the server answers PING, or
+// when ctx ends (default limit one minute). log may be nil.
+func StartRedis(ctx context.Context, dir string, log *slog.Logger) (*Redis, error) {
+	r, err := startRedis(ctx, dir, log)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	return r, nil
+}
+
+func startRedis(ctx context.Context, dir string, log *slog.Logger) (*Redis, error) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultStartTimeout)
+		defer cancel()
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureWritableDir(abs); err != nil {
+		return nil, err
+	}
+	r := &Redis{
+		dir:      abs,
+		confPath: filepath.Join(abs, "redis.conf"),
+		pidPath:  filepath.Join(abs, "redis.pid"),
+		logPath:  filepath.Join(abs, "redis.log"),
+		log:      log,
+	}
+	if err := r.loadPassword(); err != nil {
+		return nil, err
+	}
+
+	if pid, _ := readPidFile(r.pidPath); pid > 0 {
+		if isServerProcess(pid, "redis-server", abs) {
+			if port := confPort(r.confPath); port > 0 {
+				r.pid, r.port, r.adopted = pid, port, true
+				if err := r.waitReady(ctx); err != nil {
+					return nil, fmt.Errorf("a server (pid %d) is running from %s but does not answer: %w; stop it with `kill %d`", pid, abs, err, pid)
+				}
+				log.Info("redis adopted running server", slog.String("dir", abs), slog.Int("port", port), slog.Int("pid", pid))
+				return r, nil
+			}
+		}
+		if err := os.Remove(r.pidPath); err != nil {
+			return nil, fmt.Errorf("remove stale %s: %w", r.pidPath, unwrapPathErr(err))
+		}
+		log.Warn("redis removed stale pid file", slog.String("path", r.pidPath), slog.Int("pid", pid))
+	}
+
+	bin, err := FindRedisServer()
+	if err != nil {
+		return nil, err
+	}
+	began := time.Now()
+	for attempt := 0; ; attempt++ {
+		err = r.launch(ctx, bin)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, errAddrInUse) && attempt < 3 {
+			continue
+		}
+		return nil, err
+	}
+	log.Info("redis started", slog.String("dir", abs), slog.Int("port", r.port), slog.Int("pid", r.pid), slog.Duration("elapsed", time.Since(began)))
+	return r, nil
+}
+
+func (r *Redis) loadPassword() error {
+	path := filepath.Join(r.dir, "password")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		r.password = strings.TrimSpace(string(b))
+		return nil
+	}
+	pw, err := randomHex(16)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, unwrapPathErr(err))
+	}
+	r.password = pw
+	return nil
+}
+
+// redisQuote quotes a config value for redis.conf.
+func redisQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c >= 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// writeConf writes redis.conf for a server on port.
+func (r *Redis) writeConf(port int) error {
+	conf := strings.Join([]string{
+		"# Written by code4me (internal/devsvc) at every start; edits are lost.",
+		"bind 127.0.0.1",
+		"protected-mode yes",
+		"port " + strconv.Itoa(port),
+		"daemonize no",
+		"pidfile " + redisQuote(r.pidPath),
+		`logfile ""`,
+		"dir " + redisQuote(r.dir),
+		"databases " + strconv.Itoa(RedisDatabases),
+		"appendonly yes",
+		"appendfsync everysec",
+		"save 3600 1 300 100 60 10000",
+		"notify-keyspace-events Exg",
+		"requirepass " + redisQuote(r.password),
+		"",
+	}, "\n")
+	if err := os.WriteFile(r.confPath, []byte(conf), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", r.confPath, unwrapPathErr(err))
+	}
+	return nil
+}
+
+// confPort reads the port line of a redis.conf written by writeConf.
+func confPort(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "port" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
+}
+
+func (r *Redis) launch(ctx context.Context, bin string) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	if err := r.writeConf(port); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", r.logPath, unwrapPathErr(err))
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, r.confPath)
+	cmd.Dir = r.dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", bin, err)
+	}
+	r.mu.Lock()
+	r.pid, r.port = cmd.Process.Pid, port
+	r.mu.Unlock()
+	_ = cmd.Process.Release()
+	if err := r.waitReady(ctx); err != nil {
+		r.kill()
+		return err
+	}
+	return nil
+}
+
+func (r *Redis) waitReady(ctx context.Context) error {
+	opts, err := redis.ParseURL(r.URL())
+	if err != nil {
+		return err
+	}
+	opts.MaxRetries = -1
+	opts.DialTimeout = time.Second
+	client := redis.NewClient(opts)
+	defer client.Close()
+	var last error
+	for {
+		if !processAlive(r.pid) {
+			tail := tailFile(r.logPath, 3)
+			if strings.Contains(tail, "Address already in use") {
+				return errAddrInUse
+			}
+			return fmt.Errorf("the server exited during start-up: %s (log: %s)", tail, r.logPath)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := client.Ping(cctx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if msg := err.Error(); strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") {
+			return fmt.Errorf("the server rejects the password in %s; stop it and remove that file", filepath.Join(r.dir, "password"))
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not ready before the start deadline (last error: %v; log: %s)", last, r.logPath)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// URL returns redis://:password@127.0.0.1:port with no database number;
+// append "/N" to pick database N. Do not log it: it holds the password.
+func (r *Redis) URL() string {
+	r.mu.Lock()
+	port := r.port
+	r.mu.Unlock()
+	u := url.URL{
+		Scheme: "redis",
+		User:   url.UserPassword("", r.password),
+		Host:   "127.0.0.1:" + strconv.Itoa(port),
+	}
+	return u.String()
+}
+
+// Port returns the TCP port the server listens on (on 127.0.0.1).
+func (r *Redis) Port() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.port
+}
+
+// Dir returns the server's directory.
+func (r *Redis) Dir() string { return r.dir }
+
+// PID returns the server's process id, 0 once stopped.
+func (r *Redis) PID() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pid
+}
+
+// Adopted reports whether StartRedis found this server already running.
+func (r *Redis) Adopted() bool { return r.adopted }
+
+// Stop shuts the server down with SIGTERM (Redis then writes its RDB
+// snapshot and flushes the append-only file) and waits for it to exit. When
+// ctx ends first (default limit 30 seconds) it kills the server and returns
+// an error. Stopping a stopped server does nothing.
+func (r *Redis) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pid == 0 {
+		return nil
+	}
+	pid := r.pid
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("redis: signal pid %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d
+	}
+	if !waitGone(pid, deadline) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		waitGone(pid, time.Now().Add(5*time.Second))
+		r.pid = 0
+		return fmt.Errorf("redis: server (pid %d) did not shut down in time; killed it (see %s)", pid, r.logPath)
+	}
+	r.pid = 0
+	r.log.Info("redis stopped", slog.String("dir", r.dir))
+	return nil
+}
+
+func (r *Redis) kill() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pid == 0 {
+		return
+	}
+	_ = syscall.Kill(r.pid, syscall.SIGKILL)
+	waitGone(r.pid, time.Now().Add(5*time.Second))
+	r.pid = 0
+}
