@@ -1,0 +1,51 @@
+package db
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/code4me/code4me/models"
+)
+
+// DeleteUser deletes the user's account in one transaction and returns
+// ErrNotFound when there is no such user.
+//
+// Without deleteData the research data stays, pseudonymised: sessions,
+// queries, chats and study assignments keep their rows with user_id NULL,
+// while memberships and API keys go. With deleteData every query the user
+// made (with its context, telemetry, generations, ground truth and chat
+// messages), their chats, sessions and assignments, and the projects where
+// they were the only member are deleted too. Revoking the user's tokens in
+// Redis is the caller's job.
+func DeleteUser(ctx context.Context, b Beginner, userID uuid.UUID, deleteData bool) error {
+	q := models.New()
+	return WithTx(ctx, b, func(tx pgx.Tx) error {
+		if _, err := q.UserGetByID(ctx, tx, userID); err != nil {
+			return fmt.Errorf("look up user: %w", Translate(err))
+		}
+		if deleteData {
+			steps := []struct {
+				what string
+				run  func(context.Context, models.DBTX, uuid.UUID) (int64, error)
+			}{
+				{"queries", q.UserDataDeleteMetaQueries},
+				{"sole projects", q.UserDataDeleteSoleProjects},
+				{"chats", q.UserDataDeleteChats},
+				{"sessions", q.UserDataDeleteSessions},
+				{"assignments", q.UserDataDeleteAssignments},
+			}
+			for _, s := range steps {
+				if _, err := s.run(ctx, tx, userID); err != nil {
+					return fmt.Errorf("delete user %s: %w", s.what, err)
+				}
+			}
+		}
+		if _, err := q.UserDelete(ctx, tx, userID); err != nil {
+			return fmt.Errorf("delete user: %w", err)
+		}
+		return nil
+	})
+}
