@@ -89,10 +89,14 @@ type Finding struct {
 
 // Redactor replaces secrets in text. It is safe for concurrent use.
 type Redactor struct {
-	d     *detect.Detector
-	rules []string
-	cache *lru.Cache[[sha256.Size]byte, cachedResult]
+	d      *detect.Detector
+	rules  []string
+	chunks *lru.Cache[[sha256.Size]byte, []hit]        // Text: secrets per chunk
+	whole  *lru.Cache[[sha256.Size]byte, cachedResult] // Cached: whole results
 }
+
+// hit is one secret found by one rule. It never leaves the package.
+type hit struct{ rule, secret string }
 
 type cachedResult struct {
 	out      string // redacted text; empty when clean
@@ -133,7 +137,6 @@ func New(opts Options) (*Redactor, error) {
 	cfg := base
 	cfg.Rules = make(map[string]config.Rule, len(base.Rules))
 	cfg.Keywords = make(map[string]struct{}, len(base.Keywords))
-	cfg.OrderedRules = nil
 	var ids []string
 	for id, rule := range base.Rules {
 		if id == GenericRuleID && !opts.IncludeGeneric {
@@ -159,11 +162,12 @@ func New(opts Options) (*Redactor, error) {
 		size = DefaultCacheSize
 	}
 	if size > 0 {
-		c, err := lru.New[[sha256.Size]byte, cachedResult](size)
-		if err != nil {
+		if r.chunks, err = lru.New[[sha256.Size]byte, []hit](size); err != nil {
+			return nil, fmt.Errorf("redact chunk cache: %w", err)
+		}
+		if r.whole, err = lru.New[[sha256.Size]byte, cachedResult](size); err != nil {
 			return nil, fmt.Errorf("redact cache: %w", err)
 		}
-		r.cache = c
 	}
 	return r, nil
 }
@@ -174,32 +178,40 @@ func (r *Redactor) Rules() []string { return slices.Clone(r.rules) }
 // Placeholder is the text that replaces a secret found by ruleID.
 func Placeholder(ruleID string) string { return "<redacted:" + ruleID + ">" }
 
-// Text returns s with every secret replaced by Placeholder(rule), and the rules
-// that matched, sorted by rule id. When nothing matches it returns s itself
-// and nil. When ctx ends before the scan finishes it returns Incomplete.
+// Text returns s with every secret replaced by Placeholder(rule), and per rule
+// the number of placeholders it put in, sorted by rule id. When nothing
+// matches it returns s itself and nil. When ctx ends before the scan finishes
+// it returns Incomplete.
+//
+// The text is scanned in chunks of about a kilobyte, cut at content-defined
+// line boundaries, and the secrets of each chunk are cached by its sha256: as
+// a user types, only the chunk around the cursor is scanned again, and a
+// window that slides over a file re-scans only its edges. Chunking never
+// changes the result for secrets on one line, nor for private-key blocks
+// (never cut); see chunkSpans for the one-line overlap between chunks.
 func (r *Redactor) Text(ctx context.Context, s string) (string, []Finding) {
-	out, findings, ok := r.scan(ctx, s)
+	out, findings, ok := r.text(ctx, s)
 	if !ok {
 		return Incomplete, []Finding{{RuleID: IncompleteRuleID, Count: 1}}
 	}
 	return out, findings
 }
 
-// Cached is Text with an LRU cache keyed by the sha256 of s, for text that
-// repeats between requests (context files, the stable head of a prefix). A
-// hit costs one hash of s. Cancelled scans are not cached.
+// Cached is Text with a cache of whole results keyed by the sha256 of s, for
+// text that repeats unchanged between requests (context files). A hit costs
+// one hash of s. Cancelled scans are not cached.
 func (r *Redactor) Cached(ctx context.Context, s string) (string, []Finding) {
-	if r.cache == nil || s == "" {
+	if r.whole == nil || s == "" {
 		return r.Text(ctx, s)
 	}
 	key := sha256.Sum256([]byte(s))
-	if c, ok := r.cache.Get(key); ok {
+	if c, ok := r.whole.Get(key); ok {
 		if c.clean {
 			return s, nil
 		}
 		return c.out, slices.Clone(c.findings)
 	}
-	out, findings, ok := r.scan(ctx, s)
+	out, findings, ok := r.text(ctx, s)
 	if !ok {
 		return Incomplete, []Finding{{RuleID: IncompleteRuleID, Count: 1}}
 	}
@@ -207,29 +219,72 @@ func (r *Redactor) Cached(ctx context.Context, s string) (string, []Finding) {
 	if !c.clean {
 		c.out = out
 	}
-	r.cache.Add(key, c)
+	r.whole.Add(key, c)
 	return out, findings
 }
 
-// scan runs the detector and applies the findings. ok is false when ctx ended
-// before the scan finished.
-func (r *Redactor) scan(ctx context.Context, s string) (out string, findings []Finding, ok bool) {
-	if err := ctx.Err(); err != nil {
+// text scans s chunk by chunk and applies the secrets found. ok is false when
+// ctx ended before the scan finished.
+func (r *Redactor) text(ctx context.Context, s string) (out string, findings []Finding, ok bool) {
+	if ctx.Err() != nil {
 		return "", nil, false
 	}
 	if s == "" {
 		return s, nil, true
 	}
-	fs := r.d.DetectContext(ctx, detect.Fragment{Raw: s})
+	var hits []hit
+	for _, c := range chunkSpans(s) {
+		hs, ok := r.chunk(ctx, s[c[0]:c[1]])
+		if !ok {
+			return "", nil, false
+		}
+		hits = append(hits, hs...)
+	}
+	if len(hits) == 0 {
+		return s, nil, true
+	}
+	out, findings = apply(s, hits)
+	return out, findings, true
+}
+
+// chunk returns the secrets in c, from the cache when it has them.
+func (r *Redactor) chunk(ctx context.Context, c string) ([]hit, bool) {
+	var key [sha256.Size]byte
+	if r.chunks != nil {
+		key = sha256.Sum256([]byte(c))
+		if hs, ok := r.chunks.Get(key); ok {
+			return hs, true
+		}
+	}
+	fs := r.d.DetectContext(ctx, detect.Fragment{Raw: c})
 	// DetectContext stops between rules when ctx ends and returns what it has
 	// so far; that partial result must not pass for a complete one.
 	if ctx.Err() != nil {
-		return "", nil, false
+		return nil, false
 	}
+	hs := hits(fs)
+	if r.chunks != nil {
+		r.chunks.Add(key, hs)
+	}
+	return hs, true
+}
+
+// hits extracts the distinct (rule, secret) pairs of gitleaks findings.
+func hits(fs []report.Finding) []hit {
 	if len(fs) == 0 {
-		return s, nil, true
+		return nil
 	}
-	return apply(s, fs), count(fs), true
+	hs := make([]hit, 0, len(fs))
+	for _, f := range fs {
+		h := hit{rule: f.RuleID, secret: f.Secret}
+		if h.secret == "" {
+			h.secret = f.Match
+		}
+		if h.secret != "" && !slices.Contains(hs, h) {
+			hs = append(hs, h)
+		}
+	}
+	return hs
 }
 
 // span is one occurrence of a secret in the input.
@@ -238,43 +293,37 @@ type span struct {
 	rule       string
 }
 
-// apply replaces every occurrence of every finding's secret in one pass.
-// Overlapping occurrences are merged into one span, labelled with the rule of
-// its longest member (a specific rule wins a tie against the generic one, then
-// the smaller rule id), so the result does not depend on the order of fs.
-func apply(s string, fs []report.Finding) string {
-	type secret struct{ text, rule string }
-	seen := make(map[secret]struct{}, len(fs))
+// apply replaces every occurrence of every secret in one pass and counts the
+// placeholders per rule. Overlapping occurrences are merged into one span,
+// labelled with the rule of its longest member (a specific rule wins a tie
+// against the generic one, then the smaller rule id), so the result does not
+// depend on the order of hs.
+func apply(s string, hs []hit) (string, []Finding) {
 	var spans []span
-	for _, f := range fs {
-		sec := secret{f.Secret, f.RuleID}
-		if sec.text == "" {
-			sec.text = f.Match
-		}
-		if sec.text == "" {
+	seen := make(map[hit]struct{}, len(hs))
+	for _, h := range hs {
+		if _, dup := seen[h]; dup || h.secret == "" {
 			continue
 		}
-		if _, dup := seen[sec]; dup {
-			continue
-		}
-		seen[sec] = struct{}{}
+		seen[h] = struct{}{}
 		for i := 0; ; {
-			j := strings.Index(s[i:], sec.text)
+			j := strings.Index(s[i:], h.secret)
 			if j < 0 {
 				break
 			}
 			start := i + j
-			spans = append(spans, span{start, start + len(sec.text), sec.rule})
+			spans = append(spans, span{start, start + len(h.secret), h.rule})
 			i = start + 1
 		}
 	}
 	if len(spans) == 0 {
-		return s
+		return s, nil
 	}
 	slices.SortFunc(spans, func(a, b span) int {
 		return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(b.end, a.end), cmp.Compare(a.rule, b.rule))
 	})
 
+	counts := make(map[string]int)
 	var b strings.Builder
 	b.Grow(len(s))
 	last := 0
@@ -289,10 +338,17 @@ func apply(s string, fs []report.Finding) string {
 		}
 		b.WriteString(s[last:cur.start])
 		b.WriteString(Placeholder(best.rule))
+		counts[best.rule]++
 		last = cur.end
 	}
 	b.WriteString(s[last:])
-	return b.String()
+
+	findings := make([]Finding, 0, len(counts))
+	for id, n := range counts {
+		findings = append(findings, Finding{RuleID: id, Count: n})
+	}
+	slices.SortFunc(findings, func(a, b Finding) int { return cmp.Compare(a.RuleID, b.RuleID) })
+	return b.String(), findings
 }
 
 // better reports whether span a should label a merged span instead of b.
@@ -306,18 +362,4 @@ func better(a, b span) bool {
 		return gb
 	}
 	return a.rule < b.rule
-}
-
-// count turns findings into per-rule counts sorted by rule id.
-func count(fs []report.Finding) []Finding {
-	n := make(map[string]int, len(fs))
-	for _, f := range fs {
-		n[f.RuleID]++
-	}
-	out := make([]Finding, 0, len(n))
-	for id, c := range n {
-		out = append(out, Finding{RuleID: id, Count: c})
-	}
-	slices.SortFunc(out, func(a, b Finding) int { return cmp.Compare(a.RuleID, b.RuleID) })
-	return out
 }

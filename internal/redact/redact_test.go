@@ -41,7 +41,9 @@ func randFrom(r *mathrand.Rand, alphabet string, n int) string {
 	return string(b)
 }
 
-func seeded(seed uint64) *mathrand.Rand { return mathrand.New(mathrand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
+func seeded(seed uint64) *mathrand.Rand {
+	return mathrand.New(mathrand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+}
 
 func awsKey(r *mathrand.Rand) string    { return "AKIA" + randFrom(r, upperDigits, 16) }
 func githubPAT(r *mathrand.Rand) string { return "ghp_" + randFrom(r, alnum, 36) }
@@ -280,7 +282,7 @@ func TestCached(t *testing.T) {
 			t.Fatalf("Cached(clean) = %q %v", got, fs)
 		}
 	}
-	if n := r.cache.Len(); n != 2 {
+	if n := r.whole.Len(); n != 2 {
 		t.Fatalf("cache holds %d entries, want 2", n)
 	}
 	off, err := New(Options{CacheSize: -1})
@@ -300,7 +302,7 @@ func TestCancelledFailsClosed(t *testing.T) {
 	if out != Incomplete || len(fs) != 1 || fs[0].RuleID != IncompleteRuleID {
 		t.Fatalf("cancelled scan = %q %v", out, fs)
 	}
-	if r.cache.Len() != 0 {
+	if r.whole.Len() != 0 {
 		t.Fatal("a cancelled scan was cached")
 	}
 	// A deadline in the middle of a scan also fails closed, never partially.
@@ -313,32 +315,46 @@ func TestCancelledFailsClosed(t *testing.T) {
 }
 
 func TestApplyMergesOverlaps(t *testing.T) {
-	f := func(rule, secret string) report.Finding { return report.Finding{RuleID: rule, Secret: secret} }
+	f := func(rule, secret string) hit { return hit{rule: rule, secret: secret} }
 	tests := []struct {
-		name string
-		in   string
-		fs   []report.Finding
-		want string
+		name   string
+		in     string
+		hs     []hit
+		want   string
+		counts []Finding
 	}{
-		{"none", "abcdefghij", nil, "abcdefghij"},
-		{"every occurrence", "x=SECRET1; y=SECRET1", []report.Finding{f("r", "SECRET1")}, "x=<redacted:r>; y=<redacted:r>"},
-		{"contained: longest labels", "k=AAAABBBBCCCC.", []report.Finding{f("short", "BBBB"), f("long", "AAAABBBBCCCC")}, "k=<redacted:long>."},
-		{"partial overlap merged", "k=AAAABBBBCCCC.", []report.Finding{f("a", "AAAABBBB"), f("b", "BBBBCCCC")}, "k=<redacted:a>."},
-		{"specific beats generic on a tie", "k=TOKEN", []report.Finding{f(GenericRuleID, "TOKEN"), f("z-rule", "TOKEN")}, "k=<redacted:z-rule>"},
-		{"empty secret falls back to match", "k=MATCHED", []report.Finding{{RuleID: "m", Match: "MATCHED"}}, "k=<redacted:m>"},
-		{"placeholder text never rescanned", "SECRETVALUE redacted", []report.Finding{f("a", "SECRETVALUE"), f("b", "redacted")}, "<redacted:a> <redacted:b>"},
+		{"none", "abcdefghij", nil, "abcdefghij", nil},
+		{"every occurrence", "x=SECRET1; y=SECRET1", []hit{f("r", "SECRET1")}, "x=<redacted:r>; y=<redacted:r>", []Finding{{"r", 2}}},
+		{"contained: longest labels", "k=AAAABBBBCCCC.", []hit{f("short", "BBBB"), f("long", "AAAABBBBCCCC")}, "k=<redacted:long>.", []Finding{{"long", 1}}},
+		{"partial overlap merged", "k=AAAABBBBCCCC.", []hit{f("a", "AAAABBBB"), f("b", "BBBBCCCC")}, "k=<redacted:a>.", []Finding{{"a", 1}}},
+		{"specific beats generic on a tie", "k=TOKEN", []hit{f(GenericRuleID, "TOKEN"), f("z-rule", "TOKEN")}, "k=<redacted:z-rule>", []Finding{{"z-rule", 1}}},
+		{"placeholder text never rescanned", "SECRETVALUE redacted", []hit{f("a", "SECRETVALUE"), f("b", "redacted")}, "<redacted:a> <redacted:b>", []Finding{{"a", 1}, {"b", 1}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := apply(tc.in, tc.fs); got != tc.want {
-				t.Fatalf("apply = %q, want %q", got, tc.want)
+			got, counts := apply(tc.in, tc.hs)
+			if got != tc.want || !equalFindings(counts, tc.counts) {
+				t.Fatalf("apply = %q %v, want %q %v", got, counts, tc.want, tc.counts)
 			}
-			rev := slices.Clone(tc.fs)
+			rev := slices.Clone(tc.hs)
 			slices.Reverse(rev)
-			if got := apply(tc.in, rev); got != tc.want {
+			if got, _ := apply(tc.in, rev); got != tc.want {
 				t.Fatalf("apply depends on finding order: %q", got)
 			}
 		})
+	}
+}
+
+func TestHitsFromFindings(t *testing.T) {
+	fs := []report.Finding{
+		{RuleID: "a", Secret: "S1", Match: "key=S1"},
+		{RuleID: "a", Secret: "S1", Match: "key=S1"},
+		{RuleID: "b", Match: "WHOLE"},
+		{RuleID: "c"},
+	}
+	want := []hit{{"a", "S1"}, {"b", "WHOLE"}}
+	if got := hits(fs); !slices.Equal(got, want) {
+		t.Fatalf("hits = %v, want %v", got, want)
 	}
 }
 
