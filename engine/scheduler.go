@@ -1,0 +1,725 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrEmptyPrompt means the prompt has no tokens.
+var ErrEmptyPrompt = errors.New("engine: empty prompt")
+
+// Config sizes one model's scheduler. Zero values take the defaults noted.
+type Config struct {
+	NParallel int  // slots (sequences); default 4
+	NCtx      int  // KV cells shared by all slots; default 4096 × NParallel
+	NBatch    int  // tokens per decode; default 512
+	NThreads  int  // 0: backend default
+	FlashAttn bool // passed to the backend
+	// QueueSize bounds requests waiting for a slot; default 64. A request
+	// beyond it fails with ErrOverloaded.
+	QueueSize int
+	// CacheReuse is the minimum chunk, in tokens, that is shifted into place
+	// when it moved in the prompt (llama.cpp --cache-reuse); default 64,
+	// negative disables it.
+	CacheReuse int
+	// SlotSimilarity is the share of the prompt a slot's cached prefix must
+	// cover for that slot to be chosen over the least recently used one;
+	// default 0.1, negative: always the longest prefix.
+	SlotSimilarity float64
+	// Family overrides the prompt layout detected from the model.
+	Family Family
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.NParallel <= 0 {
+		c.NParallel = 4
+	}
+	if c.NCtx <= 0 {
+		c.NCtx = 4096 * c.NParallel
+	}
+	if c.NBatch <= 0 {
+		c.NBatch = 512
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 64
+	}
+	if c.CacheReuse == 0 {
+		c.CacheReuse = 64
+	}
+	if c.SlotSimilarity == 0 {
+		c.SlotSimilarity = 0.1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Stats describe a scheduler for health and ping endpoints.
+type Stats struct {
+	Model       string
+	Family      Family
+	Info        ModelInfo
+	Slots       int // effective number of parallel sequences
+	SlotsBusy   int
+	NCtx        int // KV cells in all
+	NCtxPerSlot int
+	NBatch      int
+	CanShift    bool
+	QueueLen    int // requests waiting for a slot
+	QueueCap    int
+
+	Requests        uint64 // requests finished
+	PromptTokens    uint64
+	CachedTokens    uint64
+	EvaluatedTokens uint64
+	GeneratedTokens uint64
+}
+
+// sequence is one request inside the scheduler. Fields below "scheduler
+// state" belong to the scheduler goroutine.
+type sequence struct {
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	req       Request
+	prompt    []Token
+	truncated bool
+	sampler   Sampler
+	stream    *Stream
+	tSubmit   time.Time
+	tokenize  time.Duration
+
+	// scheduler state
+	slot       *slot
+	nPast      int // prompt tokens in the KV
+	generating bool
+	next       [1]Token // sampled token to decode next
+	filter     *textFilter
+	tokens     []Token
+	logprobs   []float32
+	cached     int
+	shifted    int
+	evaluated  int
+	tAdmit     time.Time
+	tGen       time.Time // prompt done, generation began
+	tFirst     time.Time
+	finished   bool
+}
+
+// part is one sequence's share of a batch.
+type part struct {
+	seq    *sequence
+	toks   []Token
+	pos0   int
+	logits bool
+	row    int // batch row of the last token, set by fill
+}
+
+// Scheduler runs one loaded model: a single goroutine owns its Context, its
+// slots, the samplers in use and the KV mirror; other goroutines reach it
+// only through Stream/Complete (which tokenize in the caller's goroutine and
+// send the request over a channel) and Stats.
+type Scheduler struct {
+	name     string
+	model    Model
+	special  SpecialTokens
+	info     ModelInfo
+	family   Family
+	cfg      Config
+	nCtxSlot int
+	canShift bool
+	log      *slog.Logger
+
+	submit chan *sequence
+	quit   chan struct{}
+	done   chan struct{}
+
+	mu     sync.RWMutex // closed; held for reading while submitting
+	closed bool
+
+	supMu sync.Mutex
+	sup   map[string]*sequence
+
+	queued atomic.Int64
+	busy   atomic.Int64
+	nReq, nPrompt, nCached, nEval, nGen atomic.Uint64
+
+	// owned by the run goroutine
+	ctx     Context
+	slots   []*slot
+	waiting []*sequence
+	active  []*sequence
+	batch   Batch
+	parts   []part
+	rr      int
+	tick    uint64
+}
+
+// NewScheduler creates a context on m and starts the goroutine that owns
+// it. The caller keeps ownership of m and closes it after Close.
+func NewScheduler(name string, m Model, cfg Config) (*Scheduler, error) {
+	cfg = cfg.withDefaults()
+	c, err := m.NewContext(ContextParams{
+		NCtx: cfg.NCtx, NBatch: cfg.NBatch, NSeqMax: cfg.NParallel,
+		NThreads: cfg.NThreads, FlashAttn: cfg.FlashAttn,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new context for %q: %w", name, err)
+	}
+	s := &Scheduler{
+		name: name, model: m, special: m.Special(), info: m.Info(), cfg: cfg, log: cfg.Logger,
+		submit: make(chan *sequence, cfg.QueueSize),
+		quit:   make(chan struct{}), done: make(chan struct{}),
+		sup: map[string]*sequence{}, ctx: c,
+	}
+	s.family = cfg.Family
+	if s.family == FamilyNone {
+		s.family = DetectFamily(s.info, s.special)
+	}
+	// The backend may give fewer cells or sequences than asked for; size
+	// slots from what it reports.
+	nSeq := max(c.NSeqMax(), 1)
+	s.nCtxSlot = c.NCtx() / nSeq
+	s.canShift = c.CanShift()
+	if cfg.NBatch > c.NBatch() && c.NBatch() > 0 {
+		s.cfg.NBatch = c.NBatch()
+	}
+	for i := range nSeq {
+		s.slots = append(s.slots, &slot{id: int32(i)})
+	}
+	s.log.Info("scheduler started", slog.String("model", name), slog.String("family", string(s.family)),
+		slog.Int("slots", nSeq), slog.Int("n_ctx", c.NCtx()), slog.Int("n_ctx_slot", s.nCtxSlot),
+		slog.Int("n_batch", s.cfg.NBatch), slog.Bool("can_shift", s.canShift))
+	go s.run()
+	return s, nil
+}
+
+// Name is the model name the scheduler was started with.
+func (s *Scheduler) Name() string { return s.name }
+
+// Model returns the model the scheduler runs.
+func (s *Scheduler) Model() Model { return s.model }
+
+// Family is the prompt layout in use.
+func (s *Scheduler) Family() Family { return s.family }
+
+// Stats reports the scheduler's shape and counters. Safe from any goroutine.
+func (s *Scheduler) Stats() Stats {
+	return Stats{
+		Model: s.name, Family: s.family, Info: s.info,
+		Slots: len(s.slots), SlotsBusy: int(s.busy.Load()),
+		NCtx: s.nCtxSlot * len(s.slots), NCtxPerSlot: s.nCtxSlot, NBatch: s.cfg.NBatch, CanShift: s.canShift,
+		QueueLen: int(s.queued.Load()), QueueCap: s.cfg.QueueSize,
+		Requests: s.nReq.Load(), PromptTokens: s.nPrompt.Load(), CachedTokens: s.nCached.Load(),
+		EvaluatedTokens: s.nEval.Load(), GeneratedTokens: s.nGen.Load(),
+	}
+}
+
+// Complete runs req to its end. It returns an error without a result when
+// the request could not be queued (ErrOverloaded, ErrClosed, ErrNoFIM,
+// ErrPromptTooLong), and the result together with Result.Err for StopError.
+// Cancellation and deadlines give a result with StopCancelled/StopDeadline
+// and a nil error.
+func (s *Scheduler) Complete(ctx context.Context, req Request) (*Result, error) {
+	st, err := s.Stream(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return st.Wait()
+}
+
+// Stream lays out and tokenizes req in the caller's goroutine and queues it.
+// Cancelling ctx (or Stream.Cancel) stops the request within one batch step.
+func (s *Scheduler) Stream(ctx context.Context, req Request) (*Stream, error) {
+	t0 := time.Now()
+	budget := s.nCtxSlot - min(max(req.MaxTokens, 0), s.nCtxSlot/2)
+	p, err := BuildPrompt(s.model, s.special, s.family, &req, budget)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Tokens) == 0 {
+		return nil, ErrEmptyPrompt
+	}
+	sampler, err := s.model.NewSampler(req.Sampling)
+	if err != nil {
+		return nil, fmt.Errorf("new sampler: %w", err)
+	}
+	req.Stop = append([]string(nil), req.Stop...)
+	req.Extra = nil // laid out already; do not keep the text alive
+	sctx, cancel := context.WithCancelCause(ctx)
+	seq := &sequence{
+		ctx: sctx, cancel: cancel, req: req, prompt: p.Tokens, truncated: p.Truncated,
+		sampler: sampler, stream: newStream(), filter: newTextFilter(req.Stop, req.Mode, req.NIndent),
+	}
+	seq.stream.seq = seq
+
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		sampler.Close()
+		cancel(ErrClosed)
+		return nil, ErrClosed
+	}
+	if s.queued.Add(1) > int64(s.cfg.QueueSize) {
+		s.queued.Add(-1)
+		sampler.Close()
+		cancel(ErrOverloaded)
+		return nil, ErrOverloaded
+	}
+	if key := req.SupersedeKey; key != "" {
+		s.supMu.Lock()
+		old := s.sup[key]
+		s.sup[key] = seq
+		s.supMu.Unlock()
+		if old != nil {
+			old.cancel(ErrSuperseded)
+		}
+	}
+	seq.tSubmit = time.Now()
+	seq.tokenize = seq.tSubmit.Sub(t0)
+	s.submit <- seq // never blocks: queued ≤ QueueSize = cap(submit)
+	return seq.stream, nil
+}
+
+// Close stops the scheduler: requests in flight end with ErrClosed, the
+// context is closed. The model stays open. Close waits for the goroutine.
+func (s *Scheduler) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.done
+		return nil
+	}
+	s.closed = true
+	close(s.quit)
+	s.mu.Unlock()
+	<-s.done
+	return nil
+}
+
+// run is the only goroutine that touches s.ctx, the slots and the samplers
+// of admitted requests.
+func (s *Scheduler) run() {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.quit:
+			s.shutdown()
+			return
+		default:
+		}
+		s.drain()
+		now := time.Now()
+		s.reap(now)
+		s.admit(now)
+		if len(s.active) == 0 {
+			if len(s.waiting) > 0 {
+				continue
+			}
+			select {
+			case q := <-s.submit:
+				s.waiting = append(s.waiting, q)
+			case <-s.quit:
+				s.shutdown()
+				return
+			}
+			continue
+		}
+		s.step()
+		s.compact()
+	}
+}
+
+func (s *Scheduler) drain() {
+	for {
+		select {
+		case q := <-s.submit:
+			s.waiting = append(s.waiting, q)
+		default:
+			return
+		}
+	}
+}
+
+// reap ends cancelled requests and those past their prompt budget.
+func (s *Scheduler) reap(now time.Time) {
+	for _, q := range s.active {
+		if q.finished {
+			continue
+		}
+		if q.ctx.Err() != nil {
+			s.finishCtx(q)
+			continue
+		}
+		if !q.generating && q.req.MaxTokens > 0 && q.req.TMaxPrompt > 0 && now.Sub(q.tAdmit) > q.req.TMaxPrompt {
+			s.finish(q, StopDeadline, ErrPromptBudget)
+		}
+	}
+	keep := s.waiting[:0]
+	for _, q := range s.waiting {
+		if q.ctx.Err() != nil {
+			s.finishCtx(q)
+			continue
+		}
+		keep = append(keep, q)
+	}
+	clear(s.waiting[len(keep):])
+	s.waiting = keep
+	s.compact()
+}
+
+func (s *Scheduler) finishCtx(q *sequence) {
+	if errors.Is(q.ctx.Err(), context.DeadlineExceeded) {
+		s.finish(q, StopDeadline, context.Cause(q.ctx))
+		return
+	}
+	s.finish(q, StopCancelled, context.Cause(q.ctx))
+}
+
+func (s *Scheduler) compact() {
+	keep := s.active[:0]
+	for _, q := range s.active {
+		if !q.finished {
+			keep = append(keep, q)
+		}
+	}
+	clear(s.active[len(keep):])
+	s.active = keep
+}
+
+// admit gives waiting requests idle slots, FIFO, and prepares each slot's KV.
+func (s *Scheduler) admit(now time.Time) {
+	for len(s.waiting) > 0 {
+		q := s.waiting[0]
+		sl := pickSlot(s.slots, q.prompt, s.cfg.SlotSimilarity)
+		if sl == nil {
+			return
+		}
+		s.waiting[0] = nil
+		s.waiting = s.waiting[1:]
+		s.queued.Add(-1)
+		s.busy.Add(1)
+		q.slot, sl.seq = sl, q
+		q.tAdmit = now
+		s.active = append(s.active, q)
+		if len(q.prompt) >= s.nCtxSlot {
+			s.finish(q, StopError, ErrPromptTooLong)
+			continue
+		}
+		s.prepare(q)
+		if rp := q.req.Sampling.RepeatPenalty; rp != 0 && rp != 1 {
+			n := q.req.Sampling.RepeatLastN
+			if n <= 0 || n > len(q.prompt) {
+				n = len(q.prompt)
+			}
+			for _, t := range q.prompt[len(q.prompt)-n:] {
+				q.sampler.Accept(t)
+			}
+		}
+	}
+}
+
+// prepare trims the slot's KV to what the prompt can reuse.
+func (s *Scheduler) prepare(q *sequence) {
+	sl := q.slot
+	n := 0
+	shifted := 0
+	if q.req.CachePrompt {
+		n = commonPrefix(sl.cached, q.prompt)
+		if s.cfg.CacheReuse > 0 && s.canShift {
+			n, shifted = reuseChunks(s.ctx, sl.id, sl.cached, q.prompt, n, s.cfg.CacheReuse)
+		}
+	}
+	if n >= len(q.prompt) {
+		// One token must be evaluated to get logits.
+		n = len(q.prompt) - 1
+		shifted = min(shifted, n)
+	}
+	if n < len(sl.cached) {
+		if !s.ctx.SeqRm(sl.id, int32(n), -1) {
+			s.ctx.SeqRm(sl.id, 0, -1)
+			n, shifted = 0, 0
+		}
+		sl.cached = sl.cached[:n]
+	}
+	q.nPast, q.cached, q.shifted = n, n, shifted
+}
+
+// step builds one batch (decode first, then chunked prefill round-robin),
+// decodes it and samples.
+func (s *Scheduler) step() {
+	parts := s.parts[:0]
+	for _, q := range s.active {
+		if q.finished || !q.generating || len(parts) >= s.cfg.NBatch {
+			continue
+		}
+		parts = append(parts, part{seq: q, toks: q.next[:], pos0: len(q.slot.cached), logits: true})
+	}
+	budget := s.cfg.NBatch - len(parts)
+	var pre []*sequence
+	for _, q := range s.active {
+		if !q.finished && !q.generating {
+			pre = append(pre, q)
+		}
+	}
+	if n := len(pre); n > 0 && budget > 0 {
+		start := s.rr % n
+		s.rr++
+		for i := 0; i < n && budget > 0; i++ {
+			q := pre[(start+i)%n]
+			take := min(budget, len(q.prompt)-q.nPast)
+			last := q.nPast+take == len(q.prompt)
+			parts = append(parts, part{seq: q, toks: q.prompt[q.nPast : q.nPast+take], pos0: q.nPast,
+				logits: last && q.req.MaxTokens > 0})
+			budget -= take
+		}
+	}
+	s.parts = parts
+	if len(parts) > 0 {
+		s.decode(parts)
+	}
+	clear(s.parts[:cap(s.parts)])
+}
+
+// fill builds the batch from parts and records logits rows.
+func (s *Scheduler) fill(parts []part) int {
+	s.batch.Reset()
+	for i := range parts {
+		p := &parts[i]
+		for j, t := range p.toks {
+			s.batch.Add(t, int32(p.pos0+j), p.seq.slot.id, p.logits && j == len(p.toks)-1)
+		}
+		p.row = s.batch.Len() - 1
+	}
+	return s.batch.Len()
+}
+
+// decode evaluates parts. On ErrKVFull it evicts idle slots' caches and
+// retries, then splits the batch in halves; what still fails ends the
+// sequences involved with StopError, never the process.
+func (s *Scheduler) decode(parts []part) {
+	for {
+		n := s.fill(parts)
+		err := s.ctx.Decode(&s.batch)
+		if err == nil {
+			s.commit(parts)
+			return
+		}
+		if errors.Is(err, ErrKVFull) {
+			if s.evictIdle() {
+				continue
+			}
+			if n > 1 {
+				a, b := splitParts(parts, n/2)
+				s.decode(a)
+				live := b[:0]
+				for _, p := range b {
+					if !p.seq.finished {
+						p.pos0 = len(p.seq.slot.cached)
+						live = append(live, p)
+					}
+				}
+				if len(live) > 0 {
+					s.decode(live)
+				}
+				return
+			}
+		}
+		s.log.Warn("decode failed", slog.String("model", s.name), slog.Int("tokens", n), slog.Any("err", err))
+		for _, p := range parts {
+			if !p.seq.finished {
+				// The backend keeps nothing of a failed batch; make sure.
+				s.ctx.SeqRm(p.seq.slot.id, int32(len(p.seq.slot.cached)), -1)
+				s.finish(p.seq, StopError, fmt.Errorf("decode: %w", err))
+			}
+		}
+		return
+	}
+}
+
+// splitParts splits parts after n tokens, cutting a prefill chunk if needed.
+func splitParts(parts []part, n int) (a, b []part) {
+	for i, p := range parts {
+		if n <= 0 {
+			return parts[:i:i], append([]part(nil), parts[i:]...)
+		}
+		if len(p.toks) > n {
+			first, second := p, p
+			first.toks, first.logits = p.toks[:n], false
+			second.toks, second.pos0 = p.toks[n:], p.pos0+n
+			a = append(append([]part(nil), parts[:i]...), first)
+			b = append([]part{second}, parts[i+1:]...)
+			return a, b
+		}
+		n -= len(p.toks)
+	}
+	return parts, nil
+}
+
+// evictIdle drops the KV of idle slots; it reports whether any was dropped.
+func (s *Scheduler) evictIdle() bool {
+	any := false
+	for _, sl := range s.slots {
+		if sl.seq == nil && len(sl.cached) > 0 {
+			s.ctx.SeqRm(sl.id, 0, -1)
+			sl.cached = sl.cached[:0]
+			any = true
+		}
+	}
+	return any
+}
+
+// commit mirrors a successful decode into the slots, then samples.
+func (s *Scheduler) commit(parts []part) {
+	now := time.Now()
+	for _, p := range parts {
+		q := p.seq
+		q.slot.cached = append(q.slot.cached, p.toks...)
+		if !q.generating {
+			q.nPast += len(p.toks)
+			q.evaluated += len(p.toks)
+		}
+	}
+	for _, p := range parts {
+		q := p.seq
+		if q.finished {
+			continue
+		}
+		if !p.logits {
+			if !q.generating && q.nPast == len(q.prompt) && q.req.MaxTokens <= 0 {
+				q.tGen = now
+				s.finish(q, StopLength, nil)
+			}
+			continue
+		}
+		if !q.generating {
+			q.generating, q.tGen = true, now
+		}
+		t := q.sampler.Sample(s.ctx, p.row)
+		s.accept(q, t, LogProb(s.ctx.Logits(p.row), t), now)
+	}
+}
+
+// isEnd reports tokens that end a completion: end-of-generation tokens and
+// FIM control tokens (a model that starts another file is done).
+func (s *Scheduler) isEnd(t Token) bool {
+	if s.model.IsEOG(t) {
+		return true
+	}
+	sp := &s.special
+	switch t {
+	case sp.EOS, sp.EOT, sp.FIMPad, sp.FIMRep, sp.FIMSep, sp.FIMPre, sp.FIMSuf, sp.FIMMid:
+		return t != NoToken
+	}
+	return false
+}
+
+// accept handles one sampled token: end checks, text rules, streaming.
+func (s *Scheduler) accept(q *sequence, t Token, lp float32, now time.Time) {
+	q.tokens = append(q.tokens, t)
+	q.logprobs = append(q.logprobs, lp)
+	if q.tFirst.IsZero() {
+		q.tFirst = now
+	}
+	if s.isEnd(t) {
+		s.finish(q, StopEOS, nil)
+		return
+	}
+	if q.filter.push(s.model.Piece(t, false)) {
+		s.finish(q, StopWord, nil)
+		return
+	}
+	switch {
+	case len(q.tokens) >= q.req.MaxTokens,
+		q.req.TMaxPredict > 0 && q.filter.hasNewline && now.Sub(q.tGen) > q.req.TMaxPredict,
+		len(q.slot.cached)+1 > s.nCtxSlot:
+		s.finish(q, StopLength, nil)
+		return
+	}
+	q.next[0] = t
+	if d := q.filter.take(); d != "" {
+		q.stream.push(d)
+	}
+}
+
+// finish ends q: releases its slot (keeping the KV for reuse), frees its
+// sampler and publishes the result. Idempotent.
+func (s *Scheduler) finish(q *sequence, reason StopReason, err error) {
+	if q.finished {
+		return
+	}
+	q.finished = true
+	now := time.Now()
+	tail := q.filter.flush()
+	res := &Result{
+		Text: q.filter.text(), Stop: reason, Err: err,
+		Tokens: q.tokens, Logprobs: q.logprobs, Confidence: Confidence(q.logprobs),
+		Truncated: q.truncated, Slot: -1,
+	}
+	if reason == StopWord {
+		res.StoppingWord = q.filter.stopWord
+	}
+	tm := &res.Timings
+	tm.TokenizeMS = ms(q.tokenize)
+	tm.TotalMS = ms(now.Sub(q.tSubmit))
+	tm.PromptTokens = len(q.prompt)
+	tm.GeneratedTokens = len(q.tokens)
+	if q.slot != nil {
+		res.Slot = int(q.slot.id)
+		tm.QueueMS = ms(q.tAdmit.Sub(q.tSubmit))
+		tm.CachedTokens, tm.ShiftedTokens, tm.EvaluatedTokens = q.cached, q.shifted, q.evaluated
+		if q.tGen.IsZero() {
+			tm.PrefillMS = ms(now.Sub(q.tAdmit))
+		} else {
+			tm.PrefillMS = ms(q.tGen.Sub(q.tAdmit))
+			tm.DecodeMS = ms(now.Sub(q.tGen))
+		}
+		if !q.tFirst.IsZero() {
+			tm.FirstMS = ms(q.tFirst.Sub(q.tSubmit))
+		}
+		s.tick++
+		q.slot.seq, q.slot.lastUsed = nil, s.tick
+		s.busy.Add(-1)
+	} else {
+		tm.QueueMS = tm.TotalMS
+		s.queued.Add(-1)
+	}
+	q.sampler.Close()
+	if key := q.req.SupersedeKey; key != "" {
+		s.supMu.Lock()
+		if s.sup[key] == q {
+			delete(s.sup, key)
+		}
+		s.supMu.Unlock()
+	}
+	s.nReq.Add(1)
+	s.nPrompt.Add(uint64(tm.PromptTokens))
+	s.nCached.Add(uint64(tm.CachedTokens))
+	s.nEval.Add(uint64(tm.EvaluatedTokens))
+	s.nGen.Add(uint64(tm.GeneratedTokens))
+	q.cancel(nil)
+	q.stream.end(tail, res)
+}
+
+// shutdown ends every request with ErrClosed and closes the context.
+func (s *Scheduler) shutdown() {
+	s.drain()
+	for _, q := range s.active {
+		s.finish(q, StopError, ErrClosed)
+	}
+	for _, q := range s.waiting {
+		s.finish(q, StopError, ErrClosed)
+	}
+	s.active, s.waiting = nil, nil
+	if err := s.ctx.Close(); err != nil {
+		s.log.Warn("close context", slog.String("model", s.name), slog.Any("err", err))
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,0 +1,91 @@
+package engine
+
+// slot is one sequence id of a context with a mirror of what that sequence
+// holds in the KV cache. Only the scheduler goroutine touches slots.
+type slot struct {
+	id       int32
+	cached   []Token   // exactly the tokens of this sequence in the KV, by position
+	lastUsed uint64    // scheduler tick of the last release, for LRU
+	seq      *sequence // nil when idle
+}
+
+// commonPrefix is the length of the longest common prefix of a and b.
+func commonPrefix(a, b []Token) int {
+	n := min(len(a), len(b))
+	for i := range n {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// pickSlot chooses among idle slots the one whose cache shares the longest
+// prefix with prompt, if that prefix is at least threshold × len(prompt)
+// (llama.cpp's --slot-prompt-similarity); otherwise the least recently used
+// idle slot. It returns nil when no slot is idle.
+func pickSlot(slots []*slot, prompt []Token, threshold float64) *slot {
+	var best, lru *slot
+	bestLCP := -1
+	for _, sl := range slots {
+		if sl.seq != nil {
+			continue
+		}
+		if l := commonPrefix(sl.cached, prompt); l > bestLCP {
+			best, bestLCP = sl, l
+		}
+		if lru == nil || sl.lastUsed < lru.lastUsed {
+			lru = sl
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	if bestLCP > 0 && (threshold <= 0 || float64(bestLCP) >= threshold*float64(len(prompt))) {
+		return best
+	}
+	return lru
+}
+
+// kvShifter is the part of Context that chunk reuse needs.
+type kvShifter interface {
+	SeqRm(seq int32, p0, p1 int32) bool
+	SeqAdd(seq int32, p0, p1, delta int32)
+}
+
+// reuseChunks extends a cached prefix of nPast tokens by shifting chunks of
+// at least minChunk tokens that sit later in the cache than in the prompt
+// into place (llama.cpp --cache-reuse): the cells between are removed and the
+// chunk's positions moved down. cached is updated in place to mirror the KV;
+// cells past the returned nPast are stale and must be removed by the caller.
+// It returns the new nPast and how many tokens were shifted.
+//
+// Only moves towards lower positions are possible: a decode must continue a
+// sequence at its last position + 1, so no gap can be filled in later.
+func reuseChunks(kv kvShifter, seq int32, cached, prompt []Token, nPast, minChunk int) (int, int) {
+	if minChunk <= 0 {
+		return nPast, 0
+	}
+	shifted := 0
+	headC, headP := nPast, nPast
+	for headC < len(cached) && headP < len(prompt) {
+		n := 0
+		for headC+n < len(cached) && headP+n < len(prompt) && cached[headC+n] == prompt[headP+n] {
+			n++
+		}
+		if n < minChunk {
+			headC++
+			continue
+		}
+		if delta := headP - headC; delta != 0 {
+			kv.SeqRm(seq, int32(headP), int32(headC))
+			kv.SeqAdd(seq, int32(headC), int32(headC+n), int32(delta))
+			shifted += n
+		}
+		copy(cached[headP:headP+n], cached[headC:headC+n])
+		nPast += n
+		headC += n
+		headP += n
+	}
+	return nPast, shifted
+}
