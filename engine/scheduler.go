@@ -146,8 +146,8 @@ type Scheduler struct {
 	supMu sync.Mutex
 	sup   map[string]*sequence
 
-	queued atomic.Int64
-	busy   atomic.Int64
+	queued                              atomic.Int64
+	busy                                atomic.Int64
 	nReq, nPrompt, nCached, nEval, nGen atomic.Uint64
 
 	// owned by the run goroutine
