@@ -136,7 +136,9 @@ func TestCloneTemplate(t *testing.T) {
 		}
 		urls = append(urls, u)
 		name := dbName(t, u)
-		t.Cleanup(func() { _ = execAdmin(ctx, target, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)") })
+		t.Cleanup(func() {
+			_ = execAdmin(ctx, target, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		})
 	}
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("migrate ran %d times for two clones; want 1", n)
