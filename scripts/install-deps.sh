@@ -19,6 +19,7 @@
 # Environment:
 #   CODE4ME_PGVECTOR_SUITE  Debian suite to take the pgvector source from (default trixie)
 #   CODE4ME_DEPS_LOG        where apt/make output goes (default a temp file, kept on failure)
+#   CODE4ME_PGVECTOR_REBUILD=1  build pgvector from source even when it is installed
 set -euo pipefail
 
 suite="${CODE4ME_PGVECTOR_SUITE:-trixie}"
@@ -107,7 +108,7 @@ fi
 pg_config="/usr/lib/postgresql/$major/bin/pg_config"
 [[ -x "$pg_config" ]] || die "no $pg_config; install postgresql-server-dev-$major"
 control="$("$pg_config" --sharedir)/extension/vector.control"
-if [[ -f "$control" ]]; then
+if [[ -f "$control" && "${CODE4ME_PGVECTOR_REBUILD:-}" != 1 ]]; then
 	say "pgvector: ok ($(sed -n "s/^default_version = '\(.*\)'/\1/p" "$control") in $(dirname "$control"))"
 	exit 0
 fi
@@ -140,10 +141,12 @@ chmod 755 "$work" # apt's _apt user downloads into it
 srcdir="$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'pgvector-*' | head -n 1)"
 [[ -n "$srcdir" ]] || die "apt-get source pgvector produced no pgvector-* directory in $work"
 # with_llvm=no: skip JIT bitcode, which would need clang; PGXS builds the same
-# extension without it.
-run make -C "$srcdir" USE_PGXS=1 PG_CONFIG="$pg_config" with_llvm=no ||
+# extension without it. OPTFLAGS="": no -march=native, so the library runs on
+# any x86-64 this image may move to (pgvector picks SIMD paths at run time).
+pgxs=(USE_PGXS=1 PG_CONFIG="$pg_config" with_llvm=no OPTFLAGS=)
+run make -C "$srcdir" "${pgxs[@]}" ||
 	die "building pgvector in $srcdir failed"
-run make -C "$srcdir" USE_PGXS=1 PG_CONFIG="$pg_config" with_llvm=no install ||
+run make -C "$srcdir" "${pgxs[@]}" install ||
 	die "installing pgvector failed"
 [[ -f "$control" ]] || die "pgvector built but $control is missing"
 say "pgvector: built ${srcdir##*/} from Debian $suite source for PostgreSQL $major"
