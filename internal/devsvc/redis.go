@@ -1,11 +1,13 @@
 package devsvc
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -15,8 +17,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // RedisDatabases is the number of logical databases a private Redis has, so
@@ -237,14 +237,6 @@ func (r *Redis) launch(ctx context.Context, bin string) error {
 }
 
 func (r *Redis) waitReady(ctx context.Context) error {
-	opts, err := redis.ParseURL(r.URL())
-	if err != nil {
-		return err
-	}
-	opts.MaxRetries = -1
-	opts.DialTimeout = time.Second
-	client := redis.NewClient(opts)
-	defer client.Close()
 	var last error
 	for {
 		if !processAlive(r.pid) {
@@ -254,13 +246,11 @@ func (r *Redis) waitReady(ctx context.Context) error {
 			}
 			return fmt.Errorf("the server exited during start-up: %s (log: %s)", tail, r.logPath)
 		}
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := client.Ping(cctx).Err()
-		cancel()
+		err := pingRedis(ctx, "127.0.0.1:"+strconv.Itoa(r.Port()), r.password)
 		if err == nil {
 			return nil
 		}
-		if msg := err.Error(); strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") {
+		if msg := err.Error(); strings.Contains(msg, "WRONGPASS") || strings.Contains(msg, "NOAUTH") {
 			return fmt.Errorf("the server rejects the password in %s; stop it and remove that file", filepath.Join(r.dir, "password"))
 		}
 		last = err
@@ -270,6 +260,34 @@ func (r *Redis) waitReady(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// pingRedis sends AUTH and PING over a fresh connection and expects +OK and
+// +PONG. It speaks RESP directly so that the polling during start-up does
+// not go through a client library's retry and logging machinery.
+func pingRedis(ctx context.Context, addr, password string) error {
+	d := net.Dialer{Timeout: 2 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	cmd := fmt.Sprintf("*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n", len(password), password)
+	if _, err := io.WriteString(conn, cmd); err != nil {
+		return err
+	}
+	rd := bufio.NewReader(conn)
+	for _, want := range []string{"+OK", "+PONG"} {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if got := strings.TrimRight(line, "\r\n"); got != want {
+			return errors.New(strings.TrimPrefix(got, "-"))
+		}
+	}
+	return nil
 }
 
 // URL returns redis://:password@127.0.0.1:port with no database number;

@@ -48,6 +48,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -89,10 +90,11 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // under CI=true.
 func fail(t testing.TB, err error) {
 	t.Helper()
+	msg := strings.Join(strings.Fields(err.Error()), " ") // one line
 	if os.Getenv("CI") == "true" {
-		t.Fatalf("testenv: %v", err)
+		t.Fatalf("testenv: %s", msg)
 	}
-	t.Skipf("testenv: %v (under CI=true this fails)", err)
+	t.Skipf("testenv: %s (under CI=true this fails)", msg)
 }
 
 // once caches the result of a setup step for the whole test process.
@@ -174,6 +176,16 @@ func redisTarget() (string, error) {
 				return "", fmt.Errorf("TEST_REDIS_URL: %v", err)
 			}
 			parsed.Path = ""
+			// A plain dial first: go-redis would retry and log at length.
+			host := parsed.Host
+			if parsed.Port() == "" {
+				host = net.JoinHostPort(parsed.Hostname(), "6379")
+			}
+			conn, err := net.DialTimeout("tcp", host, 5*time.Second)
+			if err != nil {
+				return "", fmt.Errorf("TEST_REDIS_URL cannot be reached: %v", err)
+			}
+			conn.Close()
 			return parsed.String(), nil
 		}
 		var base string
