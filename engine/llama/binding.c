@@ -56,6 +56,9 @@ struct llama_context *c4m_context_new(struct llama_model *model,
 	p.embeddings = embeddings;
 	p.pooling_type = (enum llama_pooling_type)pooling;
 	p.flash_attn_type = flash_attn ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+	// One KV buffer shared by all sequences: NCtx is the total, and any
+	// sequence may use what the others leave free.
+	p.kv_unified = 1;
 	p.no_perf = 1;
 	return llama_init_from_model(model, p);
 }

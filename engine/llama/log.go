@@ -100,7 +100,7 @@ func logLine(level int, text *C.char) {
 	var line string
 	flush := strings.HasSuffix(s, "\n")
 	if flush {
-		line = strings.TrimRight(logBuf.String(), "\n")
+		line = strings.Trim(logBuf.String(), "\n")
 		logBuf.Reset()
 	}
 	lv := logLevel

@@ -16,9 +16,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// llama.cpp prints hundreds of lines per load; show only warnings.
-	SetLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	// llama.cpp prints hundreds of lines per load and a warning per small
+	// context; show only errors.
+	SetLogger(testLogger())
 	goleak.VerifyTestMain(m)
+}
+
+func testLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
 // modelDir is where synthetic test models are cached between runs.
