@@ -11,15 +11,28 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/cors"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/code4me/code4me/internal/auth"
 	"github.com/code4me/code4me/internal/config"
+	"github.com/code4me/code4me/internal/mail"
+	"github.com/code4me/code4me/internal/oauth"
+	"github.com/code4me/code4me/internal/ratelimit"
+	"github.com/code4me/code4me/models"
 )
 
 // Deps are what the server needs; cmd wires them.
@@ -31,6 +44,12 @@ type Deps struct {
 	// Status reports extra readiness details for /api/ping (engine models,
 	// whether services are private). May be nil.
 	Status func() map[string]any
+	// Mail sends verification and password reset emails. Nil: SMTP to
+	// EMAIL_HOST, or .eml files under DATA_DIR/mail when no host is set.
+	Mail mail.Sender
+	// OAuth verifies Google ID tokens. Nil: built from
+	// Config.GoogleClientID against Google's key set.
+	OAuth *oauth.Verifier
 }
 
 // Server is the HTTP application.
@@ -42,6 +61,17 @@ type Server struct {
 	status  func() map[string]any
 	app     *fiber.App
 	started time.Time
+
+	q         *models.Queries
+	tokens    *auth.Store
+	limiter   *ratelimit.Limiter
+	trusted   []netip.Prefix
+	mail      mail.Sender
+	oauth     *oauth.Verifier
+	redirects routeMatcher
+
+	stop context.CancelFunc // ends background work (the session sweeper)
+	bg   sync.WaitGroup     // background work, waited for by Shutdown
 }
 
 // New builds the application and registers every route.
@@ -52,7 +82,26 @@ func New(d Deps) (*Server, error) {
 	if d.DB == nil || d.Redis == nil {
 		return nil, errors.New("server: database and redis are required")
 	}
-	s := &Server{cfg: d.Config, log: d.Log, db: d.DB, rdb: d.Redis, status: d.Status, started: time.Now()}
+	s := &Server{cfg: d.Config, log: d.Log, db: d.DB, rdb: d.Redis, status: d.Status, started: time.Now(),
+		q: models.New(), mail: d.Mail, oauth: d.OAuth}
+	trusted, err := ratelimit.ParseTrusted(d.Config.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("server: TRUSTED_PROXIES: %w", err)
+	}
+	s.trusted = trusted
+	if s.mail == nil {
+		s.mail = mailSender(d.Config, d.Log)
+	}
+	if s.oauth == nil {
+		s.oauth = oauth.New(oauth.Options{ClientID: d.Config.GoogleClientID})
+	}
+	s.tokens = auth.New(d.Redis, auth.TTLs{
+		Auth:         d.Config.AuthTokenTTL,
+		Session:      d.Config.SessionTokenTTL,
+		Verification: d.Config.VerificationTokenTTL,
+		Reset:        d.Config.ResetTokenTTL,
+	}, s.sessionEnded, d.Log)
+	s.limiter = ratelimit.New(d.Redis, ratelimit.Options{Default: d.Config.DefaultRatePerHour, ByRoute: d.Config.RatePerHourByRoute})
 	s.app = fiber.New(fiber.Config{
 		AppName:               "code4me",
 		DisableStartupMessage: true,
@@ -61,9 +110,72 @@ func New(d Deps) (*Server, error) {
 		WriteTimeout:          10 * time.Minute,
 		IdleTimeout:           2 * time.Minute,
 		ErrorHandler:          s.errorHandler,
+		StrictRouting:         true, // trailing-slash variants are 307s, see redirect.go
+		CaseSensitive:         true,
 	})
+	s.app.Use(s.cors())
 	s.routes()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	sweep := d.Config.TokenHookActivation
+	if sweep <= 0 {
+		sweep = 10 * time.Second
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.tokens.RunSweeper(ctx, sweep)
+	}()
 	return s, nil
+}
+
+// mailSender is SMTP when EMAIL_HOST is set, else .eml files under
+// DATA_DIR/mail.
+func mailSender(cfg config.Config, log *slog.Logger) mail.Sender {
+	if cfg.EmailHost == "" {
+		return &mail.Dir{Path: filepath.Join(cfg.DataDir, "mail"), From: cfg.EmailFrom, Logger: log}
+	}
+	return &mail.SMTP{Host: cfg.EmailHost, Port: cfg.EmailPort, Username: cfg.EmailUsername, Password: cfg.EmailPassword,
+		From: cfg.EmailFrom, StartTLS: cfg.EmailUseTLS}
+}
+
+// sessionEnded records a session's end in Postgres (auth.SessionEndFunc).
+func (s *Server) sessionEnded(ctx context.Context, sid uuid.UUID, _ time.Time) error {
+	_, err := s.q.SessionEnd(ctx, s.db, sid)
+	return err
+}
+
+// cors allows the configured origins with credentials (spec §1.5).
+// Wildcard origins cannot carry credentials, so "*" is served without them.
+func (s *Server) cors() fiber.Handler {
+	origins := slices.DeleteFunc(slices.Clone(s.cfg.CORSOrigins), func(o string) bool { return strings.TrimSpace(o) == "" })
+	if len(origins) == 0 {
+		return func(c *fiber.Ctx) error { return c.Next() }
+	}
+	wildcard := slices.Contains(origins, "*")
+	cfg := cors.Config{
+		AllowOrigins:     strings.Join(origins, ","),
+		AllowCredentials: !wildcard,
+		AllowMethods:     "GET,POST,HEAD,PUT,DELETE,PATCH,OPTIONS",
+		ExposeHeaders:    "Retry-After,X-RateLimit-Limit,X-RateLimit-Remaining",
+		MaxAge:           600,
+	}
+	if wildcard {
+		cfg.AllowOrigins = "*"
+	}
+	return cors.New(cfg)
+}
+
+// background runs fn in a goroutine that Shutdown waits for.
+func (s *Server) background(fn func(ctx context.Context)) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		fn(ctx)
+	}()
 }
 
 // App exposes the Fiber app, for tests (app.Test) and for embedding.
@@ -74,11 +186,31 @@ func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
 
 // Shutdown stops accepting connections and waits for handlers to finish, up
 // to ctx's deadline.
-func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+// Background work (the session sweeper, pending emails) is stopped and
+// waited for too. Tokens are left in Redis: a restart logs nobody out.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.app.ShutdownWithContext(ctx)
+	s.stop()
+	done := make(chan struct{})
+	go func() { s.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return errors.Join(err, ctx.Err())
+	}
+	return err
+}
 
+// routes registers every route. Each feature has its own register method
+// in its own file; guard(class) on a route authenticates and rate-limits.
 func (s *Server) routes() {
 	api := s.app.Group("/api")
 	api.Get("/ping", s.ping) // Fiber answers HEAD from GET routes.
+	s.userRoutes(api)
+	s.sessionRoutes(api)
+	s.projectRoutes(api)
+	s.apiKeyRoutes(api)
+	s.openAPIRoutes()
 }
 
 // ping answers 200 once Postgres and Redis respond; details say what runs.
@@ -99,23 +231,4 @@ func (s *Server) ping(c *fiber.Ctx) error {
 	}
 	body["uptime_s"] = int(time.Since(s.started).Seconds())
 	return c.JSON(body)
-}
-
-// errorHandler maps errors that escape handlers to the original platform's
-// shapes: framework errors use {"detail": ...}.
-func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
-	var fe *fiber.Error
-	if errors.As(err, &fe) {
-		switch fe.Code {
-		case fiber.StatusNotFound:
-			return c.Status(fe.Code).JSON(fiber.Map{"detail": "Not Found"})
-		case fiber.StatusMethodNotAllowed:
-			return c.Status(fe.Code).JSON(fiber.Map{"detail": "Method Not Allowed"})
-		case fiber.StatusRequestEntityTooLarge:
-			return c.Status(fe.Code).JSON(fiber.Map{"detail": "Request body too large"})
-		}
-		return c.Status(fe.Code).JSON(fiber.Map{"detail": fe.Message})
-	}
-	s.log.Error("request failed", slog.String("route", c.Route().Path), slog.String("error", err.Error()))
-	return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"detail": "Internal Server Error"})
 }

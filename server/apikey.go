@@ -1,0 +1,102 @@
+package server
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+
+	"github.com/code4me/code4me/internal/auth"
+	"github.com/code4me/code4me/models"
+)
+
+var timeZero time.Time
+
+// API keys for non-browser clients: `Authorization: Bearer <key>` instead
+// of the auth_token cookie. Only the key's sha256 is stored; the key is
+// shown once, at creation.
+func (s *Server) apiKeyRoutes(api fiber.Router) {
+	g := api.Group("/user/api-keys")
+	g.Post("", s.guard(ClassA), s.apiKeyCreate)
+	g.Get("", s.guard(ClassA), s.apiKeyList)
+	g.Delete("/:id", s.guard(ClassA), s.apiKeyDelete)
+}
+
+func apiKeyJSON(k models.ApiKey) fiber.Map {
+	return fiber.Map{"api_key_id": k.ApiKeyID, "name": k.Name, "prefix": k.Prefix, "created_at": k.CreatedAt,
+		"last_used_at": k.LastUsedAt, "expires_at": k.ExpiresAt, "revoked_at": k.RevokedAt}
+}
+
+// POST /api/user/api-keys {name, expires_in_days?}
+func (s *Server) apiKeyCreate(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	f, err := jsonBody(c)
+	if err != nil {
+		return err
+	}
+	name, _ := f.str("name", true, 1, 100)
+	days, hasDays := f.integer("expires_in_days", false, 1)
+	if err := f.err(); err != nil {
+		return err
+	}
+	p := principal(c)
+	if _, err := s.loadUser(ctx, p.UserID, MsgAPIKeyError); err != nil {
+		return err
+	}
+	key, hash, display := auth.NewAPIKey()
+	arg := models.ApiKeyCreateParams{UserID: p.UserID, Name: name, KeyHash: hash, Prefix: display}
+	if hasDays {
+		exp := time.Now().Add(time.Duration(days) * 24 * time.Hour)
+		arg.ExpiresAt = &exp
+	}
+	k, err := s.q.ApiKeyCreate(ctx, s.db, arg)
+	if err != nil {
+		return internal(MsgAPIKeyError, err)
+	}
+	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"message": MsgAPIKeyCreated, "api_key": key, "key": apiKeyJSON(k)})
+}
+
+// GET /api/user/api-keys
+func (s *Server) apiKeyList(c *fiber.Ctx) error {
+	keys, err := s.q.ApiKeyListByUser(c.UserContext(), s.db, principal(c).UserID)
+	if err != nil {
+		return internal(MsgAPIKeyError, err)
+	}
+	out := make([]fiber.Map, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, apiKeyJSON(k))
+	}
+	return c.JSON(fiber.Map{"message": MsgAPIKeyList, "api_keys": out})
+}
+
+// DELETE /api/user/api-keys/{id}: revokes the key at once (its cache entry
+// and its session go too).
+func (s *Server) apiKeyDelete(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	id, err := uuid.Parse(c.Params("id"))
+	if err != nil {
+		return invalid("uuid_parsing", []any{"path", "id"}, "Input should be a valid UUID, invalid character or length", c.Params("id"))
+	}
+	p := principal(c)
+	keys, err := s.q.ApiKeyListByUser(ctx, s.db, p.UserID)
+	if err != nil {
+		return internal(MsgAPIKeyError, err)
+	}
+	var hash []byte
+	for _, k := range keys {
+		if k.ApiKeyID == id && k.RevokedAt == nil {
+			hash = bytes.Clone(k.KeyHash)
+		}
+	}
+	if hash == nil {
+		return fail(fiber.StatusNotFound, MsgAPIKeyNotFound)
+	}
+	if _, err := s.q.ApiKeyRevoke(ctx, s.db, models.ApiKeyRevokeParams{ApiKeyID: id, UserID: p.UserID}); err != nil {
+		return internal(MsgAPIKeyError, err)
+	}
+	if err := s.tokens.ForgetAPIKey(ctx, hash, id, p.UserID); err != nil {
+		return internal(MsgAPIKeyError, err)
+	}
+	return c.JSON(fiber.Map{"message": MsgAPIKeyRevoked})
+}

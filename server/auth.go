@@ -1,0 +1,295 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+
+	"github.com/code4me/code4me/internal/auth"
+	"github.com/code4me/code4me/internal/db"
+	"github.com/code4me/code4me/models"
+)
+
+// Cookie names of the plugin API (spec §1.2).
+const (
+	cookieAuth    = "auth_token"
+	cookieSession = "session_token"
+	cookieProject = "project_token"
+)
+
+// Header alternatives to the cookies, for clients without a cookie jar.
+// Authorization: Bearer <api key> replaces the auth token.
+const (
+	headerSession = "X-Session-Token"
+	headerProject = "X-Project-Token"
+)
+
+// AuthClass is what a route requires of its caller (spec §1.2).
+type AuthClass int
+
+const (
+	// ClassNone: anyone; rate-limited per client IP.
+	ClassNone AuthClass = iota
+	// ClassA: a live auth token (cookie) or API key (Bearer).
+	ClassA
+	// ClassS: a live session: the session_token cookie (or header), or the
+	// session of the Bearer API key, created on first use.
+	ClassS
+	// ClassSP: ClassS plus a project token issued to that session.
+	ClassSP
+)
+
+// Principal is the authenticated caller, stored in c.Locals by guard.
+type Principal struct {
+	UserID uuid.UUID
+	// Gen is the user's revocation generation the credentials carry.
+	Gen int64
+	// AuthToken is the login (cookie auth); KeyID the API key (Bearer).
+	AuthToken string
+	KeyID     uuid.UUID
+	// SessionID is the session row (Postgres) and SessionToken its token;
+	// set for ClassS and ClassSP.
+	SessionID    uuid.UUID
+	SessionToken string
+	// ProjectID is the active project and ProjectToken its token; set for
+	// ClassSP.
+	ProjectID    uuid.UUID
+	ProjectToken string
+}
+
+const localsPrincipal = "code4me.principal"
+
+// principal returns the caller authenticated by guard, or nil on ClassNone
+// routes.
+func principal(c *fiber.Ctx) *Principal {
+	p, _ := c.Locals(localsPrincipal).(*Principal)
+	return p
+}
+
+func (p *Principal) parent() auth.Parent {
+	return auth.Parent{UserID: p.UserID, Gen: p.Gen, AuthToken: p.AuthToken, KeyID: p.KeyID}
+}
+
+// guard authenticates the request for class, rate-limits it per user (or
+// per client IP when it carries no valid credentials) and route template,
+// and stores the Principal. The limit is checked before an authentication
+// failure is answered, so guessing tokens is limited too. It works on
+// WebSocket upgrade requests, whose cookies are sent at connect time.
+func (s *Server) guard(class AuthClass) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		ctx := c.UserContext()
+		var p *Principal
+		var authErr error
+		if class != ClassNone {
+			p, authErr = s.authenticate(ctx, c, class)
+		}
+		subject := "ip:" + s.clientIP(c).String()
+		if p != nil {
+			subject = "u:" + p.UserID.String()
+		} else if l, err := s.tokens.Auth(ctx, c.Cookies(cookieAuth)); err == nil && class == ClassNone {
+			subject = "u:" + l.UserID.String()
+		}
+		if err := s.rateLimit(c, subject); err != nil {
+			return err
+		}
+		if authErr != nil {
+			return authErr
+		}
+		if p != nil {
+			c.Locals(localsPrincipal, p)
+		}
+		return c.Next()
+	}
+}
+
+// authenticate resolves the credentials of the request for class.
+func (s *Server) authenticate(ctx context.Context, c *fiber.Ctx, class AuthClass) (*Principal, error) {
+	if class == ClassA {
+		p, err := s.authA(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	sessTok := c.Cookies(cookieSession)
+	if sessTok == "" {
+		sessTok = c.Get(headerSession)
+	}
+	projTok := c.Cookies(cookieProject)
+	if projTok == "" {
+		projTok = c.Get(headerProject)
+	}
+	var sess auth.Session
+	var proj auth.Project
+	var err error
+	switch {
+	case sessTok != "" && class == ClassSP:
+		sess, proj, err = s.tokens.SessionProject(ctx, sessTok, projTok)
+	case sessTok != "":
+		sess, err = s.tokens.Session(ctx, sessTok)
+	default:
+		sess, err = s.keySession(ctx, c)
+		if err == nil && class == ClassSP {
+			sess, proj, err = s.tokens.SessionProject(ctx, sess.Token, projTok)
+		}
+	}
+	switch {
+	case errors.Is(err, auth.ErrNotFound):
+		return nil, fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredSession)
+	case errors.Is(err, auth.ErrNoProject):
+		return nil, fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredProject)
+	case err != nil:
+		return nil, err
+	}
+	p := &Principal{UserID: sess.UserID, Gen: sess.Gen, AuthToken: sess.AuthToken, KeyID: sess.KeyID,
+		SessionID: sess.ID, SessionToken: sess.Token}
+	if class == ClassSP {
+		p.ProjectID, p.ProjectToken = proj.ProjectID, proj.Token
+	}
+	return p, nil
+}
+
+// authA checks the auth_token cookie, or else a Bearer API key.
+func (s *Server) authA(ctx context.Context, c *fiber.Ctx) (*Principal, error) {
+	if tok := c.Cookies(cookieAuth); tok != "" {
+		l, err := s.tokens.Auth(ctx, tok)
+		if err == nil {
+			return &Principal{UserID: l.UserID, Gen: l.Gen, AuthToken: l.Token}, nil
+		}
+		if !errors.Is(err, auth.ErrNotFound) {
+			return nil, err
+		}
+	}
+	if key := bearer(c); key != "" {
+		o, err := s.apiKeyOwner(ctx, key)
+		if err == nil {
+			return &Principal{UserID: o.UserID, Gen: o.Gen, KeyID: o.KeyID}, nil
+		}
+		if !errors.Is(err, auth.ErrNotFound) {
+			return nil, err
+		}
+	}
+	return nil, fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredAuth)
+}
+
+func bearer(c *fiber.Ctx) string {
+	h := c.Get(fiber.HeaderAuthorization)
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// apiKeyCacheTTL bounds how long a checked key is trusted without asking
+// Postgres; revocation and user deletion clear it at once regardless.
+const apiKeyCacheTTL = 5 * time.Minute
+
+// apiKeyOwner checks an API key: the Redis cache, else Postgres.
+func (s *Server) apiKeyOwner(ctx context.Context, key string) (auth.KeyOwner, error) {
+	if !auth.LooksLikeAPIKey(key) {
+		return auth.KeyOwner{}, auth.ErrNotFound
+	}
+	hash := auth.HashAPIKey(key)
+	if o, ok, err := s.tokens.CachedAPIKey(ctx, hash); err != nil {
+		return auth.KeyOwner{}, err
+	} else if ok {
+		return o, nil
+	}
+	row, err := s.q.ApiKeyGetByHash(ctx, s.db, hash)
+	if err != nil {
+		if errors.Is(db.Translate(err), db.ErrNotFound) {
+			return auth.KeyOwner{}, auth.ErrNotFound
+		}
+		return auth.KeyOwner{}, err
+	}
+	// The generation is read after the row: a deletion committed before the
+	// read removed the row; one after it bumps the generation past ours.
+	gen, err := s.tokens.Gen(ctx, row.User.UserID)
+	if err != nil {
+		return auth.KeyOwner{}, err
+	}
+	o := auth.KeyOwner{KeyID: row.ApiKey.ApiKeyID, UserID: row.User.UserID, Gen: gen}
+	if err := s.tokens.CacheAPIKey(ctx, hash, o, apiKeyCacheTTL); err != nil {
+		return auth.KeyOwner{}, err
+	}
+	if err := s.q.ApiKeyTouch(ctx, s.db, o.KeyID); err != nil {
+		s.log.Warn("api key: touch failed", slog.String("error", err.Error()))
+	}
+	return o, nil
+}
+
+// keySession returns the session of a Bearer API key, creating it on first
+// use; ErrNotFound without a valid key.
+func (s *Server) keySession(ctx context.Context, c *fiber.Ctx) (auth.Session, error) {
+	key := bearer(c)
+	if key == "" {
+		return auth.Session{}, auth.ErrNotFound
+	}
+	o, err := s.apiKeyOwner(ctx, key)
+	if err != nil {
+		return auth.Session{}, err
+	}
+	p := &Principal{UserID: o.UserID, Gen: o.Gen, KeyID: o.KeyID}
+	return s.currentOrNewSession(ctx, c, p)
+}
+
+// currentOrNewSession returns the caller's login's (or key's) live session
+// or opens a new one, with its row in Postgres first.
+func (s *Server) currentOrNewSession(ctx context.Context, c *fiber.Ctx, p *Principal) (auth.Session, error) {
+	sess, err := s.tokens.CurrentSession(ctx, p.parent())
+	if err == nil || !errors.Is(err, auth.ErrNotFound) {
+		return sess, err
+	}
+	sid := uuid.New()
+	ua := c.Get(fiber.HeaderUserAgent)
+	if len(ua) > 256 {
+		ua = ua[:256]
+	}
+	ip := s.clientIP(c)
+	if _, err := s.q.SessionCreate(ctx, s.db, models.SessionCreateParams{SessionID: sid, UserID: p.UserID, UserAgent: &ua, Ip: &ip}); err != nil {
+		if db.IsForeignKeyViolation(err, "") {
+			return auth.Session{}, auth.ErrNotFound // the user is gone
+		}
+		return auth.Session{}, err
+	}
+	sess, err = s.tokens.CreateSession(ctx, p.parent(), sid)
+	if err != nil {
+		if _, endErr := s.q.SessionEnd(context.WithoutCancel(ctx), s.db, sid); endErr != nil {
+			s.log.Warn("session: end orphan row", slog.String("error", endErr.Error()))
+		}
+		return auth.Session{}, err
+	}
+	return sess, nil
+}
+
+// clientIP is the request's client address: X-Forwarded-For is believed
+// only from TRUSTED_PROXIES.
+func (s *Server) clientIP(c *fiber.Ctx) netip.Addr {
+	peer, _ := netip.AddrFromSlice(c.Context().RemoteIP())
+	return ratelimitClientIP(peer, c.Get(fiber.HeaderXForwardedFor), s.trusted)
+}
+
+// setCookie sets an HttpOnly, SameSite=Lax cookie on path /, Secure when
+// configured. A zero expires makes a browser-session cookie.
+func (s *Server) setCookie(c *fiber.Ctx, name, value string, expires time.Time) {
+	ck := &fiber.Cookie{Name: name, Value: value, Path: "/", HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode, Secure: s.cfg.CookieSecure}
+	if !expires.IsZero() {
+		ck.Expires = expires
+	}
+	c.Cookie(ck)
+}
+
+// clearCookie expires a cookie.
+func (s *Server) clearCookie(c *fiber.Ctx, name string) {
+	c.Cookie(&fiber.Cookie{Name: name, Value: "", Path: "/", HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode,
+		Secure: s.cfg.CookieSecure, Expires: time.Unix(0, 0)})
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

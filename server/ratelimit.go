@@ -1,0 +1,34 @@
+package server
+
+import (
+	"log/slog"
+	"net/netip"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/code4me/code4me/internal/ratelimit"
+)
+
+var ratelimitClientIP = ratelimit.ClientIP
+
+// rateLimit counts the request against subject's budget on the route
+// template and answers 429 {"message": ...} with Retry-After when it is
+// spent. A Redis failure lets the request through and is logged: the limit
+// protects capacity, it is not an authorisation check.
+func (s *Server) rateLimit(c *fiber.Ctx, subject string) error {
+	route := c.Route().Path
+	res, err := s.limiter.Allow(c.UserContext(), subject, route)
+	if err != nil {
+		s.log.Warn("rate limit unavailable", slog.String("route", route), slog.String("error", err.Error()))
+		return nil
+	}
+	c.Set("X-RateLimit-Limit", itoa(res.Limit))
+	c.Set("X-RateLimit-Remaining", itoa(res.Remaining))
+	if !res.Allowed {
+		c.Set(fiber.HeaderRetryAfter, itoa(res.RetryAfterSeconds()))
+		return fail(fiber.StatusTooManyRequests, MsgTooManyRequests)
+	}
+	return nil
+}
+
+func parseTrusted(list []string) ([]netip.Prefix, error) { return ratelimit.ParseTrusted(list) }
