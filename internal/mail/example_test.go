@@ -1,10 +1,8 @@
 package mail_test
 
 import (
-	"context"
 	"fmt"
 	"log"
-	"time"
 
 	"github.com/code4me/code4me/internal/mail"
 )
@@ -14,11 +12,11 @@ func ExampleVerificationEmail() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// With no SMTP host configured, the server uses mail.Dir instead:
-	// var s mail.Sender = &mail.Dir{Path: dataDir + "/mail", From: from}
-	var s mail.Sender = &mail.SMTP{Host: "smtp.example.com", StartTLS: true, From: "Code4me <noreply@code4me.example>", Timeout: 10 * time.Second}
-	_ = s
-	_ = context.Background
+	// A server sends it with an SMTP sender, or with a Dir when no SMTP host
+	// is configured:
+	//
+	//	var s mail.Sender = &mail.SMTP{Host: host, StartTLS: true, From: from}
+	//	err = s.Send(ctx, m)
 	fmt.Println(m.Subject)
 	fmt.Print(m.Text)
 	// Output:
