@@ -32,35 +32,23 @@ func EncodeQ8_0(dst []byte, src []float32) {
 	nb := len(src) / q8Block
 	_ = dst[nb*34-1]
 	for b := 0; b < nb; b++ {
-		x := src[b*q8Block : (b+1)*q8Block]
-		out := dst[b*34 : (b+1)*34]
-		var amax float32
+		x := (*[q8Block]float32)(src[b*q8Block:])
+		out := (*[34]byte)(dst[b*34:])
+		// Branch-free: random weights make sign branches unpredictable.
+		var amaxBits uint32
 		for _, v := range x {
-			if v < 0 {
-				v = -v
-			}
-			if v > amax {
-				amax = v
-			}
+			amaxBits = max(amaxBits, math.Float32bits(v)&0x7fffffff) // order of non-negative floats is order of their bits
 		}
-		d := amax / 127
+		d := math.Float32frombits(amaxBits) / 127
 		var id float32
 		if d != 0 {
 			id = 1 / d
 		}
-		binary.LittleEndian.PutUint16(out, Float32ToHalf(d))
+		binary.LittleEndian.PutUint16(out[:], Float32ToHalf(d))
 		for i, v := range x {
-			out[2+i] = byte(int8(roundHalfAway(v * id)))
+			out[2+i] = byte(int8(math.Round(float64(v * id)))) // as C's roundf
 		}
 	}
-}
-
-// roundHalfAway rounds to nearest with ties away from zero, as C's roundf.
-func roundHalfAway(v float32) int32 {
-	if v < 0 {
-		return -int32(-v + 0.5)
-	}
-	return int32(v + 0.5)
 }
 
 // DecodeQ8_0 dequantises Q8_0 blocks from src into dst (a multiple of 32 values).

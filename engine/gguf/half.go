@@ -34,12 +34,12 @@ func Float32ToHalf(f float32) uint16 {
 		}
 		return sign | uint16(half)
 	}
-	half := uint32(e)<<10 | mant>>13
-	rem := mant & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && half&1 == 1) {
-		half++ // may carry into the exponent, which is the correct rounding
-	}
-	return sign | uint16(half)
+	// Normal: round to nearest even without a data-dependent branch (random
+	// weights make one unpredictable). A carry out of the mantissa bumps the
+	// exponent, which is the correct rounding, up to Inf.
+	x := b & 0x7fffffff
+	x += 0x0fff + (x>>13)&1
+	return sign | uint16(x>>13-(127-15)<<10)
 }
 
 // HalfToFloat32 converts IEEE 754 binary16 bits to float32 exactly.
