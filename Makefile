@@ -11,22 +11,26 @@ GO ?= go
 CPU_FLAGS ?= -march=native
 export CGO_CFLAGS ?= -O3 $(CPU_FLAGS)
 export CGO_CXXFLAGS ?= -O3 $(CPU_FLAGS)
-# Headers of llama.cpp and ggml live in the module directory, never copied here.
-LLAMA_MOD_DIR = $(shell $(GO) list -m -f '{{.Dir}}' github.com/ollama/ollama 2>/dev/null)
-export CGO_CPPFLAGS ?= -I$(LLAMA_MOD_DIR)/llama/llama.cpp/include -I$(LLAMA_MOD_DIR)/ml/backend/ggml/ggml/include
+# Headers of llama.cpp and ggml live in the module directory, never copied
+# here: third_party/link-ollama.sh points the git-ignored third_party/ollama
+# at it, and engine/llama's #cgo directives use that path. (Putting them in
+# CGO_CPPFLAGS would change the build-cache key of llama.cpp and rebuild it.)
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 BIN := bin/code4me
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all deps build run run-cuda cuda-backend test test-race generate check-generate bench bench-engine fmt vet clean
+.PHONY: all deps link build run run-cuda cuda-backend test test-race generate check-generate bench bench-engine fmt vet clean
 
 all: build
 
 deps:
 	@bash scripts/install-deps.sh
 
-build:
+link:
+	@sh third_party/link-ollama.sh
+
+build: link
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/code4me
 
 run: deps build
@@ -40,7 +44,7 @@ cuda-backend:
 run-cuda: cuda-backend build
 	GGML_BACKEND_DIR=$(CURDIR)/build/ggml-cuda/lib ./$(BIN) serve
 
-test: deps
+test: deps link
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./engine/... ./internal/redact/... ./internal/auth/...

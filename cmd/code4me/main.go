@@ -31,6 +31,9 @@ func commands() []command {
 	return []command{
 		{"serve", "run the HTTP/WebSocket server (starts private Postgres/Redis when none is configured)", runServe},
 		{"migrate", "apply database migrations (ours and River's) and exit", runMigrate},
+		{"model", "list, pull, synth or add models", runModel},
+		{"complete", "complete one prefix/suffix with a model and print timings", runComplete},
+		{"bench", "run benchmarks (bench engine: the typing workload)", runBench},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/code4me/code4me/engine"
+	"github.com/code4me/code4me/internal/workload"
+)
+
+func runBench(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "engine" {
+		fmt.Fprintln(os.Stderr, "usage: code4me bench engine [flags]")
+		return errUsage
+	}
+	fs := flag.NewFlagSet("bench engine", flag.ContinueOnError)
+	model := fs.String("model", "qwen2.5-coder-0.5b:q8_0", "model: synthetic shape[:type], GGUF path or pulled name")
+	keys := fs.Int("keystrokes", 24, "keystrokes per typist")
+	keysOff := fs.Int("keystrokes-nocache", 6, "keystrokes per typist with prefix reuse off (each re-evaluates the whole prompt)")
+	typists := fs.String("typists", "1,4,8", "concurrent typists to measure")
+	maxTokens := fs.Int("max-tokens", 16, "tokens generated per keystroke")
+	maxPrefix := fs.Int("max-prefix", 3072, "bytes of prefix in the editor window")
+	maxSuffix := fs.Int("max-suffix", 768, "bytes of suffix in the editor window")
+	out := fs.String("out", "", "also append the markdown table to this file")
+	if err := fs.Parse(args[1:]); err != nil {
+		return errUsage
+	}
+	var counts []int
+	for _, s := range strings.Split(*typists, ",") {
+		var n int
+		if _, err := fmt.Sscan(s, &n); err != nil || n < 1 {
+			return fmt.Errorf("--typists: %q is not a positive number", s)
+		}
+		counts = append(counts, n)
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg)
+	ref, err := resolveModel(ctx, cfg, *model)
+	if err != nil {
+		return err
+	}
+	most := slices.Max(counts)
+	cfg.NParallel = most
+	cfg.NCtx = 4096
+	e, err := newEngine(cfg, log, []modelRef{ref})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	ws, err := workload.Build(filepath.Join(runtime.GOROOT(), "src"), most, workload.Options{Files: 1, Keystrokes: max(*keys, *keysOff), MaxPrefix: *maxPrefix, MaxSuffix: *maxSuffix})
+	if err != nil {
+		return err
+	}
+	var rows []benchRow
+	for _, reuse := range []bool{true, false} {
+		for _, n := range counts {
+			k := *keys
+			if !reuse {
+				k = *keysOff
+			}
+			// Warm the model's slots with each typist's first keystroke's file
+			// context so "reuse on" measures steady-state typing.
+			r, err := benchRun(ctx, e, ref.Name, ws[:n], k, *maxTokens, reuse)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, r)
+			fmt.Fprintf(os.Stderr, "done: reuse=%v typists=%d\n", reuse, n)
+		}
+	}
+	var b strings.Builder
+	label := ref.Name
+	if ref.Synthetic {
+		label += " (synthetic weights, real shape)"
+	}
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "Engine typing benchmark: model %s, %d generated tokens per keystroke, window %d/%d bytes prefix/suffix, %d slots, %s, GOMAXPROCS %d, commit %s, host %s, %s\n\n",
+		label, *maxTokens, *maxPrefix, *maxSuffix, most, cpuModel(), runtime.GOMAXPROCS(0), buildVersion(), host, time.Now().UTC().Format("2006-01-02"))
+	b.WriteString("| prefix reuse | typists | keystrokes | p50 ms | p95 ms | p99 ms | prompt tokens/keystroke | from cache | evaluated/keystroke | generated tok/s (aggregate) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %.1f %% | %.1f | %.1f |\n",
+			map[bool]string{true: "on", false: "off"}[r.reuse], r.typists, r.keystrokes, r.p50, r.p95, r.p99, r.promptPer, 100*r.cachedShare, r.evalPer, r.genTPS)
+	}
+	one, eight := findRow(rows, true, 1), findRow(rows, true, most)
+	if one != nil && eight != nil && most > 1 {
+		fmt.Fprintf(&b, "\nAggregate generated tokens/s, %d typists vs 1 (reuse on): %.2f×\n", most, eight.genTPS/one.genTPS)
+	}
+	on, off := findRow(rows, true, 1), findRow(rows, false, 1)
+	if on != nil && off != nil {
+		fmt.Fprintf(&b, "Keystroke p50 with reuse off vs on (1 typist): %.1f×\n", off.p50/on.p50)
+	}
+	fmt.Print(b.String())
+	if *out != "" {
+		f, err := os.OpenFile(*out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		io.WriteString(f, "\n"+b.String())
+	}
+	return nil
+}
+
+type benchRow struct {
+	reuse               bool
+	typists, keystrokes int
+	p50, p95, p99       float64
+	promptPer, evalPer  float64
+	cachedShare, genTPS float64
+}
+
+func findRow(rows []benchRow, reuse bool, n int) *benchRow {
+	for i := range rows {
+		if rows[i].reuse == reuse && rows[i].typists == n {
+			return &rows[i]
+		}
+	}
+	return nil
+}
+
+// benchRun lets n typists type k keystrokes each, closed loop: a typist's
+// next keystroke is sent when its previous completion returns.
+func benchRun(ctx context.Context, e *engine.Engine, model string, ws []workload.Typist, k, maxTokens int, reuse bool) (benchRow, error) {
+	type sample struct {
+		ms                        float64
+		prompt, cached, eval, gen int
+	}
+	var mu sync.Mutex
+	var samples []sample
+	var firstErr error
+	// Warm-up: the first keystroke of each typist fills its slot; not measured.
+	var wg sync.WaitGroup
+	for _, ty := range ws {
+		wg.Go(func() {
+			_, err := e.Complete(ctx, model, benchReq(ty.Keystrokes[0], ty.ID, maxTokens, reuse))
+			if err != nil {
+				mu.Lock()
+				firstErr = err
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return benchRow{}, firstErr
+	}
+	start := time.Now()
+	for _, ty := range ws {
+		wg.Go(func() {
+			for _, ks := range ty.Keystrokes[1:min(k+1, len(ty.Keystrokes))] {
+				t0 := time.Now()
+				res, err := e.Complete(ctx, model, benchReq(ks, ty.ID, maxTokens, reuse))
+				ms := float64(time.Since(t0).Microseconds()) / 1000
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				if err == nil {
+					t := res.Timings
+					samples = append(samples, sample{ms, t.PromptTokens, t.CachedTokens, t.EvaluatedTokens, t.GeneratedTokens})
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	wall := time.Since(start).Seconds()
+	if firstErr != nil {
+		return benchRow{}, firstErr
+	}
+	lat := make([]float64, len(samples))
+	var prompt, cached, eval, gen int
+	for i, s := range samples {
+		lat[i] = s.ms
+		prompt += s.prompt
+		cached += s.cached
+		eval += s.eval
+		gen += s.gen
+	}
+	slices.Sort(lat)
+	n := float64(len(samples))
+	return benchRow{
+		reuse: reuse, typists: len(ws), keystrokes: len(samples),
+		p50: pct(lat, 50), p95: pct(lat, 95), p99: pct(lat, 99),
+		promptPer: float64(prompt) / n, evalPer: float64(eval) / n,
+		cachedShare: float64(cached) / max(float64(prompt), 1),
+		genTPS:      float64(gen) / wall,
+	}, nil
+}
+
+func benchReq(ks workload.Keystroke, typist, maxTokens int, reuse bool) engine.Request {
+	return engine.Request{
+		Prefix:       ks.Prefix,
+		Suffix:       ks.Suffix,
+		FilePath:     ks.File,
+		RepoName:     "go",
+		MaxTokens:    maxTokens,
+		CachePrompt:  reuse,
+		SupersedeKey: "", // closed loop: nothing to supersede
+		// Generate exactly maxTokens on random weights: no EOS/stop rules.
+		Mode: engine.ModeMultiLine,
+	}
+}
+
+func pct(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p / 100)
+	return sorted[i]
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "model name") {
+			if _, v, ok := strings.Cut(line, ":"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return runtime.GOARCH
+}
