@@ -64,6 +64,10 @@ const Incomplete = "<redacted:" + IncompleteRuleID + ">"
 // Options.CacheSize is zero.
 const DefaultCacheSize = 1024
 
+// chunkCacheFactor sizes the chunk cache against the whole-result cache: at
+// about a kilobyte per chunk, the default covers 16 MiB of recent text.
+const chunkCacheFactor = 16
+
 // RegexpEngine names the regular-expression back-end gitleaks was built with:
 // "stdlib", or "github.com/wasilibs/go-re2" under the gore2regex build tag.
 const RegexpEngine = regexp.Version
@@ -73,9 +77,11 @@ type Options struct {
 	// IncludeGeneric turns on gitleaks' generic-api-key rule (default false;
 	// see the package documentation for why).
 	IncludeGeneric bool
-	// CacheSize is the number of results Cached keeps, keyed by the sha256 of
-	// the input. Zero means DefaultCacheSize; negative disables the cache, and
-	// Cached then behaves like Text.
+	// CacheSize is the number of whole results Cached keeps, keyed by the
+	// sha256 of the input; Text keeps chunkCacheFactor times as many chunk
+	// results (a few dozen bytes each, the text itself is not kept). Zero
+	// means DefaultCacheSize; negative disables both caches, and every call
+	// scans every byte.
 	CacheSize int
 }
 
@@ -162,7 +168,7 @@ func New(opts Options) (*Redactor, error) {
 		size = DefaultCacheSize
 	}
 	if size > 0 {
-		if r.chunks, err = lru.New[[sha256.Size]byte, []hit](size); err != nil {
+		if r.chunks, err = lru.New[[sha256.Size]byte, []hit](chunkCacheFactor * size); err != nil {
 			return nil, fmt.Errorf("redact chunk cache: %w", err)
 		}
 		if r.whole, err = lru.New[[sha256.Size]byte, cachedResult](size); err != nil {
