@@ -387,3 +387,48 @@ func redisClient(t *testing.T, url string) *redis.Client {
 	}
 	return redis.NewClient(opts)
 }
+
+func TestPostgresUnreachableDirUsesSystemRoot(t *testing.T) {
+	requireBinaries(t)
+	if os.Geteuid() != 0 {
+		t.Skip("only root runs the server as another user")
+	}
+	ctx := testContext(t)
+	base := serverTempDir(t)
+	old := systemDataRoot
+	systemDataRoot = filepath.Join(base, "system")
+	t.Cleanup(func() { systemDataRoot = old })
+	closed := filepath.Join(base, "closed")
+	if err := os.Mkdir(closed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(closed, "pg")
+
+	for i := range 2 { // the second start reuses the linked cluster
+		pg, err := StartPostgres(ctx, dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn := connect(t, ctx, pg.URL(PostgresDatabase))
+		if i == 0 {
+			_, err = conn.Exec(ctx, "CREATE TABLE kept (id int)")
+		} else {
+			_, err = conn.Exec(ctx, "SELECT * FROM kept")
+		}
+		conn.Close(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pg.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fi, err := os.Lstat(filepath.Join(dir, "data"))
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("%s/data is not a symbolic link: %v", dir, err)
+	}
+	target, _ := os.Readlink(filepath.Join(dir, "data"))
+	if !strings.HasPrefix(target, systemDataRoot+"/postgres-") {
+		t.Fatalf("cluster at %s; want under %s", target, systemDataRoot)
+	}
+}

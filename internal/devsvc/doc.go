@@ -24,8 +24,9 @@
 //
 // PostgreSQL refuses to run as root: when this process is root, initdb and
 // the server run as the "postgres" system user and the data directory is
-// owned by it; PostgresCanUse says in advance whether that user can reach a
-// directory.
+// owned by it. When that user cannot reach DIR (a checkout under /root, mode
+// 0700), the cluster lives in /var/lib/code4me/postgres-<hash of DIR>/data
+// and DIR/data is a symbolic link to it; PostgresCanUse tells in advance.
 //
 // Servers run in a session of their own, so a Ctrl-C in the terminal reaches
 // only the parent, which is expected to call Stop. When a server started from

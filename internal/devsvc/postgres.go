@@ -2,6 +2,8 @@ package devsvc
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -153,18 +155,13 @@ func startPostgres(ctx context.Context, dir string, log *slog.Logger) (*Postgres
 	if err := ensureWritableDir(abs); err != nil {
 		return nil, err
 	}
-	if acct.cred != nil {
-		if err := checkReachable(acct, abs); err != nil {
-			return nil, err
-		}
-		// The server's user must traverse dir to reach dir/data.
-		if err := os.Chmod(abs, 0o711); err != nil {
-			return nil, fmt.Errorf("chmod %s: %w", abs, unwrapPathErr(err))
-		}
+	dataDir, err := resolveDataDir(acct, abs, log)
+	if err != nil {
+		return nil, err
 	}
 	p := &Postgres{
 		dir:     abs,
-		dataDir: filepath.Join(abs, "data"),
+		dataDir: dataDir,
 		logPath: filepath.Join(abs, "postgres.log"),
 		log:     log,
 	}
@@ -233,6 +230,64 @@ func startPostgres(ctx context.Context, dir string, log *slog.Logger) (*Postgres
 	return p, nil
 }
 
+// systemDataRoot holds clusters whose directory the postgres system user
+// cannot reach (see resolveDataDir).
+var systemDataRoot = "/var/lib/code4me"
+
+// resolveDataDir returns the cluster's directory: dir/data, or, when this
+// process is root and the postgres user cannot reach dir (a checkout under
+// /root, mode 0700), a directory under systemDataRoot that dir/data links
+// to, so the data still shows under dir and later starts find it.
+func resolveDataDir(acct account, dir string, log *slog.Logger) (string, error) {
+	link := filepath.Join(dir, "data")
+	if acct.cred == nil {
+		return link, nil
+	}
+	fi, err := os.Lstat(link)
+	if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		target, err := os.Readlink(link)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(dir, target)
+		}
+		if err := checkReachable(acct, target); err != nil {
+			return "", err
+		}
+		return target, nil
+	}
+	reachErr := checkReachable(acct, link)
+	if reachErr == nil {
+		// The server's user must traverse dir to reach dir/data.
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return "", fmt.Errorf("chmod %s: %w", dir, unwrapPathErr(err))
+		}
+		return link, nil
+	}
+	if err == nil { // an existing cluster in a directory it cannot reach
+		return "", reachErr
+	}
+	sum := sha256.Sum256([]byte(dir))
+	home := filepath.Join(systemDataRoot, "postgres-"+hex.EncodeToString(sum[:6]))
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return "", fmt.Errorf("%v, and creating %s instead failed: %w", reachErr, home, unwrapPathErr(err))
+	}
+	if err := os.Chmod(home, 0o755); err != nil {
+		return "", err
+	}
+	target := filepath.Join(home, "data")
+	if err := checkReachable(acct, target); err != nil {
+		return "", err
+	}
+	if err := os.Symlink(target, link); err != nil {
+		return "", fmt.Errorf("link %s to %s: %w", link, target, unwrapPathErr(err))
+	}
+	log.Info("postgres cluster kept outside the data directory, which the postgres user cannot reach",
+		slog.String("dir", dir), slog.String("cluster", target))
+	return target, nil
+}
+
 // loadPassword reads dir/password, creating it for a new cluster.
 func (p *Postgres) loadPassword(initialized bool) error {
 	path := filepath.Join(p.dir, "password")
@@ -264,7 +319,7 @@ func (p *Postgres) initdb(ctx context.Context, bin string, acct account) error {
 		return err
 	}
 	// initdb reads the password from a file the server's user can read.
-	pwfile := filepath.Join(p.dir, ".initdb-pwfile")
+	pwfile := filepath.Join(filepath.Dir(p.dataDir), ".initdb-pwfile")
 	if err := os.WriteFile(pwfile, []byte(p.password+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", pwfile, unwrapPathErr(err))
 	}

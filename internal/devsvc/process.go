@@ -78,11 +78,13 @@ func containsInt(s []int, v int) bool {
 	return false
 }
 
-// PostgresCanUse reports whether StartPostgres can use dir as far as file
-// permissions go: it returns nil when this process is not root, and
-// otherwise checks that the postgres system user can reach dir through all
-// of its existing parent directories (a clone under /root, mode 0700, is a
-// common case where it cannot). The error says which directory blocks it.
+// PostgresCanUse reports whether the postgres system user can reach dir
+// directly. It returns nil when this process is not root (the server then
+// runs as this process's user); otherwise it checks every existing parent
+// directory of dir for search permission, and the error says which one
+// blocks (a checkout under /root, mode 0700, is the common case).
+// StartPostgres still works on such a dir: it keeps the cluster under
+// /var/lib/code4me and links dir/data to it.
 func PostgresCanUse(dir string) error {
 	acct, err := serverAccount("postgres")
 	if err != nil {

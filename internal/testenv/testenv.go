@@ -20,7 +20,8 @@
 //     next run; stop them with `kill -INT $(head -1 .cache/testsvc/pg/data/postmaster.pid)`
 //     and `kill $(cat .cache/testsvc/redis/redis.pid)`, or remove .cache/testsvc.
 //     postgres.url and redis.url there (mode 0600) hold their URLs for psql
-//     and redis-cli.
+//     and redis-cli. The private PostgreSQL runs with fsync,
+//     synchronous_commit and full_page_writes off: its data is disposable.
 //
 // When the servers cannot be started or reached, a test that asks for them
 // is skipped with the reason, except under CI=true, where it fails.
@@ -159,6 +160,9 @@ func postgresTarget() (*pgTarget, error) {
 				return err
 			}
 			admin = pg.URL("postgres")
+			if err := tuneForTests(ctx, admin); err != nil {
+				return err
+			}
 			return os.WriteFile(filepath.Join(base, "postgres.url"), []byte(pg.URL(devsvc.PostgresDatabase)+"\n"), 0o600)
 		})
 		if err != nil {
@@ -166,6 +170,45 @@ func postgresTarget() (*pgTarget, error) {
 		}
 		return &pgTarget{admin: admin, private: true}, nil
 	})
+}
+
+// testSettings trade crash safety for speed on the private test server,
+// whose data is disposable: CREATE and DROP DATABASE checkpoint, and with
+// fsync on those dominate a test run on a busy disk.
+var testSettings = map[string]string{
+	"fsync":              "off",
+	"synchronous_commit": "off",
+	"full_page_writes":   "off",
+}
+
+// tuneForTests applies testSettings to the private server once (they
+// persist in postgresql.auto.conf) and reloads its configuration.
+func tuneForTests(ctx context.Context, adminURL string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+	changed := false
+	for name, want := range testSettings {
+		var got string
+		if err := conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&got); err != nil {
+			return fmt.Errorf("read %s: %w", name, err)
+		}
+		if got == want {
+			continue
+		}
+		if _, err := conn.Exec(ctx, "ALTER SYSTEM SET "+pgx.Identifier{name}.Sanitize()+" = "+want); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+		changed = true
+	}
+	if changed {
+		if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+			return fmt.Errorf("reload configuration: %w", err)
+		}
+	}
+	return nil
 }
 
 func redisTarget() (string, error) {

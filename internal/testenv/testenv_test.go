@@ -267,17 +267,18 @@ func TestHelperProcess(t *testing.T) {
 		t.Skip("helper for TestProcessesGetDistinctResources")
 	}
 	raw := RawDatabaseURL(t)
-	fmt.Printf("raw=%s redis=%d\n", dbName(t, raw), Redis(t).Options().DB)
+	fmt.Printf("raw=%s redis=%d db=%s\n", dbName(t, raw), Redis(t).Options().DB, dbName(t, DatabaseURL(t)))
 }
 
 func TestProcessesGetDistinctResources(t *testing.T) {
 	if os.Getenv("TESTENV_HELPER") == "1" {
 		t.Skip("inside a helper")
 	}
-	mine := fmt.Sprintf("raw=%s redis=%d", dbName(t, RawDatabaseURL(t)), Redis(t).Options().DB)
+	mine := fmt.Sprintf("raw=%s redis=%d db=%s", dbName(t, RawDatabaseURL(t)), Redis(t).Options().DB, dbName(t, DatabaseURL(t)))
 
 	// Two more processes at once contend for the service lock, adopt the
-	// running servers and allocate.
+	// running servers and allocate: every raw database, Redis database and
+	// migrated package database differs.
 	const helpers = 2
 	outs := make(chan string, helpers)
 	errs := make(chan error, helpers)
@@ -300,14 +301,18 @@ func TestProcessesGetDistinctResources(t *testing.T) {
 			errs <- fmt.Errorf("helper printed no result: %s", out)
 		}()
 	}
-	seenDB := map[string]bool{}
-	seenRedis := map[string]bool{}
+	seen := map[string]bool{}
 	record := func(line string) {
 		f := strings.Fields(line)
-		if seenDB[f[0]] || seenRedis[f[1]] {
-			t.Errorf("%q repeats a database or Redis number already given out", line)
+		if len(f) != 3 {
+			t.Fatalf("helper line %q: want raw=, redis= and db=", line)
 		}
-		seenDB[f[0]], seenRedis[f[1]] = true, true
+		for _, v := range f {
+			if seen[v] {
+				t.Errorf("%s was given to two processes", v)
+			}
+			seen[v] = true
+		}
 	}
 	record(mine)
 	for range helpers {
