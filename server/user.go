@@ -376,4 +376,3 @@ func (s *Server) revokeUser(ctx context.Context, uid uuid.UUID) error {
 	_, err := s.q.SessionEndAllForUser(ctx, s.db, uid)
 	return err
 }
-
