@@ -1,0 +1,47 @@
+-- Queries of the plugin API's completion and chat handlers (server package).
+
+-- name: CompletionUserState :one
+-- The caller's config in effect (the arm of the active study, else the
+-- user's own), that study (nil UUID: none), and the consent flags.
+SELECT u.config_id AS user_config_id,
+       coalesce(a.assigned_config_id, u.config_id)::bigint AS config_id,
+       coalesce(a.study_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS study_id,
+       u.store_context, u.store_contextual_telemetry, u.store_behavioral_telemetry
+FROM users u
+LEFT JOIN LATERAL (
+    SELECT s.study_id, h.assigned_config_id
+    FROM study s
+    JOIN config_assignment_history h ON h.study_id = s.study_id AND h.user_id = u.user_id
+    WHERE s.is_active
+    ORDER BY h.assigned_at DESC, h.assignment_id DESC
+    LIMIT 1
+) a ON true
+WHERE u.user_id = @user_id;
+
+-- name: GenerationRecordFeedback :execrows
+-- Records acceptance for one (query, model) and appends the times the
+-- completion was shown; 0 rows when there is no such generation.
+UPDATE generation SET
+    was_accepted = @was_accepted,
+    feedback_at = now(),
+    shown_at = shown_at || @shown_at::timestamptz[]
+WHERE meta_query_id = @meta_query_id AND model_id = @model_id;
+
+-- name: ProjectContextFileGetMany :many
+-- The named files of a project's multi-file context.
+SELECT file_name, lines, change_count
+FROM project_context_file
+WHERE project_id = @project_id AND file_name = ANY(@file_names::text[]);
+
+-- name: ProjectContextFileListAll :many
+-- Every file of a project's multi-file context, oldest update first, so the
+-- most recently edited files come last (most relevant last).
+SELECT file_name, lines, change_count
+FROM project_context_file
+WHERE project_id = @project_id
+ORDER BY updated_at, file_name;
+
+-- name: ProjectContextLock :exec
+-- Serialises multi-file context updates of one project until the
+-- transaction ends.
+SELECT pg_advisory_xact_lock(hashtextextended(@lock_key::text, 4242));

@@ -1,0 +1,687 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/code4me/code4me/engine"
+	"github.com/code4me/code4me/internal/db"
+	"github.com/code4me/code4me/internal/redact"
+	"github.com/code4me/code4me/models"
+)
+
+// Completion pipeline (spec §6, with T1–T7 fixed), shared by
+// POST /api/completion/request and the WebSocket completion_request:
+//
+//  1. validate the body; check telemetry ids against the lookup tables (a
+//     bad id is a 422 naming the field, T6);
+//  2. redact prefix, suffix and selected text (context files are stored
+//     redacted) before anything reaches a model;
+//  3. select the multi-file context;
+//  4. run every requested model in parallel, at most ModelWorkers at once,
+//     each under its own deadline; a model that fails, is unknown or is a
+//     chat model gives an error item while the others answer (T5, T7);
+//  5. redact every completion;
+//  6. write the query, its context, telemetry and generations in one
+//     transaction, committed before the response (T6).
+//
+// Items are returned in model_ids order (duplicates answered once).
+
+// Per-request limits.
+const (
+	completionTimeout = 30 * time.Second
+	chatTimeout       = 2 * time.Minute
+	completionTokens  = 64
+	chatTokens        = 256
+)
+
+// defaultSampling is spec §6.3's sampler; the seed is drawn per request
+// and stored with each generation.
+var defaultSampling = engine.SamplingParams{Temperature: 0.2, TopK: 50, TopP: 0.95, RepeatPenalty: 1.1, RepeatLastN: 64}
+
+func defaultMaxTokens(chat bool) int {
+	if chat {
+		return chatTokens
+	}
+	return completionTokens
+}
+
+// plugin is the state of the completion, chat and WebSocket handlers.
+type plugin struct {
+	engine   *engine.Engine
+	redactor *redact.Redactor
+	models   *ModelRegistry
+	workers  int
+	version  string
+}
+
+// initPlugin fills s.plugin from d: a Redactor when none is given, and the
+// model registry from the engine's loaded models.
+func (s *Server) initPlugin(d Deps) error {
+	s.plugin = plugin{engine: d.Engine, redactor: d.Redactor, models: d.Models, workers: d.Config.ModelWorkers,
+		version: strconv.FormatInt(d.Config.ServerVersionID, 10)}
+	if s.plugin.workers < 1 {
+		s.plugin.workers = 4
+	}
+	if s.plugin.redactor == nil {
+		r, err := redact.New(redact.Options{})
+		if err != nil {
+			return fmt.Errorf("server: redactor: %w", err)
+		}
+		s.plugin.redactor = r
+	}
+	if s.plugin.models == nil && d.Engine != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		reg, err := RegisterModels(ctx, d.DB, d.Engine, nil)
+		if err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		s.plugin.models = reg
+	}
+	return nil
+}
+
+// pluginRoutes registers the completion, chat and WebSocket routes.
+func (s *Server) pluginRoutes(api fiber.Router) {
+	cp := api.Group("/completion")
+	cp.Post("/request", s.guard(ClassSP), s.completionRequest)
+	cp.Post("/feedback", s.guard(ClassSP), s.completionFeedback)
+	cp.Post("/multi-file-context/update", s.guard(ClassSP), s.contextUpdate)
+	cp.Get("/:query_id", s.guard(ClassS), s.completionGet)
+	ch := api.Group("/chat")
+	ch.Post("/request", s.guard(ClassSP), s.chatRequestHandler)
+	ch.Get("/get/:page_number", s.guard(ClassSP), s.chatGet)
+	ch.Delete("/delete/:chat_id", s.guard(ClassSP), s.chatDelete)
+	s.wsRoutes(api)
+}
+
+// errCancelled ends a pipeline whose caller cancelled it (WebSocket cancel
+// or supersede); nothing is stored.
+var errCancelled = errors.New("request cancelled")
+
+// modelOutcome is one model's answer, or why it has none.
+type modelOutcome struct {
+	id     int64
+	model  RegisteredModel
+	known  bool
+	res    *engine.Result
+	text   string // redacted completion
+	seed   uint32
+	reason string // user-visible failure reason; "" on success
+	err    error  // logged cause
+	gen    time.Duration
+}
+
+func (o *modelOutcome) ok() bool { return o.reason == "" }
+
+// item renders the outcome as a completion item (spec §3.4).
+func (o *modelOutcome) item(errMsg string) fiber.Map {
+	if !o.ok() {
+		name := "Model ID: " + strconv.FormatInt(o.id, 10)
+		if o.known {
+			name = o.model.Name
+		}
+		return fiber.Map{"model_id": o.id, "message": errMsg, "model_name": name, "error": o.reason}
+	}
+	return fiber.Map{"model_id": o.id, "model_name": o.model.Name, "completion": o.text,
+		"generation_time": int(o.gen.Milliseconds()), "confidence": o.res.Confidence, "logprobs": logprobs(o.res),
+		"stop_reason": stopReason(o.res.Stop)}
+}
+
+func logprobs(r *engine.Result) []float64 {
+	out := make([]float64, len(r.Logprobs))
+	for i, v := range r.Logprobs {
+		out[i] = float64(v)
+	}
+	return out
+}
+
+// stopReason maps the engine's reasons onto generation.stop_reason.
+func stopReason(r engine.StopReason) string {
+	if r == engine.StopLength {
+		return "max_tokens"
+	}
+	return string(r)
+}
+
+// tokenSink receives redacted text of a model while it generates: delta
+// appends; replace (rare: redaction changed text already sent) replaces
+// everything sent so far with text.
+type tokenSink func(modelID int64, text string, replace bool)
+
+// runModels runs one engine request per distinct model id, at most
+// s.plugin.workers at once, and returns the outcomes in ids order.
+// build makes the request for a model, or returns a failure reason.
+func (s *Server) runModels(ctx context.Context, ids []int64, timeout time.Duration, wantChat bool,
+	build func(m RegisteredModel) engine.Request, sink tokenSink) []*modelOutcome {
+	var outs []*modelOutcome
+	seen := map[int64]bool{}
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			outs = append(outs, &modelOutcome{id: id})
+		}
+	}
+	sem := make(chan struct{}, s.plugin.workers)
+	var wg sync.WaitGroup
+	for _, o := range outs {
+		m, ok := s.plugin.models.Get(o.id)
+		o.model, o.known = m, ok
+		switch {
+		case !ok || s.plugin.engine == nil:
+			o.reason = "unknown model"
+			continue
+		case wantChat && !m.Chat:
+			o.reason = "Model is not a ChatCompletionModel"
+			continue
+		case !wantChat && !m.Completion():
+			o.reason = "model is a chat model, not a completion model"
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				o.reason, o.err = "cancelled", ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			req := build(m)
+			o.seed = req.Sampling.Seed
+			s.runModel(ctx, o, req, timeout, sink)
+		}()
+	}
+	wg.Wait()
+	return outs
+}
+
+// runModel runs one request and redacts its completion.
+func (s *Server) runModel(ctx context.Context, o *modelOutcome, req engine.Request, timeout time.Duration, sink tokenSink) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	var res *engine.Result
+	var err error
+	if sink == nil {
+		res, err = s.plugin.engine.Complete(ctx, o.model.Name, req)
+	} else {
+		res, err = s.streamModel(ctx, o, req, sink)
+	}
+	o.gen = time.Since(start)
+	switch {
+	case errors.Is(err, engine.ErrOverloaded):
+		o.reason, o.err = "overloaded", err
+		return
+	case err != nil:
+		o.reason, o.err = "failed", err
+		return
+	case res == nil:
+		o.reason = "failed"
+		return
+	}
+	switch res.Stop {
+	case engine.StopCancelled:
+		o.reason, o.err = "cancelled", res.Err
+		if errors.Is(res.Err, engine.ErrSuperseded) {
+			o.reason = "superseded"
+		}
+		return
+	case engine.StopDeadline:
+		o.reason, o.err = "timed out", res.Err
+		return
+	case engine.StopError:
+		o.reason, o.err = "failed", res.Err
+		return
+	}
+	o.res = res
+	o.gen = time.Duration((res.Timings.PrefillMS + res.Timings.DecodeMS) * float64(time.Millisecond))
+	o.text, _ = s.plugin.redactor.Text(ctx, res.Text)
+}
+
+// streamModel runs req as a stream, passing redacted text to sink as it
+// comes.
+func (s *Server) streamModel(ctx context.Context, o *modelOutcome, req engine.Request, sink tokenSink) (*engine.Result, error) {
+	st, err := s.plugin.engine.Stream(ctx, o.model.Name, req)
+	if err != nil {
+		return nil, err
+	}
+	sr := streamRedactor{r: s.plugin.redactor}
+	for {
+		delta, err := st.Next(ctx)
+		if err != nil {
+			break // io.EOF, or ctx ended: the scheduler ends the request too
+		}
+		if out, replace, ok := sr.add(ctx, delta); ok {
+			sink(o.id, out, replace)
+		}
+	}
+	<-st.Done()
+	return st.Wait()
+}
+
+// streamRedactor releases streamed text only once it is redacted: text up
+// to the last whitespace (secrets are runs without whitespace), holding
+// back an unterminated private-key block.
+type streamRedactor struct {
+	r    *redact.Redactor
+	full strings.Builder
+	sent string
+}
+
+// add appends delta and returns the text to send: a delta, or (replace)
+// the whole redacted text when redaction changed what was already sent.
+func (sr *streamRedactor) add(ctx context.Context, delta string) (string, bool, bool) {
+	sr.full.WriteString(delta)
+	full := sr.full.String()
+	safe := full[:strings.LastIndexAny(full, " \t\n")+1]
+	if b := strings.LastIndex(safe, "-----BEGIN"); b >= 0 && strings.LastIndex(safe, "-----END") < b {
+		safe = safe[:b]
+	}
+	red, _ := sr.r.Text(ctx, safe)
+	if len(red) <= len(sr.sent) && strings.HasPrefix(sr.sent, red) {
+		return "", false, false
+	}
+	if strings.HasPrefix(red, sr.sent) {
+		out := red[len(sr.sent):]
+		sr.sent = red
+		return out, false, true
+	}
+	sr.sent = red
+	return red, true, true
+}
+
+// userState is the caller's config, study and consent at request time.
+func (s *Server) userState(ctx context.Context, uid uuid.UUID) (models.CompletionUserStateRow, error) {
+	st, err := s.q.CompletionUserState(ctx, s.db, uid)
+	if errors.Is(db.Translate(err), db.ErrNotFound) {
+		return st, fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredSession)
+	}
+	return st, err
+}
+
+// checkTelemetry answers 422 naming each unknown lookup id.
+func (s *Server) checkTelemetry(ctx context.Context, t *contextualTelemetry) error {
+	if t == nil {
+		return nil
+	}
+	ok, err := s.q.TelemetryIDsCheck(ctx, s.db, models.TelemetryIDsCheckParams{VersionID: t.VersionID, TriggerTypeID: t.TriggerTypeID, LanguageID: t.LanguageID})
+	if err != nil {
+		return err
+	}
+	var errs []fieldError
+	add := func(name string, v int64, good bool, what string) {
+		if !good {
+			errs = append(errs, fieldError{Type: "foreign_key", Loc: []any{"body", "contextual_telemetry", name},
+				Msg: "Value error, unknown " + what, Input: v})
+		}
+	}
+	add("version_id", t.VersionID, ok.VersionOk, "plugin version")
+	add("trigger_type_id", t.TriggerTypeID, ok.TriggerTypeOk, "trigger type")
+	add("language_id", t.LanguageID, ok.LanguageOk, "programming language")
+	if len(errs) > 0 {
+		return &validationError{errs: errs}
+	}
+	return nil
+}
+
+// prepared is a validated, redacted request ready for the models.
+type prepared struct {
+	t0       time.Time
+	state    models.CompletionUserStateRow
+	ctx      contextData // redacted
+	files    []contextFile
+	redactMS float64
+	ctxMS    float64
+}
+
+// prepare runs pipeline steps 1–3.
+func (s *Server) prepare(ctx context.Context, p *Principal, c contextData, ct *contextualTelemetry) (*prepared, error) {
+	pr := &prepared{t0: time.Now()}
+	var err error
+	if pr.state, err = s.userState(ctx, p.UserID); err != nil {
+		return nil, err
+	}
+	if err := s.checkTelemetry(ctx, ct); err != nil {
+		return nil, err
+	}
+	t := time.Now()
+	pr.ctx = c
+	pr.ctx.Prefix, _ = s.plugin.redactor.Text(ctx, c.Prefix)
+	pr.ctx.Suffix, _ = s.plugin.redactor.Text(ctx, c.Suffix)
+	pr.ctx.SelectedText, _ = s.plugin.redactor.Text(ctx, c.SelectedText)
+	pr.ctx.FileName, _ = s.plugin.redactor.Text(ctx, c.FileName)
+	pr.redactMS = msSince(t)
+	t = time.Now()
+	if pr.files, err = s.selectContext(ctx, p.ProjectID, c.FileName, c.ContextFiles); err != nil {
+		return nil, fmt.Errorf("select context: %w", err)
+	}
+	pr.ctxMS = msSince(t)
+	return pr, nil
+}
+
+// completionResult is the data of a completion response.
+type completionResult struct {
+	MetaQueryID uuid.UUID
+	Items       []fiber.Map
+}
+
+// runCompletion is the whole pipeline. sink, when set, receives tokens.
+func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionRequest, sink tokenSink) (*completionResult, error) {
+	pr, err := s.prepare(ctx, p, r.Context, r.Contextual)
+	if err != nil {
+		return nil, err
+	}
+	key := p.SessionID.String() + "\x00" + r.Context.FileName
+	outs := s.runModels(ctx, r.ModelIDs, completionTimeout, false, func(m RegisteredModel) engine.Request {
+		return engine.Request{
+			Prefix: pr.ctx.Prefix, Suffix: pr.ctx.Suffix, FilePath: pr.ctx.FileName, Extra: chunks(pr.files),
+			Sampling: withSeed(defaultSampling), MaxTokens: completionTokens, Stop: r.StopSequences,
+			Mode: engine.ModeBlankLine, CachePrompt: true, SupersedeKey: key,
+		}
+	}, sink)
+	if ctx.Err() != nil {
+		return nil, errCancelled
+	}
+	if err := allOverloaded(outs); err != nil {
+		return nil, err
+	}
+	mq := uuid.New()
+	total := msSince(pr.t0)
+	err = db.WithTx(ctx, s.db, func(tx pgx.Tx) error {
+		if err := s.createMetaQuery(ctx, tx, p, pr, mq, "completion", nil, total); err != nil {
+			return err
+		}
+		if err := s.q.CompletionQueryCreate(ctx, tx, models.CompletionQueryCreateParams{MetaQueryID: mq, StopSequences: nonNil(r.StopSequences)}); err != nil {
+			return err
+		}
+		if err := s.storeQueryData(ctx, tx, mq, pr, r); err != nil {
+			return err
+		}
+		return s.storeGenerations(ctx, tx, mq, pr.t0, outs)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store completion query: %w", err)
+	}
+	res := &completionResult{MetaQueryID: mq}
+	for _, o := range outs {
+		if o.err != nil && o.reason == "failed" {
+			s.log.Warn("completion: model failed", slog.Int64("model_id", o.id), slog.String("error", o.err.Error()))
+		}
+		res.Items = append(res.Items, o.item(MsgCompletionErrorItem))
+	}
+	if res.Items == nil {
+		res.Items = []fiber.Map{}
+	}
+	return res, nil
+}
+
+// allOverloaded answers 429 when every model that ran was overloaded.
+func allOverloaded(outs []*modelOutcome) error {
+	n := 0
+	for _, o := range outs {
+		if o.reason != "overloaded" {
+			return nil
+		}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	return fail(fiber.StatusTooManyRequests, MsgTooManyRequests)
+}
+
+func withSeed(p engine.SamplingParams) engine.SamplingParams {
+	p.Seed = rand.Uint32()
+	return p
+}
+
+// createMetaQuery inserts the meta_query row.
+func (s *Server) createMetaQuery(ctx context.Context, tx pgx.Tx, p *Principal, pr *prepared, mq uuid.UUID, typ string, chatID *uuid.UUID, total float64) error {
+	var study *uuid.UUID
+	if pr.state.StudyID != uuid.Nil {
+		study = &pr.state.StudyID
+	}
+	client := "plugin"
+	if p.KeyID != uuid.Nil {
+		client = "api-key"
+	}
+	_, err := s.q.MetaQueryCreate(ctx, tx, models.MetaQueryCreateParams{
+		MetaQueryID: mq, QueryType: typ, UserID: p.UserID, SessionID: &p.SessionID, ProjectID: &p.ProjectID, ChatID: chatID,
+		ConfigID: pr.state.ConfigID, StudyID: study, Client: client, ServerVersion: s.plugin.version, RequestedAt: pr.t0,
+		TotalServingMs: &total, RedactMs: &pr.redactMS, ContextMs: &pr.ctxMS,
+	})
+	return err
+}
+
+// storeQueryData writes what the request and the user's consent allow:
+// the context (both must say yes), the context files used (names and
+// change indexes always, content with the context), and telemetry.
+func (s *Server) storeQueryData(ctx context.Context, tx pgx.Tx, mq uuid.UUID, pr *prepared, r *completionRequest) error {
+	storeCtx := r.StoreContext && pr.state.StoreContext
+	if storeCtx {
+		fn, sel := pr.ctx.FileName, pr.ctx.SelectedText
+		if err := s.q.ContextCreate(ctx, tx, models.ContextCreateParams{MetaQueryID: mq, Prefix: pr.ctx.Prefix, Suffix: pr.ctx.Suffix,
+			FileName: &fn, SelectedText: &sel}); err != nil {
+			return err
+		}
+	}
+	if len(pr.files) > 0 {
+		rows := make([]models.QueryContextFileCreateParams, len(pr.files))
+		for i, f := range pr.files {
+			rows[i] = models.QueryContextFileCreateParams{MetaQueryID: mq, Ordinal: int32(i), FileName: f.name, ChangeIndex: &f.changeIndex}
+			if storeCtx {
+				rows[i].Content = &pr.files[i].content
+			}
+		}
+		if _, err := s.q.QueryContextFileCreate(ctx, tx, rows); err != nil {
+			return err
+		}
+	}
+	if t := r.Contextual; t != nil && r.StoreContextualTelemetry && pr.state.StoreContextualTelemetry {
+		fp := t.FilePath
+		if fp != nil {
+			red, _ := s.plugin.redactor.Text(ctx, *fp)
+			fp = &red
+		}
+		if err := s.q.ContextualTelemetryCreate(ctx, tx, models.ContextualTelemetryCreateParams{MetaQueryID: mq,
+			VersionID: t.VersionID, TriggerTypeID: t.TriggerTypeID, LanguageID: t.LanguageID, FilePath: fp,
+			CaretLine: t.CaretLine, DocumentCharLength: t.DocumentCharLength, RelativeDocumentPosition: t.RelativeDocumentPosition}); err != nil {
+			return err
+		}
+	}
+	if b := r.Behavioral; b != nil && r.StoreBehavioralTelemetry && pr.state.StoreBehavioralTelemetry {
+		if err := s.q.BehavioralTelemetryCreate(ctx, tx, models.BehavioralTelemetryCreateParams{MetaQueryID: mq,
+			TimeSinceLastShown: b.TimeSinceLastShown, TimeSinceLastAccepted: b.TimeSinceLastAccepted, TypingSpeed: b.TypingSpeed}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// storeGenerations writes one generation row per model that answered.
+func (s *Server) storeGenerations(ctx context.Context, tx pgx.Tx, mq uuid.UUID, shown time.Time, outs []*modelOutcome) error {
+	for _, o := range outs {
+		if !o.ok() {
+			continue
+		}
+		t := o.res.Timings
+		conf := min(max(o.res.Confidence, 0), 1)
+		reason := stopReason(o.res.Stop)
+		seed := int64(o.seed)
+		tmpl := "engine/" + string(o.model.Family)
+		if o.model.Chat {
+			tmpl = chatTemplateName(o.model.Family, true)
+		}
+		sampler, _ := json.Marshal(map[string]any{"temperature": defaultSampling.Temperature, "top_k": defaultSampling.TopK,
+			"top_p": defaultSampling.TopP, "repeat_penalty": defaultSampling.RepeatPenalty, "repeat_last_n": defaultSampling.RepeatLastN,
+			"max_tokens": defaultMaxTokens(o.model.Chat)})
+		cached, evald, gend := int32(t.CachedTokens), int32(t.EvaluatedTokens), int32(t.GeneratedTokens)
+		if err := s.q.GenerationCreate(ctx, tx, models.GenerationCreateParams{
+			MetaQueryID: mq, ModelID: o.id, Completion: o.text, GenerationTimeMs: int32(o.gen.Milliseconds()),
+			ShownAt: []time.Time{shown}, Confidence: &conf, Logprobs: logprobs(o.res), StopReason: &reason,
+			QueueMs: &t.QueueMS, PrefillMs: &t.PrefillMS, DecodeMs: &t.DecodeMS,
+			TokensCached: &cached, TokensEvaluated: &evald, TokensGenerated: &gend,
+			Sampler: sampler, Seed: &seed, TemplateVersion: &tmpl,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// completionRequest handles POST /api/completion/request.
+func (s *Server) completionRequest(c *fiber.Ctx) error {
+	f, err := jsonBody(c)
+	if err != nil {
+		return err
+	}
+	r := parseCompletionRequest(f)
+	if err := f.err(); err != nil {
+		return err
+	}
+	res, err := s.runCompletion(c.UserContext(), principal(c), r, nil)
+	if err != nil {
+		return pipelineError(err, MsgGenerateCompletionsError)
+	}
+	return c.JSON(fiber.Map{"message": MsgCompletion, "data": fiber.Map{"meta_query_id": res.MetaQueryID, "completions": res.Items}})
+}
+
+// pipelineError keeps API errors (4xx) and wraps the rest as the
+// endpoint's 500.
+func pipelineError(err error, msg string) error {
+	var ae *apiError
+	var ve *validationError
+	if errors.As(err, &ae) || errors.As(err, &ve) {
+		return err
+	}
+	return internal(msg, err)
+}
+
+// completionGet handles GET /api/completion/{query_id}: the owner only.
+func (s *Server) completionGet(c *fiber.Ctx) error {
+	id, err := uuid.Parse(c.Params("query_id"))
+	if err != nil {
+		return invalid("uuid_parsing", []any{"path", "query_id"}, "Input should be a valid UUID, invalid character or length", c.Params("query_id"))
+	}
+	data, err := s.getCompletion(c.UserContext(), principal(c), id)
+	if err != nil {
+		return pipelineError(err, MsgRetrieveCompletionsError)
+	}
+	return c.JSON(fiber.Map{"message": MsgCompletion, "data": data})
+}
+
+func (s *Server) getCompletion(ctx context.Context, p *Principal, id uuid.UUID) (fiber.Map, error) {
+	mq, err := s.q.MetaQueryGetByID(ctx, s.db, id)
+	if errors.Is(db.Translate(err), db.ErrNotFound) {
+		return nil, fail(fiber.StatusNotFound, MsgQueryNotFound)
+	} else if err != nil {
+		return nil, err
+	}
+	if mq.UserID == nil || *mq.UserID != p.UserID {
+		return nil, fail(fiber.StatusForbidden, MsgNoAccessToQuery)
+	}
+	gens, err := s.q.GenerationListByMetaQuery(ctx, s.db, id)
+	if err != nil {
+		return nil, err
+	}
+	items := make([]fiber.Map, 0, len(gens))
+	for _, g := range gens {
+		items = append(items, fiber.Map{"model_id": g.ModelID, "model_name": g.ModelName, "completion": g.Completion,
+			"generation_time": g.GenerationTimeMs, "confidence": g.Confidence, "logprobs": g.Logprobs,
+			"was_accepted": g.WasAccepted, "shown_at": g.ShownAt})
+	}
+	return fiber.Map{"meta_query_id": id, "query_type": mq.QueryType, "completions": items}, nil
+}
+
+// feedback is FeedbackCompletion.
+type feedback struct {
+	MetaQueryID uuid.UUID
+	ModelID     int64
+	WasAccepted bool
+	GroundTruth string
+	ShownAt     []time.Time
+}
+
+func parseFeedback(f *fields) *feedback {
+	fb := &feedback{}
+	fb.MetaQueryID, _ = f.uuidField("meta_query_id", true)
+	fb.ModelID, _ = f.integer("model_id", true, 0)
+	fb.WasAccepted, _ = f.boolean("was_accepted", true)
+	if f.has("ground_truth") {
+		fb.GroundTruth, _ = f.str("ground_truth", false, 0, 0)
+	}
+	fb.ShownAt = f.timeList("shown_at")
+	return fb
+}
+
+// completionFeedback handles POST /api/completion/feedback.
+func (s *Server) completionFeedback(c *fiber.Ctx) error {
+	f, err := jsonBody(c)
+	if err != nil {
+		return err
+	}
+	fb := parseFeedback(f)
+	if err := f.err(); err != nil {
+		return err
+	}
+	if err := s.recordFeedback(c.UserContext(), principal(c), fb); err != nil {
+		return pipelineError(err, MsgFeedbackRecordingError)
+	}
+	return c.JSON(fiber.Map{"message": MsgCompletionFeedback, "data": fiber.Map{"meta_query_id": fb.MetaQueryID, "model_id": fb.ModelID}})
+}
+
+// recordFeedback sets acceptance, appends shown_at and stores the redacted
+// ground truth, in one transaction; only the query's owner may.
+func (s *Server) recordFeedback(ctx context.Context, p *Principal, fb *feedback) error {
+	mq, err := s.q.MetaQueryGetByID(ctx, s.db, fb.MetaQueryID)
+	if errors.Is(db.Translate(err), db.ErrNotFound) {
+		return fail(fiber.StatusNotFound, MsgGenerationNotFound)
+	} else if err != nil {
+		return err
+	}
+	if mq.UserID == nil || *mq.UserID != p.UserID {
+		return fail(fiber.StatusForbidden, MsgNoAccessToFeedback)
+	}
+	truth := ""
+	if fb.GroundTruth != "" {
+		truth, _ = s.plugin.redactor.Text(ctx, fb.GroundTruth)
+	}
+	return db.WithTx(ctx, s.db, func(tx pgx.Tx) error {
+		n, err := s.q.GenerationRecordFeedback(ctx, tx, models.GenerationRecordFeedbackParams{
+			WasAccepted: fb.WasAccepted, ShownAt: nonNilTimes(fb.ShownAt), MetaQueryID: fb.MetaQueryID, ModelID: fb.ModelID})
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fail(fiber.StatusNotFound, MsgGenerationNotFound)
+		}
+		if truth != "" {
+			if _, err := s.q.GroundTruthCreate(ctx, tx, models.GroundTruthCreateParams{MetaQueryID: fb.MetaQueryID, ModelID: &fb.ModelID, GroundTruth: truth}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func nonNilTimes(t []time.Time) []time.Time {
+	if t == nil {
+		return []time.Time{}
+	}
+	return t
+}

@@ -1,0 +1,368 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/code4me/code4me/engine"
+	"github.com/code4me/code4me/internal/db"
+	"github.com/code4me/code4me/internal/redact"
+	"github.com/code4me/code4me/models"
+)
+
+// The project's multi-file context (spec §7.2) lives in Postgres:
+// project_context_file holds each file's current, redacted lines and the
+// number of changes applied to it; project_context_change the redacted
+// change log. Lines are strings and stay strings (no R3 coercion).
+
+// fileChange is FileContextChangeData.
+type fileChange struct {
+	ChangeType string   `json:"change_type"`
+	StartLine  int      `json:"start_line"`
+	EndLine    int      `json:"end_line"`
+	NewLines   []string `json:"new_lines"`
+}
+
+// fileUpdate is the changes of one file, in request order.
+type fileUpdate struct {
+	file    string
+	changes []fileChange
+}
+
+// parseContextUpdates reads UpdateMultiFileContext, keeping the files in
+// the order the client sent them.
+func parseContextUpdates(f *fields) []fileUpdate {
+	raw, ok := f.get("context_updates", true)
+	if !ok {
+		return nil
+	}
+	d := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := d.Token(); err != nil || t != json.Delim('{') {
+		f.add("dict_type", "context_updates", "Input should be a valid dictionary", rawInput(raw), nil)
+		return nil
+	}
+	var out []fileUpdate
+	for d.More() {
+		t, err := d.Token()
+		if err != nil {
+			f.add("dict_type", "context_updates", "Input should be a valid dictionary", rawInput(raw), nil)
+			return nil
+		}
+		name := t.(string)
+		var item json.RawMessage
+		if err := d.Decode(&item); err != nil {
+			f.add("dict_type", "context_updates", "Input should be a valid dictionary", rawInput(raw), nil)
+			return nil
+		}
+		loc := append(f.at("context_updates"), name)
+		var list []json.RawMessage
+		if err := json.Unmarshal(item, &list); err != nil {
+			*f.errs = append(*f.errs, fieldError{Type: "list_type", Loc: loc, Msg: "Input should be a valid list", Input: rawInput(item)})
+			continue
+		}
+		up := fileUpdate{file: name}
+		for i, el := range list {
+			sub := &fields{loc: append(slices.Clone(loc), i), errs: f.errs}
+			if err := json.Unmarshal(el, &sub.raw); err != nil || sub.raw == nil {
+				*f.errs = append(*f.errs, fieldError{Type: "model_type", Loc: sub.loc,
+					Msg: "Input should be a valid dictionary or instance of the model", Input: rawInput(el)})
+				continue
+			}
+			sub.input = rawInput(el)
+			var ch fileChange
+			if typ, ok := sub.str("change_type", true, 0, 0); ok {
+				switch typ {
+				case "update", "insert", "remove":
+					ch.ChangeType = typ
+				default:
+					sub.add("literal_error", "change_type", "Input should be 'update', 'insert' or 'remove'", typ,
+						map[string]any{"expected": "'update', 'insert' or 'remove'"})
+				}
+			}
+			start, _ := sub.integer("start_line", true, 0)
+			end, _ := sub.integer("end_line", true, 0)
+			ch.StartLine, ch.EndLine = int(start), int(end)
+			ch.NewLines = sub.strList("new_lines", false)
+			up.changes = append(up.changes, ch)
+		}
+		out = append(out, up)
+	}
+	return out
+}
+
+// strList reads a list of strings (nil when absent).
+func (f *fields) strList(name string, required bool) []string {
+	raw, ok := f.get(name, required)
+	if !ok {
+		return nil
+	}
+	var list []json.RawMessage
+	if err := json.Unmarshal(raw, &list); err != nil {
+		f.add("list_type", name, "Input should be a valid list", rawInput(raw), nil)
+		return nil
+	}
+	out := make([]string, 0, len(list))
+	for i, el := range list {
+		var s string
+		if err := json.Unmarshal(el, &s); err != nil {
+			*f.errs = append(*f.errs, fieldError{Type: "string_type", Loc: append(f.at(name), i),
+				Msg: "Input should be a valid string", Input: rawInput(el)})
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// applyChanges applies one file's changes (spec §7.2 steps 1–3): sorted by
+// start line descending (stable), with Python slice semantics (0-based,
+// end-exclusive, out-of-range indices clamp). A new file starts as as many
+// empty lines as the largest end line of its non-insert changes.
+func applyChanges(lines []string, exists bool, changes []fileChange) []string {
+	if !exists {
+		n := 0
+		for _, c := range changes {
+			if c.ChangeType != "insert" {
+				n = max(n, c.EndLine)
+			}
+		}
+		lines = make([]string, n)
+	} else {
+		lines = slices.Clone(lines)
+	}
+	sorted := slices.Clone(changes)
+	slices.SortStableFunc(sorted, func(a, b fileChange) int { return b.StartLine - a.StartLine })
+	for _, c := range sorted {
+		start := min(c.StartLine, len(lines))
+		end := min(max(c.EndLine, start), len(lines))
+		switch c.ChangeType {
+		case "update":
+			lines = slices.Concat(lines[:start], c.NewLines, lines[end:])
+		case "insert":
+			lines = slices.Concat(lines[:start], c.NewLines, lines[start:])
+		case "remove":
+			lines = slices.Concat(lines[:start], lines[end:])
+		}
+	}
+	return lines
+}
+
+// redactLines redacts lines as one text, so secrets that span lines (a
+// private-key block) are found, and keeps the number of lines: a secret
+// that covered several lines becomes its placeholder followed by empty
+// lines, so later line-numbered changes from the editor still land on the
+// right lines.
+func (s *Server) redactLines(ctx context.Context, lines []string) []string {
+	if len(lines) == 0 {
+		return lines
+	}
+	text := strings.Join(lines, "\n")
+	out, findings := s.plugin.redactor.Cached(ctx, text)
+	if len(findings) == 0 {
+		return lines
+	}
+	red := strings.Split(out, "\n")
+	if out == redact.Incomplete {
+		red = []string{redact.Incomplete}
+	}
+	if len(red) == len(lines) {
+		return red
+	}
+	// Keep the lines both sides share at the start and end; pad the changed
+	// middle with empty lines.
+	pre := 0
+	for pre < len(red) && pre < len(lines) && red[pre] == lines[pre] {
+		pre++
+	}
+	suf := 0
+	for suf < len(red)-pre && suf < len(lines)-pre && red[len(red)-1-suf] == lines[len(lines)-1-suf] {
+		suf++
+	}
+	mid := red[pre : len(red)-suf]
+	want := len(lines) - pre - suf
+	res := make([]string, 0, len(lines))
+	res = append(res, red[:pre]...)
+	if len(mid) > want { // cannot happen (redaction removes newlines only); fail closed
+		mid = []string{strings.Join(mid, " ")}
+	}
+	res = append(res, mid...)
+	for range want - len(mid) {
+		res = append(res, "")
+	}
+	return append(res, red[len(red)-suf:]...)
+}
+
+// contextUpdate handles POST /api/completion/multi-file-context/update.
+func (s *Server) contextUpdate(c *fiber.Ctx) error {
+	p := principal(c)
+	f, err := jsonBody(c)
+	if err != nil {
+		return err
+	}
+	updates := parseContextUpdates(f)
+	if err := f.err(); err != nil {
+		return err
+	}
+	data, err := s.updateContext(c.UserContext(), p, updates)
+	if err != nil {
+		return internal(MsgMultiFileContextUpdateError, err)
+	}
+	return c.JSON(fiber.Map{"message": MsgMultiFileContextUpdate, "data": data})
+}
+
+// updateContext applies updates to the project's context in one
+// transaction (serialised per project) and returns the whole context.
+func (s *Server) updateContext(ctx context.Context, p *Principal, updates []fileUpdate) (map[string][]string, error) {
+	// Redact outside the transaction: it is the slow part.
+	type prepared struct {
+		fileUpdate
+		redactedChanges []fileChange
+	}
+	prep := make([]prepared, len(updates))
+	for i, u := range updates {
+		prep[i].fileUpdate = u
+		for _, ch := range u.changes {
+			ch.NewLines = s.redactLines(ctx, ch.NewLines)
+			prep[i].redactedChanges = append(prep[i].redactedChanges, ch)
+		}
+	}
+	err := db.WithTx(ctx, s.db, func(tx pgx.Tx) error {
+		if err := s.q.ProjectContextLock(ctx, tx, p.ProjectID.String()); err != nil {
+			return err
+		}
+		names := make([]string, len(prep))
+		for i, u := range prep {
+			names[i] = u.file
+		}
+		rows, err := s.q.ProjectContextFileGetMany(ctx, tx, models.ProjectContextFileGetManyParams{ProjectID: p.ProjectID, FileNames: names})
+		if err != nil {
+			return err
+		}
+		type state struct {
+			lines  []string
+			count  int32
+			exists bool
+		}
+		files := map[string]*state{}
+		for _, r := range rows {
+			files[r.FileName] = &state{lines: r.Lines, count: r.ChangeCount, exists: len(r.Lines) > 0}
+		}
+		for _, u := range prep {
+			st := files[u.file]
+			if st == nil {
+				st = &state{}
+				files[u.file] = st
+			}
+			lines := s.redactLines(ctx, applyChanges(st.lines, st.exists, u.changes))
+			var log []models.ProjectContextChangeCreateParams
+			for _, ch := range u.redactedChanges {
+				st.count++
+				log = append(log, models.ProjectContextChangeCreateParams{ProjectID: p.ProjectID, FileName: u.file, Seq: st.count,
+					ChangeType: ch.ChangeType, StartLine: int32(ch.StartLine), EndLine: int32(ch.EndLine), NewLines: nonNil(ch.NewLines)})
+			}
+			st.lines, st.exists = lines, len(lines) > 0
+			// An emptied file keeps its row (with no lines) so its change
+			// log stays numbered; it leaves the context.
+			if err := s.q.ProjectContextFileUpsert(ctx, tx, models.ProjectContextFileUpsertParams{
+				ProjectID: p.ProjectID, FileName: u.file, Lines: nonNil(lines), ChangeCount: st.count}); err != nil {
+				return err
+			}
+			if len(log) > 0 {
+				if _, err := s.q.ProjectContextChangeCreate(ctx, tx, log); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update multi-file context: %w", err)
+	}
+	all, err := s.q.ProjectContextFileListAll(ctx, s.db, p.ProjectID)
+	if err != nil {
+		return nil, fmt.Errorf("list multi-file context: %w", err)
+	}
+	out := make(map[string][]string, len(all))
+	for _, r := range all {
+		if len(r.Lines) > 0 {
+			out[r.FileName] = r.Lines
+		}
+	}
+	return out, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// contextFile is one file of the multi-file context a query used.
+type contextFile struct {
+	name        string
+	changeIndex int32
+	content     string // redacted (files are stored redacted)
+}
+
+// selectContext picks the context files of a request (spec §6.1 step 4):
+// none for an empty list; every file but the current one for ["*"];
+// otherwise the named files, in the order named. Empty files are skipped.
+func (s *Server) selectContext(ctx context.Context, projectID uuid.UUID, current string, want []string) ([]contextFile, error) {
+	if len(want) == 0 {
+		return nil, nil
+	}
+	var out []contextFile
+	if len(want) == 1 && want[0] == "*" {
+		rows, err := s.q.ProjectContextFileListAll(ctx, s.db, projectID)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			if r.FileName != current && len(r.Lines) > 0 {
+				out = append(out, contextFile{r.FileName, r.ChangeCount, strings.Join(r.Lines, "\n")})
+			}
+		}
+		return out, nil
+	}
+	rows, err := s.q.ProjectContextFileGetMany(ctx, s.db, models.ProjectContextFileGetManyParams{ProjectID: projectID, FileNames: want})
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string]models.ProjectContextFileGetManyRow, len(rows))
+	for _, r := range rows {
+		byName[r.FileName] = r
+	}
+	seen := map[string]bool{}
+	for _, n := range want {
+		r, ok := byName[n]
+		if !ok || seen[n] || len(r.Lines) == 0 {
+			continue
+		}
+		seen[n] = true
+		out = append(out, contextFile{n, r.ChangeCount, strings.Join(r.Lines, "\n")})
+	}
+	return out, nil
+}
+
+// chunks turns context files into engine chunks with their real names.
+func chunks(files []contextFile) []engine.Chunk {
+	out := make([]engine.Chunk, len(files))
+	for i, f := range files {
+		out[i] = engine.Chunk{Path: f.name, Text: f.content}
+	}
+	return out
+}
+
+
+// msSince is the time since t in milliseconds.
+func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }

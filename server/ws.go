@@ -1,0 +1,383 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+)
+
+// WebSockets (spec §4, with W1–W7 fixed). The three endpoints authenticate
+// at connect time exactly like HTTP SP routes (cookies, the token headers or
+// a Bearer API key) and are rate-limited like them. A failed check still
+// completes the handshake, then sends {"error": <message>} and closes
+// normally, as the original did.
+//
+// Client frames are JSON objects with one recognised key and an optional
+// "request_id" (a string; the server makes one up when it is missing):
+//
+//	{"request_id": "r1", "completion_request": {...RequestCompletion}}
+//	{"request_id": "r2", "completion_feedback": {...FeedbackCompletion}}
+//	{"request_id": "r3", "multi_file_context_update": {...}}
+//	{"request_id": "r4", "chat_request": {...}} / "chat_get": {"page_number": 1} / "chat_delete": {"chat_id": "..."}
+//	{"cancel": "r1"} or {"cancel": {"request_id": "r1"}}
+//
+// Server frames are JSON encoded once and always carry request_id:
+//
+//	{"type": "completion_token", "request_id", "model_id", "text", "replace"}  redacted text as it is generated
+//	{"type": "chat_token", ...}                                                 the same for chat
+//	{"type": "completion_result" | "completion_feedback_result" | "multi_file_context_update_result" |
+//	         "chat_result" | "chat_get_result" | "chat_delete_result",
+//	 "request_id", "status_code", "content"}   content is the HTTP endpoint's body
+//	{"type": "cancelled", "request_id"}         a cancelled or superseded request (nothing stored)
+//	{"type": "error", "request_id", "status_code"?, "error"}
+//
+// A new completion_request on a connection cancels the previous one, in the
+// engine too. One goroutine reads each connection; requests run in their
+// own goroutines, writes are serialised, and closing the connection cancels
+// and waits for every request of it.
+
+type wsKind int
+
+const (
+	wsCompletion wsKind = iota
+	wsChat
+	wsContext
+)
+
+var wsKeys = map[wsKind][]string{
+	wsCompletion: {"completion_request", "completion_feedback"},
+	wsContext:    {"multi_file_context_update"},
+	wsChat:       {"chat_request", "chat_get", "chat_delete"},
+}
+
+const (
+	localsWSAuthErr = "code4me.ws.autherr"
+	wsWriteTimeout  = 10 * time.Second
+	wsReadLimit     = 8 << 20
+)
+
+func (s *Server) wsRoutes(api fiber.Router) {
+	api.Get("/ws/completion", s.wsUpgrade, websocket.New(s.wsServe(wsCompletion)))
+	api.Get("/ws/chat", s.wsUpgrade, websocket.New(s.wsServe(wsChat)))
+	api.Get("/ws/completion/multi-file-context", s.wsUpgrade, websocket.New(s.wsServe(wsContext)))
+}
+
+// wsUpgrade authenticates and rate-limits the handshake. Only a rate-limit
+// refusal answers HTTP (429); an auth failure is reported on the socket.
+func (s *Server) wsUpgrade(c *fiber.Ctx) error {
+	if !websocket.IsWebSocketUpgrade(c) {
+		return fiber.ErrUpgradeRequired
+	}
+	p, err := s.authenticate(c.UserContext(), c, ClassSP)
+	subject := "ip:" + s.clientIP(c).String()
+	if p != nil {
+		subject = "u:" + p.UserID.String()
+	}
+	if rlErr := s.rateLimit(c, subject); rlErr != nil {
+		return rlErr
+	}
+	if err != nil {
+		msg := MsgInvalidOrExpiredSession
+		var ae *apiError
+		if errors.As(err, &ae) && ae.status < 500 {
+			msg = ae.msg
+		} else {
+			s.log.Warn("ws: authentication failed", slog.String("error", err.Error()))
+		}
+		c.Locals(localsWSAuthErr, msg)
+		return c.Next()
+	}
+	c.Locals(localsPrincipal, p)
+	return c.Next()
+}
+
+// wsConn is one connection.
+type wsConn struct {
+	s    *Server
+	c    *websocket.Conn
+	p    *Principal
+	kind wsKind
+
+	ctx    context.Context // ends when the connection closes
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	wmu sync.Mutex // serialises writes
+
+	mu         sync.Mutex
+	inflight   map[string]context.CancelFunc
+	completion string // request id of the running completion_request
+}
+
+func (s *Server) wsServe(kind wsKind) func(*websocket.Conn) {
+	return func(c *websocket.Conn) {
+		w := &wsConn{s: s, c: c, kind: kind, inflight: map[string]context.CancelFunc{}}
+		w.ctx, w.cancel = context.WithCancel(context.Background())
+		defer func() {
+			w.cancel()
+			w.wg.Wait()
+		}()
+		if msg, ok := c.Locals(localsWSAuthErr).(string); ok {
+			w.send(fiber.Map{"error": msg})
+			w.wmu.Lock()
+			c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			w.wmu.Unlock()
+			return
+		}
+		w.p, _ = c.Locals(localsPrincipal).(*Principal)
+		if w.p == nil {
+			return
+		}
+		c.SetReadLimit(wsReadLimit)
+		for {
+			_, data, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			if !w.dispatch(data) {
+				return
+			}
+		}
+	}
+}
+
+// send writes one frame; a failed write ends the connection's requests.
+func (w *wsConn) send(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		w.s.log.Error("ws: encode frame", slog.String("error", err.Error()))
+		return
+	}
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	w.c.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
+	if err := w.c.WriteMessage(websocket.TextMessage, b); err != nil {
+		w.cancel()
+		w.c.Close() // wakes the reader
+	}
+}
+
+// truthy reports whether a frame value counts as present (spec §4.2).
+func truthy(raw json.RawMessage) bool {
+	switch string(bytes.TrimSpace(raw)) {
+	case "", "null", "{}", `""`, "false", "[]", "0":
+		return false
+	}
+	return true
+}
+
+// dispatch handles one client frame; false ends the connection.
+func (w *wsConn) dispatch(data []byte) bool {
+	var frame map[string]json.RawMessage
+	if err := json.Unmarshal(data, &frame); err != nil || frame == nil {
+		w.send(fiber.Map{"type": "error", "request_id": nil, "error": "Invalid websocket request: not a JSON object"})
+		return true
+	}
+	id := requestID(frame["request_id"])
+	if raw, ok := frame["cancel"]; ok && truthy(raw) {
+		target := requestID(raw)
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(raw, &obj) == nil {
+			target = requestID(obj["request_id"])
+		} else if string(raw) == "true" {
+			target = id
+		}
+		w.cancelRequest(target)
+		return true
+	}
+	if id == "" {
+		id = uuid.NewString()
+	}
+	for _, key := range wsKeys[w.kind] {
+		raw, ok := frame[key]
+		if !ok || !truthy(raw) {
+			continue
+		}
+		// Each message re-checks the connection's session and project
+		// (they may have ended since connect) and refreshes them.
+		if _, _, err := w.s.tokens.SessionProject(w.ctx, w.p.SessionToken, w.p.ProjectToken); err != nil {
+			w.send(fiber.Map{"type": "error", "request_id": id, "status_code": fiber.StatusUnauthorized, "error": MsgInvalidOrExpiredSession})
+			return false
+		}
+		w.start(id, key, raw)
+		return true
+	}
+	w.send(fiber.Map{"type": "error", "request_id": id, "error": "Invalid websocket request"})
+	return true
+}
+
+// requestID reads a request id: a string, or any other JSON value as text.
+func requestID(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(bytes.TrimSpace(raw))
+}
+
+func (w *wsConn) cancelRequest(id string) {
+	w.mu.Lock()
+	cancel := w.inflight[id]
+	w.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// start runs a request in its own goroutine. A completion_request cancels
+// the connection's previous one first.
+func (w *wsConn) start(id, key string, raw json.RawMessage) {
+	ctx, cancel := context.WithCancel(w.ctx)
+	w.mu.Lock()
+	if old := w.inflight[id]; old != nil {
+		old() // a reused id replaces its request
+	}
+	w.inflight[id] = cancel
+	if key == "completion_request" {
+		if prev := w.inflight[w.completion]; prev != nil && w.completion != id {
+			prev()
+		}
+		w.completion = id
+	}
+	w.mu.Unlock()
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer func() {
+			cancel()
+			w.mu.Lock()
+			if w.inflight[id] != nil {
+				delete(w.inflight, id)
+			}
+			w.mu.Unlock()
+		}()
+		w.run(ctx, id, key, raw)
+	}()
+}
+
+// run executes one request and sends its frames.
+func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage) {
+	var content any
+	var err error
+	f, perr := rawFields(raw)
+	if perr != nil {
+		w.result(id, key, nil, perr)
+		return
+	}
+	switch key {
+	case "completion_request":
+		r := parseCompletionRequest(f)
+		if err = f.err(); err == nil {
+			var res *completionResult
+			res, err = w.s.runCompletion(ctx, w.p, r, w.tokens(id, "completion_token"))
+			if err == nil {
+				content = fiber.Map{"message": MsgCompletion, "data": fiber.Map{"meta_query_id": res.MetaQueryID, "completions": res.Items}}
+			} else {
+				err = pipelineError(err, MsgGenerateCompletionsError)
+			}
+		}
+	case "completion_feedback":
+		fb := parseFeedback(f)
+		if err = f.err(); err == nil {
+			if err = w.s.recordFeedback(ctx, w.p, fb); err == nil {
+				content = fiber.Map{"message": MsgCompletionFeedback, "data": fiber.Map{"meta_query_id": fb.MetaQueryID, "model_id": fb.ModelID}}
+			} else {
+				err = pipelineError(err, MsgFeedbackRecordingError)
+			}
+		}
+	case "multi_file_context_update":
+		ups := parseContextUpdates(f)
+		if err = f.err(); err == nil {
+			var data map[string][]string
+			if data, err = w.s.updateContext(ctx, w.p, ups); err == nil {
+				content = fiber.Map{"message": MsgMultiFileContextUpdate, "data": data}
+			} else {
+				err = internal(MsgMultiFileContextUpdateError, err)
+			}
+		}
+	case "chat_request":
+		r := parseChatRequest(f)
+		if err = f.err(); err == nil {
+			if content, err = w.s.runChat(ctx, w.p, r, w.tokens(id, "chat_token")); err != nil {
+				err = pipelineError(err, MsgGenerateChatError)
+			}
+		}
+	case "chat_get":
+		page := int64(1)
+		if f.has("page_number") {
+			page, _ = f.integer("page_number", false, 1)
+		}
+		if err = f.err(); err == nil {
+			if content, err = w.s.chatPage(ctx, w.p, int(page)); err != nil {
+				err = internal(MsgRetrieveChatError, err)
+			}
+		}
+	case "chat_delete":
+		chatID, _ := f.uuidField("chat_id", true)
+		if err = f.err(); err == nil {
+			if err = w.s.deleteChat(ctx, w.p, chatID); err == nil {
+				content = fiber.Map{"message": MsgDeleteChat}
+			} else {
+				err = pipelineError(err, MsgDeleteChatError)
+			}
+		}
+	}
+	if ctx.Err() != nil && w.ctx.Err() == nil {
+		w.send(fiber.Map{"type": "cancelled", "request_id": id})
+		return
+	}
+	w.result(id, key, content, err)
+}
+
+// result sends a request's final frame, mapping err like HTTP does.
+func (w *wsConn) result(id, key string, content any, err error) {
+	if w.ctx.Err() != nil {
+		return // the connection is gone
+	}
+	typ := key + "_result"
+	if key == "completion_request" {
+		typ = "completion_result"
+	} else if key == "chat_request" {
+		typ = "chat_result"
+	}
+	status := fiber.StatusOK
+	if err != nil {
+		var body any
+		status, body = errorResponse(err)
+		if status >= 500 {
+			w.s.log.Error("ws: request failed", slog.String("key", key), slog.Int("status", status), slog.String("error", err.Error()))
+		}
+		content = body
+	}
+	w.send(fiber.Map{"type": typ, "request_id": id, "status_code": status, "content": content})
+}
+
+// tokens returns the sink that streams a request's redacted text.
+func (w *wsConn) tokens(id, typ string) tokenSink {
+	return func(modelID int64, text string, replace bool) {
+		w.send(fiber.Map{"type": typ, "request_id": id, "model_id": modelID, "text": text, "replace": replace})
+	}
+}
+
+// rawFields reads a frame's payload like a JSON request body.
+func rawFields(raw json.RawMessage) (*fields, error) {
+	errs := []fieldError{}
+	f := &fields{loc: []any{"body"}, errs: &errs}
+	if err := json.Unmarshal(raw, &f.raw); err != nil || f.raw == nil {
+		return nil, invalid("model_attributes_type", []any{"body"},
+			"Input should be a valid dictionary or object to extract fields from", rawInput(raw))
+	}
+	f.input = rawInput(raw)
+	return f, nil
+}
