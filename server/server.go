@@ -27,11 +27,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/code4me/code4me/engine"
 	"github.com/code4me/code4me/internal/auth"
 	"github.com/code4me/code4me/internal/config"
 	"github.com/code4me/code4me/internal/mail"
 	"github.com/code4me/code4me/internal/oauth"
 	"github.com/code4me/code4me/internal/ratelimit"
+	"github.com/code4me/code4me/internal/redact"
 	"github.com/code4me/code4me/models"
 )
 
@@ -50,6 +52,15 @@ type Deps struct {
 	// OAuth verifies Google ID tokens. Nil: built from
 	// Config.GoogleClientID against Google's key set.
 	OAuth *oauth.Verifier
+	// Engine runs completions and chat. Nil: every requested model answers
+	// with an error item.
+	Engine *engine.Engine
+	// Redactor removes secrets from code before inference, storage and
+	// responses. Nil: one is built from gitleaks' default rules.
+	Redactor *redact.Redactor
+	// Models maps the plugin's model ids to engine models. Nil: built from
+	// Engine's loaded models at New (ModelUpsert), see RegisterModels.
+	Models *ModelRegistry
 }
 
 // Server is the HTTP application.
@@ -69,6 +80,7 @@ type Server struct {
 	mail      mail.Sender
 	oauth     *oauth.Verifier
 	redirects routeMatcher
+	plugin    plugin // completion, chat and WebSocket state (completion.go)
 
 	stop context.CancelFunc // ends background work (the session sweeper)
 	bg   sync.WaitGroup     // background work, waited for by Shutdown
@@ -114,6 +126,9 @@ func New(d Deps) (*Server, error) {
 		CaseSensitive:         true,
 	})
 	s.app.Use(s.cors())
+	if err := s.initPlugin(d); err != nil {
+		return nil, err
+	}
 	s.routes()
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -210,6 +225,7 @@ func (s *Server) routes() {
 	s.sessionRoutes(api)
 	s.projectRoutes(api)
 	s.apiKeyRoutes(api)
+	s.pluginRoutes(api)
 	s.openAPIRoutes()
 }
 
