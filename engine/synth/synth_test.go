@@ -230,10 +230,8 @@ func TestWeightsAcrossTypes(t *testing.T) {
 		n := float64(len(w))
 		std := math.Sqrt(sq/n - (sum/n)*(sum/n))
 		ti, _ := f32.Tensor(name)
-		want := 1 / math.Sqrt(float64(ti.Dims[0]))
-		if name != "blk.0.ffn_down.weight" {
-			want *= logitStd
-		}
+		s, _ := Lookup("tiny-llama")
+		want := matrixStd(s, name, ti.Dims[0])
 		if math.Abs(std-want) > 0.05*want || math.Abs(sum/n) > 0.05*want {
 			t.Errorf("%s: mean %.4f std %.4f, want mean 0 std %.4f", name, sum/n, std, want)
 		}
@@ -242,6 +240,18 @@ func TestWeightsAcrossTypes(t *testing.T) {
 		if v != 1 {
 			t.Fatalf("norm weight %v, want 1", v)
 		}
+	}
+	var neg int
+	for _, v := range readTensor(t, p16, f16, "output_norm.weight") {
+		if v != 1 && v != -1 {
+			t.Fatalf("output norm weight %v, want ±1", v)
+		}
+		if v < 0 {
+			neg++
+		}
+	}
+	if neg < 16 || neg > 48 {
+		t.Errorf("%d of 64 output norm weights negative", neg)
 	}
 }
 

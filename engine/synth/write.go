@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -17,20 +18,32 @@ import (
 
 // GeneratorVersion changes whenever Write would produce different bytes for
 // the same shape, type, seed and corpus. It is part of Ensure's file names.
-const GeneratorVersion = 1
+const GeneratorVersion = 2
 
 // KeySynthetic is the custom boolean key that marks a synthetic model.
 const KeySynthetic = "general.synthetic"
 
-// Weight scales. A matrix with input size n has standard deviation
-// 1/sqrt(n), so every projection keeps activations near unit scale and each
-// layer, not the input embedding, dominates the residual stream. Embedding
-// and output rows have 3/sqrt(n_embd), which gives logits a standard
-// deviation near 3: peaked enough that sampling is not uniform, flat enough
-// that greedy decoding does not just repeat the last token. Biases are small.
+// Weight scales, chosen so that a random model behaves like a model: logits
+// finite and peaked enough that sampling is not uniform, and a next token that
+// depends on the current one, so greedy decoding does not lock onto one token.
+//
+//   - A matrix with input size n has standard deviation 1/sqrt(n), so
+//     projections keep activations near unit scale.
+//   - The projections that write into the residual stream are scaled by
+//     1/sqrt(2*n_layer), as in GPT-2's initialisation, and attn_output by a
+//     further attnOutScale: otherwise attention averages over the context
+//     swamp the current token's path and every position predicts the same
+//     token.
+//   - Embedding and output rows have logitStd/sqrt(n_embd), which gives
+//     logits a standard deviation near logitStd.
+//   - output_norm is ±1 at random instead of 1: with tied embeddings the
+//     current token's own embedding would otherwise lift its own logit and
+//     make it repeat.
+//   - Other norm weights are 1; biases are small.
 const (
-	logitStd = 3.0
-	biasStd  = 0.02
+	logitStd     = 2.0
+	attnOutScale = 0.3
+	biasStd      = 0.02
 )
 
 // specials are the Qwen2.5-Coder special tokens every synthetic model carries.
@@ -90,7 +103,7 @@ func Vocab(ctx context.Context, s Shape, opts Options) (*bpe.Vocab, error) {
 
 // Write writes a synthetic model of shape s to path (atomically). Weights
 // are uniform (scales below) from PCG streams seeded by opts.Seed and the
-// tensor name; norm weights are 1.
+// tensor name.
 func Write(ctx context.Context, path string, s Shape, opts Options) error {
 	if err := s.Validate(); err != nil {
 		return err
@@ -175,11 +188,7 @@ func addTensors(w *gguf.Writer, s Shape, wt gguf.TensorType, seed uint64) error 
 		}
 	}
 	matrix := func(name string, dims ...uint64) {
-		std := 1 / math.Sqrt(float64(dims[0]))
-		if name == "token_embd.weight" || name == "output.weight" {
-			std *= logitStd
-		}
-		add(name, wt, randomSource(name, wt, dims, seed, float32(std)), dims...)
+		add(name, wt, randomSource(name, wt, dims, seed, float32(matrixStd(s, name, dims[0]))), dims...)
 	}
 	vector := func(name string, n uint64, std float32) {
 		if std == 0 {
@@ -206,7 +215,7 @@ func addTensors(w *gguf.Writer, s Shape, wt gguf.TensorType, seed uint64) error 
 		matrix(p+"ffn_up.weight", e, ff)
 		matrix(p+"ffn_down.weight", ff, e)
 	}
-	vector("output_norm.weight", e, 0)
+	add("output_norm.weight", gguf.TensorF32, signSource("output_norm.weight", seed), e)
 	if !s.TiedEmbed {
 		matrix("output.weight", e, nv)
 	}
@@ -214,6 +223,35 @@ func addTensors(w *gguf.Writer, s Shape, wt gguf.TensorType, seed uint64) error 
 		return fmt.Errorf("synth: %v", errs[0])
 	}
 	return nil
+}
+
+// matrixStd is the standard deviation of the named matrix with input size n.
+func matrixStd(s Shape, name string, n uint64) float64 {
+	std := 1 / math.Sqrt(float64(n))
+	switch {
+	case name == "token_embd.weight" || name == "output.weight":
+		std *= logitStd
+	case strings.HasSuffix(name, "attn_output.weight"):
+		std *= attnOutScale / math.Sqrt(float64(2*s.NLayer))
+	case strings.HasSuffix(name, "ffn_down.weight"):
+		std /= math.Sqrt(float64(2 * s.NLayer))
+	}
+	return std
+}
+
+// signSource fills an F32 tensor with ±1 from a seeded stream.
+func signSource(name string, seed uint64) gguf.Source {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	rng := rand.New(rand.NewPCG(h.Sum64(), seed))
+	return func(_ context.Context, dst []byte) error {
+		vals := make([]float32, len(dst)/4)
+		for i := range vals {
+			vals[i] = float32(1 - 2*int(rng.Uint64()&1))
+		}
+		gguf.EncodeF32(dst, vals)
+		return nil
+	}
 }
 
 // constSource fills an F32 tensor with v.
