@@ -275,3 +275,17 @@ func BenchmarkTrain8k(b *testing.B) {
 		}
 	}
 }
+
+func TestFallbackCorpus(t *testing.T) {
+	a, b := FallbackCorpus(64<<10), FallbackCorpus(64<<10)
+	if !reflect.DeepEqual(a, b) || len(a[0]) < 64<<10 {
+		t.Fatal("fallback corpus is not deterministic or too short")
+	}
+	v, err := Train(context.Background(), FallbackCorpus(1<<20), 4000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Tokens) != 4000 {
+		t.Fatalf("%d tokens from the fallback corpus", len(v.Tokens))
+	}
+}

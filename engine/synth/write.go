@@ -61,7 +61,7 @@ type Options struct {
 	Seed      int64  // weight seed; files differ only in weights across seeds
 	Type      string // "f16" (default), "q8_0" or "f32": the type of 2-D weights; 1-D tensors are F32
 	CacheDir  string // where trained vocabularies are cached; "" trains every time
-	CorpusDir string // Go source to train the vocabulary on; "" means $GOROOT/src
+	CorpusDir string // Go source to train the vocabulary on; "" means $GOROOT/src, or generated Go-like text where that is missing
 }
 
 func (o Options) tensorType() (gguf.TensorType, uint32, error) {
@@ -85,7 +85,11 @@ func Vocab(ctx context.Context, s Shape, opts Options) (*bpe.Vocab, error) {
 	}
 	docs, err := bpe.GoCorpus(root, s.CorpusSize)
 	if err != nil {
-		return nil, err
+		if opts.CorpusDir != "" {
+			return nil, err
+		}
+		// No Go source tree here (a release container): train on generated text.
+		docs = bpe.FallbackCorpus(int(min(s.CorpusSize, 4<<20)))
 	}
 	base, err := bpe.TrainCached(ctx, opts.CacheDir, docs, s.BPEVocab)
 	if err != nil {
