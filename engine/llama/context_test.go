@@ -261,10 +261,9 @@ func TestGreedyDeterministicAcrossContexts(t *testing.T) {
 		defer s.Close()
 		toks := tokens(t, m, prompt)
 		decodePrompt(t, c, 0, 0, toks)
-		row := 0
 		// decodePrompt's last batch holds the final prompt token at its
 		// last row.
-		row = (len(toks)-1)%c.NBatch()
+		row := (len(toks) - 1) % c.NBatch()
 		var out []engine.Token
 		pos := int32(len(toks))
 		for range 24 {
