@@ -1,0 +1,115 @@
+package llama
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/code4me/code4me/engine"
+	"github.com/code4me/code4me/engine/synth"
+)
+
+// benchModel loads the synthetic model named by CODE4ME_BENCH_SHAPE (default
+// "tiny") and CODE4ME_BENCH_TYPE (default "q8_0"). Speed on a synthetic
+// model of a real shape is the speed of the real model.
+func benchModel(b *testing.B) *Model {
+	b.Helper()
+	shape := os.Getenv("CODE4ME_BENCH_SHAPE")
+	if shape == "" {
+		shape = "tiny"
+	}
+	typ := os.Getenv("CODE4ME_BENCH_TYPE")
+	if typ == "" {
+		typ = "q8_0"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	path, err := synth.Ensure(ctx, modelDir(b), shape, typ)
+	if err != nil {
+		b.Fatal(err)
+	}
+	be, err := New(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := be.LoadModel(path, engine.LoadOptions{UseMmap: true}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	b.Logf("model %s, %s", m.Info().Description, SystemInfo())
+	return m
+}
+
+func benchTokens(b *testing.B, m *Model, n int) []engine.Token {
+	b.Helper()
+	toks, err := m.Tokenize(prompt, false, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for len(toks) < n {
+		toks = append(toks, toks...)
+	}
+	return toks[:n]
+}
+
+// BenchmarkPrefill decodes a 512-token prompt in one batch; the metric is
+// prompt tokens per second.
+func BenchmarkPrefill(b *testing.B) {
+	m := benchModel(b)
+	const n = 512
+	c, err := m.NewLlamaContext(engine.ContextParams{NCtx: 1024, NBatch: n})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	toks := benchTokens(b, m, n)
+	var batch engine.Batch
+	for i, t := range toks {
+		batch.Add(t, int32(i), 0, i == n-1)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		c.Clear()
+		if err := c.Decode(&batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+}
+
+// BenchmarkDecode generates one token at a time after a 256-token prompt;
+// the metric is generated tokens per second.
+func BenchmarkDecode(b *testing.B) {
+	m := benchModel(b)
+	c, err := m.NewLlamaContext(engine.ContextParams{NCtx: 4096, NBatch: 256})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	toks := benchTokens(b, m, 256)
+	var batch engine.Batch
+	for i, t := range toks {
+		batch.Add(t, int32(i), 0, i == len(toks)-1)
+	}
+	if err := c.Decode(&batch); err != nil {
+		b.Fatal(err)
+	}
+	pos := int32(len(toks))
+	tok := toks[0]
+	b.ResetTimer()
+	for b.Loop() {
+		if int(pos) >= c.NCtx() {
+			c.SeqRm(0, int32(len(toks)), -1)
+			pos = int32(len(toks))
+		}
+		batch.Reset()
+		batch.Add(tok, pos, 0, true)
+		pos++
+		if err := c.Decode(&batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+}
