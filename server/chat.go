@@ -128,7 +128,7 @@ func (s *Server) runChat(ctx context.Context, p *Principal, r *chatRequest, sink
 	msgs := make([]chatMessage, 0, len(r.Messages))
 	system := defaultSystemPrompt
 	for i, m := range r.Messages {
-		red, _ := s.plugin.redactor.Text(ctx, m.Content)
+		red, _ := s.plugin.redactor.Text(ctx, pgText(m.Content))
 		if i == 0 && m.Role == "system" {
 			system = red
 			continue

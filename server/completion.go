@@ -250,7 +250,16 @@ func (s *Server) runModel(ctx context.Context, o *modelOutcome, req engine.Reque
 	}
 	o.res = res
 	o.gen = time.Duration((res.Timings.PrefillMS + res.Timings.DecodeMS) * float64(time.Millisecond))
-	o.text, _ = s.plugin.redactor.Text(ctx, res.Text)
+	o.text, _ = s.plugin.redactor.Text(ctx, pgText(res.Text))
+}
+
+// pgText makes text storable in Postgres, which rejects NUL characters
+// (models with random weights produce them): each becomes U+FFFD.
+func pgText(s string) string {
+	if strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
 }
 
 // streamModel runs req as a stream, passing redacted text to sink as it
@@ -286,7 +295,7 @@ type streamRedactor struct {
 // add appends delta and returns the text to send: a delta, or (replace)
 // the whole redacted text when redaction changed what was already sent.
 func (sr *streamRedactor) add(ctx context.Context, delta string) (string, bool, bool) {
-	sr.full.WriteString(delta)
+	sr.full.WriteString(pgText(delta))
 	full := sr.full.String()
 	safe := full[:strings.LastIndexAny(full, " \t\n")+1]
 	if b := strings.LastIndex(safe, "-----BEGIN"); b >= 0 && strings.LastIndex(safe, "-----END") < b {
@@ -361,10 +370,10 @@ func (s *Server) prepare(ctx context.Context, p *Principal, c contextData, ct *c
 	}
 	t := time.Now()
 	pr.ctx = c
-	pr.ctx.Prefix, _ = s.plugin.redactor.Text(ctx, c.Prefix)
-	pr.ctx.Suffix, _ = s.plugin.redactor.Text(ctx, c.Suffix)
-	pr.ctx.SelectedText, _ = s.plugin.redactor.Text(ctx, c.SelectedText)
-	pr.ctx.FileName, _ = s.plugin.redactor.Text(ctx, c.FileName)
+	pr.ctx.Prefix, _ = s.plugin.redactor.Text(ctx, pgText(c.Prefix))
+	pr.ctx.Suffix, _ = s.plugin.redactor.Text(ctx, pgText(c.Suffix))
+	pr.ctx.SelectedText, _ = s.plugin.redactor.Text(ctx, pgText(c.SelectedText))
+	pr.ctx.FileName, _ = s.plugin.redactor.Text(ctx, pgText(c.FileName))
 	pr.redactMS = msSince(t)
 	t = time.Now()
 	if pr.files, err = s.selectContext(ctx, p.ProjectID, c.FileName, c.ContextFiles); err != nil {
@@ -495,7 +504,7 @@ func (s *Server) storeQueryData(ctx context.Context, tx pgx.Tx, mq uuid.UUID, pr
 	if t := r.Contextual; t != nil && r.StoreContextualTelemetry && pr.state.StoreContextualTelemetry {
 		fp := t.FilePath
 		if fp != nil {
-			red, _ := s.plugin.redactor.Text(ctx, *fp)
+			red, _ := s.plugin.redactor.Text(ctx, pgText(*fp))
 			fp = &red
 		}
 		if err := s.q.ContextualTelemetryCreate(ctx, tx, models.ContextualTelemetryCreateParams{MetaQueryID: mq,
@@ -659,7 +668,7 @@ func (s *Server) recordFeedback(ctx context.Context, p *Principal, fb *feedback)
 	}
 	truth := ""
 	if fb.GroundTruth != "" {
-		truth, _ = s.plugin.redactor.Text(ctx, fb.GroundTruth)
+		truth, _ = s.plugin.redactor.Text(ctx, pgText(fb.GroundTruth))
 	}
 	return db.WithTx(ctx, s.db, func(tx pgx.Tx) error {
 		n, err := s.q.GenerationRecordFeedback(ctx, tx, models.GenerationRecordFeedbackParams{

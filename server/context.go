@@ -165,6 +165,9 @@ func (s *Server) redactLines(ctx context.Context, lines []string) []string {
 	if len(lines) == 0 {
 		return lines
 	}
+	for i, l := range lines {
+		lines[i] = pgText(l)
+	}
 	text := strings.Join(lines, "\n")
 	out, findings := s.plugin.redactor.Cached(ctx, text)
 	if len(findings) == 0 {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/contrib/websocket"
@@ -117,8 +118,14 @@ type wsConn struct {
 	completion string // request id of the running completion_request
 }
 
+// wsGoroutines counts the goroutines serving WebSockets (connection
+// readers and their requests); tests check it returns to zero.
+var wsGoroutines atomic.Int64
+
 func (s *Server) wsServe(kind wsKind) func(*websocket.Conn) {
 	return func(c *websocket.Conn) {
+		wsGoroutines.Add(1)
+		defer wsGoroutines.Add(-1)
 		w := &wsConn{s: s, c: c, kind: kind, inflight: map[string]context.CancelFunc{}}
 		w.ctx, w.cancel = context.WithCancel(context.Background())
 		defer func() {
@@ -252,7 +259,9 @@ func (w *wsConn) start(id, key string, raw json.RawMessage) {
 	}
 	w.mu.Unlock()
 	w.wg.Add(1)
+	wsGoroutines.Add(1)
 	go func() {
+		defer wsGoroutines.Add(-1)
 		defer w.wg.Done()
 		defer func() {
 			cancel()
