@@ -366,6 +366,5 @@ func chunks(files []contextFile) []engine.Chunk {
 	return out
 }
 
-
 // msSince is the time since t in milliseconds.
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
