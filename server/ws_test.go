@@ -1,0 +1,236 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/google/uuid"
+)
+
+// wsClient dials a WebSocket endpoint with the client's cookies.
+func (e *pluginEnv) wsDial(addr, path string, c *client) *websocket.Conn {
+	e.t.Helper()
+	h := http.Header{}
+	var parts []string
+	for k, v := range c.cookies {
+		parts = append(parts, k+"="+v)
+	}
+	h.Set("Cookie", strings.Join(parts, "; "))
+	conn, res, err := websocket.DefaultDialer.Dial("ws://"+addr+path, h)
+	if err != nil {
+		e.t.Fatalf("dial %s: %v (%v)", path, err, res)
+	}
+	e.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// frames reads frames until stop returns true or the deadline passes.
+func readUntil(t *testing.T, conn *websocket.Conn, stop func(map[string]any) bool) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			t.Fatalf("read: %v (after %d frames)", err, len(out))
+		}
+		var f map[string]any
+		if err := json.Unmarshal(data, &f); err != nil {
+			t.Fatalf("frame %q is not a JSON object (double encoding?)", data)
+		}
+		out = append(out, f)
+		if stop(f) {
+			return out
+		}
+	}
+}
+
+func send(t *testing.T, conn *websocket.Conn, v any) {
+	t.Helper()
+	if err := conn.WriteJSON(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitWSGoroutines(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for wsGoroutines.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d WebSocket goroutines still running", wsGoroutines.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWSAuth: without valid cookies the handshake succeeds, then one
+// {"error"} frame and a normal close (spec §4.1); a plain GET is 426.
+func TestWSAuth(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	addr := e.listen()
+	conn := e.wsDial(addr, "/api/ws/completion", e.client())
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, data, err := conn.ReadMessage()
+	if err != nil || !strings.Contains(string(data), `"error":"`+MsgInvalidOrExpiredSession) {
+		t.Fatalf("frame %s, %v", data, err)
+	}
+	if _, _, err := conn.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+		t.Fatalf("close = %v", err)
+	}
+	if r := e.client().do("GET", "/api/ws/chat", nil); r.status != 426 {
+		t.Fatalf("plain GET = %d", r.status)
+	}
+	waitWSGoroutines(t)
+}
+
+// TestWSCompletion: token frames then the result, every frame carrying
+// the request id; feedback over the socket; unknown keys are errors and
+// the connection goes on; closing leaves no goroutine behind.
+func TestWSCompletion(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	addr := e.listen()
+	c := e.member("ws@example.com")
+	conn := e.wsDial(addr, "/api/ws/completion", c)
+	coder := e.ids["tiny-coder"]
+
+	send(t, conn, map[string]any{"request_id": "r1", "completion_request": completionBody([]int64{coder}, "def main():\n    ", "\n")})
+	frames := readUntil(t, conn, func(f map[string]any) bool { return f["type"] == "completion_result" })
+	var streamed strings.Builder
+	for _, f := range frames {
+		if f["request_id"] != "r1" {
+			t.Fatalf("frame without request id: %v", f)
+		}
+		if f["type"] == "completion_token" {
+			streamed.WriteString(f["text"].(string))
+		}
+	}
+	res := frames[len(frames)-1]
+	if res["status_code"] != float64(200) {
+		t.Fatalf("result = %v", res)
+	}
+	content := res["content"].(map[string]any)
+	data := content["data"].(map[string]any)
+	item := data["completions"].([]any)[0].(map[string]any)
+	if !strings.HasPrefix(item["completion"].(string), streamed.String()) {
+		t.Fatalf("streamed %q is not a prefix of %q", streamed.String(), item["completion"])
+	}
+
+	send(t, conn, map[string]any{"request_id": "r2", "completion_feedback": map[string]any{"meta_query_id": data["meta_query_id"], "model_id": coder, "was_accepted": true}})
+	f := readUntil(t, conn, func(map[string]any) bool { return true })[0]
+	if f["type"] != "completion_feedback_result" || f["request_id"] != "r2" || f["status_code"] != float64(200) {
+		t.Fatalf("feedback = %v", f)
+	}
+	send(t, conn, map[string]any{"request_id": "r3", "completion_feedback": map[string]any{"meta_query_id": "x"}})
+	if f := readUntil(t, conn, func(map[string]any) bool { return true })[0]; f["status_code"] != float64(422) || f["request_id"] != "r3" {
+		t.Fatalf("invalid feedback = %v", f)
+	}
+	send(t, conn, map[string]any{"request_id": "r4", "chat_get": map[string]any{}})
+	if f := readUntil(t, conn, func(map[string]any) bool { return true })[0]; f["type"] != "error" || f["error"] != "Invalid websocket request" || f["request_id"] != "r4" {
+		t.Fatalf("unknown key = %v", f)
+	}
+	conn.WriteMessage(websocket.TextMessage, []byte("not json"))
+	if f := readUntil(t, conn, func(map[string]any) bool { return true })[0]; f["type"] != "error" {
+		t.Fatalf("not json = %v", f)
+	}
+	// Missing request ids are made up and echoed.
+	send(t, conn, map[string]any{"completion_feedback": map[string]any{"meta_query_id": data["meta_query_id"], "model_id": coder, "was_accepted": false}})
+	if f := readUntil(t, conn, func(map[string]any) bool { return true })[0]; f["request_id"] == "" || f["request_id"] == nil {
+		t.Fatalf("no request id: %v", f)
+	}
+	conn.Close()
+	waitWSGoroutines(t)
+}
+
+// TestWSSupersedeAndCancel: a new completion_request cancels the running
+// one (in the engine: the slot is freed) and a cancel message stops a
+// request; cancelled requests store nothing.
+func TestWSSupersedeAndCancel(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	addr := e.listen()
+	c := e.member("ws-cancel@example.com")
+	conn := e.wsDial(addr, "/api/ws/completion", c)
+	slow, coder := e.ids["slow-coder"], e.ids["tiny-coder"]
+
+	send(t, conn, map[string]any{"request_id": "old", "completion_request": completionBody([]int64{slow}, "x = 1\n", "")})
+	time.Sleep(300 * time.Millisecond) // the slow model is generating
+	send(t, conn, map[string]any{"request_id": "new", "completion_request": completionBody([]int64{coder}, "x = 12\n", "")})
+	got := map[string]string{}
+	readUntil(t, conn, func(f map[string]any) bool {
+		id := f["request_id"].(string)
+		if f["type"] == "cancelled" || f["type"] == "completion_result" {
+			got[id] = f["type"].(string)
+		}
+		return len(got) == 2
+	})
+	if got["old"] != "cancelled" || got["new"] != "completion_result" {
+		t.Fatalf("got %v", got)
+	}
+
+	send(t, conn, map[string]any{"request_id": "c1", "completion_request": completionBody([]int64{slow}, "y = 1\n", "")})
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	send(t, conn, map[string]any{"cancel": "c1"})
+	f := readUntil(t, conn, func(f map[string]any) bool { return f["type"] == "cancelled" })
+	if last := f[len(f)-1]; last["request_id"] != "c1" {
+		t.Fatalf("cancel = %v", last)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("cancel took %v", d)
+	}
+	// The engine freed the slow model's slots.
+	sched, _ := e.srv.plugin.engine.Get("slow-coder")
+	deadline := time.Now().Add(5 * time.Second)
+	for sched.Stats().SlotsBusy != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("slow model still busy after cancel")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := e.count(`SELECT count(*) FROM generation WHERE model_id = $1`, slow); n != 0 {
+		t.Fatalf("%d cancelled generations stored", n)
+	}
+	conn.Close()
+	waitWSGoroutines(t)
+}
+
+// TestWSChatAndContext: chat turns stream chat_token frames; chat_get and
+// chat_delete answer like HTTP; the multi-file context socket updates.
+func TestWSChatAndContext(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	addr := e.listen()
+	c := e.member("ws-chat@example.com")
+	conn := e.wsDial(addr, "/api/ws/chat", c)
+	chatID := uuid.NewString()
+	send(t, conn, map[string]any{"request_id": "q", "chat_request": chatBody([]int64{e.ids["tiny-instruct"]}, chatID, [2]string{"user", "hello"})})
+	frames := readUntil(t, conn, func(f map[string]any) bool { return f["type"] == "chat_result" })
+	if last := frames[len(frames)-1]; last["status_code"] != float64(200) || last["request_id"] != "q" || last["content"].(map[string]any)["chat_id"] != chatID {
+		t.Fatalf("chat result = %v", last)
+	}
+	send(t, conn, map[string]any{"request_id": "g", "chat_get": map[string]any{"page_number": 1}})
+	if f := readUntil(t, conn, func(map[string]any) bool { return true })[0]; f["type"] != "chat_get_result" || len(f["content"].(map[string]any)["items"].([]any)) != 1 {
+		t.Fatalf("chat_get = %v", f)
+	}
+	send(t, conn, map[string]any{"request_id": "g0", "chat_get": map[string]any{"page_number": 0}})
+	if f := readUntil(t, conn, func(map[string]any) bool { return true })[0]; f["status_code"] != float64(422) {
+		t.Fatalf("chat_get 0 = %v", f)
+	}
+	send(t, conn, map[string]any{"request_id": "d", "chat_delete": map[string]any{"chat_id": chatID}})
+	if f := readUntil(t, conn, func(map[string]any) bool { return true })[0]; f["type"] != "chat_delete_result" || f["status_code"] != float64(200) {
+		t.Fatalf("chat_delete = %v", f)
+	}
+	conn.Close()
+
+	ctx := e.wsDial(addr, "/api/ws/completion/multi-file-context", c)
+	send(t, ctx, map[string]any{"request_id": "m", "multi_file_context_update": map[string]any{"context_updates": map[string]any{
+		"a.py": []any{map[string]any{"change_type": "insert", "start_line": 0, "end_line": 0, "new_lines": []string{"1"}}}}}})
+	if f := readUntil(t, ctx, func(map[string]any) bool { return true })[0]; f["type"] != "multi_file_context_update_result" ||
+		f["content"].(map[string]any)["data"].(map[string]any)["a.py"].([]any)[0] != "1" {
+		t.Fatalf("context update = %v", f)
+	}
+	ctx.Close()
+	waitWSGoroutines(t)
+}
