@@ -35,3 +35,16 @@ func TestConfidence(t *testing.T) {
 		t.Errorf("got %v, want 0.75", c)
 	}
 }
+
+func TestExp32(t *testing.T) {
+	for x := float32(-90); x <= 0; x += 0.001 {
+		want := math.Exp(float64(x))
+		got := float64(exp32(x))
+		if want < 1e-37 {
+			continue // clamped at e^-87
+		}
+		if math.Abs(got-want) > 1e-5*want {
+			t.Fatalf("exp32(%v) = %v, want %v", x, got, want)
+		}
+	}
+}
