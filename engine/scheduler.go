@@ -238,7 +238,7 @@ func (s *Scheduler) Complete(ctx context.Context, req Request) (*Result, error) 
 // Cancelling ctx (or Stream.Cancel) stops the request within one batch step.
 func (s *Scheduler) Stream(ctx context.Context, req Request) (*Stream, error) {
 	t0 := time.Now()
-	budget := s.nCtxSlot - min(max(req.MaxTokens, 0), s.nCtxSlot/2)
+	budget := s.nCtxSlot - min(max(req.MaxTokens, 1), s.nCtxSlot/2)
 	p, err := BuildPrompt(s.model, s.special, s.family, &req, budget)
 	if err != nil {
 		return nil, err
