@@ -186,13 +186,13 @@ func FileSHA256(path string) (string, error) {
 }
 
 func shortErr(err error) string {
-	var op *net.OpError
-	if errors.As(err, &op) && op.Err != nil {
-		return op.Err.Error()
-	}
 	var dns *net.DNSError
 	if errors.As(err, &dns) {
 		return "cannot resolve " + dns.Name
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err.Error()
 	}
 	return err.Error()
 }
