@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/code4me/code4me/engine"
 	"github.com/code4me/code4me/server"
 )
 
@@ -42,16 +43,28 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	defer svc.stop(log)
 
+	refs, err := serveModels(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	eng, err := newEngine(cfg, log, refs)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+
 	srv, err := server.New(server.Deps{
 		Config: cfg,
 		Log:    log,
 		DB:     svc.pool,
 		Redis:  svc.rdb,
+		Engine: eng,
 		Status: func() map[string]any {
 			return map[string]any{
 				"version":          buildVersion(),
 				"private_postgres": svc.privatePG != nil,
 				"private_redis":    svc.privateRedis != nil,
+				"models":           modelStatus(eng, refs),
 			}
 		},
 	})
@@ -73,6 +86,35 @@ func runServe(ctx context.Context, args []string) error {
 		log.Warn("shutdown", slog.String("error", err.Error()))
 	}
 	return nil
+}
+
+// modelStatus describes the loaded models for /api/ping: the effective
+// parallelism and context per slot (which llama.cpp may have reduced), and
+// whether the weights are synthetic.
+func modelStatus(e *engine.Engine, refs []modelRef) []map[string]any {
+	synthetic := map[string]bool{}
+	for _, r := range refs {
+		synthetic[r.Name] = r.Synthetic
+	}
+	var out []map[string]any
+	for _, st := range e.Stats() {
+		out = append(out, map[string]any{
+			"name":          st.Model,
+			"family":        string(st.Family),
+			"synthetic":     synthetic[st.Model],
+			"sha256":        st.Info.SHA256,
+			"arch":          st.Info.Arch,
+			"parameters":    st.Info.NParams,
+			"slots":         st.Slots,
+			"slots_busy":    st.SlotsBusy,
+			"n_ctx_slot":    st.NCtxPerSlot,
+			"queue":         st.QueueLen,
+			"queue_cap":     st.QueueCap,
+			"requests":      st.Requests,
+			"cached_tokens": st.CachedTokens,
+		})
+	}
+	return out
 }
 
 func runMigrate(ctx context.Context, args []string) error {
