@@ -23,7 +23,7 @@ import (
 // model, loaded twice: "tiny-coder" (a FIM model) and "tiny-instruct" (a
 // chat model, by its name). Two fake-backend models cover what a real model
 // cannot be made to do on demand: "broken-coder" fails every decode and
-// "slow-coder" takes 40 ms per decode, so a request is still running when
+// "slow-coder" takes 400 ms per decode (its prompt alone), so a request is still running when
 // it is superseded or cancelled. Every text the engine tokenizes is
 // recorded, to prove secrets never reach a model.
 
@@ -59,7 +59,7 @@ func (b recBackend) Load(path string, o engine.LoadOptions, progress func(float3
 		m, err = enginetest.New(enginetest.Options{Name: "broken qwen2.5-coder",
 			BeforeDecode: func(*engine.Batch) error { return errors.New("decode failed") }}).Load(path, o, progress)
 	case "slow":
-		m, err = enginetest.New(enginetest.Options{Name: "slow qwen2.5-coder", DecodeDelay: 40 * time.Millisecond}).Load(path, o, progress)
+		m, err = enginetest.New(enginetest.Options{Name: "slow qwen2.5-coder", DecodeDelay: 400 * time.Millisecond}).Load(path, o, progress)
 	default:
 		m, err = b.real.Load(path, o, progress)
 	}

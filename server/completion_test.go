@@ -192,8 +192,8 @@ func TestCompletionValidation(t *testing.T) {
 // feedback on it; feedback for a model that did not answer is a 404.
 func TestCompletionOwnerOnly(t *testing.T) {
 	e := newPluginEnv(t, nil)
-	owner := e.member("owner@example.com")
-	other := e.member("other@example.com")
+	owner := e.member("cmp-owner@example.com")
+	other := e.member("cmp-other@example.com")
 	coder := e.ids["tiny-coder"]
 	r := owner.expect("POST", "/api/completion/request", completionBody([]int64{coder}, "x = ", "\n"), 200)
 	mq := r.body["data"].(map[string]any)["meta_query_id"].(string)

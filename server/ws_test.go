@@ -156,7 +156,7 @@ func TestWSSupersedeAndCancel(t *testing.T) {
 	slow, coder := e.ids["slow-coder"], e.ids["tiny-coder"]
 
 	send(t, conn, map[string]any{"request_id": "old", "completion_request": completionBody([]int64{slow}, "x = 1\n", "")})
-	time.Sleep(300 * time.Millisecond) // the slow model is generating
+	time.Sleep(150 * time.Millisecond) // the slow model is generating
 	send(t, conn, map[string]any{"request_id": "new", "completion_request": completionBody([]int64{coder}, "x = 12\n", "")})
 	got := map[string]string{}
 	readUntil(t, conn, func(f map[string]any) bool {
@@ -171,7 +171,7 @@ func TestWSSupersedeAndCancel(t *testing.T) {
 	}
 
 	send(t, conn, map[string]any{"request_id": "c1", "completion_request": completionBody([]int64{slow}, "y = 1\n", "")})
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond)
 	start := time.Now()
 	send(t, conn, map[string]any{"cancel": "c1"})
 	f := readUntil(t, conn, func(f map[string]any) bool { return f["type"] == "cancelled" })
