@@ -85,6 +85,9 @@ func (p *Principal) parent() auth.Parent {
 func (s *Server) guard(class AuthClass) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		ctx := c.UserContext()
+		t := &stageTimes{start: time.Now()}
+		lap := t.start
+		c.Locals(localsTiming, t)
 		var p *Principal
 		var authErr error
 		if class != ClassNone {
@@ -96,9 +99,11 @@ func (s *Server) guard(class AuthClass) fiber.Handler {
 		} else if l, err := s.tokens.Auth(ctx, c.Cookies(cookieAuth)); err == nil && class == ClassNone {
 			subject = "u:" + l.UserID.String()
 		}
+		t.lap(StageAuth, &lap)
 		if err := s.rateLimit(c, subject); err != nil {
 			return err
 		}
+		t.lap(StageRateLimit, &lap)
 		if authErr != nil {
 			return authErr
 		}

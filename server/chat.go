@@ -120,7 +120,7 @@ func (s *Server) runChat(ctx context.Context, p *Principal, r *chatRequest, sink
 	if len(r.Context.ContextFiles) == 0 {
 		r.Context.ContextFiles = []string{"*"}
 	}
-	pr, err := s.prepare(ctx, p, r.Context, r.Contextual)
+	pr, err := s.prepare(ctx, p, r.Context, r.Contextual, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -123,6 +123,8 @@ type modelOutcome struct {
 	reason string // user-visible failure reason; "" on success
 	err    error  // logged cause
 	gen    time.Duration
+	// redactMS is the time spent redacting the completion.
+	redactMS float64
 }
 
 func (o *modelOutcome) ok() bool { return o.reason == "" }
@@ -250,7 +252,9 @@ func (s *Server) runModel(ctx context.Context, o *modelOutcome, req engine.Reque
 	}
 	o.res = res
 	o.gen = time.Duration((res.Timings.PrefillMS + res.Timings.DecodeMS) * float64(time.Millisecond))
+	t := time.Now()
 	o.text, _ = s.plugin.redactor.Text(ctx, pgText(res.Text))
+	o.redactMS = msSince(t)
 }
 
 // pgText makes text storable in Postgres, which rejects NUL characters
@@ -358,9 +362,14 @@ type prepared struct {
 	ctxMS    float64
 }
 
-// prepare runs pipeline steps 1–3.
-func (s *Server) prepare(ctx context.Context, p *Principal, c contextData, ct *contextualTelemetry) (*prepared, error) {
+// prepare runs pipeline steps 1–3 and records their stages in st (may be
+// nil). The query counts as requested when st started, else now.
+func (s *Server) prepare(ctx context.Context, p *Principal, c contextData, ct *contextualTelemetry, st *stageTimes) (*prepared, error) {
 	pr := &prepared{t0: time.Now()}
+	if st != nil && !st.start.IsZero() {
+		pr.t0 = st.start
+	}
+	lap := time.Now()
 	var err error
 	if pr.state, err = s.userState(ctx, p.UserID); err != nil {
 		return nil, err
@@ -368,19 +377,40 @@ func (s *Server) prepare(ctx context.Context, p *Principal, c contextData, ct *c
 	if err := s.checkTelemetry(ctx, ct); err != nil {
 		return nil, err
 	}
-	t := time.Now()
+	st.lap(StageLookup, &lap)
 	pr.ctx = c
 	pr.ctx.Prefix, _ = s.plugin.redactor.Text(ctx, pgText(c.Prefix))
 	pr.ctx.Suffix, _ = s.plugin.redactor.Text(ctx, pgText(c.Suffix))
 	pr.ctx.SelectedText, _ = s.plugin.redactor.Text(ctx, pgText(c.SelectedText))
 	pr.ctx.FileName, _ = s.plugin.redactor.Text(ctx, pgText(c.FileName))
-	pr.redactMS = msSince(t)
-	t = time.Now()
+	pr.redactMS = msSince(lap)
+	st.lap(StageRedact, &lap)
 	if pr.files, err = s.selectContext(ctx, p.ProjectID, c.FileName, c.ContextFiles); err != nil {
 		return nil, fmt.Errorf("select context: %w", err)
 	}
-	pr.ctxMS = msSince(t)
+	pr.ctxMS = msSince(lap)
+	st.lap(StageContext, &lap)
 	return pr, nil
+}
+
+// recordModels adds the engine stages of the slowest model that answered,
+// and the time spent redacting completions, to st.
+func recordModels(st *stageTimes, outs []*modelOutcome) {
+	var slow *modelOutcome
+	out := 0.0
+	for _, o := range outs {
+		if !o.ok() {
+			continue
+		}
+		out = max(out, o.redactMS)
+		if slow == nil || o.res.Timings.TotalMS > slow.res.Timings.TotalMS {
+			slow = o
+		}
+	}
+	if slow != nil {
+		st.engine(slow.res.Timings)
+		st.add(StageOutput, out)
+	}
 }
 
 // completionResult is the data of a completion response.
@@ -389,19 +419,28 @@ type completionResult struct {
 	Items       []fiber.Map
 }
 
-// runCompletion is the whole pipeline. sink, when set, receives tokens.
-func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionRequest, sink tokenSink) (*completionResult, error) {
-	pr, err := s.prepare(ctx, p, r.Context, r.Contextual)
+// FIMRequest is the engine request the completion pipeline makes for one
+// model: prefix, suffix and file name already redacted, extra the
+// project's context files, key the supersede key (the session and file).
+// Benchmarks use it to send the bare engine exactly what the server sends.
+func FIMRequest(prefix, suffix, fileName string, extra []engine.Chunk, stop []string, key string) engine.Request {
+	return engine.Request{
+		Prefix: prefix, Suffix: suffix, FilePath: fileName, Extra: extra,
+		Sampling: withSeed(defaultSampling), MaxTokens: completionTokens, Stop: stop,
+		Mode: engine.ModeBlankLine, CachePrompt: true, SupersedeKey: key,
+	}
+}
+
+// runCompletion is the whole pipeline. sink, when set, receives tokens; st
+// (may be nil) receives the stage times.
+func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionRequest, sink tokenSink, st *stageTimes) (*completionResult, error) {
+	pr, err := s.prepare(ctx, p, r.Context, r.Contextual, st)
 	if err != nil {
 		return nil, err
 	}
 	key := p.SessionID.String() + "\x00" + r.Context.FileName
 	outs := s.runModels(ctx, r.ModelIDs, completionTimeout, false, func(m RegisteredModel) engine.Request {
-		return engine.Request{
-			Prefix: pr.ctx.Prefix, Suffix: pr.ctx.Suffix, FilePath: pr.ctx.FileName, Extra: chunks(pr.files),
-			Sampling: withSeed(defaultSampling), MaxTokens: completionTokens, Stop: r.StopSequences,
-			Mode: engine.ModeBlankLine, CachePrompt: true, SupersedeKey: key,
-		}
+		return FIMRequest(pr.ctx.Prefix, pr.ctx.Suffix, pr.ctx.FileName, chunks(pr.files), r.StopSequences, key)
 	}, sink)
 	if ctx.Err() != nil {
 		return nil, errCancelled
@@ -409,6 +448,8 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	if err := allOverloaded(outs); err != nil {
 		return nil, err
 	}
+	recordModels(st, outs)
+	lap := time.Now()
 	mq := uuid.New()
 	total := msSince(pr.t0)
 	err = db.WithTx(ctx, s.db, func(tx pgx.Tx) error {
@@ -426,6 +467,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	if err != nil {
 		return nil, fmt.Errorf("store completion query: %w", err)
 	}
+	st.lap(StageStore, &lap)
 	res := &completionResult{MetaQueryID: mq}
 	for _, o := range outs {
 		if o.err != nil && o.reason == "failed" {
@@ -555,6 +597,8 @@ func (s *Server) storeGenerations(ctx context.Context, tx pgx.Tx, mq uuid.UUID, 
 
 // completionRequest handles POST /api/completion/request.
 func (s *Server) completionRequest(c *fiber.Ctx) error {
+	st := timing(c)
+	lap := time.Now()
 	f, err := jsonBody(c)
 	if err != nil {
 		return err
@@ -563,10 +607,12 @@ func (s *Server) completionRequest(c *fiber.Ctx) error {
 	if err := f.err(); err != nil {
 		return err
 	}
-	res, err := s.runCompletion(c.UserContext(), principal(c), r, nil)
+	st.lap(StageParse, &lap)
+	res, err := s.runCompletion(c.UserContext(), principal(c), r, nil, st)
 	if err != nil {
 		return pipelineError(err, MsgGenerateCompletionsError)
 	}
+	setServerTiming(c)
 	return c.JSON(fiber.Map{"message": MsgCompletion, "data": fiber.Map{"meta_query_id": res.MetaQueryID, "completions": res.Items}})
 }
 

@@ -173,7 +173,7 @@ func (s *Server) cors() fiber.Handler {
 		AllowOrigins:     strings.Join(origins, ","),
 		AllowCredentials: !wildcard,
 		AllowMethods:     "GET,POST,HEAD,PUT,DELETE,PATCH,OPTIONS",
-		ExposeHeaders:    "Retry-After,X-RateLimit-Limit,X-RateLimit-Remaining",
+		ExposeHeaders:    "Retry-After,X-RateLimit-Limit,X-RateLimit-Remaining,Server-Timing",
 		MaxAge:           600,
 	}
 	if wildcard {

@@ -289,7 +289,7 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage) {
 		r := parseCompletionRequest(f)
 		if err = f.err(); err == nil {
 			var res *completionResult
-			res, err = w.s.runCompletion(ctx, w.p, r, w.tokens(id, "completion_token"))
+			res, err = w.s.runCompletion(ctx, w.p, r, w.tokens(id, "completion_token"), nil)
 			if err == nil {
 				content = fiber.Map{"message": MsgCompletion, "data": fiber.Map{"meta_query_id": res.MetaQueryID, "completions": res.Items}}
 			} else {
