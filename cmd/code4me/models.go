@@ -98,7 +98,7 @@ func resolveModel(ctx context.Context, c config.Config, name string) (modelRef, 
 				typ = "f16"
 			}
 		}
-		path, err := synth.Ensure(ctx, filepath.Join(c.ModelDirectory(), "synthetic"), shape, typ)
+		path, err := ensureSynthetic(ctx, filepath.Join(c.ModelDirectory(), "synthetic"), shape, typ)
 		if err != nil {
 			return modelRef{}, err
 		}
@@ -269,19 +269,46 @@ func modelPull(ctx context.Context, c config.Config, args []string) error {
 func modelSynth(ctx context.Context, c config.Config, args []string) error {
 	fs := flag.NewFlagSet("model synth", flag.ContinueOnError)
 	shape := fs.String("shape", "tiny", "shape: "+strings.Join(shapeNames(), ", "))
-	typ := fs.String("type", "q8_0", "weight type: f16 or q8_0")
+	typ := fs.String("type", "q8_0", "weight type: f16, q8_0 (written directly) or a llama.cpp quantization such as q4_k_m (quantized from f16)")
 	dir := fs.String("dir", filepath.Join(c.ModelDirectory(), "synthetic"), "output directory")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
 	start := time.Now()
-	path, err := synth.Ensure(ctx, *dir, *shape, *typ)
+	path, err := ensureSynthetic(ctx, *dir, *shape, *typ)
 	if err != nil {
 		return err
 	}
 	st, _ := os.Stat(path)
 	fmt.Printf("%s\n%.1f MiB, %s\n", path, float64(st.Size())/(1<<20), time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// ensureSynthetic writes a synthetic model. f32, f16 and q8_0 are written
+// by the synth package; other types (q4_k_m, q6_k, ...) are quantized from
+// the f16 file with llama.cpp's quantize API.
+func ensureSynthetic(ctx context.Context, dir, shape, typ string) (string, error) {
+	switch strings.ToLower(typ) {
+	case "f32", "f16", "q8_0", "":
+		return synth.Ensure(ctx, dir, shape, strings.ToLower(typ))
+	}
+	src, err := synth.Ensure(ctx, dir, shape, "f16")
+	if err != nil {
+		return "", err
+	}
+	out := strings.Replace(src, "-f16-", "-"+strings.ToLower(typ)+"-", 1)
+	if out == src {
+		return "", fmt.Errorf("synthetic file name %s has no type field", src)
+	}
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	tmp := out + ".tmp"
+	if err := llama.Quantize(src, tmp, typ); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return out, os.Rename(tmp, out)
 }
 
 func shapeNames() []string {
