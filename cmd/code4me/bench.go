@@ -18,8 +18,11 @@ import (
 )
 
 func runBench(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "server" {
+		return runBenchServer(ctx, args[1:])
+	}
 	if len(args) == 0 || args[0] != "engine" {
-		fmt.Fprintln(os.Stderr, "usage: code4me bench engine [flags]")
+		fmt.Fprintln(os.Stderr, "usage: code4me bench engine|server [flags]")
 		return errUsage
 	}
 	fs := flag.NewFlagSet("bench engine", flag.ContinueOnError)
@@ -59,7 +62,7 @@ func runBench(ctx context.Context, args []string) error {
 		return err
 	}
 	defer e.Close()
-	ws, err := workload.Build(filepath.Join(runtime.GOROOT(), "src"), most, workload.Options{Files: 1, Keystrokes: max(*keys, *keysOff), MaxPrefix: *maxPrefix, MaxSuffix: *maxSuffix})
+	ws, err := workload.Build(filepath.Join(runtime.GOROOT(), "src"), most, workload.Options{Files: 1, Keystrokes: max(*keys, *keysOff) + 1, MaxPrefix: *maxPrefix, MaxSuffix: *maxSuffix})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -38,6 +40,18 @@ func startServices(ctx context.Context, c config.Config, log *slog.Logger, migra
 			s.stop(log)
 		}
 	}()
+	// Check configured servers before starting anything, so a wrong URL is
+	// reported at once and alone.
+	if !c.ManagedPostgres() {
+		if err := checkPostgres(ctx, s.pgURL); err != nil {
+			return nil, err
+		}
+	}
+	if !c.ManagedRedis() {
+		if err := checkRedis(ctx, s.redisURL); err != nil {
+			return nil, err
+		}
+	}
 	if c.ManagedPostgres() {
 		log.Info("starting private postgres", slog.String("dir", filepath.Join(c.DataDir, "postgres")))
 		pg, err := devsvc.StartPostgres(ctx, filepath.Join(c.DataDir, "postgres"), log)
@@ -70,12 +84,56 @@ func startServices(ctx context.Context, c config.Config, log *slog.Logger, migra
 		return nil, fmt.Errorf("REDIS_URL: %v", err)
 	}
 	s.rdb = redis.NewClient(opt)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := s.rdb.Ping(pctx).Err(); err != nil {
-		return nil, fmt.Errorf("cannot connect to Redis at %s: %s (check REDIS_URL or REDIS_HOST/REDIS_PORT, or unset them to use a private server)", opt.Addr, shortNetErr(err))
+	if err := checkRedis(ctx, s.redisURL); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// quietRedisLog drops go-redis's internal log lines (dial retries); failures
+// reach the user as errors instead.
+type quietRedisLog struct{}
+
+func (quietRedisLog) Printf(context.Context, string, ...any) {}
+
+func init() { redis.SetLogger(quietRedisLog{}) }
+
+func checkRedis(ctx context.Context, rawURL string) error {
+	opt, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %v", err)
+	}
+	opt.MaxRetries = -1
+	c := redis.NewClient(opt)
+	defer c.Close()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c.Ping(pctx).Err(); err != nil {
+		return fmt.Errorf("cannot connect to Redis at %s: %s (check REDIS_URL or REDIS_HOST/REDIS_PORT, or unset them to use a private server)", opt.Addr, shortNetErr(err))
+	}
+	return nil
+}
+
+func checkPostgres(ctx context.Context, rawURL string) error {
+	cfg, err := pgx.ParseConfig(rawURL)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: not a valid PostgreSQL URL (%s)", safeURL(rawURL))
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(cctx, cfg)
+	if err != nil {
+		why := shortNetErr(err)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			why = pgErr.Message
+		} else if !strings.Contains(err.Error(), "dial") {
+			why = "connection failed"
+		}
+		return fmt.Errorf("cannot connect to PostgreSQL at %s: %s (check DATABASE_URL or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME, or unset them to use a private server)", net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)), why)
+	}
+	conn.Close(ctx)
+	return nil
 }
 
 // stop closes connections and stops private servers (never flushing data).

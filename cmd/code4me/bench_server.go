@@ -1,0 +1,421 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/code4me/code4me/engine"
+	"github.com/code4me/code4me/internal/workload"
+	"github.com/code4me/code4me/server"
+)
+
+// runBenchServer replays the typing workload through POST
+// /api/completion/request (auth, rate limit, redaction, multi-file context
+// and persistence on, over loopback HTTP, on private Postgres and Redis)
+// and, keystroke by keystroke in the same run, sends the bare engine the
+// same engine request. The two paths use two instances of the same model
+// file, so each sees its own cache state, that of its previous keystroke;
+// which path goes first alternates. It prints latency percentiles of both,
+// the overhead of the platform, and the stages of the Server-Timing header.
+func runBenchServer(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench server", flag.ContinueOnError)
+	model := fs.String("model", "tiny", "model: synthetic shape[:type], GGUF path or pulled name")
+	threads := fs.Int("threads", 1, "CPU threads for inference (more than the free cores makes ggml spin-wait)")
+	keys := fs.Int("keystrokes", 150, "measured keystrokes (after one warm-up)")
+	maxPrefix := fs.Int("max-prefix", 12<<10, "bytes of prefix in the editor window")
+	maxSuffix := fs.Int("max-suffix", 4<<10, "bytes of suffix in the editor window")
+	nFiles := fs.Int("context-files", 2, "multi-file context files sent with every keystroke")
+	fileBytes := fs.Int("context-file-bytes", 4<<10, "bytes of each context file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured keystrokes to this file")
+	out := fs.String("out", "", "also append the markdown tables to this file")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg)
+	if cfg.LogLevel == "" || strings.EqualFold(cfg.LogLevel, "info") || strings.EqualFold(cfg.LogLevel, "debug") {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	tmp, err := os.MkdirTemp("", "code4me-bench-server-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	// Private services in tmp, whatever the environment configures: the
+	// benchmark writes thousands of rows and must not touch real data.
+	cfg.DataDir = tmp
+	cfg.DatabaseURL, cfg.DBHost, cfg.RedisURL, cfg.RedisHost = "", "", "", ""
+	cfg.DefaultRatePerHour = 1 << 30
+	cfg.RatePerHourByRoute = nil
+	cfg.NThreads = *threads
+	cfg.NParallel = 1
+	cfg.NCtx = 4096
+
+	ref, err := resolveModel(ctx, cfg, *model)
+	if err != nil {
+		return err
+	}
+	bare := ref
+	bare.Name += "-bare"
+	e, err := newEngine(cfg, log, []modelRef{ref, bare})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+
+	root := filepath.Join(runtime.GOROOT(), "src")
+	ws, err := workload.Build(root, 1, workload.Options{Files: 1, Keystrokes: *keys + 1, MaxPrefix: *maxPrefix, MaxSuffix: *maxSuffix})
+	if err != nil {
+		return err
+	}
+	ks := ws[0].Keystrokes
+	files, err := benchContextFiles(root, ks[0].File, *nFiles, *fileBytes)
+	if err != nil {
+		return err
+	}
+
+	svc, err := startServices(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer svc.stop(log)
+	reg, err := server.RegisterModels(ctx, svc.pool, e, nil)
+	if err != nil {
+		return err
+	}
+	m, ok := reg.ByName(ref.Name)
+	if !ok {
+		return fmt.Errorf("model %s not registered", ref.Name)
+	}
+	srv, err := server.New(server.Deps{Config: cfg, Log: log, DB: svc.pool, Redis: svc.rdb, Engine: e, Models: reg})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go srv.Serve(ln)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	cl, err := newBenchClient("http://" + ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	if err := cl.login(ctx, files); err != nil {
+		return err
+	}
+
+	names := make([]string, len(files))
+	extra := make([]engine.Chunk, len(files))
+	ctxBytes := 0
+	for i, f := range files {
+		names[i] = f.name
+		extra[i] = engine.Chunk{Path: f.name, Text: f.text}
+		ctxBytes += len(f.text)
+	}
+	var srvLat, engLat, inSrv []float64
+	stages := map[string][]float64{}
+	var genTokens, cachedTokens, promptTokens int
+	var prof *os.File
+	for i, k := range ks {
+		body, err := json.Marshal(benchCompletionBody(m.ID, k, names))
+		if err != nil {
+			return err
+		}
+		req := server.FIMRequest(k.Prefix, k.Suffix, k.File, extra, nil, "bare\x00"+k.File)
+		var sMS, eMS float64
+		var st map[string]float64
+		var res *engine.Result
+		runServer := func() error {
+			t0 := time.Now()
+			h, err := cl.complete(ctx, body)
+			sMS = msSince(t0)
+			st = h
+			return err
+		}
+		runEngine := func() error {
+			t0 := time.Now()
+			r, err := e.Complete(ctx, bare.Name, req)
+			eMS = msSince(t0)
+			res = r
+			if err == nil && r.Stop == engine.StopError {
+				err = r.Err
+			}
+			return err
+		}
+		first, second := runServer, runEngine
+		if i%2 == 1 {
+			first, second = runEngine, runServer
+		}
+		if err := first(); err != nil {
+			return fmt.Errorf("keystroke %d: %w", i, err)
+		}
+		if err := second(); err != nil {
+			return fmt.Errorf("keystroke %d: %w", i, err)
+		}
+		if i == 0 { // warm-up: fills both caches and the server's
+			if *cpuProfile != "" {
+				if prof, err = os.Create(*cpuProfile); err != nil {
+					return err
+				}
+				pprof.StartCPUProfile(prof)
+			}
+			continue
+		}
+		srvLat = append(srvLat, sMS)
+		engLat = append(engLat, eMS)
+		engIn := st[server.StageTokenize] + st[server.StageQueue] + st[server.StagePrefill] + st[server.StageDecode]
+		inSrv = append(inSrv, sMS-engIn)
+		for n, v := range st {
+			stages[n] = append(stages[n], v)
+		}
+		stages["http"] = append(stages["http"], sMS-st[server.StageTotal])
+		genTokens += res.Timings.GeneratedTokens
+		cachedTokens += res.Timings.CachedTokens
+		promptTokens += res.Timings.PromptTokens
+		if i%25 == 0 {
+			fmt.Fprintf(os.Stderr, "keystroke %d/%d\n", i, len(ks)-1)
+		}
+	}
+	if prof != nil {
+		pprof.StopCPUProfile()
+		prof.Close()
+	}
+
+	n := len(srvLat)
+	for _, l := range [][]float64{srvLat, engLat, inSrv} {
+		slices.Sort(l)
+	}
+	for _, l := range stages {
+		slices.Sort(l)
+	}
+	var b strings.Builder
+	label := ref.Name
+	if ref.Synthetic {
+		label += " (synthetic weights, real shape)"
+	}
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "Server typing benchmark: model %s, %d thread(s), window %d/%d bytes prefix/suffix, %d context files of %d bytes (%.1f KiB of context per keystroke), %d keystrokes interleaved server/engine, %s, GOMAXPROCS %d, commit %s, host %s, %s\n\n",
+		label, *threads, *maxPrefix, *maxSuffix, len(files), *fileBytes, float64(len(ks[len(ks)-1].Prefix)+len(ks[len(ks)-1].Suffix)+ctxBytes)/1024,
+		n, cpuModel(), runtime.GOMAXPROCS(0), buildVersion(), host, time.Now().UTC().Format("2006-01-02"))
+	b.WriteString("| path | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| engine alone | %.2f | %.2f | %.2f |\n", pct(engLat, 50), pct(engLat, 95), pct(engLat, 99))
+	fmt.Fprintf(&b, "| server (HTTP, auth, redaction, context, persistence) | %.2f | %.2f | %.2f |\n", pct(srvLat, 50), pct(srvLat, 95), pct(srvLat, 99))
+	fmt.Fprintf(&b, "| server minus engine alone | %.2f | %.2f | %.2f |\n", pct(srvLat, 50)-pct(engLat, 50), pct(srvLat, 95)-pct(engLat, 95), pct(srvLat, 99)-pct(engLat, 99))
+	fmt.Fprintf(&b, "| server minus its own engine time, per request | %.2f | %.2f | %.2f |\n", pct(inSrv, 50), pct(inSrv, 95), pct(inSrv, 99))
+	fmt.Fprintf(&b, "\nServer/engine p50: %.3f×; engine: %.1f generated tokens, %.0f of %.0f prompt tokens from cache per keystroke\n\n",
+		pct(srvLat, 50)/pct(engLat, 50), float64(genTokens)/float64(n), float64(cachedTokens)/float64(n), float64(promptTokens)/float64(n))
+	b.WriteString("| stage (Server-Timing) | p50 ms | p95 ms |\n|---|---|---|\n")
+	for _, s := range []string{server.StageAuth, server.StageRateLimit, server.StageParse, server.StageLookup, server.StageRedact,
+		server.StageContext, server.StageTokenize, server.StageQueue, server.StagePrefill, server.StageDecode, server.StageOutput,
+		server.StageStore, server.StageTotal, "http"} {
+		l := stages[s]
+		if len(l) == 0 {
+			continue
+		}
+		name := s
+		if s == "http" {
+			name = "http (client wall minus server total)"
+		}
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f |\n", name, pct(l, 50), pct(l, 95))
+	}
+	fmt.Print(b.String())
+	if *out != "" {
+		f, err := os.OpenFile(*out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		io.WriteString(f, "\n"+b.String())
+	}
+	return nil
+}
+
+func msSince(t time.Time) float64 { return float64(time.Since(t).Nanoseconds()) / 1e6 }
+
+// benchFile is a multi-file context file: its name and text.
+type benchFile struct{ name, text string }
+
+// benchContextFiles takes the first size bytes (whole lines) of n source
+// files other than skip.
+func benchContextFiles(root, skip string, n, size int) ([]benchFile, error) {
+	all, err := workload.SourceFiles(root, size)
+	if err != nil {
+		return nil, err
+	}
+	var out []benchFile
+	for i := 0; i < len(all) && len(out) < n; i += max(len(all)/(n+1), 1) {
+		rel, _ := filepath.Rel(root, all[i])
+		if rel == skip {
+			continue
+		}
+		b, err := os.ReadFile(all[i])
+		if err != nil {
+			return nil, err
+		}
+		t := string(b[:min(size, len(b))])
+		if j := strings.LastIndexByte(t, '\n'); j > 0 {
+			t = t[:j]
+		}
+		out = append(out, benchFile{rel, t})
+	}
+	if len(out) < n {
+		return nil, fmt.Errorf("only %d context files of %d bytes under %s", len(out), size, root)
+	}
+	return out, nil
+}
+
+func benchCompletionBody(modelID int64, k workload.Keystroke, files []string) map[string]any {
+	return map[string]any{
+		"model_ids": []int64{modelID},
+		"context": map[string]any{"prefix": k.Prefix, "suffix": k.Suffix, "file_name": k.File, "selected_text": "",
+			"context_files": files},
+		"store_context": true,
+		"contextual_telemetry": map[string]any{"version_id": 1, "trigger_type_id": 1, "language_id": 1,
+			"file_path": k.File, "caret_line": strings.Count(k.Prefix, "\n"), "document_char_length": len(k.Prefix) + len(k.Suffix),
+			"relative_document_position": float64(len(k.Prefix)) / float64(max(len(k.Prefix)+len(k.Suffix), 1))},
+		"behavioral_telemetry": map[string]any{"time_since_last_shown": 180, "time_since_last_accepted": 5000, "typing_speed": 5.5},
+	}
+}
+
+// benchClient is a plugin over HTTP: cookies for auth, session and project.
+type benchClient struct {
+	base string
+	hc   *http.Client
+}
+
+func newBenchClient(base string) (*benchClient, error) {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		return nil, err
+	}
+	return &benchClient{base: base, hc: &http.Client{Jar: jar, Timeout: time.Minute}}, nil
+}
+
+// do sends a JSON request and returns the response's headers and body,
+// failing unless the status is want.
+func (c *benchClient) do(ctx context.Context, method, path string, body []byte, want int) (http.Header, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := c.hc.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if res.StatusCode != want {
+		return nil, nil, fmt.Errorf("%s %s = %d %s", method, path, res.StatusCode, raw)
+	}
+	return res.Header, raw, nil
+}
+
+// login creates a user who stores context, logs in, acquires a session,
+// creates a project and uploads the context files.
+func (c *benchClient) login(ctx context.Context, files []benchFile) error {
+	const pw = "Bench-Passw0rd"
+	email := fmt.Sprintf("bench-%d@example.com", time.Now().UnixNano())
+	steps := []struct {
+		method, path string
+		body         any
+		want         int
+	}{
+		{"POST", "/api/user/create", map[string]any{"email": email, "name": "Bench", "password": pw, "config_id": 1}, 201},
+		{"POST", "/api/user/authenticate", map[string]any{"email": email, "password": pw}, 200},
+		{"PUT", "/api/user/update", map[string]any{"preference": map[string]any{"store_context": true,
+			"store_contextual_telemetry": true, "store_behavioral_telemetry": true}}, 201},
+		{"GET", "/api/session/acquire", nil, 200},
+		{"POST", "/api/project/create", map[string]any{"project_name": "bench"}, 201},
+	}
+	ups := map[string]any{}
+	for _, f := range files {
+		ups[f.name] = []map[string]any{{"change_type": "insert", "start_line": 0, "end_line": 0, "new_lines": strings.Split(f.text, "\n")}}
+	}
+	steps = append(steps, struct {
+		method, path string
+		body         any
+		want         int
+	}{"POST", "/api/completion/multi-file-context/update", map[string]any{"context_updates": ups}, 200})
+	for _, s := range steps {
+		var body []byte
+		if s.body != nil {
+			body, _ = json.Marshal(s.body)
+		}
+		if _, _, err := c.do(ctx, s.method, s.path, body, s.want); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// complete sends one completion request and returns its Server-Timing
+// stages.
+func (c *benchClient) complete(ctx context.Context, body []byte) (map[string]float64, error) {
+	h, raw, err := c.do(ctx, "POST", "/api/completion/request", body, 200)
+	if err != nil {
+		return nil, err
+	}
+	var res struct {
+		Data struct {
+			Completions []struct {
+				Error string `json:"error"`
+			} `json:"completions"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return nil, err
+	}
+	if len(res.Data.Completions) != 1 || res.Data.Completions[0].Error != "" {
+		return nil, fmt.Errorf("completion failed: %s", raw)
+	}
+	st := parseServerTiming(h.Get("Server-Timing"))
+	if len(st) == 0 {
+		return nil, errors.New("response has no Server-Timing header")
+	}
+	return st, nil
+}
+
+// parseServerTiming reads `name;dur=ms, ...`.
+func parseServerTiming(h string) map[string]float64 {
+	out := map[string]float64{}
+	for _, part := range strings.Split(h, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		for _, p := range strings.Split(params, ";") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(p), "dur="); ok {
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					out[name] = f
+				}
+			}
+		}
+	}
+	return out
+}
