@@ -12,6 +12,69 @@ import (
 	"github.com/google/uuid"
 )
 
+const completionRequestState = `-- name: CompletionRequestState :one
+SELECT u.config_id AS user_config_id,
+       coalesce(a.assigned_config_id, u.config_id)::bigint AS config_id,
+       coalesce(a.study_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS study_id,
+       u.store_context, u.store_contextual_telemetry, u.store_behavioral_telemetry,
+       EXISTS (SELECT 1 FROM plugin_version WHERE version_id = $1)::boolean AS version_ok,
+       EXISTS (SELECT 1 FROM trigger_type WHERE trigger_type_id = $2)::boolean AS trigger_type_ok,
+       EXISTS (SELECT 1 FROM programming_language WHERE language_id = $3)::boolean AS language_ok
+FROM users u
+LEFT JOIN LATERAL (
+    SELECT s.study_id, h.assigned_config_id
+    FROM study s
+    JOIN config_assignment_history h ON h.study_id = s.study_id AND h.user_id = u.user_id
+    WHERE s.is_active
+    ORDER BY h.assigned_at DESC, h.assignment_id DESC
+    LIMIT 1
+) a ON true
+WHERE u.user_id = $4
+`
+
+type CompletionRequestStateParams struct {
+	VersionID     int64     `json:"version_id"`
+	TriggerTypeID int64     `json:"trigger_type_id"`
+	LanguageID    int64     `json:"language_id"`
+	UserID        uuid.UUID `json:"user_id"`
+}
+
+type CompletionRequestStateRow struct {
+	UserConfigID             int64     `json:"user_config_id"`
+	ConfigID                 int64     `json:"config_id"`
+	StudyID                  uuid.UUID `json:"study_id"`
+	StoreContext             bool      `json:"store_context"`
+	StoreContextualTelemetry bool      `json:"store_contextual_telemetry"`
+	StoreBehavioralTelemetry bool      `json:"store_behavioral_telemetry"`
+	VersionOk                bool      `json:"version_ok"`
+	TriggerTypeOk            bool      `json:"trigger_type_ok"`
+	LanguageOk               bool      `json:"language_ok"`
+}
+
+// CompletionUserState and TelemetryIDsCheck in one round trip: no row when
+// the user is gone.
+func (q *Queries) CompletionRequestState(ctx context.Context, db DBTX, arg CompletionRequestStateParams) (CompletionRequestStateRow, error) {
+	row := db.QueryRow(ctx, completionRequestState,
+		arg.VersionID,
+		arg.TriggerTypeID,
+		arg.LanguageID,
+		arg.UserID,
+	)
+	var i CompletionRequestStateRow
+	err := row.Scan(
+		&i.UserConfigID,
+		&i.ConfigID,
+		&i.StudyID,
+		&i.StoreContext,
+		&i.StoreContextualTelemetry,
+		&i.StoreBehavioralTelemetry,
+		&i.VersionOk,
+		&i.TriggerTypeOk,
+		&i.LanguageOk,
+	)
+	return i, err
+}
+
 const completionUserState = `-- name: CompletionUserState :one
 
 SELECT u.config_id AS user_config_id,
@@ -84,6 +147,55 @@ func (q *Queries) GenerationRecordFeedback(ctx context.Context, db DBTX, arg Gen
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const metaQueryInsert = `-- name: MetaQueryInsert :exec
+INSERT INTO meta_query (
+    meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id,
+    client, server_version, requested_at, total_serving_ms, redact_ms, context_ms)
+VALUES (
+    $1, $2, $3::uuid, $4, $5, $6,
+    $7, $8, $9, $10, $11,
+    $12, $13, $14)
+`
+
+type MetaQueryInsertParams struct {
+	MetaQueryID    uuid.UUID  `json:"meta_query_id"`
+	QueryType      string     `json:"query_type"`
+	UserID         uuid.UUID  `json:"user_id"`
+	SessionID      *uuid.UUID `json:"session_id"`
+	ProjectID      *uuid.UUID `json:"project_id"`
+	ChatID         *uuid.UUID `json:"chat_id"`
+	ConfigID       int64      `json:"config_id"`
+	StudyID        *uuid.UUID `json:"study_id"`
+	Client         string     `json:"client"`
+	ServerVersion  string     `json:"server_version"`
+	RequestedAt    time.Time  `json:"requested_at"`
+	TotalServingMs *float64   `json:"total_serving_ms"`
+	RedactMs       *float64   `json:"redact_ms"`
+	ContextMs      *float64   `json:"context_ms"`
+}
+
+// MetaQueryCreate without the returned row, so it can be queued in a batch
+// with the query's other rows (one round trip, one implicit transaction).
+func (q *Queries) MetaQueryInsert(ctx context.Context, db DBTX, arg MetaQueryInsertParams) error {
+	_, err := db.Exec(ctx, metaQueryInsert,
+		arg.MetaQueryID,
+		arg.QueryType,
+		arg.UserID,
+		arg.SessionID,
+		arg.ProjectID,
+		arg.ChatID,
+		arg.ConfigID,
+		arg.StudyID,
+		arg.Client,
+		arg.ServerVersion,
+		arg.RequestedAt,
+		arg.TotalServingMs,
+		arg.RedactMs,
+		arg.ContextMs,
+	)
+	return err
 }
 
 const projectContextFileGetMany = `-- name: ProjectContextFileGetMany :many
@@ -167,5 +279,31 @@ SELECT pg_advisory_xact_lock(hashtextextended($1::text, 4242))
 // transaction ends.
 func (q *Queries) ProjectContextLock(ctx context.Context, db DBTX, lockKey string) error {
 	_, err := db.Exec(ctx, projectContextLock, lockKey)
+	return err
+}
+
+const queryContextFileInsertMany = `-- name: QueryContextFileInsertMany :exec
+INSERT INTO query_context_file (meta_query_id, ordinal, file_name, change_index, content)
+SELECT $1, i - 1, ($2::text[])[i], ($3::integer[])[i], ($4::text[])[i]
+FROM generate_subscripts($2::text[], 1) AS i
+`
+
+type QueryContextFileInsertManyParams struct {
+	MetaQueryID   uuid.UUID `json:"meta_query_id"`
+	FileNames     []string  `json:"file_names"`
+	ChangeIndexes []int32   `json:"change_indexes"`
+	Contents      []string  `json:"contents"`
+}
+
+// The context files of a query in one statement (batchable, unlike COPY),
+// numbered from 0 in array order. An empty contents array stores no content
+// (indexing past an array's end gives NULL).
+func (q *Queries) QueryContextFileInsertMany(ctx context.Context, db DBTX, arg QueryContextFileInsertManyParams) error {
+	_, err := db.Exec(ctx, queryContextFileInsertMany,
+		arg.MetaQueryID,
+		arg.FileNames,
+		arg.ChangeIndexes,
+		arg.Contents,
+	)
 	return err
 }

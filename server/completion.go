@@ -318,23 +318,19 @@ func (sr *streamRedactor) add(ctx context.Context, delta string) (string, bool, 
 	return red, true, true
 }
 
-// userState is the caller's config, study and consent at request time.
-func (s *Server) userState(ctx context.Context, uid uuid.UUID) (models.CompletionUserStateRow, error) {
-	st, err := s.q.CompletionUserState(ctx, s.db, uid)
+// requestState returns the caller's config, study and consent at request
+// time (401 when the user is gone) and answers 422 naming each unknown
+// telemetry lookup id, in one round trip.
+func (s *Server) requestState(ctx context.Context, uid uuid.UUID, t *contextualTelemetry) (models.CompletionRequestStateRow, error) {
+	arg := models.CompletionRequestStateParams{UserID: uid}
+	if t != nil {
+		arg.VersionID, arg.TriggerTypeID, arg.LanguageID = t.VersionID, t.TriggerTypeID, t.LanguageID
+	}
+	st, err := s.q.CompletionRequestState(ctx, s.db, arg)
 	if errors.Is(db.Translate(err), db.ErrNotFound) {
 		return st, fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredSession)
-	}
-	return st, err
-}
-
-// checkTelemetry answers 422 naming each unknown lookup id.
-func (s *Server) checkTelemetry(ctx context.Context, t *contextualTelemetry) error {
-	if t == nil {
-		return nil
-	}
-	ok, err := s.q.TelemetryIDsCheck(ctx, s.db, models.TelemetryIDsCheckParams{VersionID: t.VersionID, TriggerTypeID: t.TriggerTypeID, LanguageID: t.LanguageID})
-	if err != nil {
-		return err
+	} else if err != nil || t == nil {
+		return st, err
 	}
 	var errs []fieldError
 	add := func(name string, v int64, good bool, what string) {
@@ -343,19 +339,19 @@ func (s *Server) checkTelemetry(ctx context.Context, t *contextualTelemetry) err
 				Msg: "Value error, unknown " + what, Input: v})
 		}
 	}
-	add("version_id", t.VersionID, ok.VersionOk, "plugin version")
-	add("trigger_type_id", t.TriggerTypeID, ok.TriggerTypeOk, "trigger type")
-	add("language_id", t.LanguageID, ok.LanguageOk, "programming language")
+	add("version_id", t.VersionID, st.VersionOk, "plugin version")
+	add("trigger_type_id", t.TriggerTypeID, st.TriggerTypeOk, "trigger type")
+	add("language_id", t.LanguageID, st.LanguageOk, "programming language")
 	if len(errs) > 0 {
-		return &validationError{errs: errs}
+		return st, &validationError{errs: errs}
 	}
-	return nil
+	return st, nil
 }
 
 // prepared is a validated, redacted request ready for the models.
 type prepared struct {
 	t0       time.Time
-	state    models.CompletionUserStateRow
+	state    models.CompletionRequestStateRow
 	ctx      contextData // redacted
 	files    []contextFile
 	redactMS float64
@@ -363,33 +359,44 @@ type prepared struct {
 }
 
 // prepare runs pipeline steps 1–3 and records their stages in st (may be
-// nil). The query counts as requested when st started, else now.
+// nil). The query counts as requested when st started, else now. The two
+// Postgres reads (caller state and telemetry ids; context files) run while
+// the text is redacted; nothing reaches a model before all three are done.
 func (s *Server) prepare(ctx context.Context, p *Principal, c contextData, ct *contextualTelemetry, st *stageTimes) (*prepared, error) {
 	pr := &prepared{t0: time.Now()}
 	if st != nil && !st.start.IsZero() {
 		pr.t0 = st.start
 	}
-	lap := time.Now()
-	var err error
-	if pr.state, err = s.userState(ctx, p.UserID); err != nil {
-		return nil, err
-	}
-	if err := s.checkTelemetry(ctx, ct); err != nil {
-		return nil, err
-	}
-	st.lap(StageLookup, &lap)
+	var wg sync.WaitGroup
+	var stateErr, filesErr error
+	var lookupMS float64
+	wg.Go(func() {
+		t := time.Now()
+		pr.state, stateErr = s.requestState(ctx, p.UserID, ct)
+		lookupMS = msSince(t)
+	})
+	wg.Go(func() {
+		t := time.Now()
+		pr.files, filesErr = s.selectContext(ctx, p.ProjectID, c.FileName, c.ContextFiles)
+		pr.ctxMS = msSince(t)
+	})
+	t := time.Now()
 	pr.ctx = c
 	pr.ctx.Prefix, _ = s.plugin.redactor.Text(ctx, pgText(c.Prefix))
 	pr.ctx.Suffix, _ = s.plugin.redactor.Text(ctx, pgText(c.Suffix))
 	pr.ctx.SelectedText, _ = s.plugin.redactor.Text(ctx, pgText(c.SelectedText))
 	pr.ctx.FileName, _ = s.plugin.redactor.Text(ctx, pgText(c.FileName))
-	pr.redactMS = msSince(lap)
-	st.lap(StageRedact, &lap)
-	if pr.files, err = s.selectContext(ctx, p.ProjectID, c.FileName, c.ContextFiles); err != nil {
-		return nil, fmt.Errorf("select context: %w", err)
+	pr.redactMS = msSince(t)
+	wg.Wait()
+	st.add(StageLookup, lookupMS)
+	st.add(StageRedact, pr.redactMS)
+	st.add(StageContext, pr.ctxMS)
+	if stateErr != nil {
+		return nil, stateErr
 	}
-	pr.ctxMS = msSince(lap)
-	st.lap(StageContext, &lap)
+	if filesErr != nil {
+		return nil, fmt.Errorf("select context: %w", filesErr)
+	}
 	return pr, nil
 }
 
@@ -452,18 +459,22 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	lap := time.Now()
 	mq := uuid.New()
 	total := msSince(pr.t0)
-	err = db.WithTx(ctx, s.db, func(tx pgx.Tx) error {
-		if err := s.createMetaQuery(ctx, tx, p, pr, mq, "completion", nil, total); err != nil {
-			return err
-		}
-		if err := s.q.CompletionQueryCreate(ctx, tx, models.CompletionQueryCreateParams{MetaQueryID: mq, StopSequences: nonNil(r.StopSequences)}); err != nil {
-			return err
-		}
-		if err := s.storeQueryData(ctx, tx, mq, pr, r); err != nil {
-			return err
-		}
-		return s.storeGenerations(ctx, tx, mq, pr.t0, outs)
-	})
+	// Every row in one batch: one round trip, one transaction, committed
+	// before the response.
+	var b batchTx
+	err = s.createMetaQuery(ctx, &b, p, pr, mq, "completion", nil, total)
+	if err == nil {
+		err = s.q.CompletionQueryCreate(ctx, &b, models.CompletionQueryCreateParams{MetaQueryID: mq, StopSequences: nonNil(r.StopSequences)})
+	}
+	if err == nil {
+		err = s.storeQueryData(ctx, &b, mq, pr, r)
+	}
+	if err == nil {
+		err = s.storeGenerations(ctx, &b, mq, pr.t0, outs)
+	}
+	if err == nil {
+		err = b.send(ctx, s.db)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store completion query: %w", err)
 	}
@@ -502,7 +513,7 @@ func withSeed(p engine.SamplingParams) engine.SamplingParams {
 }
 
 // createMetaQuery inserts the meta_query row.
-func (s *Server) createMetaQuery(ctx context.Context, tx pgx.Tx, p *Principal, pr *prepared, mq uuid.UUID, typ string, chatID *uuid.UUID, total float64) error {
+func (s *Server) createMetaQuery(ctx context.Context, tx models.DBTX, p *Principal, pr *prepared, mq uuid.UUID, typ string, chatID *uuid.UUID, total float64) error {
 	var study *uuid.UUID
 	if pr.state.StudyID != uuid.Nil {
 		study = &pr.state.StudyID
@@ -511,18 +522,17 @@ func (s *Server) createMetaQuery(ctx context.Context, tx pgx.Tx, p *Principal, p
 	if p.KeyID != uuid.Nil {
 		client = "api-key"
 	}
-	_, err := s.q.MetaQueryCreate(ctx, tx, models.MetaQueryCreateParams{
+	return s.q.MetaQueryInsert(ctx, tx, models.MetaQueryInsertParams{
 		MetaQueryID: mq, QueryType: typ, UserID: p.UserID, SessionID: &p.SessionID, ProjectID: &p.ProjectID, ChatID: chatID,
 		ConfigID: pr.state.ConfigID, StudyID: study, Client: client, ServerVersion: s.plugin.version, RequestedAt: pr.t0,
 		TotalServingMs: &total, RedactMs: &pr.redactMS, ContextMs: &pr.ctxMS,
 	})
-	return err
 }
 
 // storeQueryData writes what the request and the user's consent allow:
 // the context (both must say yes), the context files used (names and
 // change indexes always, content with the context), and telemetry.
-func (s *Server) storeQueryData(ctx context.Context, tx pgx.Tx, mq uuid.UUID, pr *prepared, r *completionRequest) error {
+func (s *Server) storeQueryData(ctx context.Context, tx models.DBTX, mq uuid.UUID, pr *prepared, r *completionRequest) error {
 	storeCtx := r.StoreContext && pr.state.StoreContext
 	if storeCtx {
 		fn, sel := pr.ctx.FileName, pr.ctx.SelectedText
@@ -532,14 +542,15 @@ func (s *Server) storeQueryData(ctx context.Context, tx pgx.Tx, mq uuid.UUID, pr
 		}
 	}
 	if len(pr.files) > 0 {
-		rows := make([]models.QueryContextFileCreateParams, len(pr.files))
+		arg := models.QueryContextFileInsertManyParams{MetaQueryID: mq, FileNames: make([]string, len(pr.files)),
+			ChangeIndexes: make([]int32, len(pr.files)), Contents: []string{}}
 		for i, f := range pr.files {
-			rows[i] = models.QueryContextFileCreateParams{MetaQueryID: mq, Ordinal: int32(i), FileName: f.name, ChangeIndex: &f.changeIndex}
+			arg.FileNames[i], arg.ChangeIndexes[i] = f.name, f.changeIndex
 			if storeCtx {
-				rows[i].Content = &pr.files[i].content
+				arg.Contents = append(arg.Contents, f.content)
 			}
 		}
-		if _, err := s.q.QueryContextFileCreate(ctx, tx, rows); err != nil {
+		if err := s.q.QueryContextFileInsertMany(ctx, tx, arg); err != nil {
 			return err
 		}
 	}
@@ -564,8 +575,19 @@ func (s *Server) storeQueryData(ctx context.Context, tx pgx.Tx, mq uuid.UUID, pr
 	return nil
 }
 
+// samplerJSON is generation.sampler for completion (false) and chat (true)
+// requests.
+var samplerJSON = map[bool][]byte{false: samplerParams(false), true: samplerParams(true)}
+
+func samplerParams(chat bool) []byte {
+	b, _ := json.Marshal(map[string]any{"temperature": defaultSampling.Temperature, "top_k": defaultSampling.TopK,
+		"top_p": defaultSampling.TopP, "repeat_penalty": defaultSampling.RepeatPenalty, "repeat_last_n": defaultSampling.RepeatLastN,
+		"max_tokens": defaultMaxTokens(chat)})
+	return b
+}
+
 // storeGenerations writes one generation row per model that answered.
-func (s *Server) storeGenerations(ctx context.Context, tx pgx.Tx, mq uuid.UUID, shown time.Time, outs []*modelOutcome) error {
+func (s *Server) storeGenerations(ctx context.Context, tx models.DBTX, mq uuid.UUID, shown time.Time, outs []*modelOutcome) error {
 	for _, o := range outs {
 		if !o.ok() {
 			continue
@@ -578,9 +600,7 @@ func (s *Server) storeGenerations(ctx context.Context, tx pgx.Tx, mq uuid.UUID, 
 		if o.model.Chat {
 			tmpl = chatTemplateName(o.model.Family, true)
 		}
-		sampler, _ := json.Marshal(map[string]any{"temperature": defaultSampling.Temperature, "top_k": defaultSampling.TopK,
-			"top_p": defaultSampling.TopP, "repeat_penalty": defaultSampling.RepeatPenalty, "repeat_last_n": defaultSampling.RepeatLastN,
-			"max_tokens": defaultMaxTokens(o.model.Chat)})
+		sampler := samplerJSON[o.model.Chat]
 		cached, evald, gend := int32(t.CachedTokens), int32(t.EvaluatedTokens), int32(t.GeneratedTokens)
 		if err := s.q.GenerationCreate(ctx, tx, models.GenerationCreateParams{
 			MetaQueryID: mq, ModelID: o.id, Completion: o.text, GenerationTimeMs: int32(o.gen.Milliseconds()),
