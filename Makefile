@@ -20,7 +20,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 BIN := bin/code4me
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all deps link build run run-cuda cuda-backend test test-race generate check-generate bench bench-engine fmt vet clean
+.PHONY: all deps link build run run-cuda cuda-backend test test-race generate check-generate bench bench-engine bench-server fmt vet clean
 
 all: build
 
@@ -55,10 +55,16 @@ generate:
 check-generate: generate
 	git diff --exit-code -- models
 
-bench: bench-engine
+bench: bench-engine bench-server
 
 bench-engine: build
 	./$(BIN) bench engine
+
+# The typing workload through POST /api/completion/request (private Postgres
+# and Redis) against the bare engine, interleaved, on the tiny synthetic
+# model with one thread.
+bench-server: build
+	./$(BIN) bench server
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

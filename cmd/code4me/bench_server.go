@@ -43,6 +43,7 @@ func runBenchServer(ctx context.Context, args []string) error {
 	maxSuffix := fs.Int("max-suffix", 4<<10, "bytes of suffix in the editor window")
 	nFiles := fs.Int("context-files", 2, "multi-file context files sent with every keystroke")
 	fileBytes := fs.Int("context-file-bytes", 4<<10, "bytes of each context file")
+	storeCtx := fs.Bool("store-context", true, "ask the server to store each keystroke's context (the user consents)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured keystrokes to this file")
 	out := fs.String("out", "", "also append the markdown tables to this file")
 	if err := fs.Parse(args); err != nil {
@@ -142,7 +143,7 @@ func runBenchServer(ctx context.Context, args []string) error {
 	var genTokens, cachedTokens, promptTokens int
 	var prof *os.File
 	for i, k := range ks {
-		body, err := json.Marshal(benchCompletionBody(m.ID, k, names))
+		body, err := json.Marshal(benchCompletionBody(m.ID, k, names, *storeCtx))
 		if err != nil {
 			return err
 		}
@@ -219,9 +220,9 @@ func runBenchServer(ctx context.Context, args []string) error {
 		label += " (synthetic weights, real shape)"
 	}
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "Server typing benchmark: model %s, %d thread(s), window %d/%d bytes prefix/suffix, %d context files of %d bytes (%.1f KiB of context per keystroke), %d keystrokes interleaved server/engine, %s, GOMAXPROCS %d, commit %s, host %s, %s\n\n",
+	fmt.Fprintf(&b, "Server typing benchmark: model %s, %d thread(s), window %d/%d bytes prefix/suffix, %d context files of %d bytes (%.1f KiB of context per keystroke), %d keystrokes interleaved server/engine, context stored: %v, %s, GOMAXPROCS %d, commit %s, host %s, %s\n\n",
 		label, *threads, *maxPrefix, *maxSuffix, len(files), *fileBytes, float64(len(ks[len(ks)-1].Prefix)+len(ks[len(ks)-1].Suffix)+ctxBytes)/1024,
-		n, cpuModel(), runtime.GOMAXPROCS(0), buildVersion(), host, time.Now().UTC().Format("2006-01-02"))
+		n, *storeCtx, cpuModel(), runtime.GOMAXPROCS(0), buildVersion(), host, time.Now().UTC().Format("2006-01-02"))
 	b.WriteString("| path | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| engine alone | %.2f | %.2f | %.2f |\n", pct(engLat, 50), pct(engLat, 95), pct(engLat, 99))
 	fmt.Fprintf(&b, "| server (HTTP, auth, redaction, context, persistence) | %.2f | %.2f | %.2f |\n", pct(srvLat, 50), pct(srvLat, 95), pct(srvLat, 99))
@@ -289,12 +290,12 @@ func benchContextFiles(root, skip string, n, size int) ([]benchFile, error) {
 	return out, nil
 }
 
-func benchCompletionBody(modelID int64, k workload.Keystroke, files []string) map[string]any {
+func benchCompletionBody(modelID int64, k workload.Keystroke, files []string, storeContext bool) map[string]any {
 	return map[string]any{
 		"model_ids": []int64{modelID},
 		"context": map[string]any{"prefix": k.Prefix, "suffix": k.Suffix, "file_name": k.File, "selected_text": "",
 			"context_files": files},
-		"store_context": true,
+		"store_context": storeContext,
 		"contextual_telemetry": map[string]any{"version_id": 1, "trigger_type_id": 1, "language_id": 1,
 			"file_path": k.File, "caret_line": strings.Count(k.Prefix, "\n"), "document_char_length": len(k.Prefix) + len(k.Suffix),
 			"relative_document_position": float64(len(k.Prefix)) / float64(max(len(k.Prefix)+len(k.Suffix), 1))},
