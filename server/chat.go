@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -20,10 +22,10 @@ import (
 
 // Chat (spec §3.5 and §7.1, with C1–C7 fixed):
 //
-//   - the prompt uses the model's chat format: the engine has no chat
-//     template API, so this package renders ChatML, the format of Qwen's
-//     tokenizer.chat_template (and of the synthetic models), for qwen and
-//     generic models, and a plain "### Role" layout for other families (C3);
+//   - the prompt uses the model's own chat template (GGUF
+//     tokenizer.chat_template, rendered by the engine); a model without one
+//     the backend recognises gets ChatML for qwen and generic models and a
+//     plain "### Role" layout for other families (C3);
 //   - messages, prefix, suffix, selected text and completions are redacted
 //     (S5); the context files are rendered as text, never as list reprs (C1);
 //   - each model's prompt is built from the request alone, so parallel
@@ -59,7 +61,42 @@ func chatTemplateName(f engine.Family, chat bool) string {
 // tokenized with special-token parsing).
 func neutralise(s string) string { return strings.ReplaceAll(s, "<|", "< |") }
 
-// chatPrompt renders a model's prompt. It reads r and never modifies it.
+// chatTemplateID names the chat format a model's prompts use, for the
+// generation's template_version: "gguf:" and a hash of the model's own
+// template, or the fallback layout's name.
+func (s *Server) chatTemplateID(m RegisteredModel) string {
+	if s.plugin.engine != nil {
+		if sc, err := s.plugin.engine.Get(m.Name); err == nil {
+			if t := sc.Model().Info().ChatTemplate; t != "" {
+				if _, err := s.plugin.engine.ChatPrompt(m.Name, []engine.ChatMessage{{Role: "user", Content: "x"}}, true); err == nil {
+					sum := sha256.Sum256([]byte(t))
+					return "gguf:" + hex.EncodeToString(sum[:6])
+				}
+			}
+		}
+	}
+	return chatTemplateName(m.Family, true)
+}
+
+// modelChatPrompt renders the prompt with the model's own chat template,
+// falling back to chatPrompt when it has none the engine can render. User
+// text is neutralised first in both cases.
+func (s *Server) modelChatPrompt(m RegisteredModel, systemText string, msgs []chatMessage) string {
+	if s.plugin.engine != nil {
+		turns := make([]engine.ChatMessage, 0, len(msgs)+1)
+		turns = append(turns, engine.ChatMessage{Role: "system", Content: neutralise(systemText)})
+		for _, msg := range msgs {
+			turns = append(turns, engine.ChatMessage{Role: msg.Role, Content: neutralise(msg.Content)})
+		}
+		if p, err := s.plugin.engine.ChatPrompt(m.Name, turns, true); err == nil {
+			return p
+		}
+	}
+	return chatPrompt(m, systemText, msgs)
+}
+
+// chatPrompt renders the fallback layout. It reads its arguments and never
+// modifies them.
 func chatPrompt(m RegisteredModel, systemText string, msgs []chatMessage) string {
 	var b strings.Builder
 	chatml := chatTemplateName(m.Family, true) == "chatml/v1"
@@ -140,7 +177,7 @@ func (s *Server) runChat(ctx context.Context, p *Principal, r *chatRequest, sink
 	sys := chatSystemText(system, pr.files, pr.ctx, askTitle)
 
 	outs := s.runModels(ctx, r.ModelIDs, chatTimeout, true, func(m RegisteredModel) engine.Request {
-		return engine.Request{Raw: true, Prefix: chatPrompt(m, sys, msgs), Sampling: withSeed(defaultSampling),
+		return engine.Request{Raw: true, Prefix: s.modelChatPrompt(m, sys, msgs), Sampling: withSeed(defaultSampling),
 			MaxTokens: chatTokens, Stop: []string{"<|im_end|>", "<|im_start|>", "\n### User"}, CachePrompt: true}
 	}, sink)
 	if ctx.Err() != nil {

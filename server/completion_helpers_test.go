@@ -74,6 +74,16 @@ type recModel struct {
 	rec *recorder
 }
 
+// ApplyChatTemplate forwards to the real model's template, so the chat path
+// under test renders prompts as in production.
+func (m recModel) ApplyChatTemplate(msgs []engine.ChatMessage, addAssistant bool) (string, error) {
+	ct, ok := m.Model.(engine.ChatTemplater)
+	if !ok {
+		return "", engine.ErrNoChatTemplate
+	}
+	return ct.ApplyChatTemplate(msgs, addAssistant)
+}
+
 func (m recModel) Tokenize(text string, addSpecial, parseSpecial bool) ([]engine.Token, error) {
 	m.rec.add(text)
 	return m.Model.Tokenize(text, addSpecial, parseSpecial)
