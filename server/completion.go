@@ -598,7 +598,7 @@ func (s *Server) storeGenerations(ctx context.Context, tx models.DBTX, mq uuid.U
 		seed := int64(o.seed)
 		tmpl := "engine/" + string(o.model.Family)
 		if o.model.Chat {
-			tmpl = chatTemplateName(o.model.Family, true)
+			tmpl = s.chatTemplateID(o.model)
 		}
 		sampler := samplerJSON[o.model.Chat]
 		cached, evald, gend := int32(t.CachedTokens), int32(t.EvaluatedTokens), int32(t.GeneratedTokens)
