@@ -11,8 +11,10 @@
 // KV mirror (each slot's cached tokens). No mutex guards them and none is
 // held across a Decode. Other goroutines reach the scheduler only by message:
 // Stream and Complete lay out and tokenize the prompt in the caller's
-// goroutine (Model methods other than Close are safe for concurrent use) and
-// send the request over a bounded channel; a full queue is ErrOverloaded.
+// goroutine (Model methods other than Close are safe for concurrent use;
+// the scheduler's TokenCache, which remembers the tokens of unchanged prompt
+// parts, has its own lock, never held while tokenizing) and send the request
+// over a bounded channel; a full queue is ErrOverloaded.
 // Output flows back through a Stream that the scheduler never blocks on.
 //
 // # One scheduler iteration

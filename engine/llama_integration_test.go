@@ -28,7 +28,7 @@ var (
 	tinyErr  error
 )
 
-func tinyModel(t *testing.T) engine.Model {
+func tinyModel(t testing.TB) engine.Model {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("llama.cpp integration test")

@@ -33,7 +33,12 @@ type Config struct {
 	SlotSimilarity float64
 	// Family overrides the prompt layout detected from the model.
 	Family Family
-	Logger *slog.Logger
+	// TokenCacheBytes bounds the texts and tokens of prompt parts kept so
+	// that an unchanged part (an extra file, the suffix, the prefix lines
+	// before the cursor line) is not tokenized again; default
+	// DefaultTokenCacheBytes (16 MiB), negative disables it.
+	TokenCacheBytes int
+	Logger          *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -54,6 +59,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SlotSimilarity == 0 {
 		c.SlotSimilarity = 0.1
+	}
+	if c.TokenCacheBytes == 0 {
+		c.TokenCacheBytes = DefaultTokenCacheBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -80,6 +88,8 @@ type Stats struct {
 	CachedTokens    uint64
 	EvaluatedTokens uint64
 	GeneratedTokens uint64
+
+	TokenCache TokenCacheStats // prompt parts whose tokens were reused
 }
 
 // sequence is one request inside the scheduler. Fields below "scheduler
@@ -131,6 +141,7 @@ type Scheduler struct {
 	special  SpecialTokens
 	info     ModelInfo
 	family   Family
+	tokens   *TokenCache // the model's tokenizer with memory; used by callers' goroutines
 	cfg      Config
 	nCtxSlot int
 	canShift bool
@@ -177,6 +188,7 @@ func NewScheduler(name string, m Model, cfg Config) (*Scheduler, error) {
 		submit: make(chan *sequence, cfg.QueueSize),
 		quit:   make(chan struct{}), done: make(chan struct{}),
 		sup: map[string]*sequence{}, ctx: c,
+		tokens: NewTokenCache(m, cfg.TokenCacheBytes),
 	}
 	s.family = cfg.Family
 	if s.family == FamilyNone {
@@ -218,6 +230,7 @@ func (s *Scheduler) Stats() Stats {
 		QueueLen: int(s.queued.Load()), QueueCap: s.cfg.QueueSize,
 		Requests: s.nReq.Load(), PromptTokens: s.nPrompt.Load(), CachedTokens: s.nCached.Load(),
 		EvaluatedTokens: s.nEval.Load(), GeneratedTokens: s.nGen.Load(),
+		TokenCache: s.tokens.Stats(),
 	}
 }
 
@@ -239,7 +252,7 @@ func (s *Scheduler) Complete(ctx context.Context, req Request) (*Result, error) 
 func (s *Scheduler) Stream(ctx context.Context, req Request) (*Stream, error) {
 	t0 := time.Now()
 	budget := s.nCtxSlot - min(max(req.MaxTokens, 1), s.nCtxSlot/2)
-	p, err := BuildPrompt(s.model, s.special, s.family, &req, budget)
+	p, err := BuildPrompt(s.tokens, s.special, s.family, &req, budget)
 	if err != nil {
 		return nil, err
 	}
