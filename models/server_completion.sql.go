@@ -198,6 +198,23 @@ func (q *Queries) MetaQueryInsert(ctx context.Context, db DBTX, arg MetaQueryIns
 	return err
 }
 
+const metaQuerySetTotalServing = `-- name: MetaQuerySetTotalServing :exec
+UPDATE meta_query SET total_serving_ms = $1 WHERE meta_query_id = $2
+`
+
+type MetaQuerySetTotalServingParams struct {
+	TotalServingMs *float64  `json:"total_serving_ms"`
+	MetaQueryID    uuid.UUID `json:"meta_query_id"`
+}
+
+// Sets a query's total serving time once its models have answered (its row
+// was written while they ran; the column is not indexed, so this is a HOT
+// update in the same transaction).
+func (q *Queries) MetaQuerySetTotalServing(ctx context.Context, db DBTX, arg MetaQuerySetTotalServingParams) error {
+	_, err := db.Exec(ctx, metaQuerySetTotalServing, arg.TotalServingMs, arg.MetaQueryID)
+	return err
+}
+
 const projectContextFileGetMany = `-- name: ProjectContextFileGetMany :many
 SELECT file_name, lines, change_count
 FROM project_context_file

@@ -85,3 +85,9 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) a ON true
 WHERE u.user_id = @user_id;
+
+-- name: MetaQuerySetTotalServing :exec
+-- Sets a query's total serving time once its models have answered (its row
+-- was written while they ran; the column is not indexed, so this is a HOT
+-- update in the same transaction).
+UPDATE meta_query SET total_serving_ms = @total_serving_ms WHERE meta_query_id = @meta_query_id;

@@ -222,7 +222,7 @@ func (s *Server) runChat(ctx context.Context, p *Principal, r *chatRequest, sink
 			}
 			chatTitle = title
 		}
-		if err := s.createMetaQuery(ctx, tx, p, pr, mq, "chat", &r.ChatID, total); err != nil {
+		if err := s.createMetaQuery(ctx, tx, p, pr, mq, "chat", &r.ChatID, &total); err != nil {
 			return err
 		}
 		if err := s.q.ChatQueryCreate(ctx, tx, models.ChatQueryCreateParams{MetaQueryID: mq, WebEnabled: r.WebEnabled}); err != nil {

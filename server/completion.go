@@ -65,13 +65,16 @@ type plugin struct {
 	models   *ModelRegistry
 	workers  int
 	version  string
+	// early lends connections for writing a query during inference
+	// (completion_store.go).
+	early *earlyLender
 }
 
 // initPlugin fills s.plugin from d: a Redactor when none is given, and the
 // model registry from the engine's loaded models.
 func (s *Server) initPlugin(d Deps) error {
 	s.plugin = plugin{engine: d.Engine, redactor: d.Redactor, models: d.Models, workers: d.Config.ModelWorkers,
-		version: strconv.FormatInt(d.Config.ServerVersionID, 10)}
+		version: strconv.FormatInt(d.Config.ServerVersionID, 10), early: newEarlyLender(d.DB)}
 	if s.plugin.workers < 1 {
 		s.plugin.workers = 4
 	}
@@ -445,35 +448,66 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	if err != nil {
 		return nil, err
 	}
+	mq := uuid.New()
+	// The query's rows that do not depend on the models' output, queued in
+	// b; total is nil when it is not known yet.
+	queueQuery := func(ctx context.Context, b *batchTx, total *float64) error {
+		if err := s.createMetaQuery(ctx, b, p, pr, mq, "completion", nil, total); err != nil {
+			return err
+		}
+		if err := s.q.CompletionQueryCreate(ctx, b, models.CompletionQueryCreateParams{MetaQueryID: mq, StopSequences: nonNil(r.StopSequences)}); err != nil {
+			return err
+		}
+		return s.storeQueryData(ctx, b, mq, pr, r)
+	}
+	early := s.startEarlyStore(ctx, func(ctx context.Context, b *batchTx) error { return queueQuery(ctx, b, nil) })
 	key := p.SessionID.String() + "\x00" + r.Context.FileName
 	outs := s.runModels(ctx, r.ModelIDs, completionTimeout, false, func(m RegisteredModel) engine.Request {
 		return FIMRequest(pr.ctx.Prefix, pr.ctx.Suffix, pr.ctx.FileName, chunks(pr.files), r.StopSequences, key)
 	}, sink)
 	if ctx.Err() != nil {
+		early.abort()
 		return nil, errCancelled
 	}
 	if err := allOverloaded(outs); err != nil {
+		early.abort()
 		return nil, err
 	}
 	recordModels(st, outs)
 	lap := time.Now()
-	mq := uuid.New()
 	total := msSince(pr.t0)
-	// Every row in one batch: one round trip, one transaction, committed
-	// before the response.
-	var b batchTx
-	err = s.createMetaQuery(ctx, &b, p, pr, mq, "completion", nil, total)
-	if err == nil {
-		err = s.q.CompletionQueryCreate(ctx, &b, models.CompletionQueryCreateParams{MetaQueryID: mq, StopSequences: nonNil(r.StopSequences)})
-	}
-	if err == nil {
-		err = s.storeQueryData(ctx, &b, mq, pr, r)
-	}
-	if err == nil {
+	err = errEarlyAborted
+	if early != nil {
+		// The rest in one round trip: generations, total, COMMIT.
+		var b batchTx
 		err = s.storeGenerations(ctx, &b, mq, pr.t0, outs)
+		if err == nil {
+			err = s.q.MetaQuerySetTotalServing(ctx, &b, models.MetaQuerySetTotalServingParams{MetaQueryID: mq, TotalServingMs: &total})
+		}
+		if err == nil {
+			b.b.Queue("COMMIT")
+			err = early.finish(&b.b)
+		} else {
+			early.abort()
+		}
+		if err == nil {
+			s.plugin.early.lent.Add(1)
+		} else {
+			s.log.Debug("completion: overlapped store failed, storing after inference", slog.String("error", err.Error()))
+		}
 	}
-	if err == nil {
-		err = b.send(ctx, s.db)
+	if err != nil {
+		// Every row in one batch: one round trip, one implicit transaction,
+		// committed before the response.
+		s.plugin.early.fellBack.Add(1)
+		var b batchTx
+		err = queueQuery(ctx, &b, &total)
+		if err == nil {
+			err = s.storeGenerations(ctx, &b, mq, pr.t0, outs)
+		}
+		if err == nil {
+			err = b.send(ctx, s.db)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store completion query: %w", err)
@@ -513,7 +547,8 @@ func withSeed(p engine.SamplingParams) engine.SamplingParams {
 }
 
 // createMetaQuery inserts the meta_query row.
-func (s *Server) createMetaQuery(ctx context.Context, tx models.DBTX, p *Principal, pr *prepared, mq uuid.UUID, typ string, chatID *uuid.UUID, total float64) error {
+// total is nil while it is not known.
+func (s *Server) createMetaQuery(ctx context.Context, tx models.DBTX, p *Principal, pr *prepared, mq uuid.UUID, typ string, chatID *uuid.UUID, total *float64) error {
 	var study *uuid.UUID
 	if pr.state.StudyID != uuid.Nil {
 		study = &pr.state.StudyID
@@ -525,7 +560,7 @@ func (s *Server) createMetaQuery(ctx context.Context, tx models.DBTX, p *Princip
 	return s.q.MetaQueryInsert(ctx, tx, models.MetaQueryInsertParams{
 		MetaQueryID: mq, QueryType: typ, UserID: p.UserID, SessionID: &p.SessionID, ProjectID: &p.ProjectID, ChatID: chatID,
 		ConfigID: pr.state.ConfigID, StudyID: study, Client: client, ServerVersion: s.plugin.version, RequestedAt: pr.t0,
-		TotalServingMs: &total, RedactMs: &pr.redactMS, ContextMs: &pr.ctxMS,
+		TotalServingMs: total, RedactMs: &pr.redactMS, ContextMs: &pr.ctxMS,
 	})
 }
 
