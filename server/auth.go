@@ -90,18 +90,28 @@ func (s *Server) guard(class AuthClass) fiber.Handler {
 		c.Locals(localsTiming, t)
 		var p *Principal
 		var authErr error
+		var counted *auth.Counted
 		if class != ClassNone {
-			p, authErr = s.authenticate(ctx, c, class)
-		}
-		subject := "ip:" + s.clientIP(c).String()
-		if p != nil {
-			subject = "u:" + p.UserID.String()
-		} else if l, err := s.tokens.Auth(ctx, c.Cookies(cookieAuth)); err == nil && class == ClassNone {
-			subject = "u:" + l.UserID.String()
+			p, counted, authErr = s.authenticate(ctx, c, class)
 		}
 		t.lap(StageAuth, &lap)
-		if err := s.rateLimit(c, subject); err != nil {
-			return err
+		if counted != nil {
+			// Counted in the session lookup's round trip.
+			if err := s.applyLimit(c, s.limiter.Result(c.Route().Path, counted.N, counted.TTL)); err != nil {
+				return err
+			}
+		} else {
+			subject := "ip:" + s.clientIP(c).String()
+			if p != nil {
+				subject = "u:" + p.UserID.String()
+			} else if class == ClassNone {
+				if l, err := s.tokens.Auth(ctx, c.Cookies(cookieAuth)); err == nil {
+					subject = "u:" + l.UserID.String()
+				}
+			}
+			if err := s.rateLimit(c, subject); err != nil {
+				return err
+			}
 		}
 		t.lap(StageRateLimit, &lap)
 		if authErr != nil {
@@ -114,14 +124,18 @@ func (s *Server) guard(class AuthClass) fiber.Handler {
 	}
 }
 
-// authenticate resolves the credentials of the request for class.
-func (s *Server) authenticate(ctx context.Context, c *fiber.Ctx, class AuthClass) (*Principal, error) {
+// authenticate resolves the credentials of the request for class. A
+// request with a session token is counted against its rate limit in the
+// same Redis round trip (its user's budget when the credentials are good,
+// else its client address's), and the count is returned; otherwise the
+// count is nil and the caller counts.
+func (s *Server) authenticate(ctx context.Context, c *fiber.Ctx, class AuthClass) (*Principal, *auth.Counted, error) {
 	if class == ClassA {
 		p, err := s.authA(ctx, c)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return p, nil
+		return p, nil, nil
 	}
 	sessTok := c.Cookies(cookieSession)
 	if sessTok == "" {
@@ -133,12 +147,18 @@ func (s *Server) authenticate(ctx context.Context, c *fiber.Ctx, class AuthClass
 	}
 	var sess auth.Session
 	var proj auth.Project
+	var counted *auth.Counted
 	var err error
 	switch {
-	case sessTok != "" && class == ClassSP:
-		sess, proj, err = s.tokens.SessionProject(ctx, sessTok, projTok)
 	case sessTok != "":
-		sess, err = s.tokens.Session(ctx, sessTok)
+		route := c.Route().Path
+		cnt := auth.Count{UserPrefix: s.limiter.Key(route, ""), Fallback: s.limiter.Key(route, "ip:"+s.clientIP(c).String()),
+			Window: s.limiter.Window()}
+		var n auth.Counted
+		sess, proj, n, err = s.tokens.SessionCounted(ctx, sessTok, projTok, class == ClassSP, cnt)
+		if err == nil || errors.Is(err, auth.ErrNotFound) || errors.Is(err, auth.ErrNoProject) {
+			counted = &n
+		}
 	default:
 		sess, err = s.keySession(ctx, c)
 		if err == nil && class == ClassSP {
@@ -147,18 +167,18 @@ func (s *Server) authenticate(ctx context.Context, c *fiber.Ctx, class AuthClass
 	}
 	switch {
 	case errors.Is(err, auth.ErrNotFound):
-		return nil, fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredSession)
+		return nil, counted, fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredSession)
 	case errors.Is(err, auth.ErrNoProject):
-		return nil, fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredProject)
+		return nil, counted, fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredProject)
 	case err != nil:
-		return nil, err
+		return nil, nil, err
 	}
 	p := &Principal{UserID: sess.UserID, Gen: sess.Gen, AuthToken: sess.AuthToken, KeyID: sess.KeyID,
 		SessionID: sess.ID, SessionToken: sess.Token}
 	if class == ClassSP {
 		p.ProjectID, p.ProjectToken = proj.ProjectID, proj.Token
 	}
-	return p, nil
+	return p, counted, nil
 }
 
 // authA checks the auth_token cookie, or else a Bearer API key.

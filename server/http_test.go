@@ -119,3 +119,56 @@ func TestCORS(t *testing.T) {
 		t.Fatal("foreign origin allowed")
 	}
 }
+
+// TestRateLimitSessionRoutes: on session routes the rate limit is counted
+// in the session lookup's round trip, with the same outcomes: per user and
+// route when the credentials are good, per client address otherwise, 401
+// before the budget is spent and 429 with Retry-After after.
+func TestRateLimitSessionRoutes(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) {
+		c.DefaultRatePerHour = 100
+		c.RatePerHourByRoute = map[string]int{"/test/sp": 3, "/test/s": 2}
+	})
+	e.signup("rls@example.com")
+	e.signup("rls2@example.com")
+	a := e.loggedIn("rls@example.com")
+	a.expect("POST", "/api/project/create", map[string]any{"project_name": "p"}, 201)
+	for i := 0; i < 3; i++ {
+		r := a.expect("GET", "/test/sp", nil, 200)
+		if got := r.header.Get("X-RateLimit-Remaining"); got != strconv.Itoa(2-i) {
+			t.Fatalf("remaining after %d = %q", i+1, got)
+		}
+	}
+	r := a.expect("GET", "/test/sp", nil, 429)
+	ra, err := strconv.Atoi(r.header.Get("Retry-After"))
+	if r.msg() != MsgTooManyRequests || err != nil || ra < 1 || ra > 3600 {
+		t.Fatalf("429 = %s Retry-After %q", r.raw, r.header.Get("Retry-After"))
+	}
+	// Another route, another user: their own budgets.
+	a.expect("GET", "/test/s", nil, 200)
+	b := e.loggedIn("rls2@example.com")
+	b.expect("POST", "/api/project/create", map[string]any{"project_name": "p"}, 201)
+	b.expect("GET", "/test/sp", nil, 200)
+
+	// A bad session token is a 401 counted against the client address,
+	// until that budget is spent.
+	bad := e.client()
+	bad.cookies["session_token"] = "00000000-0000-4000-8000-000000000000"
+	for i := 0; i < 2; i++ {
+		if r := bad.expect("GET", "/test/s", nil, 401); r.msg() != MsgInvalidOrExpiredSession {
+			t.Fatalf("401 = %s", r.raw)
+		}
+	}
+	bad.expect("GET", "/test/s", nil, 429)
+	// A good session without a project token is a 401 for the project,
+	// counted against the address too (its budget on /test/sp is fresh).
+	noProj := e.loggedIn("rls2@example.com")
+	for i := 0; i < 3; i++ {
+		if r := noProj.expect("GET", "/test/sp", nil, 401); r.msg() != MsgInvalidOrExpiredProject {
+			t.Fatalf("401 = %s", r.raw)
+		}
+	}
+	noProj.expect("GET", "/test/sp", nil, 429)
+	// The user's own budget on /test/sp was not touched by those.
+	b.expect("GET", "/test/sp", nil, 200)
+}

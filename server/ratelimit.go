@@ -22,6 +22,12 @@ func (s *Server) rateLimit(c *fiber.Ctx, subject string) error {
 		s.log.Warn("rate limit unavailable", slog.String("route", route), slog.String("error", err.Error()))
 		return nil
 	}
+	return s.applyLimit(c, res)
+}
+
+// applyLimit sets the rate-limit headers of res and answers 429 with
+// Retry-After when it refuses the request.
+func (s *Server) applyLimit(c *fiber.Ctx, res ratelimit.Result) error {
 	c.Set("X-RateLimit-Limit", itoa(res.Limit))
 	c.Set("X-RateLimit-Remaining", itoa(res.Remaining))
 	if !res.Allowed {

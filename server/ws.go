@@ -77,13 +77,19 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 	if !websocket.IsWebSocketUpgrade(c) {
 		return fiber.ErrUpgradeRequired
 	}
-	p, err := s.authenticate(c.UserContext(), c, ClassSP)
-	subject := "ip:" + s.clientIP(c).String()
-	if p != nil {
-		subject = "u:" + p.UserID.String()
-	}
-	if rlErr := s.rateLimit(c, subject); rlErr != nil {
-		return rlErr
+	p, counted, err := s.authenticate(c.UserContext(), c, ClassSP)
+	if counted != nil {
+		if rlErr := s.applyLimit(c, s.limiter.Result(c.Route().Path, counted.N, counted.TTL)); rlErr != nil {
+			return rlErr
+		}
+	} else {
+		subject := "ip:" + s.clientIP(c).String()
+		if p != nil {
+			subject = "u:" + p.UserID.String()
+		}
+		if rlErr := s.rateLimit(c, subject); rlErr != nil {
+			return rlErr
+		}
 	}
 	if err != nil {
 		msg := MsgInvalidOrExpiredSession

@@ -262,34 +262,62 @@ func (s *Store) CurrentSession(ctx context.Context, p Parent) (Session, error) {
 // Returns {0, session, project?} valid; {1} no session; {2, sid} dead
 // session (revoked, login gone, or ended) that the caller must end;
 // {3, session} valid session without a valid project token.
-var lookupSession = redis.NewScript(`
-local sv = redis.call('GET', KEYS[1])
-if not sv then return {1} end
-local s = cjson.decode(sv)
-local g = tonumber(redis.call('GET', 'user_gen:' .. s.uid) or '0')
-local dead = g ~= tonumber(s.gen)
-local ttl = tonumber(ARGV[1])
-if not dead and s.auth ~= '' then
-  local at = redis.call('PTTL', 'auth_token:' .. s.auth)
-  if at <= 0 then dead = true elseif at < ttl then ttl = at end
+// lookup() also returns the user id of a live session.
+const lookupSessionLua = `
+local function lookup()
+  local sv = redis.call('GET', KEYS[1])
+  if not sv then return {1} end
+  local s = cjson.decode(sv)
+  local g = tonumber(redis.call('GET', 'user_gen:' .. s.uid) or '0')
+  local dead = g ~= tonumber(s.gen)
+  local ttl = tonumber(ARGV[1])
+  if not dead and s.auth ~= '' then
+    local at = redis.call('PTTL', 'auth_token:' .. s.auth)
+    if at <= 0 then dead = true elseif at < ttl then ttl = at end
+  end
+  if not dead and not redis.call('ZSCORE', 'session_open', s.sid) then dead = true end
+  if dead then
+    redis.call('DEL', KEYS[1])
+    return {2, s.sid}
+  end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('ZADD', 'session_open', 'XX', now + ttl, s.sid)
+  if s.key ~= '' then redis.call('PEXPIRE', 'key_session:' .. s.key, ttl) end
+  if ARGV[2] ~= '1' then return {0, sv}, s.uid end
+  local pv = redis.call('GET', KEYS[2])
+  if not pv then return {3, sv}, s.uid end
+  local p = cjson.decode(pv)
+  if p.sid ~= s.sid then return {3, sv}, s.uid end
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  return {0, sv, pv}, s.uid
 end
-if not dead and not redis.call('ZSCORE', 'session_open', s.sid) then dead = true end
-if dead then
-  redis.call('DEL', KEYS[1])
-  return {2, s.sid}
+`
+
+var lookupSession = redis.NewScript(lookupSessionLua + `return lookup()`)
+
+// lookupSessionCounted is lookupSession and a rate-limit count in one
+// round trip. KEYS[3] is the counter key less its subject, for a valid
+// lookup (code 0): the user id is appended; KEYS[4] is the counter of
+// any other outcome. ARGV[3] is the window in ms. It counts like
+// ratelimit's script: the first hit starts the window, a counter that lost
+// its expiry gets it back. The result gains the count and its PTTL as two
+// trailing elements.
+var lookupSessionCounted = redis.NewScript(lookupSessionLua + `
+local r, uid = lookup()
+local key = KEYS[4]
+if r[1] == 0 then key = KEYS[3] .. 'u:' .. uid end
+local n = redis.call('INCR', key)
+if n == 1 then redis.call('PEXPIRE', key, ARGV[3]) end
+local ttl = redis.call('PTTL', key)
+if ttl < 0 then
+  redis.call('PEXPIRE', key, ARGV[3])
+  ttl = tonumber(ARGV[3])
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('ZADD', 'session_open', 'XX', now + ttl, s.sid)
-if s.key ~= '' then redis.call('PEXPIRE', 'key_session:' .. s.key, ttl) end
-if ARGV[2] ~= '1' then return {0, sv} end
-local pv = redis.call('GET', KEYS[2])
-if not pv then return {3, sv} end
-local p = cjson.decode(pv)
-if p.sid ~= s.sid then return {3, sv} end
-redis.call('PEXPIRE', KEYS[2], ttl)
-return {0, sv, pv}
+table.insert(r, n)
+table.insert(r, ttl)
+return r
 `)
 
 // Project is a checked project token.
@@ -318,10 +346,42 @@ func (s *Store) SessionProject(ctx context.Context, sessionToken, projectToken s
 	return s.lookup(ctx, sessionToken, projectToken, true)
 }
 
+// Count is a rate-limit counter to increment in the same round trip as a
+// session lookup (SessionCounted).
+type Count struct {
+	// UserPrefix is the counter key less its subject: when the lookup
+	// succeeds, "u:<user id>" is appended and that counter is incremented.
+	UserPrefix string
+	// Fallback is the counter incremented when it fails (any error).
+	Fallback string
+	// Window is the length of a counting window, started by the first hit.
+	Window time.Duration
+}
+
+// Counted is the value of the counter a lookup incremented and the time
+// left in its window.
+type Counted struct {
+	N   int64
+	TTL time.Duration
+}
+
+// SessionCounted is Session (wantProject false) or SessionProject, and
+// counts the request in c in the same Redis round trip: the user's
+// counter when the lookup succeeds, c.Fallback otherwise. The count is
+// valid whenever the error is ErrNotFound, ErrNoProject or nil.
+func (s *Store) SessionCounted(ctx context.Context, sessionToken, projectToken string, wantProject bool, c Count) (Session, Project, Counted, error) {
+	var n Counted
+	sess, proj, err := s.lookupCounted(ctx, sessionToken, projectToken, wantProject, &c, &n)
+	return sess, proj, n, err
+}
+
 func (s *Store) lookup(ctx context.Context, token, projectToken string, wantProject bool) (Session, Project, error) {
-	if token == "" {
-		return Session{}, Project{}, ErrNotFound
-	}
+	return s.lookupCounted(ctx, token, projectToken, wantProject, nil, nil)
+}
+
+// lookupCounted looks up the tokens and, when c is set, counts in c and
+// stores the count in n.
+func (s *Store) lookupCounted(ctx context.Context, token, projectToken string, wantProject bool, c *Count, n *Counted) (Session, Project, error) {
 	if projectToken == "" {
 		projectToken = "-"
 	}
@@ -329,8 +389,31 @@ func (s *Store) lookup(ctx context.Context, token, projectToken string, wantProj
 	if wantProject {
 		want = "1"
 	}
-	res, err := lookupSession.Run(ctx, s.rdb, []string{"session_token:" + token, "project_token:" + projectToken},
-		ms(s.ttl.Session), want).Slice()
+	var res []any
+	var err error
+	if c == nil {
+		if token == "" {
+			return Session{}, Project{}, ErrNotFound
+		}
+		res, err = lookupSession.Run(ctx, s.rdb, []string{"session_token:" + token, "project_token:" + projectToken},
+			ms(s.ttl.Session), want).Slice()
+	} else {
+		// An empty token still counts; it finds no session.
+		res, err = lookupSessionCounted.Run(ctx, s.rdb,
+			[]string{"session_token:" + token, "project_token:" + projectToken, c.UserPrefix, c.Fallback},
+			ms(s.ttl.Session), want, ms(c.Window)).Slice()
+		if err == nil && len(res) >= 3 {
+			cnt, _ := res[len(res)-2].(int64)
+			ttl, _ := res[len(res)-1].(int64)
+			*n = Counted{N: cnt, TTL: time.Duration(ttl) * time.Millisecond}
+			res = res[:len(res)-2]
+		} else if err == nil {
+			err = errors.New("short reply")
+		}
+		if err == nil && token == "" {
+			return Session{}, Project{}, ErrNotFound
+		}
+	}
 	if err != nil {
 		return Session{}, Project{}, fmt.Errorf("auth: look up session: %w", err)
 	}

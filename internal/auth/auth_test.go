@@ -305,3 +305,42 @@ func TestEmailTokensAreSingleUse(t *testing.T) {
 		t.Fatal("expired reset token accepted")
 	}
 }
+
+// TestSessionCounted: the lookup answers as SessionProject does and counts
+// in the user's counter on success, in the fallback otherwise.
+func TestSessionCounted(t *testing.T) {
+	s, _ := newStore(t, auth.TTLs{})
+	ctx := context.Background()
+	uid := uuid.New()
+	_, sess := login(t, s, uid)
+	proj, err := s.IssueProject(ctx, sess, uuid.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre := "test-counted:" + uuid.NewString() + "|"
+	c := auth.Count{UserPrefix: pre, Fallback: pre + "ip:192.0.2.1", Window: time.Minute}
+	for i := int64(1); i <= 2; i++ {
+		got, p, n, err := s.SessionCounted(ctx, sess.Token, proj.Token, true, c)
+		if err != nil || got.ID != sess.ID || p.ProjectID != proj.ProjectID {
+			t.Fatalf("lookup = %+v %+v %v", got, p, err)
+		}
+		if n.N != i || n.TTL <= 0 || n.TTL > time.Minute {
+			t.Fatalf("count %d = %+v", i, n)
+		}
+	}
+	// Without the project: ErrNoProject, counted in the fallback.
+	if _, _, n, err := s.SessionCounted(ctx, sess.Token, "", true, c); !errors.Is(err, auth.ErrNoProject) || n.N != 1 {
+		t.Fatalf("no project = %+v %v", n, err)
+	}
+	// An unknown session, an empty token: ErrNotFound, counted in the fallback.
+	if _, _, n, err := s.SessionCounted(ctx, uuid.NewString(), "", false, c); !errors.Is(err, auth.ErrNotFound) || n.N != 2 {
+		t.Fatalf("unknown session = %+v %v", n, err)
+	}
+	if _, _, n, err := s.SessionCounted(ctx, "", "", false, c); !errors.Is(err, auth.ErrNotFound) || n.N != 3 {
+		t.Fatalf("empty token = %+v %v", n, err)
+	}
+	// The session only: the user's counter.
+	if got, _, n, err := s.SessionCounted(ctx, sess.Token, "", false, c); err != nil || got.UserID != uid || n.N != 3 {
+		t.Fatalf("session only = %+v %v", n, err)
+	}
+}

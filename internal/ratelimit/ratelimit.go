@@ -101,18 +101,29 @@ return {n, ttl}
 // within the limit. On a Redis error the caller decides; the server fails
 // open for availability and logs the error.
 func (l *Limiter) Allow(ctx context.Context, subject, route string) (Result, error) {
-	limit := l.Limit(route)
-	key := l.o.Prefix + route + "|" + subject
-	vals, err := count.Run(ctx, l.rdb, []string{key}, l.o.Window.Milliseconds()).Int64Slice()
+	vals, err := count.Run(ctx, l.rdb, []string{l.Key(route, subject)}, l.o.Window.Milliseconds()).Int64Slice()
 	if err != nil {
+		limit := l.Limit(route)
 		return Result{Allowed: true, Limit: limit, Remaining: limit}, fmt.Errorf("ratelimit: count: %w", err)
 	}
-	n, ttl := int(vals[0]), time.Duration(vals[1])*time.Millisecond
-	rem := limit - n
-	if rem < 0 {
-		rem = 0
-	}
-	return Result{Allowed: n <= limit, Limit: limit, Remaining: rem, Reset: ttl}, nil
+	return l.Result(route, vals[0], time.Duration(vals[1])*time.Millisecond), nil
+}
+
+// Key is the counter of subject on route. A caller that counts in its own
+// Redis script (to save a round trip) increments this key as Allow's
+// script does: INCR, starting a window of Window on the first hit, and
+// restoring a lost expiry.
+func (l *Limiter) Key(route, subject string) string { return l.o.Prefix + route + "|" + subject }
+
+// Window is the length of a counting window.
+func (l *Limiter) Window() time.Duration { return l.o.Window }
+
+// Result is the outcome of a count of n on route, with ttl left in the
+// window, made by Allow or by a caller's own script (see Key).
+func (l *Limiter) Result(route string, n int64, ttl time.Duration) Result {
+	limit := l.Limit(route)
+	rem := max(limit-int(n), 0)
+	return Result{Allowed: int(n) <= limit, Limit: limit, Remaining: rem, Reset: ttl}
 }
 
 // ParseTrusted parses proxy addresses and CIDR prefixes ("10.0.0.1",
