@@ -42,7 +42,7 @@ type SpecialTokens struct {
 
 // ContextParams sizes a context.
 type ContextParams struct {
-	NCtx       int  // total KV cells, shared by all sequences
+	NCtx       int  // total KV cells of all sequences
 	NBatch     int  // max tokens per Decode call
 	NSeqMax    int  // number of sequences (slots)
 	NThreads   int  // 0 = backend default
@@ -54,6 +54,13 @@ type ContextParams struct {
 	// Pooling selects how an Embeddings context pools a sequence's token
 	// embeddings; PoolingDefault = the model's own, or mean if it has none.
 	Pooling Pooling
+	// UnifiedKV puts all sequences in one KV buffer, so one sequence may use
+	// the cells others leave free. The default (false) gives each sequence
+	// its own NCtx/NSeqMax cells, as llama.cpp's server does: attention then
+	// runs over a sequence's own cells only, which keeps batched decoding of
+	// many sequences as cheap per token as one (with a unified buffer every
+	// token attends over every sequence's cells, masked).
+	UnifiedKV bool
 }
 
 // Pooling is the pooling of an embeddings context.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -34,8 +35,20 @@ func runBench(ctx context.Context, args []string) error {
 	maxPrefix := fs.Int("max-prefix", 3072, "bytes of prefix in the editor window")
 	maxSuffix := fs.Int("max-suffix", 768, "bytes of suffix in the editor window")
 	out := fs.String("out", "", "also append the markdown table to this file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured runs to this file")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var counts []int
 	for _, s := range strings.Split(*typists, ",") {

@@ -45,7 +45,7 @@ struct llama_model *c4m_model_load(const char *path, int32_t n_gpu_layers, _Bool
 
 struct llama_context *c4m_context_new(struct llama_model *model,
 		uint32_t n_ctx, uint32_t n_batch, uint32_t n_ubatch, uint32_t n_seq_max,
-		int32_t n_threads, _Bool embeddings, int pooling, _Bool flash_attn) {
+		int32_t n_threads, _Bool embeddings, int pooling, _Bool flash_attn, _Bool kv_unified) {
 	struct llama_context_params p = llama_context_default_params();
 	p.n_ctx = n_ctx;
 	p.n_batch = n_batch;
@@ -56,9 +56,10 @@ struct llama_context *c4m_context_new(struct llama_model *model,
 	p.embeddings = embeddings;
 	p.pooling_type = (enum llama_pooling_type)pooling;
 	p.flash_attn_type = flash_attn ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
-	// One KV buffer shared by all sequences: NCtx is the total, and any
-	// sequence may use what the others leave free.
-	p.kv_unified = 1;
+	// kv_unified: one KV buffer for all sequences (any sequence may use what
+	// the others leave free). Otherwise each sequence gets n_ctx/n_seq_max
+	// cells of its own and attends over those only.
+	p.kv_unified = kv_unified;
 	p.no_perf = 1;
 	return llama_init_from_model(model, p);
 }

@@ -102,7 +102,8 @@ func (m *Model) NewLlamaContext(p engine.ContextParams) (*Context, error) {
 	}
 
 	cctx := C.c4m_context_new(m.model, C.uint32_t(p.NCtx), C.uint32_t(p.NBatch), C.uint32_t(p.NUbatch),
-		C.uint32_t(p.NSeqMax), C.int32_t(p.NThreads), C.bool(p.Embeddings), C.int(pooling), C.bool(p.FlashAttn))
+		C.uint32_t(p.NSeqMax), C.int32_t(p.NThreads), C.bool(p.Embeddings), C.int(pooling), C.bool(p.FlashAttn),
+		C.bool(p.UnifiedKV))
 	if cctx == nil {
 		return nil, fmt.Errorf("new context: llama.cpp could not create it%s", lastErrorSuffix())
 	}
@@ -264,7 +265,7 @@ func (c *Context) Clear() {
 
 func (c *Context) validSeq(s int32) bool { return s >= 0 && int(s) < c.nSeqMax }
 
-// NCtx is the number of KV cells, shared by all sequences.
+// NCtx is the number of KV cells of all sequences together.
 func (c *Context) NCtx() int { return c.nCtx }
 
 // NBatch is the most tokens one Decode takes.

@@ -138,7 +138,7 @@ func TestDecodeKVFull(t *testing.T) {
 
 func TestKVSharedBySequences(t *testing.T) {
 	m := loadTiny(t)
-	c := newContext(t, m, engine.ContextParams{NCtx: 512, NBatch: 512, NSeqMax: 4})
+	c := newContext(t, m, engine.ContextParams{NCtx: 512, NBatch: 512, NSeqMax: 4, UnifiedKV: true})
 	toks := tokens(t, m, prompt)
 	for len(toks) < 400 {
 		toks = append(toks, toks...)
@@ -147,6 +147,31 @@ func TestKVSharedBySequences(t *testing.T) {
 	decodePrompt(t, c, 3, 0, toks[:400])
 	if got := c.SeqPosMax(3); got != 399 {
 		t.Errorf("SeqPosMax(3) = %d, want 399", got)
+	}
+}
+
+// TestKVSplitPerSequence checks the default layout: each sequence owns
+// NCtx/NSeqMax cells, so one sequence cannot take the others' share.
+func TestKVSplitPerSequence(t *testing.T) {
+	m := loadTiny(t)
+	c := newContext(t, m, engine.ContextParams{NCtx: 512, NBatch: 512, NSeqMax: 4})
+	toks := tokens(t, m, prompt)
+	for len(toks) < 400 {
+		toks = append(toks, toks...)
+	}
+	// llama.cpp pads a sequence's share to a multiple of 256 cells, so the
+	// share here is 256: 400 tokens do not fit, where the unified layout
+	// (TestKVSharedBySequences) takes them.
+	var b engine.Batch
+	for i, tok := range toks[:400] {
+		b.Add(tok, int32(i), 2, i == 399)
+	}
+	if err := c.Decode(&b); err == nil {
+		t.Fatal("400 tokens fit a sequence whose share is 256 cells")
+	}
+	decodePrompt(t, c, 2, 0, toks[:100])
+	if got := c.SeqPosMax(2); got != 99 {
+		t.Errorf("SeqPosMax(2) = %d, want 99", got)
 	}
 }
 
