@@ -2,6 +2,7 @@ package llama
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -12,7 +13,10 @@ import (
 
 // benchModel loads the synthetic model named by CODE4ME_BENCH_SHAPE (default
 // "tiny") and CODE4ME_BENCH_TYPE (default "q8_0"). Speed on a synthetic
-// model of a real shape is the speed of the real model.
+// model of a real shape is the speed of the real model. Shape "amx-test" is
+// amxShape (Q8_0 only), whose matmuls all run on ggml's AMX kernels where
+// the CPU has them. CODE4ME_BENCH_NO_EXTRA_BUFTS=1 loads the weights
+// without the CPU backend's extra buffer types (no AMX).
 func benchModel(b *testing.B) *Model {
 	b.Helper()
 	shape := os.Getenv("CODE4ME_BENCH_SHAPE")
@@ -23,12 +27,20 @@ func benchModel(b *testing.B) *Model {
 	if typ == "" {
 		typ = "q8_0"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
-	path, err := synth.Ensure(ctx, modelDir(b), shape, typ)
-	if err != nil {
-		b.Fatal(err)
+	var path string
+	if shape == amxShape.Name {
+		path = amxModelPath(b)
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		defer cancel()
+		var err error
+		path, err = synth.Ensure(ctx, modelDir(b), shape, typ)
+		if err != nil {
+			b.Fatal(err)
+		}
 	}
+	noExtraBufts.Store(os.Getenv("CODE4ME_BENCH_NO_EXTRA_BUFTS") == "1")
+	defer noExtraBufts.Store(false)
 	be, err := New(Config{})
 	if err != nil {
 		b.Fatal(err)
@@ -38,7 +50,7 @@ func benchModel(b *testing.B) *Model {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { m.Close() })
-	b.Logf("model %s, %s", m.Info().Description, SystemInfo())
+	b.Logf("model %s, extra buffer types %v, %s", m.Info().Description, !noExtraBufts.Load(), SystemInfo())
 	return m
 }
 
@@ -112,4 +124,52 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+}
+
+// BenchmarkDecodeSeqs decodes one token for each of n sequences per Decode
+// call, after a 64-token prompt per sequence (each sequence its own KV
+// cells); the metric is the aggregate of generated tokens per second over
+// all sequences.
+func BenchmarkDecodeSeqs(b *testing.B) {
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprintf("seqs=%d", n), func(b *testing.B) {
+			m := benchModel(b)
+			const prompt = 64
+			c, err := m.NewLlamaContext(engine.ContextParams{NCtx: 1024 * n, NBatch: prompt * n, NSeqMax: n})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			toks := benchTokens(b, m, prompt)
+			var batch engine.Batch
+			for s := range n {
+				for i, t := range toks {
+					batch.Add(t, int32(i), int32(s), i == len(toks)-1)
+				}
+			}
+			if err := c.Decode(&batch); err != nil {
+				b.Fatal(err)
+			}
+			pos := int32(prompt)
+			tok := toks[0]
+			b.ResetTimer()
+			for b.Loop() {
+				if int(pos) >= c.NCtx()/n {
+					for s := range n {
+						c.SeqRm(int32(s), prompt, -1)
+					}
+					pos = prompt
+				}
+				batch.Reset()
+				for s := range n {
+					batch.Add(tok, pos, int32(s), true)
+				}
+				pos++
+				if err := c.Decode(&batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
 }

@@ -32,10 +32,11 @@ static _Bool c4m_progress_cb(float progress, void *user) {
 	return c4mGoProgress(progress, user);
 }
 
-struct llama_model *c4m_model_load(const char *path, int32_t n_gpu_layers, _Bool use_mmap, uintptr_t progress) {
+struct llama_model *c4m_model_load(const char *path, int32_t n_gpu_layers, _Bool use_mmap, _Bool extra_bufts, uintptr_t progress) {
 	struct llama_model_params p = llama_model_default_params();
 	p.n_gpu_layers = n_gpu_layers;
 	p.use_mmap = use_mmap;
+	p.use_extra_bufts = extra_bufts;
 	if (progress != 0) {
 		p.progress_callback = c4m_progress_cb;
 		p.progress_callback_user_data = (void *)progress;

@@ -13,7 +13,7 @@ extern _Bool c4mGoProgress(float progress, void *user);
 
 void c4m_log_install(int min_level);
 void c4m_log_set_min(int min_level);
-struct llama_model *c4m_model_load(const char *path, int32_t n_gpu_layers, _Bool use_mmap, uintptr_t progress);
+struct llama_model *c4m_model_load(const char *path, int32_t n_gpu_layers, _Bool use_mmap, _Bool extra_bufts, uintptr_t progress);
 struct llama_context *c4m_context_new(struct llama_model *model,
 		uint32_t n_ctx, uint32_t n_batch, uint32_t n_ubatch, uint32_t n_seq_max,
 		int32_t n_threads, _Bool embeddings, int pooling, _Bool flash_attn, _Bool kv_unified);

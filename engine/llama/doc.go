@@ -28,6 +28,15 @@
 // machine: build with CGO_CFLAGS and CGO_CXXFLAGS set to "-O3 -march=native"
 // locally (or a documented portable level for releases).
 //
+// On a CPU with AMX (Xeon 4th generation and later), -march=native makes
+// ggml's CPU backend use its AMX buffer type, which ollama's ggml-cpu package
+// references but does not compile; amx.cpp and amx_mmq.cpp compile ggml's
+// ggml-cpu/amx sources from the module for it. llama.cpp's loader then puts
+// each weight whose matmul the AMX kernels support (Q4_0, Q4_1, Q8_0, Q4_K,
+// Q5_K, Q6_K, IQ4_XS; input width a multiple of 2048) in that buffer,
+// repacked for the AMX tiles; other weights stay in ordinary CPU buffers.
+// Qwen2.5-Coder's widths (896, 1536, 4864, 8960) do not qualify.
+//
 // GPU support is a ggml backend loaded at run time: Config.BackendDir names a
 // directory with libggml-cuda.so built by third_party/ggml-cuda.
 //

@@ -21,6 +21,11 @@ import (
 	"github.com/code4me/code4me/engine"
 )
 
+// noExtraBufts, set by tests and benchmarks, loads models without the CPU
+// backend's extra buffer types (AMX, see amx.cpp; weight repacking): every
+// weight then stays in an ordinary CPU buffer.
+var noExtraBufts atomic.Bool
+
 // ErrClosed is returned by methods of a closed Model or Context.
 var ErrClosed = errors.New("llama: closed")
 
@@ -73,7 +78,7 @@ func (*Backend) LoadModel(path string, opts engine.LoadOptions, progress func(fl
 
 	h := registerProgress(progress)
 	cpath := C.CString(path)
-	cm := C.c4m_model_load(cpath, C.int32_t(opts.NGPULayers), C.bool(opts.UseMmap), C.uintptr_t(h))
+	cm := C.c4m_model_load(cpath, C.int32_t(opts.NGPULayers), C.bool(opts.UseMmap), C.bool(!noExtraBufts.Load()), C.uintptr_t(h))
 	C.free(unsafe.Pointer(cpath))
 	unregisterProgress(h)
 	if cm == nil {
