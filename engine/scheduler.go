@@ -88,6 +88,11 @@ type Stats struct {
 	CachedTokens    uint64
 	EvaluatedTokens uint64
 	GeneratedTokens uint64
+	// Decodes counts backend Decode calls that succeeded and DecodeTokens
+	// the tokens they carried: their ratio is the mean batch occupancy.
+	Decodes      uint64
+	DecodeTokens uint64
+	DecodeMS     float64 // time spent in Decode calls
 
 	TokenCache TokenCacheStats // prompt parts whose tokens were reused
 }
@@ -160,6 +165,7 @@ type Scheduler struct {
 	queued                              atomic.Int64
 	busy                                atomic.Int64
 	nReq, nPrompt, nCached, nEval, nGen atomic.Uint64
+	nDecodes, nDecodeTokens, nDecodeUS  atomic.Uint64
 
 	// owned by the run goroutine
 	ctx     Context
@@ -230,6 +236,7 @@ func (s *Scheduler) Stats() Stats {
 		QueueLen: int(s.queued.Load()), QueueCap: s.cfg.QueueSize,
 		Requests: s.nReq.Load(), PromptTokens: s.nPrompt.Load(), CachedTokens: s.nCached.Load(),
 		EvaluatedTokens: s.nEval.Load(), GeneratedTokens: s.nGen.Load(),
+		Decodes: s.nDecodes.Load(), DecodeTokens: s.nDecodeTokens.Load(), DecodeMS: float64(s.nDecodeUS.Load()) / 1000,
 		TokenCache: s.tokens.Stats(),
 	}
 }
@@ -519,8 +526,12 @@ func (s *Scheduler) fill(parts []part) int {
 func (s *Scheduler) decode(parts []part) {
 	for {
 		n := s.fill(parts)
+		t0 := time.Now()
 		err := s.ctx.Decode(&s.batch)
+		s.nDecodeUS.Add(uint64(time.Since(t0).Microseconds()))
 		if err == nil {
+			s.nDecodes.Add(1)
+			s.nDecodeTokens.Add(uint64(n))
 			s.commit(parts)
 			return
 		}

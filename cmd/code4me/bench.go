@@ -86,6 +86,9 @@ func runBench(ctx context.Context, args []string) error {
 			if !reuse {
 				k = *keysOff
 			}
+			if k == 0 {
+				continue
+			}
 			// Warm the model's slots with each typist's first keystroke's file
 			// context so "reuse on" measures steady-state typing.
 			r, err := benchRun(ctx, e, ref.Name, ws[:n], k, *maxTokens, reuse)
@@ -93,7 +96,7 @@ func runBench(ctx context.Context, args []string) error {
 				return err
 			}
 			rows = append(rows, r)
-			fmt.Fprintf(os.Stderr, "done: reuse=%v typists=%d\n", reuse, n)
+			fmt.Fprintf(os.Stderr, "done: reuse=%v typists=%d (%.0f %% of the time in llama_decode)\n", reuse, n, 100*r.decodeShare)
 		}
 	}
 	var b strings.Builder
@@ -104,10 +107,10 @@ func runBench(ctx context.Context, args []string) error {
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "Engine typing benchmark: model %s, %d generated tokens per keystroke, window %d/%d bytes prefix/suffix, %d slots, %s, GOMAXPROCS %d, commit %s, host %s, %s\n\n",
 		label, *maxTokens, *maxPrefix, *maxSuffix, most, cpuModel(), runtime.GOMAXPROCS(0), buildVersion(), host, time.Now().UTC().Format("2006-01-02"))
-	b.WriteString("| prefix reuse | typists | keystrokes | p50 ms | p95 ms | p99 ms | prompt tokens/keystroke | from cache | evaluated/keystroke | generated tok/s (aggregate) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| prefix reuse | typists | keystrokes | p50 ms | p95 ms | p99 ms | prompt tokens/keystroke | from cache | evaluated/keystroke | generated tok/s (aggregate) | tokens/decode |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %.1f %% | %.1f | %.1f |\n",
-			map[bool]string{true: "on", false: "off"}[r.reuse], r.typists, r.keystrokes, r.p50, r.p95, r.p99, r.promptPer, 100*r.cachedShare, r.evalPer, r.genTPS)
+		fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %.1f %% | %.1f | %.1f | %.1f |\n",
+			map[bool]string{true: "on", false: "off"}[r.reuse], r.typists, r.keystrokes, r.p50, r.p95, r.p99, r.promptPer, 100*r.cachedShare, r.evalPer, r.genTPS, r.perDecode)
 	}
 	one, eight := findRow(rows, true, 1), findRow(rows, true, most)
 	if one != nil && eight != nil && most > 1 {
@@ -135,6 +138,8 @@ type benchRow struct {
 	p50, p95, p99       float64
 	promptPer, evalPer  float64
 	cachedShare, genTPS float64
+	perDecode           float64 // mean tokens per llama_decode call
+	decodeShare         float64 // share of wall time inside llama_decode
 }
 
 func findRow(rows []benchRow, reuse bool, n int) *benchRow {
@@ -172,6 +177,7 @@ func benchRun(ctx context.Context, e *engine.Engine, model string, ws []workload
 	if firstErr != nil {
 		return benchRow{}, firstErr
 	}
+	st0 := modelStats(e, model)
 	start := time.Now()
 	for _, ty := range ws {
 		wg.Go(func() {
@@ -193,6 +199,7 @@ func benchRun(ctx context.Context, e *engine.Engine, model string, ws []workload
 	}
 	wg.Wait()
 	wall := time.Since(start).Seconds()
+	st1 := modelStats(e, model)
 	if firstErr != nil {
 		return benchRow{}, firstErr
 	}
@@ -213,7 +220,18 @@ func benchRun(ctx context.Context, e *engine.Engine, model string, ws []workload
 		promptPer: float64(prompt) / n, evalPer: float64(eval) / n,
 		cachedShare: float64(cached) / max(float64(prompt), 1),
 		genTPS:      float64(gen) / wall,
+		perDecode:   float64(st1.DecodeTokens-st0.DecodeTokens) / max(float64(st1.Decodes-st0.Decodes), 1),
+		decodeShare: (st1.DecodeMS - st0.DecodeMS) / 1000 / wall,
 	}, nil
+}
+
+func modelStats(e *engine.Engine, model string) engine.Stats {
+	for _, st := range e.Stats() {
+		if st.Model == model {
+			return st
+		}
+	}
+	return engine.Stats{}
 }
 
 func benchReq(ks workload.Keystroke, typist, maxTokens int, reuse bool) engine.Request {
