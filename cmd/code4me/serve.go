@@ -112,6 +112,8 @@ func modelStatus(e *engine.Engine, refs []modelRef) []map[string]any {
 			"queue_cap":     st.QueueCap,
 			"requests":      st.Requests,
 			"cached_tokens": st.CachedTokens,
+			"decodes":       st.Decodes,
+			"decode_tokens": st.DecodeTokens,
 		})
 	}
 	return out
