@@ -157,7 +157,7 @@ func newEngine(c config.Config, log *slog.Logger, refs []modelRef) (*engine.Engi
 		_, err := e.Load(engine.ModelSpec{
 			Name: r.Name,
 			Path: r.Path,
-			Load: engine.LoadOptions{NGPULayers: c.NGPULayers, UseMmap: true},
+			Load: engine.LoadOptions{NGPULayers: c.NGPULayers, UseMmap: c.ModelMmap},
 			Sched: engine.Config{
 				NParallel: c.NParallel,
 				NCtx:      c.NCtx * c.NParallel,
