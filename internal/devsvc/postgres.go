@@ -515,16 +515,11 @@ func (p *Postgres) Stop(ctx context.Context) error {
 		return nil
 	}
 	pid := p.pid
-	if err := syscall.Kill(pid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("postgres: signal pid %d: %w", pid, err)
+	graceful, err := stopProcess(ctx, pid, syscall.SIGINT, syscall.SIGQUIT)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	if d, ok := ctx.Deadline(); ok {
-		deadline = d
-	}
-	if !waitGone(pid, deadline) {
-		_ = syscall.Kill(pid, syscall.SIGQUIT)
-		waitGone(pid, time.Now().Add(5*time.Second))
+	if !graceful {
 		p.pid = 0
 		return fmt.Errorf("postgres: server (pid %d) did not shut down in time; sent SIGQUIT (see %s)", pid, p.logPath)
 	}

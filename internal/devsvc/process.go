@@ -1,6 +1,7 @@
 package devsvc
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -219,6 +220,26 @@ func isServerProcess(pid int, comm, dir string) bool {
 }
 
 // waitGone waits until pid has exited or deadline passes.
+// stopProcess sends sig to pid and waits for it to exit until ctx's deadline
+// (30 seconds when ctx has none). A process still running then gets
+// escalate and five more seconds. It reports whether the process exited
+// before the deadline; err is set only when pid could not be signalled.
+func stopProcess(ctx context.Context, pid int, sig, escalate syscall.Signal) (graceful bool, err error) {
+	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return false, fmt.Errorf("signal pid %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d
+	}
+	if waitGone(pid, deadline) {
+		return true, nil
+	}
+	_ = syscall.Kill(pid, escalate)
+	waitGone(pid, time.Now().Add(5*time.Second))
+	return false, nil
+}
+
 func waitGone(pid int, deadline time.Time) bool {
 	for {
 		if !processAlive(pid) {

@@ -335,16 +335,11 @@ func (r *Redis) Stop(ctx context.Context) error {
 		return nil
 	}
 	pid := r.pid
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("redis: signal pid %d: %w", pid, err)
+	graceful, err := stopProcess(ctx, pid, syscall.SIGTERM, syscall.SIGKILL)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	if d, ok := ctx.Deadline(); ok {
-		deadline = d
-	}
-	if !waitGone(pid, deadline) {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		waitGone(pid, time.Now().Add(5*time.Second))
+	if !graceful {
 		r.pid = 0
 		return fmt.Errorf("redis: server (pid %d) did not shut down in time; killed it (see %s)", pid, r.logPath)
 	}
