@@ -94,7 +94,7 @@ func resolveModel(ctx context.Context, c config.Config, name string) (modelRef, 
 	if _, err := synth.Lookup(shape); err == nil {
 		if typ == "" {
 			typ = "q8_0"
-			if shape == "tiny" || strings.HasPrefix(shape, "tiny") {
+			if strings.HasPrefix(shape, "tiny") {
 				typ = "f16"
 			}
 		}

@@ -84,9 +84,6 @@ func startServices(ctx context.Context, c config.Config, log *slog.Logger, migra
 		return nil, fmt.Errorf("REDIS_URL: %v", err)
 	}
 	s.rdb = redis.NewClient(opt)
-	if err := checkRedis(ctx, s.redisURL); err != nil {
-		return nil, err
-	}
 	return s, nil
 }
 
