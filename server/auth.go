@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -62,6 +63,9 @@ type Principal struct {
 	// ClassSP.
 	ProjectID    uuid.UUID
 	ProjectToken string
+	// ContextVersion is the version of the project's multi-file context
+	// read with the project token ("" unknown): contextcache.go.
+	ContextVersion string
 }
 
 const localsPrincipal = "code4me.principal"
@@ -176,7 +180,7 @@ func (s *Server) authenticate(ctx context.Context, c *fiber.Ctx, class AuthClass
 	p := &Principal{UserID: sess.UserID, Gen: sess.Gen, AuthToken: sess.AuthToken, KeyID: sess.KeyID,
 		SessionID: sess.ID, SessionToken: sess.Token}
 	if class == ClassSP {
-		p.ProjectID, p.ProjectToken = proj.ProjectID, proj.Token
+		p.ProjectID, p.ProjectToken, p.ContextVersion = proj.ProjectID, proj.Token, proj.ContextVersion
 	}
 	return p, counted, nil
 }
@@ -318,3 +322,50 @@ func (s *Server) clearCookie(c *fiber.Ctx, name string) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// bodyWork is work on a request's body that needs no caller: parsing,
+// validation, redaction. It must have no side effects, since its result
+// is thrown away when authentication fails.
+type bodyWork func(ctx context.Context, body []byte) any
+
+const localsOverlapped = "code4me.overlapped"
+
+// guardOverlap is guard(class) with work started on a copy of the body
+// before authentication, so that it runs during authentication's Redis
+// round trip instead of after it; the handler takes its result with
+// overlapped. A request that carries no credentials at all is refused
+// without it. Authentication and the rate limit are decided exactly as by
+// guard, and their errors win over the work's.
+func (s *Server) guardOverlap(class AuthClass, work bodyWork) fiber.Handler {
+	inner := s.guard(class)
+	return func(c *fiber.Ctx) error {
+		if !hasCredentials(c) {
+			return inner(c)
+		}
+		// The copy outlives the handler if authentication fails first.
+		body := bytes.Clone(c.Body())
+		ctx, cancel := context.WithCancel(c.UserContext())
+		defer cancel()
+		res := make(chan any, 1)
+		go func() { res <- work(ctx, body) }()
+		var v any
+		var got bool
+		c.Locals(localsOverlapped, func() any {
+			if !got {
+				v, got = <-res, true
+			}
+			return v
+		})
+		return inner(c)
+	}
+}
+
+// overlapped waits for and returns the result of guardOverlap's work.
+func overlapped(c *fiber.Ctx) any { return c.Locals(localsOverlapped).(func() any)() }
+
+// hasCredentials reports whether the request carries any session, project
+// or auth credential, good or not.
+func hasCredentials(c *fiber.Ctx) bool {
+	return c.Cookies(cookieSession) != "" || c.Get(headerSession) != "" || c.Cookies(cookieAuth) != "" ||
+		c.Get(fiber.HeaderAuthorization) != ""
+}

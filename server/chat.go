@@ -157,8 +157,11 @@ func (s *Server) runChat(ctx context.Context, p *Principal, r *chatRequest, sink
 	if len(r.Context.ContextFiles) == 0 {
 		r.Context.ContextFiles = []string{"*"}
 	}
-	pr, err := s.prepare(ctx, p, r.Context, r.Contextual, nil)
+	pr, err := s.prepare(ctx, p, r.Context, r.Contextual, nil, nil)
 	if err != nil {
+		return nil, err
+	}
+	if err := pr.waitState(); err != nil {
 		return nil, err
 	}
 	t := time.Now()

@@ -65,16 +65,18 @@ type plugin struct {
 	models   *ModelRegistry
 	workers  int
 	version  string
-	// early lends connections for writing a query during inference
+	// stored counts how completion queries were written
 	// (completion_store.go).
-	early *earlyLender
+	stored storeCounts
+	// preStoreHook, when set (tests), may add to every first batch.
+	preStoreHook func(*batchTx)
 }
 
 // initPlugin fills s.plugin from d: a Redactor when none is given, and the
 // model registry from the engine's loaded models.
 func (s *Server) initPlugin(d Deps) error {
 	s.plugin = plugin{engine: d.Engine, redactor: d.Redactor, models: d.Models, workers: d.Config.ModelWorkers,
-		version: strconv.FormatInt(d.Config.ServerVersionID, 10), early: newEarlyLender(d.DB)}
+		version: strconv.FormatInt(d.Config.ServerVersionID, 10)}
 	if s.plugin.workers < 1 {
 		s.plugin.workers = 4
 	}
@@ -100,7 +102,7 @@ func (s *Server) initPlugin(d Deps) error {
 // pluginRoutes registers the completion, chat and WebSocket routes.
 func (s *Server) pluginRoutes(api fiber.Router) {
 	cp := api.Group("/completion")
-	cp.Post("/request", s.guard(ClassSP), s.completionRequest)
+	cp.Post("/request", s.guardOverlap(ClassSP, s.parseCompletionBody), s.completionRequest)
 	cp.Post("/feedback", s.guard(ClassSP), s.completionFeedback)
 	cp.Post("/multi-file-context/update", s.guard(ClassSP), s.contextUpdate)
 	cp.Get("/:query_id", s.guard(ClassS), s.completionGet)
@@ -354,50 +356,82 @@ func (s *Server) requestState(ctx context.Context, uid uuid.UUID, t *contextualT
 // prepared is a validated, redacted request ready for the models.
 type prepared struct {
 	t0       time.Time
-	state    models.CompletionRequestStateRow
 	ctx      contextData // redacted
 	files    []contextFile
 	redactMS float64
 	ctxMS    float64
+
+	// The caller's state (config, study, consent) and the telemetry ids'
+	// check: read while the models run, since only storage needs them.
+	// Valid once stateDone is closed.
+	stateDone chan struct{}
+	state     models.CompletionRequestStateRow
+	stateErr  error
+	lookupMS  float64
+}
+
+// waitState waits for the caller's state: nil, a 422 for unknown telemetry
+// ids, a 401 for a user who is gone, or a database error.
+func (pr *prepared) waitState() error {
+	<-pr.stateDone
+	return pr.stateErr
+}
+
+// redactedContext is a request's context with its secrets redacted, and
+// the milliseconds that took.
+type redactedContext struct {
+	ctx contextData
+	ms  float64
+}
+
+// redactContext redacts the prefix, suffix, selected text and file name.
+func (s *Server) redactContext(ctx context.Context, c contextData) *redactedContext {
+	t := time.Now()
+	out := c
+	out.Prefix, _ = s.plugin.redactor.Text(ctx, pgText(c.Prefix))
+	out.Suffix, _ = s.plugin.redactor.Text(ctx, pgText(c.Suffix))
+	out.SelectedText, _ = s.plugin.redactor.Text(ctx, pgText(c.SelectedText))
+	out.FileName, _ = s.plugin.redactor.Text(ctx, pgText(c.FileName))
+	return &redactedContext{ctx: out, ms: msSince(t)}
 }
 
 // prepare runs pipeline steps 1–3 and records their stages in st (may be
-// nil). The query counts as requested when st started, else now. The two
-// Postgres reads (caller state and telemetry ids; context files) run while
-// the text is redacted; nothing reaches a model before all three are done.
-func (s *Server) prepare(ctx context.Context, p *Principal, c contextData, ct *contextualTelemetry, st *stageTimes) (*prepared, error) {
-	pr := &prepared{t0: time.Now()}
+// nil). The query counts as requested when st started, else now. The text
+// is redacted while the project's context files are read; prepare returns
+// when both are done, and nothing reaches a model before. The caller's
+// state is read meanwhile and may still be on its way (waitState): it
+// decides what is stored and whether the telemetry ids are valid, not
+// what the models see, so callers start the models without it and cancel
+// them when it fails.
+//
+// red, when not nil, is c already redacted (redactContext).
+func (s *Server) prepare(ctx context.Context, p *Principal, c contextData, ct *contextualTelemetry, st *stageTimes, red *redactedContext) (*prepared, error) {
+	pr := &prepared{t0: time.Now(), stateDone: make(chan struct{})}
 	if st != nil && !st.start.IsZero() {
 		pr.t0 = st.start
 	}
+	go func() {
+		defer close(pr.stateDone)
+		t := time.Now()
+		pr.state, pr.stateErr = s.requestState(ctx, p.UserID, ct)
+		pr.lookupMS = msSince(t)
+	}()
 	var wg sync.WaitGroup
-	var stateErr, filesErr error
-	var lookupMS float64
+	var filesErr error
 	wg.Go(func() {
 		t := time.Now()
-		pr.state, stateErr = s.requestState(ctx, p.UserID, ct)
-		lookupMS = msSince(t)
-	})
-	wg.Go(func() {
-		t := time.Now()
-		pr.files, filesErr = s.selectContext(ctx, p.ProjectID, c.FileName, c.ContextFiles)
+		pr.files, filesErr = s.selectContext(ctx, p.ProjectID, p.ContextVersion, c.FileName, c.ContextFiles)
 		pr.ctxMS = msSince(t)
 	})
-	t := time.Now()
-	pr.ctx = c
-	pr.ctx.Prefix, _ = s.plugin.redactor.Text(ctx, pgText(c.Prefix))
-	pr.ctx.Suffix, _ = s.plugin.redactor.Text(ctx, pgText(c.Suffix))
-	pr.ctx.SelectedText, _ = s.plugin.redactor.Text(ctx, pgText(c.SelectedText))
-	pr.ctx.FileName, _ = s.plugin.redactor.Text(ctx, pgText(c.FileName))
-	pr.redactMS = msSince(t)
+	if red == nil {
+		red = s.redactContext(ctx, c)
+	}
+	pr.ctx, pr.redactMS = red.ctx, red.ms
 	wg.Wait()
-	st.add(StageLookup, lookupMS)
 	st.add(StageRedact, pr.redactMS)
 	st.add(StageContext, pr.ctxMS)
-	if stateErr != nil {
-		return nil, stateErr
-	}
 	if filesErr != nil {
+		pr.waitState() // its goroutine reads pr; let it end before pr is dropped
 		return nil, fmt.Errorf("select context: %w", filesErr)
 	}
 	return pr, nil
@@ -443,14 +477,23 @@ func FIMRequest(prefix, suffix, fileName string, extra []engine.Chunk, stop []st
 
 // runCompletion is the whole pipeline. sink, when set, receives tokens; st
 // (may be nil) receives the stage times.
-func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionRequest, sink tokenSink, st *stageTimes) (*completionResult, error) {
-	pr, err := s.prepare(ctx, p, r.Context, r.Contextual, st)
+//
+// red, when not nil, is r.Context already redacted.
+func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionRequest, sink tokenSink, st *stageTimes, red *redactedContext) (*completionResult, error) {
+	pr, err := s.prepare(ctx, p, r.Context, r.Contextual, st, red)
 	if err != nil {
 		return nil, err
 	}
+	if sink != nil {
+		// A streamed token must not reach a client whose request is then
+		// refused: streaming requests wait for the state first.
+		if err := pr.waitState(); err != nil {
+			return nil, err
+		}
+	}
 	mq := uuid.New()
 	// The query's rows that do not depend on the models' output, queued in
-	// b; total is nil when it is not known yet.
+	// b; total is nil when it is not known yet. Called after waitState.
 	queueQuery := func(ctx context.Context, b *batchTx, total *float64) error {
 		if err := s.createMetaQuery(ctx, b, p, pr, mq, "completion", nil, total); err != nil {
 			return err
@@ -460,47 +503,56 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		}
 		return s.storeQueryData(ctx, b, mq, pr, r)
 	}
-	early := s.startEarlyStore(ctx, func(ctx context.Context, b *batchTx) error { return queueQuery(ctx, b, nil) })
+	// The models start now; a refused state (unknown telemetry ids, the
+	// user gone) cancels them.
+	mctx, cancelModels := context.WithCancel(ctx)
+	defer cancelModels()
+	pre := s.startPreStore(ctx, mq, func(ctx context.Context, b *batchTx) error {
+		if err := pr.waitState(); err != nil {
+			cancelModels()
+			return err
+		}
+		return queueQuery(ctx, b, nil)
+	})
 	key := p.SessionID.String() + "\x00" + r.Context.FileName
-	outs := s.runModels(ctx, r.ModelIDs, completionTimeout, false, func(m RegisteredModel) engine.Request {
+	outs := s.runModels(mctx, r.ModelIDs, completionTimeout, false, func(m RegisteredModel) engine.Request {
 		return FIMRequest(pr.ctx.Prefix, pr.ctx.Suffix, pr.ctx.FileName, chunks(pr.files), r.StopSequences, key)
 	}, sink)
+	if err := pr.waitState(); err != nil {
+		return nil, err // nothing was stored: the first batch was never sent
+	}
+	st.add(StageLookup, pr.lookupMS)
 	if ctx.Err() != nil {
-		early.abort()
+		s.discard(pre)
 		return nil, errCancelled
 	}
 	if err := allOverloaded(outs); err != nil {
-		early.abort()
+		s.discard(pre)
 		return nil, err
 	}
 	recordModels(st, outs)
 	lap := time.Now()
 	total := msSince(pr.t0)
-	err = errEarlyAborted
-	if early != nil {
-		// The rest in one round trip: generations, total, COMMIT.
-		var b batchTx
+	var b batchTx
+	if perr := pre.wait(); perr == nil {
+		// The second commit: generations and the total serving time.
 		err = s.storeGenerations(ctx, &b, mq, pr.t0, outs)
 		if err == nil {
 			err = s.q.MetaQuerySetTotalServing(ctx, &b, models.MetaQuerySetTotalServingParams{MetaQueryID: mq, TotalServingMs: &total})
 		}
 		if err == nil {
-			b.b.Queue("COMMIT")
-			err = early.finish(&b.b)
-		} else {
-			early.abort()
+			err = b.send(ctx, s.db)
 		}
-		if err == nil {
-			s.plugin.early.lent.Add(1)
+		if err != nil {
+			s.discard(pre)
 		} else {
-			s.log.Debug("completion: overlapped store failed, storing after inference", slog.String("error", err.Error()))
+			s.plugin.stored.overlapped.Add(1)
 		}
-	}
-	if err != nil {
-		// Every row in one batch: one round trip, one implicit transaction,
-		// committed before the response.
-		s.plugin.early.fellBack.Add(1)
-		var b batchTx
+	} else {
+		// Nothing was committed: every row in one batch, one implicit
+		// transaction, committed before the response.
+		s.log.Debug("completion: first commit failed, storing after inference", slog.String("error", perr.Error()))
+		s.plugin.stored.single.Add(1)
 		err = queueQuery(ctx, &b, &total)
 		if err == nil {
 			err = s.storeGenerations(ctx, &b, mq, pr.t0, outs)
@@ -650,20 +702,49 @@ func (s *Server) storeGenerations(ctx context.Context, tx models.DBTX, mq uuid.U
 	return nil
 }
 
-// completionRequest handles POST /api/completion/request.
-func (s *Server) completionRequest(c *fiber.Ctx) error {
-	st := timing(c)
-	lap := time.Now()
-	f, err := jsonBody(c)
+// parsedCompletion is a completion request body parsed, validated and
+// redacted: the work that needs no caller, done during authentication.
+type parsedCompletion struct {
+	r        *completionRequest
+	red      *redactedContext
+	err      error // a 422; r and red are nil
+	parseMS  float64
+	redactMS float64
+}
+
+// parseCompletionBody parses, validates and redacts a completion request.
+// It runs before the caller is known (guardOverlap), so it has no side
+// effects: its result is used only once authentication has passed.
+func (s *Server) parseCompletionBody(ctx context.Context, body []byte) any {
+	t := time.Now()
+	out := &parsedCompletion{}
+	f, err := jsonBytes(body)
 	if err != nil {
-		return err
+		out.err = err
+		return out
 	}
 	r := parseCompletionRequest(f)
 	if err := f.err(); err != nil {
-		return err
+		out.err = err
+		return out
 	}
-	st.lap(StageParse, &lap)
-	res, err := s.runCompletion(c.UserContext(), principal(c), r, nil, st)
+	out.parseMS = msSince(t)
+	out.r, out.red = r, s.redactContext(ctx, r.Context)
+	return out
+}
+
+// completionRequest handles POST /api/completion/request. Its body was
+// parsed and redacted while the caller was authenticated (guardOverlap).
+func (s *Server) completionRequest(c *fiber.Ctx) error {
+	st := timing(c)
+	lap := time.Now()
+	pc := overlapped(c).(*parsedCompletion)
+	if pc.err != nil {
+		return pc.err
+	}
+	st.lap(StageBodyWait, &lap)
+	st.add(StageParse, pc.parseMS)
+	res, err := s.runCompletion(c.UserContext(), principal(c), pc.r, nil, st, pc.red)
 	if err != nil {
 		return pipelineError(err, MsgGenerateCompletionsError)
 	}

@@ -23,7 +23,7 @@ import (
 // model, loaded twice: "tiny-coder" (a FIM model) and "tiny-instruct" (a
 // chat model, by its name). Two fake-backend models cover what a real model
 // cannot be made to do on demand: "broken-coder" fails every decode and
-// "slow-coder" takes 400 ms per decode (its prompt alone), so a request is still running when
+// "slow-coder" takes 400 ms per decode (its prompt alone) and never stops early, so a request is still running when
 // it is superseded or cancelled. Every text the engine tokenizes is
 // recorded, to prove secrets never reach a model.
 
@@ -59,7 +59,10 @@ func (b recBackend) Load(path string, o engine.LoadOptions, progress func(float3
 		m, err = enginetest.New(enginetest.Options{Name: "broken qwen2.5-coder",
 			BeforeDecode: func(*engine.Batch) error { return errors.New("decode failed") }}).Load(path, o, progress)
 	case "slow":
-		m, err = enginetest.New(enginetest.Options{Name: "slow qwen2.5-coder", DecodeDelay: 400 * time.Millisecond}).Load(path, o, progress)
+		// It always writes "a": a request runs its 64 tokens (26 s) unless
+		// it is cancelled.
+		m, err = enginetest.New(enginetest.Options{Name: "slow qwen2.5-coder", DecodeDelay: 400 * time.Millisecond,
+			Logits: func(_ []engine.Token, out []float32) { clear(out); out['a'] = 20 }}).Load(path, o, progress)
 	default:
 		m, err = b.real.Load(path, o, progress)
 	}

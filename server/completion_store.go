@@ -2,175 +2,102 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/google/uuid"
 )
 
 // Persistence of a completion query overlapped with inference.
 //
-// The rows that do not depend on the models' output (meta_query without
-// its total serving time, completion_query, context, context files and
-// telemetry) are written while the models run, inside an explicit
-// transaction on a connection lent from the pool for the duration of the
-// request. When the models have answered, the generations, the total
-// serving time and COMMIT go in one batch: one round trip after inference,
-// and the response is sent only after COMMIT returned, so every
-// acknowledged meta_query_id is committed with its generations (DESIGN §3).
+// A completion query is written in two commits. The rows that do not
+// depend on the models' output (meta_query without its total serving time,
+// completion_query, context, context files, telemetry) go in one batch,
+// one implicit transaction, sent while the models run: its statements and
+// the WAL flush of its (large: the redacted context) rows cost the request
+// nothing. When the models have answered, the generations and the total
+// serving time go in a second batch, also one implicit transaction; its
+// WAL is a few hundred bytes, so its flush is short. The response is sent
+// only after that second commit, so every acknowledged meta_query_id is
+// committed with its generations (spec §11 T6).
 //
-// The transaction is rolled back (and nothing is visible, ever) when the
-// request is cancelled, every model was overloaded, or anything in it
-// fails; in the last case the caller writes the whole query after
-// inference in one implicit transaction, exactly as without the overlap.
+// Between the two commits the query exists without generations and with
+// total_serving_ms NULL. When the request then ends without an answer
+// (cancelled, every model overloaded, the second batch failed), the first
+// commit's rows are deleted again (ON DELETE CASCADE), in the background;
+// if the process dies in between, the row stays with total_serving_ms
+// NULL, which marks a query that was received and never answered
+// (docs/data-model.md).
 //
-// A connection held through inference is not available to other requests,
-// so one is lent only when the pool has an idle connection at that moment
-// and fewer than half of the pool's connections are lent already;
-// otherwise the request takes the after-inference path and inference never
-// waits for a connection. The transaction lives at most earlyStoreHold
-// (longer than the engine's per-request timeout) and Postgres ends the
-// session if it sits idle in the transaction longer than that.
+// A first batch that fails (a conflict, Postgres briefly unreachable)
+// commits nothing, and the whole query is written after inference in one
+// batch, exactly as without the overlap.
 
-// earlyStoreHold bounds how long a lent connection and its open transaction
-// live: the engine deadline of a completion plus a margin. A request whose
-// models take longer is written by the after-inference path.
-const earlyStoreHold = completionTimeout + 5*time.Second
+// discardTimeout bounds the background deletion of an unanswered query.
+const discardTimeout = 10 * time.Second
 
-// earlyAcquireWait bounds the wait for the idle connection the pool
-// reported; the lend fails rather than wait longer.
-const earlyAcquireWait = 5 * time.Millisecond
-
-var (
-	errEarlyAborted = errors.New("early store: rolled back")
-	errEarlyExpired = errors.New("early store: held too long")
-)
-
-// earlyLender decides whether a connection may be lent for the duration of
-// a request. The zero value lends nothing.
-type earlyLender struct {
-	max  int32        // most connections lent at once; 0 disables lending
-	held atomic.Int32 // connections lent now
-	// lent and fellBack count requests stored each way (tests, metrics).
-	lent, fellBack atomic.Int64
+// storeCounts counts completion queries by the way they were stored
+// (tests, metrics).
+type storeCounts struct {
+	overlapped atomic.Int64 // first commit during inference, second after
+	single     atomic.Int64 // everything after inference (the first batch failed)
+	discarded  atomic.Int64 // first commit deleted again: the request had no answer
 }
 
-// newEarlyLender lends at most half the pool's connections.
-func newEarlyLender(pool *pgxpool.Pool) *earlyLender {
-	return &earlyLender{max: pool.Config().MaxConns / 2}
+// preStore is the first commit of a query, running while the models do.
+type preStore struct {
+	mq   uuid.UUID
+	done chan struct{}
+	err  error // valid once done is closed
 }
 
-// reserve claims a lending slot when idle > 0 and fewer than max are lent.
-func (l *earlyLender) reserve(idle int32) bool {
-	if idle <= 0 {
-		return false
-	}
-	for {
-		n := l.held.Load()
-		if n >= l.max {
-			return false
-		}
-		if l.held.CompareAndSwap(n, n+1) {
-			return true
-		}
-	}
-}
-
-func (l *earlyLender) release() { l.held.Add(-1) }
-
-// earlyStore is a transaction opened while the models run. Its goroutine
-// owns the connection; finish and abort talk to it through channels.
-type earlyStore struct {
-	fin chan *pgx.Batch // the closing batch; nil rolls back
-	res chan error      // the outcome of the transaction
-}
-
-// startEarlyStore lends a connection and, in a goroutine, begins a
-// transaction on it and sends what queue adds to the batch. It returns nil
-// when no connection can be lent now. ctx's cancellation does not reach
-// the transaction: abort ends it.
-func (s *Server) startEarlyStore(ctx context.Context, queue func(ctx context.Context, b *batchTx) error) *earlyStore {
-	l := s.plugin.early
-	if l == nil || !l.reserve(s.db.Stat().IdleConns()) {
-		return nil
-	}
-	es := &earlyStore{fin: make(chan *pgx.Batch, 1), res: make(chan error, 1)}
+// startPreStore sends the first batch (what queue adds) in a goroutine.
+// ctx's cancellation does not stop it: a cancelled request deletes what it
+// committed with discard.
+func (s *Server) startPreStore(ctx context.Context, mq uuid.UUID, queue func(ctx context.Context, b *batchTx) error) *preStore {
+	ps := &preStore{mq: mq, done: make(chan struct{})}
+	ctx = context.WithoutCancel(ctx)
 	go func() {
-		defer l.release()
-		es.res <- s.runEarlyStore(context.WithoutCancel(ctx), es.fin, queue)
+		defer close(ps.done)
+		var b batchTx
+		if err := queue(ctx, &b); err != nil {
+			ps.err = err
+			return
+		}
+		if s.plugin.preStoreHook != nil {
+			s.plugin.preStoreHook(&b)
+		}
+		ctx, cancel := context.WithTimeout(ctx, completionTimeout)
+		defer cancel()
+		if err := b.send(ctx, s.db); err != nil {
+			ps.err = fmt.Errorf("first commit: %w", err)
+		}
 	}()
-	return es
+	return ps
 }
 
-func (s *Server) runEarlyStore(ctx context.Context, fin <-chan *pgx.Batch, queue func(context.Context, *batchTx) error) error {
-	ctx, cancel := context.WithTimeout(ctx, earlyStoreHold)
-	defer cancel()
-	actx, acancel := context.WithTimeout(ctx, earlyAcquireWait)
-	conn, err := s.db.Acquire(actx)
-	acancel()
-	if err != nil {
-		return fmt.Errorf("early store: acquire: %w", err)
-	}
-	// Release destroys a connection still inside a transaction, so an
-	// unfinished transaction never returns to the pool.
-	defer conn.Release()
-	var pre batchTx
-	pre.b.Queue("BEGIN")
-	pre.b.Queue(fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", (earlyStoreHold + 5*time.Second).Milliseconds()))
-	if err := queue(ctx, &pre); err != nil {
-		rollback(conn)
-		return err
-	}
-	if err := conn.SendBatch(ctx, &pre.b).Close(); err != nil {
-		rollback(conn)
-		return fmt.Errorf("early store: %w", err)
-	}
-	select {
-	case b := <-fin:
-		if b == nil {
-			rollback(conn)
-			return errEarlyAborted
+// wait returns when the first batch has ended: nil when it is committed.
+func (ps *preStore) wait() error {
+	<-ps.done
+	return ps.err
+}
+
+// discard deletes the first commit's rows once it has ended, without
+// making the caller wait. Safe when the first batch failed (nothing to
+// delete).
+func (s *Server) discard(ps *preStore) {
+	s.plugin.stored.discarded.Add(1)
+	go func() {
+		if ps.wait() != nil {
+			return
 		}
-		if err := conn.SendBatch(ctx, b).Close(); err != nil {
-			rollback(conn)
-			return fmt.Errorf("early store: commit: %w", err)
+		ctx, cancel := context.WithTimeout(context.Background(), discardTimeout)
+		defer cancel()
+		if _, err := s.q.MetaQueryDelete(ctx, s.db, ps.mq); err != nil {
+			s.log.Warn("completion: cannot delete the rows of an unanswered query",
+				slog.String("meta_query_id", ps.mq.String()), slog.String("error", err.Error()))
 		}
-		if st := conn.Conn().PgConn().TxStatus(); st != 'I' {
-			rollback(conn)
-			return fmt.Errorf("early store: transaction status %q after commit", st)
-		}
-		return nil
-	case <-ctx.Done():
-		rollback(conn)
-		return errEarlyExpired
-	}
-}
-
-// rollback ends conn's transaction, if any. When that fails the connection
-// is left inside it, and Release destroys it.
-func rollback(conn *pgxpool.Conn) {
-	if conn.Conn().PgConn().TxStatus() == 'I' {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn.Exec(ctx, "ROLLBACK")
-}
-
-// finish sends b (which must end with COMMIT) in the transaction and
-// returns when it is committed, or why not; then nothing of the
-// transaction is stored.
-func (es *earlyStore) finish(b *pgx.Batch) error {
-	es.fin <- b
-	return <-es.res
-}
-
-// abort rolls the transaction back without waiting. Safe on nil.
-func (es *earlyStore) abort() {
-	if es != nil {
-		es.fin <- nil
-	}
+	}()
 }

@@ -7,51 +7,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/code4me/code4me/models"
 )
 
-func TestEarlyLenderReserve(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		max, held int32
-		idle      int32
-		want      bool
-	}{
-		{"idle connection, slot free", 2, 0, 1, true},
-		{"no idle connection", 2, 0, 0, false},
-		{"every slot lent", 2, 2, 3, false},
-		{"lending disabled (pool of one)", 0, 0, 1, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			l := &earlyLender{max: tc.max}
-			l.held.Store(tc.held)
-			if got := l.reserve(tc.idle); got != tc.want {
-				t.Fatalf("reserve = %v, want %v", got, tc.want)
-			}
-			if tc.want && l.held.Load() != tc.held+1 {
-				t.Fatalf("held = %d", l.held.Load())
-			}
-		})
-	}
-}
-
-// waitReturned waits until no connection is lent.
-func waitReturned(t *testing.T, s *Server) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for s.plugin.early.held.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("lent connection not returned")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// TestCompletionStoreOverlapped: a request is written while its model runs
-// and is committed, generations and total included, when the response
-// arrives.
+// TestCompletionStoreOverlapped: a request's first rows are committed while
+// its model runs and the rest, generations and total included, when the
+// response arrives.
 func TestCompletionStoreOverlapped(t *testing.T) {
 	e := newPluginEnv(t, nil)
 	c := e.member("overlap@example.com")
@@ -63,36 +25,39 @@ func TestCompletionStoreOverlapped(t *testing.T) {
 		WHERE m.meta_query_id = $1 AND m.total_serving_ms > 0`, mq); n != 1 {
 		t.Fatalf("committed rows = %d", n)
 	}
-	if e.srv.plugin.early.lent.Load() != 1 || e.srv.plugin.early.fellBack.Load() != 0 {
-		t.Fatalf("lent %d, fell back %d", e.srv.plugin.early.lent.Load(), e.srv.plugin.early.fellBack.Load())
-	}
-	waitReturned(t, e.srv)
-}
-
-// TestCompletionStoreNoConnectionToLend: with no connection to lend (a
-// pool too small, or none idle), the query is written after inference and
-// still committed before the response.
-func TestCompletionStoreNoConnectionToLend(t *testing.T) {
-	e := newPluginEnv(t, nil)
-	e.srv.plugin.early = &earlyLender{} // lends nothing
-	c := e.member("nolend@example.com")
-	coder := e.ids["tiny-coder"]
-	r := c.expect("POST", "/api/completion/request", completionBody([]int64{coder}, "x = ", "\n"), 200)
-	mq := r.body["data"].(map[string]any)["meta_query_id"].(string)
-	if n := e.count(`SELECT count(*) FROM meta_query JOIN generation USING (meta_query_id) WHERE meta_query_id = $1 AND total_serving_ms > 0`, mq); n != 1 {
-		t.Fatalf("committed rows = %d", n)
-	}
-	if e.srv.plugin.early.fellBack.Load() != 1 || e.srv.plugin.early.lent.Load() != 0 {
-		t.Fatalf("lent %d, fell back %d", e.srv.plugin.early.lent.Load(), e.srv.plugin.early.fellBack.Load())
+	st := &e.srv.plugin.stored
+	if st.overlapped.Load() != 1 || st.single.Load() != 0 || st.discarded.Load() != 0 {
+		t.Fatalf("overlapped %d, single %d, discarded %d", st.overlapped.Load(), st.single.Load(), st.discarded.Load())
 	}
 	// Feedback right after the response finds the generation (T6).
 	c.expect("POST", "/api/completion/feedback", map[string]any{"meta_query_id": mq, "model_id": coder, "was_accepted": true}, 200)
 }
 
-// TestCompletionStoreRollbackOnCancel: a request cancelled while its model
-// runs leaves no rows, though its first rows were sent during inference,
-// and gives its connection back.
-func TestCompletionStoreRollbackOnCancel(t *testing.T) {
+// TestCompletionStoreFirstBatchFails: when the batch sent during inference
+// fails, nothing of it is committed and the whole query is written after
+// inference, still before the response.
+func TestCompletionStoreFirstBatchFails(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	e.srv.plugin.preStoreHook = func(b *batchTx) { b.b.Queue("SELECT 1/0") }
+	c := e.member("firstfails@example.com")
+	coder := e.ids["tiny-coder"]
+	r := c.expect("POST", "/api/completion/request", completionBody([]int64{coder}, "x = ", "\n"), 200)
+	mq := r.body["data"].(map[string]any)["meta_query_id"].(string)
+	if n := e.count(`SELECT count(*) FROM meta_query JOIN generation USING (meta_query_id) JOIN contextual_telemetry USING (meta_query_id)
+		WHERE meta_query_id = $1 AND total_serving_ms > 0`, mq); n != 1 {
+		t.Fatalf("committed rows = %d", n)
+	}
+	st := &e.srv.plugin.stored
+	if st.single.Load() != 1 || st.overlapped.Load() != 0 {
+		t.Fatalf("overlapped %d, single %d", st.overlapped.Load(), st.single.Load())
+	}
+	c.expect("POST", "/api/completion/feedback", map[string]any{"meta_query_id": mq, "model_id": coder, "was_accepted": true}, 200)
+}
+
+// TestCompletionStoreDiscardOnCancel: a request cancelled while its model
+// runs leaves no rows, though its first rows were committed during
+// inference.
+func TestCompletionStoreDiscardOnCancel(t *testing.T) {
 	e := newPluginEnv(t, nil)
 	addr := e.listen()
 	c := e.member("rollback@example.com")
@@ -104,28 +69,36 @@ func TestCompletionStoreRollbackOnCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(t, conn, map[string]any{"request_id": "c1", "completion_request": completionBody([]int64{slow}, "y = 1\n", "")})
-	// The transaction is open and its first rows written while the model runs.
-	deadline := time.Now().Add(5 * time.Second)
-	for e.count(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'`) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no transaction open during inference")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// The first rows are committed while the model runs: unanswered, so
+	// without a total serving time.
+	waitCount(t, e, 1, `SELECT count(*) FROM meta_query WHERE user_id = $1 AND total_serving_ms IS NULL`, uid)
 	send(t, conn, map[string]any{"cancel": "c1"})
 	readUntil(t, conn, func(f map[string]any) bool { return f["type"] == "cancelled" })
-	waitReturned(t, e.srv)
-	if n := e.count(`SELECT count(*) FROM meta_query WHERE user_id = $1`, uid); n != 0 {
-		t.Fatalf("%d rows of a cancelled request", n)
-	}
-	if n := e.count(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'`); n != 0 {
-		t.Fatalf("%d transactions left open", n)
+	waitCount(t, e, 0, `SELECT count(*) FROM meta_query WHERE user_id = $1`, uid)
+	if n := e.srv.plugin.stored.discarded.Load(); n != 1 {
+		t.Fatalf("discarded %d", n)
 	}
 }
 
-// TestEarlyStoreFailureLeavesNothing: a transaction whose closing batch
-// fails, or that is aborted, stores none of its rows.
-func TestEarlyStoreFailureLeavesNothing(t *testing.T) {
+// waitCount polls query until it counts want rows, failing after 5 s.
+func waitCount(t *testing.T, e *pluginEnv, want int, query string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := e.count(query, args...)
+		if n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rows, want %d: %s", n, want, query)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPreStoreFailureLeavesNothing: a first batch that fails stores none
+// of its rows, and discarding it deletes nothing else.
+func TestPreStoreFailureLeavesNothing(t *testing.T) {
 	e := newPluginEnv(t, nil)
 	e.member("early-fail@example.com")
 	var uid uuid.UUID
@@ -141,44 +114,55 @@ func TestEarlyStoreFailureLeavesNothing(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	// A failing statement in the closing batch: the commit never happens.
-	es := e.srv.startEarlyStore(ctx, insert(uuid.New()))
-	if es == nil {
-		t.Fatal("no connection lent")
-	}
-	var b pgx.Batch
-	b.Queue("SELECT 1/0")
-	b.Queue("COMMIT")
-	if err := es.finish(&b); err == nil {
-		t.Fatal("finish of a failing batch succeeded")
-	}
-
-	// Aborted (cancellation, every model overloaded).
-	es = e.srv.startEarlyStore(ctx, insert(uuid.New()))
-	if es == nil {
-		t.Fatal("no connection lent")
-	}
-	es.abort()
-
-	// A failing first batch: finish reports it and stores nothing.
-	es = e.srv.startEarlyStore(ctx, func(ctx context.Context, b *batchTx) error {
+	// A failing statement after the insert: the batch commits nothing.
+	ps := e.srv.startPreStore(ctx, uuid.New(), func(ctx context.Context, b *batchTx) error {
 		if err := insert(uuid.New())(ctx, b); err != nil {
 			return err
 		}
 		b.b.Queue("SELECT 1/0")
 		return nil
 	})
-	var ok pgx.Batch
-	ok.Queue("COMMIT")
-	if err := es.finish(&ok); err == nil || errors.Is(err, errEarlyAborted) {
-		t.Fatalf("finish after a failed first batch = %v", err)
+	if err := ps.wait(); err == nil {
+		t.Fatal("a failing first batch succeeded")
+	}
+	e.srv.discard(ps)
+
+	// A queue function that fails sends nothing.
+	boom := errors.New("boom")
+	ps = e.srv.startPreStore(ctx, uuid.New(), func(context.Context, *batchTx) error { return boom })
+	if err := ps.wait(); !errors.Is(err, boom) {
+		t.Fatalf("wait = %v", err)
 	}
 
-	waitReturned(t, e.srv)
-	if n := e.count(`SELECT count(*) FROM meta_query WHERE user_id = $1`, uid); n != 0 {
-		t.Fatalf("%d rows stored", n)
+	// A committed first batch, discarded: its rows are deleted.
+	mq := uuid.New()
+	ps = e.srv.startPreStore(ctx, mq, insert(mq))
+	if err := ps.wait(); err != nil {
+		t.Fatal(err)
 	}
-	if n := e.count(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'`); n != 0 {
-		t.Fatalf("%d transactions left open", n)
+	if n := e.count(`SELECT count(*) FROM meta_query WHERE meta_query_id = $1`, mq); n != 1 {
+		t.Fatalf("%d rows after the first commit", n)
+	}
+	e.srv.discard(ps)
+	waitCount(t, e, 0, `SELECT count(*) FROM meta_query WHERE user_id = $1`, uid)
+}
+
+// TestCompletionRefusedStateCancelsModels: the models start before the
+// telemetry ids are checked; a request with an unknown id gets its 422
+// without waiting for the (slow) model to finish, and stores nothing.
+func TestCompletionRefusedStateCancelsModels(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	c := e.member("refused@example.com")
+	body := completionBody([]int64{e.ids["slow-coder"]}, "z = ", "\n")
+	body["contextual_telemetry"].(map[string]any)["language_id"] = 100000
+	t0 := time.Now()
+	c.expect("POST", "/api/completion/request", body, 422)
+	// Uncancelled, the slow model needs its prompt step and 64 token
+	// steps of 400 ms each (26 s); cancelled, at most the step it is in.
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("422 after %v: the model was not cancelled", d)
+	}
+	if n := e.count(`SELECT count(*) FROM meta_query m JOIN users u USING (user_id) WHERE u.email = 'refused@example.com'`); n != 0 {
+		t.Fatalf("%d queries stored", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -290,6 +291,10 @@ func (s *Server) updateContext(ctx context.Context, p *Principal, updates []file
 	if err != nil {
 		return nil, fmt.Errorf("update multi-file context: %w", err)
 	}
+	// Committed: cached copies of the old context are no longer used.
+	if err := s.tokens.BumpContextVersion(ctx, p.ProjectID); err != nil {
+		s.log.Warn("multi-file context: "+err.Error(), slog.String("project_id", p.ProjectID.String()))
+	}
 	all, err := s.q.ProjectContextFileListAll(ctx, s.db, p.ProjectID)
 	if err != nil {
 		return nil, fmt.Errorf("list multi-file context: %w", err)
@@ -317,44 +322,18 @@ type contextFile struct {
 	content     string // redacted (files are stored redacted)
 }
 
-// selectContext picks the context files of a request (spec §6.1 step 4):
-// none for an empty list; every file but the current one for ["*"];
-// otherwise the named files, in the order named. Empty files are skipped.
-func (s *Server) selectContext(ctx context.Context, projectID uuid.UUID, current string, want []string) ([]contextFile, error) {
+// selectContext picks the context files of a request (pick) from the
+// project's context (projectContext; version is the caller's context
+// version, "" unknown). Empty files are never part of it.
+func (s *Server) selectContext(ctx context.Context, projectID uuid.UUID, version, current string, want []string) ([]contextFile, error) {
 	if len(want) == 0 {
 		return nil, nil
 	}
-	var out []contextFile
-	if len(want) == 1 && want[0] == "*" {
-		rows, err := s.q.ProjectContextFileListAll(ctx, s.db, projectID)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range rows {
-			if r.FileName != current && len(r.Lines) > 0 {
-				out = append(out, contextFile{r.FileName, r.ChangeCount, strings.Join(r.Lines, "\n")})
-			}
-		}
-		return out, nil
-	}
-	rows, err := s.q.ProjectContextFileGetMany(ctx, s.db, models.ProjectContextFileGetManyParams{ProjectID: projectID, FileNames: want})
+	all, err := s.projectContext(ctx, projectID, version)
 	if err != nil {
 		return nil, err
 	}
-	byName := make(map[string]models.ProjectContextFileGetManyRow, len(rows))
-	for _, r := range rows {
-		byName[r.FileName] = r
-	}
-	seen := map[string]bool{}
-	for _, n := range want {
-		r, ok := byName[n]
-		if !ok || seen[n] || len(r.Lines) == 0 {
-			continue
-		}
-		seen[n] = true
-		out = append(out, contextFile{n, r.ChangeCount, strings.Join(r.Lines, "\n")})
-	}
-	return out, nil
+	return pick(all, current, want), nil
 }
 
 // chunks turns context files into engine chunks with their real names.

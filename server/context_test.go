@@ -109,3 +109,84 @@ func TestMultiFileContext(t *testing.T) {
 		t.Fatal("* included the current file")
 	}
 }
+
+// TestContextCache: completion requests take the project's context from
+// memory while its version in Redis is unchanged, and see every update at
+// once.
+func TestContextCache(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	c := e.member("ctxcache@example.com")
+	const path = "/api/completion/multi-file-context/update"
+	set := func(line string) {
+		c.expect("POST", path, map[string]any{"context_updates": map[string]any{"lib.py": []any{
+			map[string]any{"change_type": "insert", "start_line": 0, "end_line": 0, "new_lines": []string{line}}}}}, 200)
+	}
+	complete := func() string {
+		b := completionBody([]int64{e.ids["tiny-coder"]}, "x = ", "\n")
+		b["context"].(map[string]any)["context_files"] = []string{"lib.py"}
+		r := c.expect("POST", "/api/completion/request", b, 200)
+		return r.body["data"].(map[string]any)["meta_query_id"].(string)
+	}
+	stored := func(mq string) int {
+		return e.count(`SELECT count(*) FROM query_context_file WHERE meta_query_id = $1 AND file_name = 'lib.py'`, mq)
+	}
+	set("first_version = 1")
+	mq := complete() // a miss: read from Postgres, kept under the version
+	if !strings.Contains(e.rec.all(), "first_version = 1") || stored(mq) != 1 {
+		t.Fatal("context file not used")
+	}
+	hits := e.srv.ctxCache.hits.Load()
+	mq = complete()
+	if e.srv.ctxCache.hits.Load() != hits+1 || stored(mq) != 1 {
+		t.Fatalf("second request: hits %d → %d", hits, e.srv.ctxCache.hits.Load())
+	}
+	// An update gives a new version: the next request reads it.
+	set("second_version = 2")
+	complete()
+	if !strings.Contains(e.rec.all(), "second_version = 2") {
+		t.Fatal("the request after an update did not see it")
+	}
+	// Without a version (expired, Redis restarted) requests read Postgres
+	// and give the project a version again.
+	var pid string
+	if err := e.srv.db.QueryRow(t.Context(), `SELECT project_id FROM project_context_file WHERE file_name = 'lib.py'`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.rdb.Del(t.Context(), "project_ctx:"+pid).Err(); err != nil {
+		t.Fatal(err)
+	}
+	set("third_version = 3")
+	e.srv.rdb.Del(t.Context(), "project_ctx:"+pid)
+	complete()
+	if !strings.Contains(e.rec.all(), "third_version = 3") {
+		t.Fatal("the request without a version did not read Postgres")
+	}
+	if n, _ := e.srv.rdb.Exists(t.Context(), "project_ctx:"+pid).Result(); n != 1 {
+		t.Fatal("no version set after a request without one")
+	}
+}
+
+func TestPickContextFiles(t *testing.T) {
+	all := []contextFile{{name: "a.py"}, {name: "b.py"}, {name: "c.py"}}
+	names := func(fs []contextFile) string {
+		var out []string
+		for _, f := range fs {
+			out = append(out, f.name)
+		}
+		return strings.Join(out, ",")
+	}
+	for _, tc := range []struct {
+		current string
+		want    []string
+		got     string
+	}{
+		{"b.py", nil, ""},
+		{"b.py", []string{"*"}, "a.py,c.py"},
+		{"x.py", []string{"*"}, "a.py,b.py,c.py"},
+		{"a.py", []string{"c.py", "missing.py", "a.py", "c.py"}, "c.py,a.py"},
+	} {
+		if got := names(pick(all, tc.current, tc.want)); got != tc.got {
+			t.Errorf("pick(%q, %v) = %s, want %s", tc.current, tc.want, got, tc.got)
+		}
+	}
+}

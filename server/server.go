@@ -80,7 +80,8 @@ type Server struct {
 	mail      mail.Sender
 	oauth     *oauth.Verifier
 	redirects routeMatcher
-	plugin    plugin // completion, chat and WebSocket state (completion.go)
+	plugin    plugin   // completion, chat and WebSocket state (completion.go)
+	ctxCache  ctxCache // projects' multi-file context (contextcache.go)
 
 	stop context.CancelFunc // ends background work (the session sweeper)
 	bg   sync.WaitGroup     // background work, waited for by Shutdown

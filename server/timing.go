@@ -21,9 +21,10 @@ import (
 const (
 	StageAuth      = "auth"      // credentials checked and the session refreshed (Redis)
 	StageRateLimit = "ratelimit" // the request counted against the caller's budget (Redis)
-	StageParse     = "parse"     // body decoded and validated
-	StageLookup    = "lookup"    // user state, consent and telemetry ids checked (Postgres)
-	StageRedact    = "redact"    // prefix, suffix, selection and file name redacted
+	StageParse     = "parse"     // body decoded and validated (completion: during auth, overlapped)
+	StageBodyWait  = "bodywait"  // completion: the wait, after auth, for the body's parse and redaction
+	StageLookup    = "lookup"    // user state, consent and telemetry ids checked (Postgres; completion: while the models run)
+	StageRedact    = "redact"    // prefix, suffix, selection and file name redacted (completion: during auth)
 	StageContext   = "context"   // multi-file context selected (Postgres)
 	StageTokenize  = "tokenize"  // prompt laid out and tokenized (engine, caller's goroutine)
 	StageQueue     = "queue"     // waiting for a slot (engine)

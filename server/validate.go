@@ -60,8 +60,11 @@ type fields struct {
 
 // jsonBody decodes the request body as a JSON object. A missing, malformed
 // or non-object body is a 422 at once.
-func jsonBody(c *fiber.Ctx) (*fields, error) {
-	body := c.Body()
+func jsonBody(c *fiber.Ctx) (*fields, error) { return jsonBytes(c.Body()) }
+
+// jsonBytes is jsonBody of body, which must stay unchanged while the
+// fields are used.
+func jsonBytes(body []byte) (*fields, error) {
 	errs := []fieldError{}
 	f := &fields{loc: []any{"body"}, errs: &errs}
 	if len(bytes.TrimSpace(body)) == 0 {

@@ -149,6 +149,11 @@ func (s *Server) wsServe(kind wsKind) func(*websocket.Conn) {
 		if w.p == nil {
 			return
 		}
+		// The connect-time context version goes stale while the connection
+		// lives: its requests read the context from Postgres.
+		p := *w.p
+		p.ContextVersion = ""
+		w.p = &p
 		c.SetReadLimit(wsReadLimit)
 		for {
 			_, data, err := c.ReadMessage()
@@ -295,7 +300,7 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage) {
 		r := parseCompletionRequest(f)
 		if err = f.err(); err == nil {
 			var res *completionResult
-			res, err = w.s.runCompletion(ctx, w.p, r, w.tokens(id, "completion_token"), nil)
+			res, err = w.s.runCompletion(ctx, w.p, r, w.tokens(id, "completion_token"), nil, nil)
 			if err == nil {
 				content = fiber.Map{"message": MsgCompletion, "data": fiber.Map{"meta_query_id": res.MetaQueryID, "completions": res.Items}}
 			} else {

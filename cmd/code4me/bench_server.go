@@ -207,6 +207,11 @@ func runBenchServer(ctx context.Context, args []string) error {
 		prof.Close()
 	}
 
+	floor, err := roundTrips(ctx, cl, svc)
+	if err != nil {
+		return err
+	}
+
 	n := len(srvLat)
 	for _, l := range [][]float64{srvLat, engLat, inSrv} {
 		slices.Sort(l)
@@ -231,7 +236,7 @@ func runBenchServer(ctx context.Context, args []string) error {
 	fmt.Fprintf(&b, "\nServer/engine p50: %.3f×; engine: %.1f generated tokens, %.0f of %.0f prompt tokens from cache per keystroke\n\n",
 		pct(srvLat, 50)/pct(engLat, 50), float64(genTokens)/float64(n), float64(cachedTokens)/float64(n), float64(promptTokens)/float64(n))
 	b.WriteString("| stage (Server-Timing) | p50 ms | p95 ms |\n|---|---|---|\n")
-	for _, s := range []string{server.StageAuth, server.StageRateLimit, server.StageParse, server.StageLookup, server.StageRedact,
+	for _, s := range []string{server.StageAuth, server.StageRateLimit, server.StageBodyWait, server.StageParse, server.StageLookup, server.StageRedact,
 		server.StageContext, server.StageTokenize, server.StageQueue, server.StagePrefill, server.StageDecode, server.StageOutput,
 		server.StageStore, server.StageTotal, "http"} {
 		l := stages[s]
@@ -244,6 +249,10 @@ func runBenchServer(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(&b, "| %s | %.2f | %.2f |\n", name, pct(l, 50), pct(l, 95))
 	}
+	b.WriteString("\nRound trips on this machine in the same run (the floor under the stages above):\n\n| round trip | p50 ms | p95 ms |\n|---|---|---|\n")
+	for _, f := range floor {
+		fmt.Fprintf(&b, "| %s | %.3f | %.3f |\n", f.name, pct(f.ms, 50), pct(f.ms, 95))
+	}
 	fmt.Print(b.String())
 	if *out != "" {
 		f, err := os.OpenFile(*out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
@@ -254,6 +263,56 @@ func runBenchServer(ctx context.Context, args []string) error {
 		io.WriteString(f, "\n"+b.String())
 	}
 	return nil
+}
+
+// roundTrip is the latencies of one kind of round trip, sorted.
+type roundTrip struct {
+	name string
+	ms   []float64
+}
+
+// roundTrips times the cheapest request of each kind the server makes per
+// keystroke: an HTTP request to /api/ping, a Redis PING, a Postgres
+// SELECT 1, and a Postgres commit of one small row (one WAL flush).
+func roundTrips(ctx context.Context, cl *benchClient, svc *services) ([]roundTrip, error) {
+	// The benchmark's database is private and thrown away with it.
+	if _, err := svc.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_floor (v int)`); err != nil {
+		return nil, err
+	}
+	kinds := []struct {
+		name string
+		do   func() error
+	}{
+		{"HTTP GET /api/ping (loopback, same client)", func() error { _, _, err := cl.do(ctx, "GET", "/api/ping", nil, 200); return err }},
+		{"Redis PING", func() error { return svc.rdb.Ping(ctx).Err() }},
+		{"Postgres SELECT 1", func() error { _, err := svc.pool.Exec(ctx, "SELECT 1"); return err }},
+		{"Postgres INSERT of one row, committed (WAL flush)", func() error {
+			_, err := svc.pool.Exec(ctx, "INSERT INTO bench_floor VALUES (1)")
+			return err
+		}},
+	}
+	var out []roundTrip
+	for _, idle := range []time.Duration{0, 40 * time.Millisecond} {
+		for _, k := range kinds {
+			r := roundTrip{name: k.name + ", back to back"}
+			if idle > 0 {
+				r.name = fmt.Sprintf("%s, after %v idle", k.name, idle)
+			}
+			for i := 0; i < 201; i++ {
+				time.Sleep(idle)
+				t0 := time.Now()
+				if err := k.do(); err != nil {
+					return nil, fmt.Errorf("%s: %w", k.name, err)
+				}
+				if i > 0 {
+					r.ms = append(r.ms, msSince(t0))
+				}
+			}
+			slices.Sort(r.ms)
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Nanoseconds()) / 1e6 }

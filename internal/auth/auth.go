@@ -291,7 +291,7 @@ local function lookup()
   local p = cjson.decode(pv)
   if p.sid ~= s.sid then return {3, sv}, s.uid end
   redis.call('PEXPIRE', KEYS[2], ttl)
-  return {0, sv, pv}, s.uid
+  return {0, sv, pv, redis.call('GET', 'project_ctx:' .. p.pid) or ''}, s.uid
 end
 `
 
@@ -325,6 +325,9 @@ type Project struct {
 	Token     string
 	ProjectID uuid.UUID
 	SessionID uuid.UUID
+	// ContextVersion is the version of the project's multi-file context
+	// when it was looked up, "" when unknown (BumpContextVersion).
+	ContextVersion string
 }
 
 type projectEntry struct {
@@ -448,7 +451,41 @@ func (s *Store) lookupCounted(ctx context.Context, token, projectToken string, w
 	if err := json.Unmarshal([]byte(fmt.Sprint(res[2])), &p); err != nil {
 		return Session{}, Project{}, fmt.Errorf("auth: decode project token: %w", err)
 	}
-	return sess, Project{Token: projectToken, ProjectID: p.PID, SessionID: p.SID}, nil
+	proj := Project{Token: projectToken, ProjectID: p.PID, SessionID: p.SID}
+	if len(res) > 3 {
+		proj.ContextVersion, _ = res[3].(string)
+	}
+	return sess, proj, nil
+}
+
+// Context versions. A project's multi-file context (Postgres) has a
+// version in Redis, "project_ctx:<project id>", a random token replaced
+// after every committed change of it. SessionProject returns it with the
+// project in the same round trip, so a server may keep the context in
+// memory and know, at no cost, whether its copy is current. A missing
+// version (never set, expired) means unknown: read Postgres.
+
+// contextVersionTTL bounds a version's life; an expired one is unknown.
+const contextVersionTTL = 24 * time.Hour
+
+func contextVersionKey(projectID uuid.UUID) string { return "project_ctx:" + projectID.String() }
+
+// BumpContextVersion gives the project's context a new version: call it
+// after each committed change.
+func (s *Store) BumpContextVersion(ctx context.Context, projectID uuid.UUID) error {
+	if err := s.rdb.Set(ctx, contextVersionKey(projectID), newToken(), contextVersionTTL).Err(); err != nil {
+		return fmt.Errorf("auth: bump context version: %w", err)
+	}
+	return nil
+}
+
+// InitContextVersion gives the project's context a version when it has
+// none; one set meanwhile by BumpContextVersion is kept.
+func (s *Store) InitContextVersion(ctx context.Context, projectID uuid.UUID) error {
+	if err := s.rdb.SetNX(ctx, contextVersionKey(projectID), newToken(), contextVersionTTL).Err(); err != nil {
+		return fmt.Errorf("auth: init context version: %w", err)
+	}
+	return nil
 }
 
 // endSession deletes a session and its parent pointer (when it still
