@@ -173,6 +173,17 @@ type Context interface {
 	Close() error
 }
 
+// StreamedContext is implemented by contexts whose KV cache keeps one
+// stream per sequence. llama.cpp splits such a context's batch into
+// micro-batches, each covering a range of consecutive sequence ids (in
+// batch order) with the same number of tokens from each, and every
+// micro-batch is a full pass over the weights. The scheduler lays batches
+// out so that the tokens of generating sequences fit in one (batchlayout.go).
+type StreamedContext interface {
+	// SeqStreams reports whether each sequence has its own KV stream.
+	SeqStreams() bool
+}
+
 // Sampler picks the next token. It is used from the goroutine that owns the
 // Context it samples from.
 type Sampler interface {

@@ -70,6 +70,54 @@ func SplitCursorLine(prefix string) (lines, cursorLine string) {
 	return prefix[:i+1], prefix[i+1:]
 }
 
+// Middle blocks. Text after the FIM middle token is the start of the
+// infill, which the model continues, so what the user typed since some
+// point can go there instead of before the suffix: a keystroke then only
+// appends to the prompt, and the suffix stays in the KV cache. Only the
+// cursor line would be too little: each new line would move into the
+// prefix and push the whole suffix to new positions, where it must be
+// evaluated again (about 250 tokens per new line with a 768-byte suffix).
+// So the middle holds the lines since the last block start. A complete line
+// starts a block when its hash is a multiple of blockEvery: a property of
+// the line's text alone, so block starts stay where they are while the
+// user types below them and while the editor window's start moves, and the
+// suffix is evaluated again about once per blockEvery new lines.
+const (
+	blockEvery    = 8  // on average one complete line in blockEvery starts a block
+	blockMaxLines = 32 // the most complete lines a middle block holds
+)
+
+// SplitCursorBlock splits text before the cursor into the part before the
+// FIM suffix and the middle block: the complete lines since the last block
+// start, then the cursor line.
+// With no block start among the last blockMaxLines complete lines, the
+// middle is the cursor line alone.
+func SplitCursorBlock(prefix string) (before, middle string) {
+	cursor := strings.LastIndexByte(prefix, '\n') + 1 // the cursor line's start
+	cut := cursor
+	for range blockMaxLines {
+		if cut == 0 {
+			break
+		}
+		start := strings.LastIndexByte(prefix[:cut-1], '\n') + 1
+		if lineHash(prefix[start:cut])%blockEvery == 0 {
+			return prefix[:start], prefix[start:]
+		}
+		cut = start
+	}
+	return prefix[:cursor], prefix[cursor:]
+}
+
+// lineHash is FNV-1a of a line.
+func lineHash(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
 // BuildPrompt lays out req for family fam and tokenizes it within budget
 // tokens. The layout puts stable context first (BOS, repository name, extra
 // files, the current file's path) so that the KV cache keeps it across
@@ -94,8 +142,12 @@ func BuildPrompt(tk Tokenizer, sp SpecialTokens, fam Family, req *Request, budge
 		return nil, ErrNoFIM
 	}
 	prefix, middle := req.Prefix, req.Middle
+	// The middle block's complete lines and its cursor line are tokenized
+	// apart, so that typing re-tokenizes only the cursor line (TokenCache).
+	var midLines string
 	if middle == "" && !req.KeepCursorLine && fam != FamilyCodestral {
-		prefix, middle = SplitCursorLine(prefix)
+		prefix, middle = SplitCursorBlock(prefix)
+		midLines, middle = SplitCursorLine(middle)
 	}
 	tok := func(s string) ([]Token, error) {
 		if s == "" {
@@ -115,10 +167,15 @@ func BuildPrompt(tk Tokenizer, sp SpecialTokens, fam Family, req *Request, budge
 	if err != nil {
 		return nil, err
 	}
-	mid, err := tok(middle)
+	mid, err := tok(midLines)
 	if err != nil {
 		return nil, err
 	}
+	cursor, err := tok(middle)
+	if err != nil {
+		return nil, err
+	}
+	mid = append(mid, cursor...)
 
 	repoTokens := (fam == FamilyQwen || fam == FamilyStarCoder) && sp.FIMRep != NoToken && sp.FIMSep != NoToken
 	// head: BOS and repository name; cur: the current file's header.

@@ -171,8 +171,11 @@ func TestBuildPromptBudget(t *testing.T) {
 		}
 		pre := section(m, p.Tokens, enginetest.FIMPre, enginetest.FIMSuf)
 		suf := section(m, p.Tokens, enginetest.FIMSuf, enginetest.FIMMid)
-		if !strings.HasPrefix(pre, "p") || !strings.HasSuffix(pre, "p099......\n") {
-			t.Errorf("prefix not cut at a line start or lost its end: %q…%q", pre[:min(20, len(pre))], pre[max(0, len(pre)-20):])
+		text := m.Detokenize(p.Tokens)
+		mid := text[strings.LastIndex(text, "<|fim_middle|>")+len("<|fim_middle|>"):]
+		// The prefix's end continues in the middle block (SplitCursorBlock).
+		if !strings.HasPrefix(pre, "p") || !strings.HasSuffix(pre, "\n") || !strings.HasSuffix(pre+mid, "p099......\ncur") {
+			t.Errorf("prefix not cut at a line start or lost its end: %q…%q, middle %q", pre[:min(20, len(pre))], pre[max(0, len(pre)-20):], mid)
 		}
 		if !strings.HasPrefix(suf, "s000") || !strings.HasSuffix(suf, "\n") {
 			t.Errorf("suffix cut wrong: %q", suf)
@@ -180,12 +183,12 @@ func TestBuildPromptBudget(t *testing.T) {
 		if len(pre) < 2*len(suf) || len(suf) < 60 {
 			t.Errorf("prefix %d suffix %d bytes: want about 3:1", len(pre), len(suf))
 		}
-		if !strings.HasSuffix(m.Detokenize(p.Tokens), "<|fim_middle|>cur") {
-			t.Error("cursor line lost")
+		if !strings.HasSuffix(mid, "\ncur") && mid != "cur" {
+			t.Errorf("cursor line lost: middle %q", mid)
 		}
 		// At least half the budget stays for the local context.
-		if len(pre)+len(suf) < (budget-20)/2 {
-			t.Errorf("local context %d tokens of %d", len(pre)+len(suf), budget)
+		if len(pre)+len(suf)+len(mid) < (budget-20)/2 {
+			t.Errorf("local context %d tokens of %d", len(pre)+len(suf)+len(mid), budget)
 		}
 	})
 	t.Run("prefix cut is stable while typing", func(t *testing.T) {
@@ -205,4 +208,51 @@ func TestBuildPromptBudget(t *testing.T) {
 			t.Errorf("got %v", err)
 		}
 	})
+}
+
+// TestSplitCursorBlock: the middle block ends with the cursor line, starts
+// at a line start, holds at most 32 complete lines, and its start moves
+// rarely while a developer types through real code: about once per 8 new
+// lines instead of on every new line, and never because the window's start
+// moved.
+func TestSplitCursorBlock(t *testing.T) {
+	reqs := typingRequests(t, 4000)
+	var prevBefore, prevLines string
+	newLines, moves := 0, 0
+	for i, r := range reqs {
+		before, middle := engine.SplitCursorBlock(r.Prefix)
+		if before+middle != r.Prefix {
+			t.Fatalf("keystroke %d: parts do not add up", i)
+		}
+		if before != "" && !strings.HasSuffix(before, "\n") {
+			t.Fatalf("keystroke %d: block starts mid-line", i)
+		}
+		lines, cursor := engine.SplitCursorLine(r.Prefix)
+		if !strings.HasSuffix(middle, cursor) {
+			t.Fatalf("keystroke %d: cursor line %q not in the middle %q", i, cursor, middle)
+		}
+		if n := strings.Count(middle, "\n"); n > 32 {
+			t.Fatalf("keystroke %d: %d complete lines in the middle", i, n)
+		}
+		if i > 0 && lines != prevLines {
+			newLines++
+			// Compare what survives of the previous block start: the window
+			// start may have moved, so compare the block start's text.
+			if !strings.HasSuffix(prevBefore, before) && !strings.HasSuffix(before, prevBefore) || len(before) > len(prevBefore) {
+				moves++
+			}
+		}
+		prevBefore, prevLines = before, lines
+	}
+	if newLines < 50 {
+		t.Fatalf("only %d new lines typed", newLines)
+	}
+	if moves*3 > newLines {
+		t.Errorf("block start moved on %d of %d new lines", moves, newLines)
+	}
+	t.Logf("block start moved on %d of %d new lines", moves, newLines)
+	// Short prefixes without a block start keep the cursor line alone.
+	if b, m := engine.SplitCursorBlock("x"); b != "" || m != "x" {
+		t.Errorf("no newline: %q %q", b, m)
+	}
 }

@@ -53,8 +53,9 @@ type Request struct {
 	Prefix, Suffix string
 	// Middle is text placed after the FIM middle token, like llama.cpp's
 	// /infill "prompt". When it is empty the engine moves the prefix's last
-	// (unfinished) line there, so that typing on one line only appends to the
-	// prompt and everything before it stays in the KV cache.
+	// lines there (the cursor line and the lines since the last block start,
+	// SplitCursorBlock), so that typing only appends to the prompt and
+	// everything before it stays in the KV cache.
 	Middle string
 	// KeepCursorLine disables that move: the whole prefix goes before the
 	// suffix token.

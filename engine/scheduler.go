@@ -129,7 +129,8 @@ type sequence struct {
 
 // part is one sequence's share of a batch.
 type part struct {
-	seq    *sequence
+	seq    *sequence // nil for a placeholder (batchlayout.go)
+	slot   *slot
 	toks   []Token
 	pos0   int
 	logits bool
@@ -150,7 +151,11 @@ type Scheduler struct {
 	cfg      Config
 	nCtxSlot int
 	canShift bool
-	log      *slog.Logger
+	// streams: the context keeps a KV stream per sequence, so batches are
+	// laid out for llama.cpp's micro-batches (batchlayout.go); noPad when
+	// a placeholder could not be removed and padding is off.
+	streams, noPad bool
+	log            *slog.Logger
 
 	submit chan *sequence
 	quit   chan struct{}
@@ -205,6 +210,9 @@ func NewScheduler(name string, m Model, cfg Config) (*Scheduler, error) {
 	nSeq := max(c.NSeqMax(), 1)
 	s.nCtxSlot = c.NCtx() / nSeq
 	s.canShift = c.CanShift()
+	if sc, ok := c.(StreamedContext); ok {
+		s.streams = sc.SeqStreams()
+	}
 	if cfg.NBatch > c.NBatch() && c.NBatch() > 0 {
 		s.cfg.NBatch = c.NBatch()
 	}
@@ -479,8 +487,9 @@ func (s *Scheduler) step() {
 		if q.finished || !q.generating || len(parts) >= s.cfg.NBatch {
 			continue
 		}
-		parts = append(parts, part{seq: q, toks: q.next[:], pos0: len(q.slot.cached), logits: true})
+		parts = append(parts, part{seq: q, slot: q.slot, toks: q.next[:], pos0: len(q.slot.cached), logits: true})
 	}
+	generating := len(parts)
 	budget := s.cfg.NBatch - len(parts)
 	var pre []*sequence
 	for _, q := range s.active {
@@ -494,11 +503,17 @@ func (s *Scheduler) step() {
 		for i := 0; i < n && budget > 0; i++ {
 			q := pre[(start+i)%n]
 			take := min(budget, len(q.prompt)-q.nPast)
+			if s.streams && generating > 0 && take <= shortTail {
+				take = 1 // see shortTail
+			}
 			last := q.nPast+take == len(q.prompt)
-			parts = append(parts, part{seq: q, toks: q.prompt[q.nPast : q.nPast+take], pos0: q.nPast,
+			parts = append(parts, part{seq: q, slot: q.slot, toks: q.prompt[q.nPast : q.nPast+take], pos0: q.nPast,
 				logits: last && q.req.MaxTokens > 0})
 			budget -= take
 		}
+	}
+	if s.streams && len(parts) > 1 {
+		parts = s.layout(parts)
 	}
 	s.parts = parts
 	if len(parts) > 0 {
@@ -513,7 +528,7 @@ func (s *Scheduler) fill(parts []part) int {
 	for i := range parts {
 		p := &parts[i]
 		for j, t := range p.toks {
-			s.batch.Add(t, int32(p.pos0+j), p.seq.slot.id, p.logits && j == len(p.toks)-1)
+			s.batch.Add(t, int32(p.pos0+j), p.slot.id, p.logits && j == len(p.toks)-1)
 		}
 		p.row = s.batch.Len() - 1
 	}
@@ -532,8 +547,14 @@ func (s *Scheduler) decode(parts []part) {
 		if err == nil {
 			s.nDecodes.Add(1)
 			s.nDecodeTokens.Add(uint64(n))
+			parts = s.dropPlaceholders(parts)
 			s.commit(parts)
 			return
+		}
+		if hasPlaceholders(parts) {
+			// Nothing of the batch is kept on failure: retry without them.
+			parts = withoutPlaceholders(parts)
+			continue
 		}
 		if errors.Is(err, ErrKVFull) {
 			if s.evictIdle() {

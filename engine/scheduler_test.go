@@ -734,3 +734,78 @@ func TestConcurrentStress(t *testing.T) {
 		t.Errorf("%d samplers open", m.OpenSamplers())
 	}
 }
+
+// TestStreamsOneMicroBatchPerStep: with a KV stream per sequence, typists
+// whose keystrokes arrive out of order and with idle slots between busy
+// ones still share one micro-batch (one pass over the weights) per step:
+// the scheduler orders the batch by slot, fills holes with placeholders
+// and feeds short prompt tails one token per step (batchlayout.go). The
+// placeholders leave nothing behind: every result equals the same request
+// run alone.
+func TestStreamsOneMicroBatchPerStep(t *testing.T) {
+	const n = 8
+	s, m := newSched(t, enginetest.Options{Streams: true, DecodeDelay: time.Millisecond},
+		engine.Config{NParallel: n, NCtx: n * 2048, NBatch: 512})
+	reqs := make([]engine.Request, n)
+	for i := range reqs {
+		reqs[i] = fimReq(i+1, 30+i, 10+i)
+		complete(t, s, reqs[i]) // each typist's slot holds its file
+	}
+	start := len(m.LastContext().MicroBatches())
+	// The next keystroke of each typist, in a scrambled order, arriving
+	// while others generate.
+	res := make([]*engine.Result, n)
+	var wg sync.WaitGroup
+	for k, i := range []int{5, 2, 7, 0, 3, 6, 1, 4} {
+		r := reqs[i]
+		r.Prefix += "y"
+		reqs[i] = r
+		wg.Go(func() {
+			time.Sleep(time.Duration(k) * 3 * time.Millisecond)
+			res[i] = complete(t, s, r)
+		})
+	}
+	wg.Wait()
+	mbs := m.LastContext().MicroBatches()[start:]
+	if len(mbs) == 0 {
+		t.Fatal("no decodes")
+	}
+	for i, c := range mbs {
+		if c != 1 {
+			t.Fatalf("decode %d of %d split into %d micro-batches (all: %v)", i, len(mbs), c, mbs)
+		}
+	}
+	if _, _, most := m.LastContext().Counters(); most < n/2 {
+		t.Fatalf("at most %d sequences in a batch: the test did not batch", most)
+	}
+	for i, r := range res {
+		if r.Timings.EvaluatedTokens > 2 {
+			t.Errorf("typist %d evaluated %d prompt tokens: its slot's cache was lost", i, r.Timings.EvaluatedTokens)
+		}
+		sameTokens(t, fmt.Sprintf("typist %d", i), r, cold(t, reqs[i]))
+	}
+}
+
+// TestStreamsPlaceholderNotRemovable: a memory that cannot remove a
+// partial range (recurrent models) cannot take placeholders back; the
+// scheduler then drops that slot's cache, stops padding, and every result
+// is still the request's own.
+func TestStreamsPlaceholderNotRemovable(t *testing.T) {
+	const n = 4
+	s, _ := newSched(t, enginetest.Options{Streams: true, NoPartialRm: true, DecodeDelay: time.Millisecond},
+		engine.Config{NParallel: n, NCtx: n * 2048, NBatch: 512})
+	reqs := make([]engine.Request, n)
+	res := make([]*engine.Result, n)
+	var wg sync.WaitGroup
+	for i := range reqs {
+		reqs[i] = fimReq(i+1, 20+i, 8+i)
+		wg.Go(func() {
+			time.Sleep(time.Duration(i) * 2 * time.Millisecond)
+			res[i] = complete(t, s, reqs[i])
+		})
+	}
+	wg.Wait()
+	for i, r := range res {
+		sameTokens(t, fmt.Sprintf("request %d", i), r, cold(t, reqs[i]))
+	}
+}

@@ -7,6 +7,7 @@ type slot struct {
 	cached   []Token   // exactly the tokens of this sequence in the KV, by position
 	lastUsed uint64    // scheduler tick of the last release, for LRU
 	seq      *sequence // nil when idle
+	pad      [1]Token  // a placeholder's token (batchlayout.go)
 }
 
 // commonPrefix is the length of the longest common prefix of a and b.

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,7 @@ func runBench(ctx context.Context, args []string) error {
 	maxSuffix := fs.Int("max-suffix", 768, "bytes of suffix in the editor window")
 	out := fs.String("out", "", "also append the markdown table to this file")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured runs to this file")
+	verbose := fs.Bool("v", false, "print every keystroke's timings to stderr")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
@@ -50,6 +52,7 @@ func runBench(ctx context.Context, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	benchVerbose = *verbose
 	var counts []int
 	for _, s := range strings.Split(*typists, ",") {
 		var n int
@@ -70,6 +73,9 @@ func runBench(ctx context.Context, args []string) error {
 	most := slices.Max(counts)
 	cfg.NParallel = most
 	cfg.NCtx = 4096
+	if v, err := strconv.Atoi(os.Getenv("C4M_NCTX")); err == nil {
+		cfg.NCtx = v
+	}
 	e, err := newEngine(cfg, log, []modelRef{ref})
 	if err != nil {
 		return err
@@ -91,7 +97,13 @@ func runBench(ctx context.Context, args []string) error {
 			}
 			// Warm the model's slots with each typist's first keystroke's file
 			// context so "reuse on" measures steady-state typing.
-			r, err := benchRun(ctx, e, ref.Name, ws[:n], k, *maxTokens, reuse)
+			// One typist: each of the typists of the largest run in turn,
+			// alone, so the baseline types the same keystrokes.
+			typ, conc := ws[:n], true
+			if n == 1 && reuse {
+				typ, conc = ws[:most], false
+			}
+			r, err := benchRun(ctx, e, ref.Name, typ, k, *maxTokens, reuse, conc)
 			if err != nil {
 				return err
 			}
@@ -107,14 +119,19 @@ func runBench(ctx context.Context, args []string) error {
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "Engine typing benchmark: model %s, %d generated tokens per keystroke, window %d/%d bytes prefix/suffix, %d slots, %s, GOMAXPROCS %d, commit %s, host %s, %s\n\n",
 		label, *maxTokens, *maxPrefix, *maxSuffix, most, cpuModel(), runtime.GOMAXPROCS(0), buildVersion(), host, time.Now().UTC().Format("2006-01-02"))
-	b.WriteString("| prefix reuse | typists | keystrokes | p50 ms | p95 ms | p99 ms | prompt tokens/keystroke | from cache | evaluated/keystroke | generated tok/s (aggregate) | tokens/decode |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| prefix reuse | typists | keystrokes | p50 ms | p95 ms | p99 ms | prompt tokens/keystroke | from cache | evaluated/keystroke | generated tok/s, whole run | generated tok/s, all typing | tokens/decode |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %.1f %% | %.1f | %.1f | %.1f |\n",
-			map[bool]string{true: "on", false: "off"}[r.reuse], r.typists, r.keystrokes, r.p50, r.p95, r.p99, r.promptPer, 100*r.cachedShare, r.evalPer, r.genTPS, r.perDecode)
+		who := strconv.Itoa(r.typists)
+		if !r.concurrent && r.alone > 1 {
+			who = fmt.Sprintf("1 (each of %d in turn)", r.alone)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.0f | %.0f | %.1f %% | %.1f | %.1f | %.1f | %.1f |\n",
+			map[bool]string{true: "on", false: "off"}[r.reuse], who, r.keystrokes, r.p50, r.p95, r.p99, r.promptPer, 100*r.cachedShare, r.evalPer, r.genTPS, r.steadyTPS, r.perDecode)
 	}
 	one, eight := findRow(rows, true, 1), findRow(rows, true, most)
 	if one != nil && eight != nil && most > 1 {
-		fmt.Fprintf(&b, "\nAggregate generated tokens/s, %d typists vs 1 (reuse on): %.2f×\n", most, eight.genTPS/one.genTPS)
+		fmt.Fprintf(&b, "\nGenerated tokens/s, %d typists at once vs one typist at a time over the same keystrokes (reuse on): %.2f× while all %d type, %.2f× over the whole run (its tail has fewer typists)\n",
+			most, eight.steadyTPS/one.genTPS, most, eight.genTPS/one.genTPS)
 	}
 	on, off := findRow(rows, true, 1), findRow(rows, false, 1)
 	if on != nil && off != nil {
@@ -132,9 +149,15 @@ func runBench(ctx context.Context, args []string) error {
 	return nil
 }
 
+// benchVerbose: print every keystroke (bench engine -v).
+var benchVerbose bool
+
 type benchRow struct {
 	reuse               bool
+	concurrent          bool // the typists typed at once, else one after another
+	alone               int  // typists that typed (one after another unless concurrent)
 	typists, keystrokes int
+	steadyTPS           float64 // generated tok/s while every typist typed
 	p50, p95, p99       float64
 	promptPer, evalPer  float64
 	cachedShare, genTPS float64
@@ -151,11 +174,15 @@ func findRow(rows []benchRow, reuse bool, n int) *benchRow {
 	return nil
 }
 
-// benchRun lets n typists type k keystrokes each, closed loop: a typist's
-// next keystroke is sent when its previous completion returns.
-func benchRun(ctx context.Context, e *engine.Engine, model string, ws []workload.Typist, k, maxTokens int, reuse bool) (benchRow, error) {
+// benchRun lets the typists type k keystrokes each, closed loop: a
+// typist's next keystroke is sent when its previous completion returns.
+// Concurrent, all type at once; otherwise one after another, each alone
+// (the one-typist baseline over the same keystrokes as the concurrent
+// runs, so both do the same work: the same window moves and new lines).
+func benchRun(ctx context.Context, e *engine.Engine, model string, ws []workload.Typist, k, maxTokens int, reuse, concurrent bool) (benchRow, error) {
 	type sample struct {
 		ms                        float64
+		end                       time.Time
 		prompt, cached, eval, gen int
 	}
 	var mu sync.Mutex
@@ -179,23 +206,39 @@ func benchRun(ctx context.Context, e *engine.Engine, model string, ws []workload
 	}
 	st0 := modelStats(e, model)
 	start := time.Now()
-	for _, ty := range ws {
-		wg.Go(func() {
-			for _, ks := range ty.Keystrokes[1:min(k+1, len(ty.Keystrokes))] {
-				t0 := time.Now()
-				res, err := e.Complete(ctx, model, benchReq(ks, ty.ID, maxTokens, reuse))
-				ms := float64(time.Since(t0).Microseconds()) / 1000
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				if err == nil {
-					t := res.Timings
-					samples = append(samples, sample{ms, t.PromptTokens, t.CachedTokens, t.EvaluatedTokens, t.GeneratedTokens})
-				}
-				mu.Unlock()
+	var firstDone time.Time // when the first typist typed its last keystroke
+	typeAll := func(ty workload.Typist) {
+		for _, ks := range ty.Keystrokes[1:min(k+1, len(ty.Keystrokes))] {
+			t0 := time.Now()
+			res, err := e.Complete(ctx, model, benchReq(ks, ty.ID, maxTokens, reuse))
+			now := time.Now()
+			ms := float64(now.Sub(t0).Microseconds()) / 1000
+			mu.Lock()
+			if err != nil && firstErr == nil {
+				firstErr = err
 			}
-		})
+			if err == nil {
+				t := res.Timings
+				if benchVerbose {
+					fmt.Fprintf(os.Stderr, "typist %d: %.0f ms, prompt %d, cached %d, shifted %d, evaluated %d, generated %d\n",
+						ty.ID, ms, t.PromptTokens, t.CachedTokens, t.ShiftedTokens, t.EvaluatedTokens, t.GeneratedTokens)
+				}
+				samples = append(samples, sample{ms, now, t.PromptTokens, t.CachedTokens, t.EvaluatedTokens, t.GeneratedTokens})
+			}
+			mu.Unlock()
+		}
+		mu.Lock()
+		if firstDone.IsZero() {
+			firstDone = time.Now()
+		}
+		mu.Unlock()
+	}
+	for _, ty := range ws {
+		if concurrent {
+			wg.Go(func() { typeAll(ty) })
+		} else {
+			typeAll(ty)
+		}
 	}
 	wg.Wait()
 	wall := time.Since(start).Seconds()
@@ -204,25 +247,39 @@ func benchRun(ctx context.Context, e *engine.Engine, model string, ws []workload
 		return benchRow{}, firstErr
 	}
 	lat := make([]float64, len(samples))
-	var prompt, cached, eval, gen int
+	var prompt, cached, eval, gen, genAll int
 	for i, s := range samples {
 		lat[i] = s.ms
 		prompt += s.prompt
 		cached += s.cached
 		eval += s.eval
 		gen += s.gen
+		if !s.end.After(firstDone) {
+			genAll += s.gen
+		}
 	}
 	slices.Sort(lat)
 	n := float64(len(samples))
-	return benchRow{
-		reuse: reuse, typists: len(ws), keystrokes: len(samples),
+	row := benchRow{
+		reuse: reuse, typists: len(ws), concurrent: concurrent, alone: len(ws), keystrokes: len(samples),
 		p50: pct(lat, 50), p95: pct(lat, 95), p99: pct(lat, 99),
 		promptPer: float64(prompt) / n, evalPer: float64(eval) / n,
 		cachedShare: float64(cached) / max(float64(prompt), 1),
 		genTPS:      float64(gen) / wall,
 		perDecode:   float64(st1.DecodeTokens-st0.DecodeTokens) / max(float64(st1.Decodes-st0.Decodes), 1),
 		decodeShare: (st1.DecodeMS - st0.DecodeMS) / 1000 / wall,
-	}, nil
+	}
+	if !concurrent {
+		row.typists = 1
+	}
+	row.steadyTPS = row.genTPS
+	if concurrent && len(ws) > 1 {
+		// While every typist types: the tokens of the keystrokes that
+		// ended before the first typist finished, over that time. After
+		// it, fewer typists share the engine (the run's tail).
+		row.steadyTPS = float64(genAll) / firstDone.Sub(start).Seconds()
+	}
+	return row, nil
 }
 
 func modelStats(e *engine.Engine, model string) engine.Stats {

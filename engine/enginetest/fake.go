@@ -14,6 +14,7 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -52,6 +53,10 @@ type Options struct {
 	// KVCells, when positive, is the KV capacity instead of NCtx, to
 	// provoke ErrKVFull.
 	KVCells int
+	// Streams makes the context report one KV stream per sequence
+	// (engine.StreamedContext) and count the micro-batches llama.cpp
+	// would split each batch into (MicroBatches).
+	Streams bool
 	// DecodeDelay and TokenDelay simulate compute: each Decode sleeps
 	// DecodeDelay + TokenDelay × batch tokens.
 	DecodeDelay, TokenDelay time.Duration
@@ -241,6 +246,64 @@ type Context struct {
 
 	// Counters, read with Counters after the scheduler is idle or closed.
 	decodes, tokens, maxSeqs atomic.Int64
+	// microBatches[i] is the micro-batch count of decode i (Streams).
+	mbMu         sync.Mutex
+	microBatches []int
+}
+
+// SeqStreams reports Options.Streams (engine.StreamedContext).
+func (c *Context) SeqStreams() bool { return c.m.opts.Streams && c.p.NSeqMax > 1 }
+
+// MicroBatches returns the micro-batch count of every successful decode so
+// far, in order (Options.Streams; nil otherwise).
+func (c *Context) MicroBatches() []int {
+	c.mbMu.Lock()
+	defer c.mbMu.Unlock()
+	return slices.Clone(c.microBatches)
+}
+
+// countMicroBatches splits b the way llama.cpp splits a batch for a KV
+// cache with a stream per sequence (llama_batch_allocr::split_equal,
+// sequential): each micro-batch takes, walking the batch in order,
+// sequences whose ids follow each other, and the same number of tokens
+// from each, as many as every one of them has left.
+func countMicroBatches(b *engine.Batch) int {
+	used := make([]bool, b.Len())
+	left := b.Len()
+	count := 0
+	for left > 0 {
+		var seqs []int32
+		for i, s := range b.Seq {
+			if used[i] || slices.Contains(seqs, s) {
+				continue
+			}
+			if len(seqs) == 0 || s == seqs[len(seqs)-1]+1 {
+				seqs = append(seqs, s)
+			}
+		}
+		take := b.Len()
+		for _, s := range seqs {
+			n := 0
+			for i, t := range b.Seq {
+				if t == s && !used[i] {
+					n++
+				}
+			}
+			take = min(take, n)
+		}
+		for _, s := range seqs {
+			n := 0
+			for i, t := range b.Seq {
+				if t == s && !used[i] && n < take {
+					used[i] = true
+					n++
+					left--
+				}
+			}
+		}
+		count++
+	}
+	return count
 }
 
 // Counters reports decode calls, decoded tokens and the most distinct
@@ -308,6 +371,11 @@ func (c *Context) Decode(b *engine.Batch) error {
 	}
 	c.decodes.Add(1)
 	c.tokens.Add(int64(n))
+	if c.SeqStreams() {
+		c.mbMu.Lock()
+		c.microBatches = append(c.microBatches, countMicroBatches(b))
+		c.mbMu.Unlock()
+	}
 	if int64(len(next)) > c.maxSeqs.Load() {
 		c.maxSeqs.Store(int64(len(next)))
 	}

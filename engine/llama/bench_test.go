@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -134,8 +135,14 @@ func BenchmarkDecodeSeqs(b *testing.B) {
 	for _, n := range []int{1, 8} {
 		b.Run(fmt.Sprintf("seqs=%d", n), func(b *testing.B) {
 			m := benchModel(b)
-			const prompt = 64
-			c, err := m.NewLlamaContext(engine.ContextParams{NCtx: 1024 * n, NBatch: prompt * n, NSeqMax: n})
+			// CODE4ME_BENCH_PROMPT sets the tokens already in each sequence
+			// (the typing workload's prompts are about 1,000).
+			prompt := 64
+			if v, err := strconv.Atoi(os.Getenv("CODE4ME_BENCH_PROMPT")); err == nil && v > 0 {
+				prompt = v
+			}
+			perSeq := max(1024, (prompt+256+255)&^255)
+			c, err := m.NewLlamaContext(engine.ContextParams{NCtx: perSeq * n, NBatch: min(prompt*n, 2048), NSeqMax: n})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -143,12 +150,15 @@ func BenchmarkDecodeSeqs(b *testing.B) {
 			toks := benchTokens(b, m, prompt)
 			var batch engine.Batch
 			for s := range n {
-				for i, t := range toks {
-					batch.Add(t, int32(i), int32(s), i == len(toks)-1)
+				for i0 := 0; i0 < len(toks); i0 += 512 {
+					batch.Reset()
+					for i, t := range toks[i0:min(i0+512, len(toks))] {
+						batch.Add(t, int32(i0+i), int32(s), i0+i == len(toks)-1)
+					}
+					if err := c.Decode(&batch); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			if err := c.Decode(&batch); err != nil {
-				b.Fatal(err)
 			}
 			pos := int32(prompt)
 			tok := toks[0]
@@ -156,9 +166,9 @@ func BenchmarkDecodeSeqs(b *testing.B) {
 			for b.Loop() {
 				if int(pos) >= c.NCtx()/n {
 					for s := range n {
-						c.SeqRm(int32(s), prompt, -1)
+						c.SeqRm(int32(s), int32(prompt), -1)
 					}
-					pos = prompt
+					pos = int32(prompt)
 				}
 				batch.Reset()
 				for s := range n {

@@ -25,6 +25,7 @@ type Context struct {
 
 	nCtx, nBatch, nSeqMax int
 	nVocab                int
+	unified               bool
 	embeddings            bool
 	// outputs[i] is set when row i of the last successful Decode asked for
 	// logits; Logits and Sample refuse other rows instead of letting
@@ -109,6 +110,7 @@ func (m *Model) NewLlamaContext(p engine.ContextParams) (*Context, error) {
 	}
 	c := &Context{
 		model:      m,
+		unified:    p.UnifiedKV,
 		ctx:        cctx,
 		mem:        C.llama_get_memory(cctx),
 		nCtx:       int(C.llama_n_ctx(cctx)),
@@ -273,6 +275,10 @@ func (c *Context) NBatch() int { return c.nBatch }
 
 // NSeqMax is the number of sequences.
 func (c *Context) NSeqMax() int { return c.nSeqMax }
+
+// SeqStreams reports whether each sequence has its own KV stream (the
+// context was not created with UnifiedKV and holds several sequences).
+func (c *Context) SeqStreams() bool { return !c.unified && c.nSeqMax > 1 }
 
 // Close frees the context and its batch; later calls do nothing.
 func (c *Context) Close() error {
