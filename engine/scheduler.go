@@ -425,7 +425,7 @@ func (s *Scheduler) compact() {
 func (s *Scheduler) admit(now time.Time) {
 	for len(s.waiting) > 0 {
 		q := s.waiting[0]
-		sl := pickSlot(s.slots, q.prompt, s.cfg.SlotSimilarity)
+		sl := pickSlot(s.slots, q.prompt, s.cfg.SlotSimilarity, s.reuseChunk())
 		if sl == nil {
 			return
 		}
@@ -768,3 +768,12 @@ func (s *Scheduler) shutdown() {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// reuseChunk is the minimum chunk shifted into place, 0 when chunk reuse
+// is off or the model cannot shift.
+func (s *Scheduler) reuseChunk() int {
+	if s.cfg.CacheReuse > 0 && s.canShift {
+		return s.cfg.CacheReuse
+	}
+	return 0
+}

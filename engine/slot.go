@@ -23,9 +23,14 @@ func commonPrefix(a, b []Token) int {
 
 // pickSlot chooses among idle slots the one whose cache shares the longest
 // prefix with prompt, if that prefix is at least threshold × len(prompt)
-// (llama.cpp's --slot-prompt-similarity); otherwise the least recently used
-// idle slot. It returns nil when no slot is idle.
-func pickSlot(slots []*slot, prompt []Token, threshold float64) *slot {
+// (llama.cpp's --slot-prompt-similarity). When none does and chunk reuse is
+// on (minChunk > 0), it takes the slot whose cache would give the most
+// tokens with chunks shifted into place (reuseChunks), under the same
+// threshold: when the editor window's start moves, every token after the
+// first line changes position, and only the typist's own slot holds them.
+// Otherwise it takes the least recently used idle slot. It returns nil
+// when no slot is idle.
+func pickSlot(slots []*slot, prompt []Token, threshold float64, minChunk int) *slot {
 	var best, lru *slot
 	bestLCP := -1
 	for _, sl := range slots {
@@ -42,8 +47,25 @@ func pickSlot(slots []*slot, prompt []Token, threshold float64) *slot {
 	if best == nil {
 		return nil
 	}
-	if bestLCP > 0 && (threshold <= 0 || float64(bestLCP) >= threshold*float64(len(prompt))) {
+	enough := func(n int) bool { return n > 0 && (threshold <= 0 || float64(n) >= threshold*float64(len(prompt))) }
+	if enough(bestLCP) {
 		return best
+	}
+	if minChunk > 0 {
+		bestN := 0
+		var reuse *slot
+		for _, sl := range slots {
+			if sl.seq != nil {
+				continue
+			}
+			lcp := commonPrefix(sl.cached, prompt)
+			if _, n := planReuse(sl.cached, prompt, lcp, minChunk); n > bestN {
+				reuse, bestN = sl, n
+			}
+		}
+		if reuse != nil && enough(bestN) {
+			return reuse
+		}
 	}
 	return lru
 }
@@ -64,10 +86,29 @@ type kvShifter interface {
 // Only moves towards lower positions are possible: a decode must continue a
 // sequence at its last position + 1, so no gap can be filled in later.
 func reuseChunks(kv kvShifter, seq int32, cached, prompt []Token, nPast, minChunk int) (int, int) {
-	if minChunk <= 0 {
-		return nPast, 0
-	}
+	moves, n := planReuse(cached, prompt, nPast, minChunk)
 	shifted := 0
+	for _, m := range moves {
+		if m.from != m.to {
+			kv.SeqRm(seq, int32(m.to), int32(m.from))
+			kv.SeqAdd(seq, int32(m.from), int32(m.from+m.n), int32(m.to-m.from))
+			shifted += m.n
+		}
+		copy(cached[m.to:m.to+m.n], cached[m.from:m.from+m.n])
+	}
+	return n, shifted
+}
+
+// chunkMove moves n cached tokens from position from to position to.
+type chunkMove struct{ from, to, n int }
+
+// planReuse finds the chunks reuseChunks moves, in order, and the prefix
+// they extend nPast to, without touching anything.
+func planReuse(cached, prompt []Token, nPast, minChunk int) ([]chunkMove, int) {
+	if minChunk <= 0 {
+		return nil, nPast
+	}
+	var moves []chunkMove
 	headC, headP := nPast, nPast
 	for headC < len(cached) && headP < len(prompt) {
 		n := 0
@@ -78,15 +119,10 @@ func reuseChunks(kv kvShifter, seq int32, cached, prompt []Token, nPast, minChun
 			headC++
 			continue
 		}
-		if delta := headP - headC; delta != 0 {
-			kv.SeqRm(seq, int32(headP), int32(headC))
-			kv.SeqAdd(seq, int32(headC), int32(headC+n), int32(delta))
-			shifted += n
-		}
-		copy(cached[headP:headP+n], cached[headC:headC+n])
+		moves = append(moves, chunkMove{from: headC, to: headP, n: n})
 		nPast += n
 		headC += n
 		headP += n
 	}
-	return nPast, shifted
+	return moves, nPast
 }

@@ -39,17 +39,24 @@ func TestPickSlot(t *testing.T) {
 		slots     []*slot
 		prompt    string
 		threshold float64
+		minChunk  int
 		want      int // index, -1 for nil
 	}{
-		{"longest prefix", []*slot{mk("abx", 1, false), mk("abcdx", 2, false), mk("", 0, false)}, "abcdef", 0.1, 1},
-		{"below threshold takes LRU", []*slot{mk("zz", 5, false), mk("aq", 3, false), mk("", 4, false)}, "abcdefghijklmnopqrstuvwxyz", 0.1, 1},
-		{"threshold zero takes any prefix", []*slot{mk("zz", 5, false), mk("aq", 3, false)}, "abcdefghijklmnopqrstuvwxyz", -1, 1},
-		{"busy slots skipped", []*slot{mk("abcdef", 1, true), mk("ab", 9, false)}, "abcdef", 0.1, 1},
-		{"all busy", []*slot{mk("a", 1, true)}, "a", 0.1, -1},
-		{"no prefix anywhere takes LRU", []*slot{mk("x", 7, false), mk("y", 2, false), mk("z", 3, false)}, "abc", 0.1, 1},
+		{"longest prefix", []*slot{mk("abx", 1, false), mk("abcdx", 2, false), mk("", 0, false)}, "abcdef", 0.1, 0, 1},
+		{"below threshold takes LRU", []*slot{mk("zz", 5, false), mk("aq", 3, false), mk("", 4, false)}, "abcdefghijklmnopqrstuvwxyz", 0.1, 0, 1},
+		{"threshold zero takes any prefix", []*slot{mk("zz", 5, false), mk("aq", 3, false)}, "abcdefghijklmnopqrstuvwxyz", -1, 0, 1},
+		{"busy slots skipped", []*slot{mk("abcdef", 1, true), mk("ab", 9, false)}, "abcdef", 0.1, 0, 1},
+		{"all busy", []*slot{mk("a", 1, true)}, "a", 0.1, 0, -1},
+		{"no prefix anywhere takes LRU", []*slot{mk("x", 7, false), mk("y", 2, false), mk("z", 3, false)}, "abc", 0.1, 0, 1},
+		// The window's start moved: the typist's slot holds the prompt's
+		// body one line later, which shifting recovers.
+		{"moved window takes the slot with reusable chunks", []*slot{mk("hdr1111abcdefghijklmnop", 7, false), mk("hzzzzzzzzzzzzzzzzzzzz", 2, false)},
+			"habcdefghijklmnopq", 0.5, 4, 0},
+		{"reusable chunks below the threshold take LRU", []*slot{mk("hdr1111abcdefghijklmnop", 7, false), mk("hzzzzzzzzzzzzzzzzzzzz", 2, false)},
+			"habcdexxxxxxxxxxxxxxxxxxxxxxxxxx", 0.5, 4, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := pickSlot(tc.slots, toks(tc.prompt), tc.threshold)
+			got := pickSlot(tc.slots, toks(tc.prompt), tc.threshold, tc.minChunk)
 			idx := -1
 			for i, s := range tc.slots {
 				if s == got {
