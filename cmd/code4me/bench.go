@@ -73,9 +73,6 @@ func runBench(ctx context.Context, args []string) error {
 	most := slices.Max(counts)
 	cfg.NParallel = most
 	cfg.NCtx = 4096
-	if v, err := strconv.Atoi(os.Getenv("C4M_NCTX")); err == nil {
-		cfg.NCtx = v
-	}
 	e, err := newEngine(cfg, log, []modelRef{ref})
 	if err != nil {
 		return err

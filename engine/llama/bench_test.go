@@ -142,7 +142,8 @@ func BenchmarkDecodeSeqs(b *testing.B) {
 				prompt = v
 			}
 			perSeq := max(1024, (prompt+256+255)&^255)
-			c, err := m.NewLlamaContext(engine.ContextParams{NCtx: perSeq * n, NBatch: min(prompt*n, 2048), NSeqMax: n})
+			c, err := m.NewLlamaContext(engine.ContextParams{NCtx: perSeq * n, NBatch: min(prompt*n, 2048), NSeqMax: n,
+				FlashAttn: os.Getenv("CODE4ME_BENCH_FLASH_ATTN") == "1"})
 			if err != nil {
 				b.Fatal(err)
 			}
