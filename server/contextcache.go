@@ -36,6 +36,11 @@ const (
 	ctxCacheMaxBytes = 64 << 20
 )
 
+// ctxUncached is the context version of callers that must not use the
+// cache nor give the project a version (WebSocket connections, whose
+// version was read at connect time and goes stale).
+const ctxUncached = "-"
+
 type ctxCacheEntry struct {
 	version string
 	files   []contextFile // every non-empty file, in the database's order
@@ -54,7 +59,7 @@ type ctxCache struct {
 
 // get returns the project's files if the copy is of version and fresh.
 func (c *ctxCache) get(project uuid.UUID, version string) ([]contextFile, bool) {
-	if version == "" {
+	if version == "" || version == ctxUncached {
 		return nil, false
 	}
 	c.mu.Lock()
@@ -70,7 +75,7 @@ func (c *ctxCache) get(project uuid.UUID, version string) ([]contextFile, bool) 
 
 // put keeps files as the project's context of version.
 func (c *ctxCache) put(project uuid.UUID, version string, files []contextFile) {
-	if version == "" {
+	if version == "" || version == ctxUncached {
 		return
 	}
 	n := 0
@@ -153,10 +158,14 @@ func (s *Server) projectContext(ctx context.Context, project uuid.UUID, version 
 			files = append(files, contextFile{r.FileName, r.ChangeCount, strings.Join(r.Lines, "\n")})
 		}
 	}
-	if version != "" {
+	switch version {
+	case ctxUncached:
+	case "":
+		if err := s.tokens.InitContextVersion(ctx, project); err != nil {
+			s.log.Warn("completion: " + err.Error())
+		}
+	default:
 		s.ctxCache.put(project, version, files)
-	} else if err := s.tokens.InitContextVersion(ctx, project); err != nil {
-		s.log.Warn("completion: " + err.Error())
 	}
 	return files, nil
 }

@@ -152,7 +152,7 @@ func (s *Server) wsServe(kind wsKind) func(*websocket.Conn) {
 		// The connect-time context version goes stale while the connection
 		// lives: its requests read the context from Postgres.
 		p := *w.p
-		p.ContextVersion = ""
+		p.ContextVersion = ctxUncached
 		w.p = &p
 		c.SetReadLimit(wsReadLimit)
 		for {
