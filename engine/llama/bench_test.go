@@ -143,7 +143,7 @@ func BenchmarkDecodeSeqs(b *testing.B) {
 			}
 			perSeq := max(1024, (prompt+256+255)&^255)
 			c, err := m.NewLlamaContext(engine.ContextParams{NCtx: perSeq * n, NBatch: min(prompt*n, 2048), NSeqMax: n,
-				FlashAttn: os.Getenv("CODE4ME_BENCH_FLASH_ATTN") == "1"})
+				FlashAttn: os.Getenv("CODE4ME_BENCH_FLASH_ATTN") == "1", NThreads: benchThreads()})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -183,4 +183,10 @@ func BenchmarkDecodeSeqs(b *testing.B) {
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
 		})
 	}
+}
+
+// benchThreads is CODE4ME_BENCH_THREADS, 0 (all cores) when unset.
+func benchThreads() int {
+	n, _ := strconv.Atoi(os.Getenv("CODE4ME_BENCH_THREADS"))
+	return max(n, 0)
 }
