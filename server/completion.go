@@ -488,6 +488,9 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		// A streamed token must not reach a client whose request is then
 		// refused: streaming requests wait for the state first.
 		if err := pr.waitState(); err != nil {
+			if ctx.Err() != nil {
+				return nil, errCancelled
+			}
 			return nil, err
 		}
 	}
@@ -518,14 +521,14 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	outs := s.runModels(mctx, r.ModelIDs, completionTimeout, false, func(m RegisteredModel) engine.Request {
 		return FIMRequest(pr.ctx.Prefix, pr.ctx.Suffix, pr.ctx.FileName, chunks(pr.files), r.StopSequences, key)
 	}, sink)
-	if err := pr.waitState(); err != nil {
-		return nil, err // nothing was stored: the first batch was never sent
-	}
-	st.add(StageLookup, pr.lookupMS)
 	if ctx.Err() != nil {
 		s.discard(pre)
 		return nil, errCancelled
 	}
+	if err := pr.waitState(); err != nil {
+		return nil, err // nothing was stored: the first batch was never sent
+	}
+	st.add(StageLookup, pr.lookupMS)
 	if err := allOverloaded(outs); err != nil {
 		s.discard(pre)
 		return nil, err
