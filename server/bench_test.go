@@ -69,7 +69,7 @@ func benchServer(b *testing.B) (*Server, map[string]string, int64) {
 	}
 	cfg.DataDir = b.TempDir()
 	cfg.DefaultRatePerHour = 1 << 30
-	srv, err := New(Deps{Config: cfg, DB: testenv.Pool(b), Redis: testenv.Redis(b), Engine: eng})
+	srv, err := New(Deps{Config: cfg, DB: testenv.Pool(b), Redis: testenv.Redis(b), Engine: eng, JobQueue: testQueue()})
 	if err != nil {
 		b.Fatal(err)
 	}

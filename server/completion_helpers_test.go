@@ -157,7 +157,7 @@ func newPluginEnv(t *testing.T, mut func(*config.Config)) *pluginEnv {
 		mut(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := New(Deps{Config: cfg, Log: log, DB: testenv.Pool(t), Redis: testenv.Redis(t), Engine: eng})
+	srv, err := New(Deps{Config: cfg, Log: log, DB: testenv.Pool(t), Redis: testenv.Redis(t), Engine: eng, JobQueue: testQueue()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/google/uuid"
 	"io"
 	"net"
 	"net/http"
@@ -37,6 +38,12 @@ type env struct {
 
 func newEnv(t *testing.T, mut func(*config.Config)) *env {
 	t.Helper()
+	return newEnvMail(t, mut, nil)
+}
+
+// newEnvMail is newEnv with the server's mail sender wrapped by wrap.
+func newEnvMail(t *testing.T, mut func(*config.Config), wrap func(mail.Sender) mail.Sender) *env {
+	t.Helper()
 	cfg, err := config.Load(func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
@@ -49,12 +56,19 @@ func newEnv(t *testing.T, mut func(*config.Config)) *env {
 		mut(&cfg)
 	}
 	iss := oauthtest.New(t)
+	var sender mail.Sender = &mail.SMTP{Host: smtp.Host(), Port: smtp.Port(), From: "code4me <noreply@example.com>"}
+	if wrap != nil {
+		sender = wrap(sender)
+	}
 	srv, err := New(Deps{
 		Config: cfg,
 		DB:     testenv.Pool(t),
 		Redis:  testenv.Redis(t),
-		Mail:   &mail.SMTP{Host: smtp.Host(), Port: smtp.Port(), From: "code4me <noreply@example.com>"},
+		Mail:   sender,
 		OAuth:  oauth.New(oauth.Options{ClientID: testClientID, JWKSURL: iss.URL}),
+		// Each test server works its own jobs: a mail queued by an earlier
+		// test must not reach this test's SMTP listener.
+		JobQueue: testQueue(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -213,3 +227,6 @@ func rawPost(t *testing.T, addr, path, body string) (int, string) {
 	b, _ := io.ReadAll(res.Body)
 	return res.StatusCode, string(b)
 }
+
+// testQueue is a River queue name of one test server's own.
+func testQueue() string { return "test_" + uuid.NewString() }

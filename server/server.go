@@ -61,6 +61,9 @@ type Deps struct {
 	// Models maps the plugin's model ids to engine models. Nil: built from
 	// Engine's loaded models at New (ModelUpsert), see RegisterModels.
 	Models *ModelRegistry
+	// JobQueue is the River queue this server inserts its jobs in and
+	// works ("default" when empty). Tests give each server its own.
+	JobQueue string
 }
 
 // Server is the HTTP application.
@@ -81,6 +84,7 @@ type Server struct {
 	oauth     *oauth.Verifier
 	redirects routeMatcher
 	plugin    plugin   // completion, chat and WebSocket state (completion.go)
+	jobs      jobs     // River client: mail (mailjob.go)
 	ctxCache  ctxCache // projects' multi-file context (contextcache.go)
 
 	stop context.CancelFunc // ends background work (the session sweeper)
@@ -134,6 +138,10 @@ func New(d Deps) (*Server, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
+	if err := s.startJobs(ctx, d.JobQueue); err != nil {
+		cancel()
+		return nil, err
+	}
 	sweep := d.Config.TokenHookActivation
 	if sweep <= 0 {
 		sweep = 10 * time.Second
@@ -202,10 +210,12 @@ func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
 
 // Shutdown stops accepting connections and waits for handlers to finish, up
 // to ctx's deadline.
-// Background work (the session sweeper, pending emails) is stopped and
-// waited for too. Tokens are left in Redis: a restart logs nobody out.
+// Background work (the session sweeper, the job queue's running jobs) is
+// stopped and waited for too; queued jobs stay in Postgres for the next
+// start. Tokens are left in Redis: a restart logs nobody out.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.app.ShutdownWithContext(ctx)
+	err = errors.Join(err, s.stopJobs(ctx))
 	s.stop()
 	done := make(chan struct{})
 	go func() { s.bg.Wait(); close(done) }()

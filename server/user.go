@@ -122,15 +122,23 @@ func (s *Server) userCreate(c *fiber.Ctx) error {
 		return internal(MsgCreateUserError, err)
 	}
 	pref, _ := json.Marshal(defaultPreference)
-	u, err := s.q.UserCreate(ctx, s.db, models.UserCreateParams{Email: email, Name: name, PasswordHash: hash,
-		IsOauthSignup: isOAuth, ConfigID: configID, Preference: pref})
+	// The user and its verification mail job commit together.
+	var u models.User
+	err = db.WithTx(ctx, s.db, func(tx pgx.Tx) error {
+		var err error
+		u, err = s.q.UserCreate(ctx, tx, models.UserCreateParams{Email: email, Name: name, PasswordHash: hash,
+			IsOauthSignup: isOAuth, ConfigID: configID, Preference: pref})
+		if err != nil {
+			return err
+		}
+		return s.queueMailTx(ctx, tx, mailKindVerify, u.UserID)
+	})
 	if err != nil {
 		if db.IsUniqueViolation(err, "") {
 			return fail(fiber.StatusConflict, MsgUserAlreadyExists)
 		}
 		return internal(MsgCreateUserError, err)
 	}
-	s.sendVerification(u)
 	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"message": MsgCreateUser, "user_id": u.UserID})
 }
 

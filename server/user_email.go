@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net/url"
@@ -74,44 +75,42 @@ func render(t *template.Template, name string, data any) string {
 	return b.String()
 }
 
-// sendVerification issues a verification token and mails its link in the
-// background.
-func (s *Server) sendVerification(u models.User) {
-	s.background(func(ctx context.Context) {
-		tok, err := s.tokens.IssueVerification(ctx, u.UserID)
-		if err != nil {
-			s.log.Warn("mail: issue verification token", slog.String("error", err.Error()))
-			return
-		}
-		link := withToken(s.cfg.VerificationURL, tok)
-		minutes := int(s.cfg.VerificationTokenTTL / time.Minute)
-		data := map[string]any{"Name": u.Name, "Link": link, "Minutes": minutes}
-		m := mail.Message{To: u.Email, Subject: "Verify Your Email Address", HTML: render(mailTmpl, "verify", data),
-			Text: "Hi " + u.Name + ",\n\nThank you for signing up! Verify your email address by opening this link:\n" + link +
-				"\n\nThis link will expire in " + itoa(minutes) + " minutes.\n"}
-		if err := s.mail.Send(ctx, m); err != nil {
-			s.log.Warn("mail: send verification failed", slog.String("error", err.Error()))
-		}
-	})
+// mailVerification issues a verification token and mails its link
+// (the mail job's work).
+func (s *Server) mailVerification(ctx context.Context, u models.User) error {
+	tok, err := s.tokens.IssueVerification(ctx, u.UserID)
+	if err != nil {
+		return fmt.Errorf("issue verification token: %w", err)
+	}
+	link := withToken(s.cfg.VerificationURL, tok)
+	minutes := int(s.cfg.VerificationTokenTTL / time.Minute)
+	data := map[string]any{"Name": u.Name, "Link": link, "Minutes": minutes}
+	m := mail.Message{To: u.Email, Subject: "Verify Your Email Address", HTML: render(mailTmpl, "verify", data),
+		Text: "Hi " + u.Name + ",\n\nThank you for signing up! Verify your email address by opening this link:\n" + link +
+			"\n\nThis link will expire in " + itoa(minutes) + " minutes.\n"}
+	if err := s.mail.Send(ctx, m); err != nil {
+		return fmt.Errorf("send verification mail: %w", err)
+	}
+	return nil
 }
 
-func (s *Server) sendReset(u models.User) {
-	s.background(func(ctx context.Context) {
-		tok, err := s.tokens.IssueReset(ctx, u.UserID, u.Email)
-		if err != nil {
-			s.log.Warn("mail: issue reset token", slog.String("error", err.Error()))
-			return
-		}
-		link := withToken(s.cfg.ResetURL, tok)
-		minutes := int(s.cfg.ResetTokenTTL / time.Minute)
-		data := map[string]any{"Name": u.Name, "Link": link, "Minutes": minutes}
-		m := mail.Message{To: u.Email, Subject: "Reset Your Password", HTML: render(mailTmpl, "reset", data),
-			Text: "Hi " + u.Name + ",\n\nReset your password by opening this link:\n" + link +
-				"\n\nThis link will expire after " + itoa(minutes) + " minutes.\n"}
-		if err := s.mail.Send(ctx, m); err != nil {
-			s.log.Warn("mail: send reset failed", slog.String("error", err.Error()))
-		}
-	})
+// mailReset issues a password reset token and mails its link (the mail
+// job's work).
+func (s *Server) mailReset(ctx context.Context, u models.User) error {
+	tok, err := s.tokens.IssueReset(ctx, u.UserID, u.Email)
+	if err != nil {
+		return fmt.Errorf("issue reset token: %w", err)
+	}
+	link := withToken(s.cfg.ResetURL, tok)
+	minutes := int(s.cfg.ResetTokenTTL / time.Minute)
+	data := map[string]any{"Name": u.Name, "Link": link, "Minutes": minutes}
+	m := mail.Message{To: u.Email, Subject: "Reset Your Password", HTML: render(mailTmpl, "reset", data),
+		Text: "Hi " + u.Name + ",\n\nReset your password by opening this link:\n" + link +
+			"\n\nThis link will expire after " + itoa(minutes) + " minutes.\n"}
+	if err := s.mail.Send(ctx, m); err != nil {
+		return fmt.Errorf("send reset mail: %w", err)
+	}
+	return nil
 }
 
 // GET /api/user/verify/check
@@ -129,7 +128,7 @@ func (s *Server) userVerifyResend(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	s.sendVerification(u)
+	s.queueMail(mailKindVerify, u.UserID)
 	return c.JSON(fiber.Map{"message": MsgResendVerification})
 }
 
@@ -171,7 +170,7 @@ func (s *Server) userResetRequest(c *fiber.Ctx) error {
 		u, err := s.q.UserGetByEmail(ctx, s.db, norm)
 		switch {
 		case err == nil:
-			s.sendReset(u)
+			s.queueMail(mailKindReset, u.UserID)
 		case !errors.Is(db.Translate(err), db.ErrNotFound):
 			return internal(MsgPasswordResetError, err)
 		}
