@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -141,14 +142,8 @@ func (s *Server) authenticate(ctx context.Context, c *fiber.Ctx, class AuthClass
 		}
 		return p, nil, nil
 	}
-	sessTok := c.Cookies(cookieSession)
-	if sessTok == "" {
-		sessTok = c.Get(headerSession)
-	}
-	projTok := c.Cookies(cookieProject)
-	if projTok == "" {
-		projTok = c.Get(headerProject)
-	}
+	sessTok := cookieOrHeader(c, cookieSession, headerSession)
+	projTok := cookieOrHeader(c, cookieProject, headerProject)
 	var sess auth.Session
 	var proj auth.Project
 	var counted *auth.Counted
@@ -348,14 +343,7 @@ func (s *Server) guardOverlap(class AuthClass, work bodyWork) fiber.Handler {
 		defer cancel()
 		res := make(chan any, 1)
 		go func() { res <- work(ctx, body) }()
-		var v any
-		var got bool
-		c.Locals(localsOverlapped, func() any {
-			if !got {
-				v, got = <-res, true
-			}
-			return v
-		})
+		c.Locals(localsOverlapped, sync.OnceValue(func() any { return <-res }))
 		return inner(c)
 	}
 }
@@ -366,6 +354,14 @@ func overlapped(c *fiber.Ctx) any { return c.Locals(localsOverlapped).(func() an
 // hasCredentials reports whether the request carries any session, project
 // or auth credential, good or not.
 func hasCredentials(c *fiber.Ctx) bool {
-	return c.Cookies(cookieSession) != "" || c.Get(headerSession) != "" || c.Cookies(cookieAuth) != "" ||
+	return cookieOrHeader(c, cookieSession, headerSession) != "" || c.Cookies(cookieAuth) != "" ||
 		c.Get(fiber.HeaderAuthorization) != ""
+}
+
+// cookieOrHeader is the cookie's value, else the header's.
+func cookieOrHeader(c *fiber.Ctx, cookie, header string) string {
+	if v := c.Cookies(cookie); v != "" {
+		return v
+	}
+	return c.Get(header)
 }

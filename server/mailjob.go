@@ -107,7 +107,7 @@ func (s *Server) mailOpts() *river.InsertOpts {
 	return &river.InsertOpts{Queue: s.jobs.queue, MaxAttempts: mailAttempts}
 }
 
-// queueMail inserts a mail job in tx.
+// queueMailTx inserts a mail job in tx.
 func (s *Server) queueMailTx(ctx context.Context, tx pgx.Tx, kind string, user uuid.UUID) error {
 	_, err := s.jobs.client.InsertTx(ctx, tx, mailArgs{Mail: kind, UserID: user}, s.mailOpts())
 	return err
