@@ -460,9 +460,7 @@ func (s *Scheduler) prepare(q *sequence) {
 	shifted := 0
 	if q.req.CachePrompt {
 		n = commonPrefix(sl.cached, q.prompt)
-		if s.cfg.CacheReuse > 0 && s.canShift {
-			n, shifted = reuseChunks(s.ctx, sl.id, sl.cached, q.prompt, n, s.cfg.CacheReuse)
-		}
+		n, shifted = reuseChunks(s.ctx, sl.id, sl.cached, q.prompt, n, s.reuseChunk())
 	}
 	if n >= len(q.prompt) {
 		// One token must be evaluated to get logits.
