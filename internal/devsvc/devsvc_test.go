@@ -432,3 +432,76 @@ func TestPostgresUnreachableDirUsesSystemRoot(t *testing.T) {
 		t.Fatalf("cluster at %s; want under %s", target, systemDataRoot)
 	}
 }
+
+// A checkout deleted and cloned again at the same path (CI) finds the cluster
+// its predecessor left under the system root, without the password that
+// opened it: that cluster is retired, its server stopped, and a new one made.
+func TestPostgresOrphanedSystemClusterIsReplaced(t *testing.T) {
+	requireBinaries(t)
+	if os.Geteuid() != 0 {
+		t.Skip("only root runs the server as another user")
+	}
+	ctx := testContext(t)
+	base := serverTempDir(t)
+	old := systemDataRoot
+	systemDataRoot = filepath.Join(base, "system")
+	t.Cleanup(func() { systemDataRoot = old })
+	closed := filepath.Join(base, "closed")
+	if err := os.Mkdir(closed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(closed, "pg")
+
+	first, err := StartPostgres(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := connect(t, ctx, first.URL(PostgresDatabase))
+	if _, err := conn.Exec(ctx, "CREATE TABLE old_clone (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	oldPID := first.PID()
+	// The checkout goes away with the server still running, and comes back.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	second, err := StartPostgres(ctx, dir, nil)
+	if err != nil {
+		t.Fatalf("a fresh directory at the same path: %v", err)
+	}
+	t.Cleanup(func() { _ = second.Stop(context.Background()) })
+	if processAlive(oldPID) {
+		t.Errorf("the orphaned cluster's server (pid %d) still runs", oldPID)
+	}
+	conn = connect(t, ctx, second.URL(PostgresDatabase))
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE tablename = 'old_clone'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Error("the new cluster holds the orphan's table")
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE new_clone (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+
+	// Losing only the link keeps the cluster: the password still opens it.
+	if err := second.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "data")); err != nil {
+		t.Fatal(err)
+	}
+	third, err := StartPostgres(ctx, dir, nil)
+	if err != nil {
+		t.Fatalf("after losing only the link: %v", err)
+	}
+	t.Cleanup(func() { _ = third.Stop(context.Background()) })
+	conn = connect(t, ctx, third.URL(PostgresDatabase))
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT * FROM new_clone"); err != nil {
+		t.Fatalf("the relinked cluster lost its data: %v", err)
+	}
+}

@@ -270,6 +270,9 @@ func resolveDataDir(acct account, dir string, log *slog.Logger) (string, error) 
 	}
 	sum := sha256.Sum256([]byte(dir))
 	home := filepath.Join(systemDataRoot, "postgres-"+hex.EncodeToString(sum[:6]))
+	if err := retireOrphan(dir, home, log); err != nil {
+		return "", err
+	}
 	if err := os.MkdirAll(home, 0o755); err != nil {
 		return "", fmt.Errorf("%v, and creating %s instead failed: %w", reachErr, home, unwrapPathErr(err))
 	}
@@ -286,6 +289,34 @@ func resolveDataDir(acct account, dir string, log *slog.Logger) (string, error) 
 	log.Info("postgres cluster kept outside the data directory, which the postgres user cannot reach",
 		slog.String("dir", dir), slog.String("cluster", target))
 	return target, nil
+}
+
+// retireOrphan clears a cluster left under home by an earlier directory at
+// the same path (a checkout deleted and cloned again, as CI does): dir has
+// neither the link nor the password, so nothing can open that cluster any
+// more. A server still running from it is stopped first. When dir still has
+// its password, only the link was lost and the cluster is kept for reuse.
+func retireOrphan(dir, home string, log *slog.Logger) error {
+	data := filepath.Join(home, "data")
+	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, "password")); err == nil {
+		return nil
+	}
+	if pid, _ := readPidFile(filepath.Join(data, "postmaster.pid")); pid > 0 && isServerProcess(pid, "postgres", data) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := stopProcess(ctx, pid, syscall.SIGINT, syscall.SIGQUIT); err != nil {
+			return fmt.Errorf("stop the server (pid %d) of the orphaned cluster %s: %w", pid, data, err)
+		}
+	}
+	if err := os.RemoveAll(home); err != nil {
+		return fmt.Errorf("remove the orphaned cluster %s: %w", home, unwrapPathErr(err))
+	}
+	log.Warn("postgres removed a cluster that no data directory owns any more (its password file is gone)",
+		slog.String("dir", dir), slog.String("cluster", data))
+	return nil
 }
 
 // loadPassword reads dir/password, creating it for a new cluster.
