@@ -95,6 +95,13 @@ func TestPostgresLifecycle(t *testing.T) {
 	if pg.Adopted() {
 		t.Fatal("a fresh directory reports an adopted server")
 	}
+	// The postgres user can reach dir (serverTempDir), so the cluster stays
+	// in it rather than under systemDataRoot, where it would outlive the test.
+	if fi, err := os.Lstat(filepath.Join(dir, "data")); err != nil {
+		t.Fatal(err)
+	} else if !fi.IsDir() {
+		t.Fatalf("%s/data is not the cluster's directory (mode %v)", dir, fi.Mode())
+	}
 	if strings.Contains(pg.URL("x"), "@127.0.0.1:"+strconv.Itoa(pg.Port())+"/x") == false {
 		t.Fatalf("URL does not name 127.0.0.1:%d/x", pg.Port())
 	}
@@ -388,12 +395,15 @@ func redisClient(t *testing.T, url string) *redis.Client {
 	return redis.NewClient(opts)
 }
 
-func TestPostgresUnreachableDirUsesSystemRoot(t *testing.T) {
+// unreachableDir returns a directory that the postgres user cannot reach (a
+// checkout under /root), with systemDataRoot moved to a temporary directory
+// for the test. It skips unless this process is root.
+func unreachableDir(t *testing.T) string {
+	t.Helper()
 	requireBinaries(t)
 	if os.Geteuid() != 0 {
 		t.Skip("only root runs the server as another user")
 	}
-	ctx := testContext(t)
 	base := serverTempDir(t)
 	old := systemDataRoot
 	systemDataRoot = filepath.Join(base, "system")
@@ -402,7 +412,12 @@ func TestPostgresUnreachableDirUsesSystemRoot(t *testing.T) {
 	if err := os.Mkdir(closed, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(closed, "pg")
+	return filepath.Join(closed, "pg")
+}
+
+func TestPostgresUnreachableDirUsesSystemRoot(t *testing.T) {
+	dir := unreachableDir(t)
+	ctx := testContext(t)
 
 	for i := range 2 { // the second start reuses the linked cluster
 		pg, err := StartPostgres(ctx, dir, nil)
@@ -437,20 +452,8 @@ func TestPostgresUnreachableDirUsesSystemRoot(t *testing.T) {
 // its predecessor left under the system root, without the password that
 // opened it: that cluster is retired, its server stopped, and a new one made.
 func TestPostgresOrphanedSystemClusterIsReplaced(t *testing.T) {
-	requireBinaries(t)
-	if os.Geteuid() != 0 {
-		t.Skip("only root runs the server as another user")
-	}
+	dir := unreachableDir(t)
 	ctx := testContext(t)
-	base := serverTempDir(t)
-	old := systemDataRoot
-	systemDataRoot = filepath.Join(base, "system")
-	t.Cleanup(func() { systemDataRoot = old })
-	closed := filepath.Join(base, "closed")
-	if err := os.Mkdir(closed, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(closed, "pg")
 
 	first, err := StartPostgres(ctx, dir, nil)
 	if err != nil {

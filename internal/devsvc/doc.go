@@ -27,6 +27,11 @@
 // owned by it. When that user cannot reach DIR (a checkout under /root, mode
 // 0700), the cluster lives in /var/lib/code4me/postgres-<hash of DIR>/data
 // and DIR/data is a symbolic link to it; PostgresCanUse tells in advance.
+// A new DIR at a path whose cluster is still there (a checkout deleted and
+// cloned again, as on a CI machine that keeps /var/lib) has neither the link
+// nor the password that opened that cluster: the orphan's server, if it
+// still runs, is stopped, the orphan removed and a new cluster made. A DIR
+// that lost only its link keeps its cluster.
 //
 // Servers run in a session of their own, so a Ctrl-C in the terminal reaches
 // only the parent, which is expected to call Stop. When a server started from

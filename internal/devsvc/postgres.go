@@ -15,7 +15,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -36,18 +35,12 @@ const defaultStartTimeout = 60 * time.Second
 var errAddrInUse = errors.New("address already in use")
 
 // Postgres is a private PostgreSQL server started (or adopted) by
-// StartPostgres. Its methods are safe for concurrent use.
+// StartPostgres. Its methods are safe for concurrent use. Stop sends SIGINT,
+// a fast shutdown (open sessions end, data is checkpointed), and SIGQUIT
+// after its deadline.
 type Postgres struct {
-	dir      string
-	dataDir  string
-	logPath  string
-	password string
-	port     int
-	log      *slog.Logger
-
-	mu      sync.Mutex
-	pid     int // 0 once stopped
-	adopted bool
+	proc
+	dataDir string
 }
 
 // FindPostgresBin returns the directory holding the newest installed
@@ -160,10 +153,9 @@ func startPostgres(ctx context.Context, dir string, log *slog.Logger) (*Postgres
 		return nil, err
 	}
 	p := &Postgres{
-		dir:     abs,
+		proc: proc{name: "postgres", dir: abs, logPath: filepath.Join(abs, "postgres.log"), log: log,
+			stopSig: syscall.SIGINT, forceSig: syscall.SIGQUIT},
 		dataDir: dataDir,
-		logPath: filepath.Join(abs, "postgres.log"),
-		log:     log,
 	}
 
 	pgVersion, err := os.ReadFile(filepath.Join(p.dataDir, "PG_VERSION"))
@@ -183,7 +175,7 @@ func startPostgres(ctx context.Context, dir string, log *slog.Logger) (*Postgres
 		if isServerProcess(pid, "postgres", p.dataDir) && len(lines) > 3 {
 			port, err := strconv.Atoi(strings.TrimSpace(lines[3]))
 			if err == nil {
-				p.pid, p.port, p.adopted = pid, port, true
+				p.running(pid, port, true)
 				if err := p.waitReady(ctx); err != nil {
 					return nil, fmt.Errorf("a server (pid %d) is running from %s but does not answer: %w; stop it with `kill -INT %d`", pid, p.dataDir, err, pid)
 				}
@@ -212,21 +204,14 @@ func startPostgres(ctx context.Context, dir string, log *slog.Logger) (*Postgres
 		return nil, err
 	}
 
-	for attempt := 0; ; attempt++ {
-		err = p.launch(ctx, bin, acct)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, errAddrInUse) && attempt < 3 {
-			continue
-		}
+	if err := launchRetrying(func() error { return p.launch(ctx, bin, acct) }); err != nil {
 		return nil, err
 	}
 	if err := p.ensureDatabase(ctx); err != nil {
 		_ = p.Stop(context.Background())
 		return nil, err
 	}
-	log.Info("postgres started", slog.String("dir", p.dir), slog.Int("port", p.port), slog.Int("pid", p.pid), slog.Duration("elapsed", time.Since(began)))
+	log.Info("postgres started", slog.String("dir", p.dir), slog.Int("port", p.Port()), slog.Int("pid", p.PID()), slog.Duration("elapsed", time.Since(began)))
 	return p, nil
 }
 
@@ -257,7 +242,9 @@ func resolveDataDir(acct account, dir string, log *slog.Logger) (string, error) 
 		}
 		return target, nil
 	}
-	reachErr := checkReachable(acct, link)
+	// dir is ours (ensureWritableDir made it 0700): only its ancestors can
+	// keep the server's user out.
+	reachErr := checkReachable(acct, dir)
 	if reachErr == nil {
 		// The server's user must traverse dir to reach dir/data.
 		if err := os.Chmod(dir, 0o711); err != nil {
@@ -426,9 +413,7 @@ func (p *Postgres) launch(ctx context.Context, bin string, acct account) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
-	p.mu.Lock()
-	p.pid, p.port = cmd.Process.Pid, port
-	p.mu.Unlock()
+	p.running(cmd.Process.Pid, port, false)
 	// The server outlives this call; processAlive reaps it by pid.
 	_ = cmd.Process.Release()
 
@@ -441,33 +426,20 @@ func (p *Postgres) launch(ctx context.Context, bin string, acct account) error {
 
 // waitReady polls until the server accepts a connection, exits, or ctx ends.
 func (p *Postgres) waitReady(ctx context.Context) error {
-	var last error
-	for {
-		if !processAlive(p.pid) {
-			tail := tailFile(p.logPath, 3)
-			if strings.Contains(tail, "Address already in use") {
-				return errAddrInUse
-			}
-			return fmt.Errorf("the server exited during start-up: %s (log: %s)", tail, p.logPath)
-		}
+	return p.pollReady(ctx, func() (bool, error) {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		conn, err := pgx.Connect(cctx, p.URL("postgres"))
 		cancel()
 		if err == nil {
 			conn.Close(context.Background())
-			return nil
+			return true, nil
 		}
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && (pgErr.Code == "28P01" || pgErr.Code == "28000") {
-			return fmt.Errorf("the server rejects the password in %s (%s); remove %s to start over", filepath.Join(p.dir, "password"), pgErr.Code, p.dir)
+			return true, fmt.Errorf("the server rejects the password in %s (%s); remove %s to start over", filepath.Join(p.dir, "password"), pgErr.Code, p.dir)
 		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not ready before the start deadline (last error: %v; log: %s)", last, p.logPath)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return false, err
+	})
 }
 
 // ensureDatabase checks for pgvector and creates PostgresDatabase if needed.
@@ -502,76 +474,14 @@ func (p *Postgres) ensureDatabase(ctx context.Context) error {
 // URL returns a postgres:// URL for the database dbname on this server, with
 // the superuser's credentials. Do not log it: it holds the password.
 func (p *Postgres) URL(dbname string) string {
-	p.mu.Lock()
-	port := p.port
-	p.mu.Unlock()
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.UserPassword(PostgresUser, p.password),
-		Host:     "127.0.0.1:" + strconv.Itoa(port),
+		Host:     "127.0.0.1:" + strconv.Itoa(p.Port()),
 		Path:     "/" + dbname,
 		RawQuery: "sslmode=disable",
 	}
 	return u.String()
-}
-
-// Port returns the TCP port the server listens on (on 127.0.0.1).
-func (p *Postgres) Port() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.port
-}
-
-// Dir returns the server's directory.
-func (p *Postgres) Dir() string { return p.dir }
-
-// PID returns the server's process id, 0 once stopped.
-func (p *Postgres) PID() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.pid
-}
-
-// Adopted reports whether StartPostgres found this server already running.
-func (p *Postgres) Adopted() bool { return p.adopted }
-
-// Stop shuts the server down with a fast shutdown (SIGINT: open sessions are
-// ended, data is checkpointed) and waits for it to exit. When ctx ends first
-// (default limit 30 seconds) it sends SIGQUIT and returns an error. Stopping a
-// stopped server does nothing.
-func (p *Postgres) Stop(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.pid == 0 {
-		return nil
-	}
-	pid := p.pid
-	graceful, err := stopProcess(ctx, pid, syscall.SIGINT, syscall.SIGQUIT)
-	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	if !graceful {
-		p.pid = 0
-		return fmt.Errorf("postgres: server (pid %d) did not shut down in time; sent SIGQUIT (see %s)", pid, p.logPath)
-	}
-	p.pid = 0
-	p.log.Info("postgres stopped", slog.String("dir", p.dir))
-	return nil
-}
-
-// kill ends a server that failed to become ready.
-func (p *Postgres) kill() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.pid == 0 {
-		return
-	}
-	_ = syscall.Kill(p.pid, syscall.SIGQUIT)
-	if !waitGone(p.pid, time.Now().Add(5*time.Second)) {
-		_ = syscall.Kill(p.pid, syscall.SIGKILL)
-		waitGone(p.pid, time.Now().Add(5*time.Second))
-	}
-	p.pid = 0
 }
 
 // lastLines returns the last n non-empty lines of s joined by " | ".

@@ -6,15 +6,162 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
+
+// proc is what Postgres and Redis share: the server process they started or
+// adopted, the port it listens on, and how it is stopped. Its methods are
+// safe for concurrent use.
+type proc struct {
+	name     string // "postgres" or "redis", in errors and logs
+	dir      string
+	logPath  string
+	password string
+	log      *slog.Logger
+	// stopSig asks for a clean shutdown; forceSig ends a server that has
+	// not exited by Stop's deadline, or that failed during start-up.
+	stopSig, forceSig syscall.Signal
+
+	mu      sync.Mutex
+	pid     int // 0 once stopped
+	port    int
+	adopted bool
+}
+
+// running records the server's process and port.
+func (s *proc) running(pid, port int, adopted bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pid, s.port, s.adopted = pid, port, adopted
+}
+
+// Port returns the TCP port the server listens on (on 127.0.0.1).
+func (s *proc) Port() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.port
+}
+
+// Dir returns the server's directory.
+func (s *proc) Dir() string { return s.dir }
+
+// PID returns the server's process id, 0 once stopped.
+func (s *proc) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pid
+}
+
+// Adopted reports whether the start found this server already running.
+func (s *proc) Adopted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.adopted
+}
+
+// Stop sends the server its clean-shutdown signal and waits for it to exit.
+// When ctx ends first (default limit 30 seconds) it sends the forcing signal
+// and returns an error. Stopping a stopped server does nothing.
+func (s *proc) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pid == 0 {
+		return nil
+	}
+	pid := s.pid
+	graceful, err := stopProcess(ctx, pid, s.stopSig, s.forceSig)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	s.pid = 0
+	if !graceful {
+		return fmt.Errorf("%s: server (pid %d) did not shut down in time; sent it %s (see %s)", s.name, pid, signalName(s.forceSig), s.logPath)
+	}
+	s.log.Info(s.name+" stopped", slog.String("dir", s.dir))
+	return nil
+}
+
+// kill ends a server that failed to become ready: the forcing signal, then
+// SIGKILL if it is still there after five seconds.
+func (s *proc) kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pid == 0 {
+		return
+	}
+	_ = syscall.Kill(s.pid, s.forceSig)
+	if !waitGone(s.pid, time.Now().Add(5*time.Second)) && s.forceSig != syscall.SIGKILL {
+		_ = syscall.Kill(s.pid, syscall.SIGKILL)
+		waitGone(s.pid, time.Now().Add(5*time.Second))
+	}
+	s.pid = 0
+}
+
+// exitedDuringStart returns nil while the server process runs; once it has
+// exited, errAddrInUse when its port was taken, else an error quoting its
+// log.
+func (s *proc) exitedDuringStart() error {
+	if processAlive(s.PID()) {
+		return nil
+	}
+	tail := tailFile(s.logPath, 3)
+	if strings.Contains(tail, "Address already in use") {
+		return errAddrInUse
+	}
+	return fmt.Errorf("the server exited during start-up: %s (log: %s)", tail, s.logPath)
+}
+
+// pollReady calls try every 50 ms until it succeeds, the process exits, or
+// ctx ends. try returns done=true with a nil error when the server answers,
+// or with an error that retrying cannot mend (a rejected password).
+func (s *proc) pollReady(ctx context.Context, try func() (done bool, err error)) error {
+	var last error
+	for {
+		if err := s.exitedDuringStart(); err != nil {
+			return err
+		}
+		done, err := try()
+		if done {
+			return err
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not ready before the start deadline (last error: %v; log: %s)", last, s.logPath)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// launchRetrying runs launch, again up to three more times when the free
+// port it picked was taken before the server bound it.
+func launchRetrying(launch func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := launch()
+		if err == nil || !errors.Is(err, errAddrInUse) || attempt >= 3 {
+			return err
+		}
+	}
+}
+
+func signalName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGKILL:
+		return "SIGKILL"
+	case syscall.SIGQUIT:
+		return "SIGQUIT"
+	}
+	return sig.String()
+}
 
 // account is the system user a server runs as. When this process is not
 // root, it is this process's own user and cred is nil.

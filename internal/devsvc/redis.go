@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -24,19 +23,13 @@ import (
 const RedisDatabases = 1024
 
 // Redis is a private Redis server started (or adopted) by StartRedis. Its
-// methods are safe for concurrent use.
+// methods are safe for concurrent use. Stop sends SIGTERM (Redis then writes
+// its RDB snapshot and flushes the append-only file), and SIGKILL after its
+// deadline.
 type Redis struct {
-	dir      string
+	proc
 	confPath string
 	pidPath  string
-	logPath  string
-	password string
-	port     int
-	log      *slog.Logger
-
-	mu      sync.Mutex
-	pid     int
-	adopted bool
 }
 
 // FindRedisServer returns the path of redis-server from PATH (or
@@ -82,11 +75,10 @@ func startRedis(ctx context.Context, dir string, log *slog.Logger) (*Redis, erro
 		return nil, err
 	}
 	r := &Redis{
-		dir:      abs,
+		proc: proc{name: "redis", dir: abs, logPath: filepath.Join(abs, "redis.log"), log: log,
+			stopSig: syscall.SIGTERM, forceSig: syscall.SIGKILL},
 		confPath: filepath.Join(abs, "redis.conf"),
 		pidPath:  filepath.Join(abs, "redis.pid"),
-		logPath:  filepath.Join(abs, "redis.log"),
-		log:      log,
 	}
 	if err := r.loadPassword(); err != nil {
 		return nil, err
@@ -95,7 +87,7 @@ func startRedis(ctx context.Context, dir string, log *slog.Logger) (*Redis, erro
 	if pid, _ := readPidFile(r.pidPath); pid > 0 {
 		if isServerProcess(pid, "redis-server", abs) {
 			if port := confPort(r.confPath); port > 0 {
-				r.pid, r.port, r.adopted = pid, port, true
+				r.running(pid, port, true)
 				if err := r.waitReady(ctx); err != nil {
 					return nil, fmt.Errorf("a server (pid %d) is running from %s but does not answer: %w; stop it with `kill %d`", pid, abs, err, pid)
 				}
@@ -114,17 +106,10 @@ func startRedis(ctx context.Context, dir string, log *slog.Logger) (*Redis, erro
 		return nil, err
 	}
 	began := time.Now()
-	for attempt := 0; ; attempt++ {
-		err = r.launch(ctx, bin)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, errAddrInUse) && attempt < 3 {
-			continue
-		}
+	if err := launchRetrying(func() error { return r.launch(ctx, bin) }); err != nil {
 		return nil, err
 	}
-	log.Info("redis started", slog.String("dir", abs), slog.Int("port", r.port), slog.Int("pid", r.pid), slog.Duration("elapsed", time.Since(began)))
+	log.Info("redis started", slog.String("dir", abs), slog.Int("port", r.Port()), slog.Int("pid", r.PID()), slog.Duration("elapsed", time.Since(began)))
 	return r, nil
 }
 
@@ -225,9 +210,7 @@ func (r *Redis) launch(ctx context.Context, bin string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", bin, err)
 	}
-	r.mu.Lock()
-	r.pid, r.port = cmd.Process.Pid, port
-	r.mu.Unlock()
+	r.running(cmd.Process.Pid, port, false)
 	_ = cmd.Process.Release()
 	if err := r.waitReady(ctx); err != nil {
 		r.kill()
@@ -237,29 +220,16 @@ func (r *Redis) launch(ctx context.Context, bin string) error {
 }
 
 func (r *Redis) waitReady(ctx context.Context) error {
-	var last error
-	for {
-		if !processAlive(r.pid) {
-			tail := tailFile(r.logPath, 3)
-			if strings.Contains(tail, "Address already in use") {
-				return errAddrInUse
-			}
-			return fmt.Errorf("the server exited during start-up: %s (log: %s)", tail, r.logPath)
-		}
+	return r.pollReady(ctx, func() (bool, error) {
 		err := pingRedis(ctx, "127.0.0.1:"+strconv.Itoa(r.Port()), r.password)
-		if err == nil {
-			return nil
+		if err != nil {
+			if msg := err.Error(); strings.Contains(msg, "WRONGPASS") || strings.Contains(msg, "NOAUTH") {
+				return true, fmt.Errorf("the server rejects the password in %s; stop it and remove that file", filepath.Join(r.dir, "password"))
+			}
+			return false, err
 		}
-		if msg := err.Error(); strings.Contains(msg, "WRONGPASS") || strings.Contains(msg, "NOAUTH") {
-			return fmt.Errorf("the server rejects the password in %s; stop it and remove that file", filepath.Join(r.dir, "password"))
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not ready before the start deadline (last error: %v; log: %s)", last, r.logPath)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return true, nil
+	})
 }
 
 // pingRedis sends AUTH and PING over a fresh connection and expects +OK and
@@ -293,68 +263,10 @@ func pingRedis(ctx context.Context, addr, password string) error {
 // URL returns redis://:password@127.0.0.1:port with no database number;
 // append "/N" to pick database N. Do not log it: it holds the password.
 func (r *Redis) URL() string {
-	r.mu.Lock()
-	port := r.port
-	r.mu.Unlock()
 	u := url.URL{
 		Scheme: "redis",
 		User:   url.UserPassword("", r.password),
-		Host:   "127.0.0.1:" + strconv.Itoa(port),
+		Host:   "127.0.0.1:" + strconv.Itoa(r.Port()),
 	}
 	return u.String()
-}
-
-// Port returns the TCP port the server listens on (on 127.0.0.1).
-func (r *Redis) Port() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.port
-}
-
-// Dir returns the server's directory.
-func (r *Redis) Dir() string { return r.dir }
-
-// PID returns the server's process id, 0 once stopped.
-func (r *Redis) PID() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.pid
-}
-
-// Adopted reports whether StartRedis found this server already running.
-func (r *Redis) Adopted() bool { return r.adopted }
-
-// Stop shuts the server down with SIGTERM (Redis then writes its RDB
-// snapshot and flushes the append-only file) and waits for it to exit. When
-// ctx ends first (default limit 30 seconds) it kills the server and returns
-// an error. Stopping a stopped server does nothing.
-func (r *Redis) Stop(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.pid == 0 {
-		return nil
-	}
-	pid := r.pid
-	graceful, err := stopProcess(ctx, pid, syscall.SIGTERM, syscall.SIGKILL)
-	if err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	if !graceful {
-		r.pid = 0
-		return fmt.Errorf("redis: server (pid %d) did not shut down in time; killed it (see %s)", pid, r.logPath)
-	}
-	r.pid = 0
-	r.log.Info("redis stopped", slog.String("dir", r.dir))
-	return nil
-}
-
-func (r *Redis) kill() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.pid == 0 {
-		return
-	}
-	_ = syscall.Kill(r.pid, syscall.SIGKILL)
-	waitGone(r.pid, time.Now().Add(5*time.Second))
-	r.pid = 0
 }
