@@ -53,20 +53,27 @@ type completionRequest struct {
 func parseCompletionRequest(f *fields) *completionRequest {
 	r := &completionRequest{}
 	r.ModelIDs = f.intList("model_ids", true, 0)
+	r.parseQuery(f, true)
+	r.StopSequences = f.strList("stop_sequences", false)
+	return r
+}
+
+// parseQuery reads the fields completion and chat requests share: the
+// context, the telemetry (required when telemetryRequired) and the storage
+// flags.
+func (r *completionRequest) parseQuery(f *fields, telemetryRequired bool) {
 	if cf := f.object("context", true); cf != nil {
 		r.Context = parseContextData(cf)
 	}
 	r.StoreContext = f.optBool("store_context", false)
-	if tf := f.object("contextual_telemetry", true); tf != nil {
+	if tf := f.object("contextual_telemetry", telemetryRequired); tf != nil {
 		r.Contextual = parseContextual(tf)
 	}
 	r.StoreContextualTelemetry = f.optBool("store_contextual_telemetry", true)
-	if bf := f.object("behavioral_telemetry", true); bf != nil {
+	if bf := f.object("behavioral_telemetry", telemetryRequired); bf != nil {
 		r.Behavioral = parseBehavioral(bf)
 	}
 	r.StoreBehavioralTelemetry = f.optBool("store_behavioral_telemetry", true)
-	r.StopSequences = f.strList("stop_sequences", false)
-	return r
 }
 
 func parseContextData(f *fields) contextData {
@@ -270,18 +277,7 @@ func parseChatRequest(f *fields) *chatRequest {
 		r.ChatID = id
 	}
 	r.Messages = parseMessages(f)
-	if cf := f.object("context", true); cf != nil {
-		r.Context = parseContextData(cf)
-	}
-	r.StoreContext = f.optBool("store_context", false)
-	if tf := f.object("contextual_telemetry", false); tf != nil {
-		r.Contextual = parseContextual(tf)
-	}
-	r.StoreContextualTelemetry = f.optBool("store_contextual_telemetry", true)
-	if bf := f.object("behavioral_telemetry", false); bf != nil {
-		r.Behavioral = parseBehavioral(bf)
-	}
-	r.StoreBehavioralTelemetry = f.optBool("store_behavioral_telemetry", true)
+	r.parseQuery(f, false)
 	r.WebEnabled = f.optBool("web_enabled", false)
 	return r
 }

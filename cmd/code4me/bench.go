@@ -134,16 +134,25 @@ func runBench(ctx context.Context, args []string) error {
 	if on != nil && off != nil {
 		fmt.Fprintf(&b, "Keystroke p50 with reuse off vs on (1 typist): %.1f×\n", off.p50/on.p50)
 	}
-	fmt.Print(b.String())
-	if *out != "" {
-		f, err := os.OpenFile(*out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		io.WriteString(f, "\n"+b.String())
+	return report(b.String(), *out)
+}
+
+// report prints a benchmark's tables and, when path is set, appends them
+// to that file.
+func report(text, path string) error {
+	fmt.Print(text)
+	if path == "" {
+		return nil
 	}
-	return nil
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(f, "\n"+text); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // benchVerbose: print every keystroke (bench engine -v).

@@ -253,16 +253,7 @@ func runBenchServer(ctx context.Context, args []string) error {
 	for _, f := range floor {
 		fmt.Fprintf(&b, "| %s | %.3f | %.3f |\n", f.name, pct(f.ms, 50), pct(f.ms, 95))
 	}
-	fmt.Print(b.String())
-	if *out != "" {
-		f, err := os.OpenFile(*out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		io.WriteString(f, "\n"+b.String())
-	}
-	return nil
+	return report(b.String(), *out)
 }
 
 // roundTrip is the latencies of one kind of round trip, sorted.
