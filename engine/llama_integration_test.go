@@ -257,3 +257,53 @@ func TestLlamaStopStringAndUTF8(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestLlamaCompactionMovesCache: on llama.cpp's per-sequence KV streams, a
+// request whose cache sits above a cold slot runs in that slot, the two
+// caches swapped through the spare sequence (whole-stream copies): both
+// still serve their prompts, with the same tokens as cold runs.
+func TestLlamaCompactionMovesCache(t *testing.T) {
+	m := tinyModel(t)
+	const after = 500 * time.Millisecond
+	s := llamaSched(t, m, engine.Config{NParallel: 4, NCtx: 4 * 1024, CompactAfter: after})
+	reqs := make([]engine.Request, 4)
+	for i := range reqs {
+		reqs[i] = fimReq(i+1, 12+2*i, 6)
+		reqs[i].MaxTokens = 1 // quick: no slot may go cold before all are warm
+		if r := complete(t, s, reqs[i]); r.Slot != i {
+			t.Fatalf("request %d warmed slot %d", i, r.Slot)
+		}
+	}
+	time.Sleep(after + 50*time.Millisecond)
+	r := reqs[3]
+	r.Prefix += "x = 1\n"
+	r.MaxTokens = 16
+	got := complete(t, s, r)
+	if got.Slot != 0 {
+		t.Fatalf("ran in slot %d; want slot 0 (cold, below)", got.Slot)
+	}
+	if st := s.Stats(); st.Moves != 1 {
+		t.Fatalf("%d moves; want 1", st.Moves)
+	}
+	if got.Timings.CachedTokens < got.Timings.PromptTokens/2 {
+		t.Errorf("reused %d of %d prompt tokens: the cache did not move", got.Timings.CachedTokens, got.Timings.PromptTokens)
+	}
+	solo := llamaSched(t, m, engine.Config{NParallel: 1, NCtx: 2048})
+	r.CachePrompt = false
+	sameTokens(t, "after its cache moved", got, complete(t, solo, r))
+
+	// Slot 0's own cache went to slot 3 in the swap and still serves; its
+	// request is swapped down again, to slot 1, the lowest cold one.
+	r = reqs[0]
+	r.Prefix += "y = 2\n"
+	r.MaxTokens = 16
+	back := complete(t, s, r)
+	if back.Slot != 1 || back.Timings.CachedTokens < back.Timings.PromptTokens/2 {
+		t.Errorf("slot %d, reused %d of %d prompt tokens; want slot 1 from the swapped cache", back.Slot, back.Timings.CachedTokens, back.Timings.PromptTokens)
+	}
+	if st := s.Stats(); st.Moves != 2 {
+		t.Errorf("%d moves; want 2", st.Moves)
+	}
+	r.CachePrompt = false
+	sameTokens(t, "after its cache was swapped up", back, complete(t, solo, r))
+}

@@ -38,7 +38,11 @@ type Config struct {
 	// before the cursor line) is not tokenized again; default
 	// DefaultTokenCacheBytes (16 MiB), negative disables it.
 	TokenCacheBytes int
-	Logger          *slog.Logger
+	// CompactAfter is how long a slot must have been idle before another
+	// request's cache may be moved into it to keep the slots in use next to
+	// each other (compact.go); default 10 s, negative disables it.
+	CompactAfter time.Duration
+	Logger       *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -62,6 +66,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TokenCacheBytes == 0 {
 		c.TokenCacheBytes = DefaultTokenCacheBytes
+	}
+	if c.CompactAfter == 0 {
+		c.CompactAfter = DefaultCompactAfter
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -93,6 +100,10 @@ type Stats struct {
 	Decodes      uint64
 	DecodeTokens uint64
 	DecodeMS     float64 // time spent in Decode calls
+	// Moves counts requests that compaction ran in a lower slot than
+	// pickSlot chose (compact.go); MovedTokens the cached tokens that
+	// changed slot.
+	Moves, MovedTokens uint64
 
 	TokenCache TokenCacheStats // prompt parts whose tokens were reused
 }
@@ -155,7 +166,10 @@ type Scheduler struct {
 	// laid out for llama.cpp's micro-batches (batchlayout.go); noPad when
 	// a placeholder could not be removed and padding is off.
 	streams, noPad bool
-	log            *slog.Logger
+	// spare is the sequence compaction swaps caches through, never a
+	// slot's; -1 when there is none (compact.go).
+	spare int32
+	log   *slog.Logger
 
 	submit chan *sequence
 	quit   chan struct{}
@@ -171,6 +185,7 @@ type Scheduler struct {
 	busy                                atomic.Int64
 	nReq, nPrompt, nCached, nEval, nGen atomic.Uint64
 	nDecodes, nDecodeTokens, nDecodeUS  atomic.Uint64
+	nMoves, nMovedTokens                atomic.Uint64
 
 	// owned by the run goroutine
 	ctx     Context
@@ -187,8 +202,14 @@ type Scheduler struct {
 // it. The caller keeps ownership of m and closes it after Close.
 func NewScheduler(name string, m Model, cfg Config) (*Scheduler, error) {
 	cfg = cfg.withDefaults()
+	// Compaction swaps caches through one more sequence than there are
+	// slots (compact.go), with as many cells as a slot.
+	nSeqWant, nCtxWant := cfg.NParallel, cfg.NCtx
+	if cfg.CompactAfter >= 0 && cfg.NParallel > 1 {
+		nSeqWant, nCtxWant = cfg.NParallel+1, cfg.NCtx/cfg.NParallel*(cfg.NParallel+1)
+	}
 	c, err := m.NewContext(ContextParams{
-		NCtx: cfg.NCtx, NBatch: cfg.NBatch, NSeqMax: cfg.NParallel,
+		NCtx: nCtxWant, NBatch: cfg.NBatch, NSeqMax: nSeqWant,
 		NThreads: cfg.NThreads, FlashAttn: cfg.FlashAttn,
 	})
 	if err != nil {
@@ -209,6 +230,11 @@ func NewScheduler(name string, m Model, cfg Config) (*Scheduler, error) {
 	// slots from what it reports.
 	nSeq := max(c.NSeqMax(), 1)
 	s.nCtxSlot = c.NCtx() / nSeq
+	s.spare = -1
+	if nSeqWant > cfg.NParallel && nSeq > cfg.NParallel {
+		nSeq--
+		s.spare = int32(nSeq)
+	}
 	s.canShift = c.CanShift()
 	if sc, ok := c.(StreamedContext); ok {
 		s.streams = sc.SeqStreams()
@@ -220,7 +246,7 @@ func NewScheduler(name string, m Model, cfg Config) (*Scheduler, error) {
 		s.slots = append(s.slots, &slot{id: int32(i)})
 	}
 	s.log.Info("scheduler started", slog.String("model", name), slog.String("family", string(s.family)),
-		slog.Int("slots", nSeq), slog.Int("n_ctx", c.NCtx()), slog.Int("n_ctx_slot", s.nCtxSlot),
+		slog.Int("slots", nSeq), slog.Int("n_ctx", s.nCtxSlot*nSeq), slog.Int("n_ctx_slot", s.nCtxSlot),
 		slog.Int("n_batch", s.cfg.NBatch), slog.Bool("can_shift", s.canShift))
 	go s.run()
 	return s, nil
@@ -245,6 +271,7 @@ func (s *Scheduler) Stats() Stats {
 		Requests: s.nReq.Load(), PromptTokens: s.nPrompt.Load(), CachedTokens: s.nCached.Load(),
 		EvaluatedTokens: s.nEval.Load(), GeneratedTokens: s.nGen.Load(),
 		Decodes: s.nDecodes.Load(), DecodeTokens: s.nDecodeTokens.Load(), DecodeMS: float64(s.nDecodeUS.Load()) / 1000,
+		Moves: s.nMoves.Load(), MovedTokens: s.nMovedTokens.Load(),
 		TokenCache: s.tokens.Stats(),
 	}
 }
@@ -429,6 +456,7 @@ func (s *Scheduler) admit(now time.Time) {
 		if sl == nil {
 			return
 		}
+		sl = s.compactTo(sl, q.prompt, now)
 		s.waiting[0] = nil
 		s.waiting = s.waiting[1:]
 		s.queued.Add(-1)
@@ -727,7 +755,7 @@ func (s *Scheduler) finish(q *sequence, reason StopReason, err error) {
 			tm.FirstMS = ms(q.tFirst.Sub(q.tSubmit))
 		}
 		s.tick++
-		q.slot.seq, q.slot.lastUsed = nil, s.tick
+		q.slot.seq, q.slot.lastUsed, q.slot.idleSince = nil, s.tick, now
 		s.busy.Add(-1)
 	} else {
 		tm.QueueMS = tm.TotalMS

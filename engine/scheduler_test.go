@@ -809,3 +809,125 @@ func TestStreamsPlaceholderNotRemovable(t *testing.T) {
 		sameTokens(t, fmt.Sprintf("request %d", i), r, cold(t, reqs[i]))
 	}
 }
+
+// TestStreamsCompactsScatteredTypists: four typists whose caches sit in
+// slots 1, 3, 5 and 7 of eight, the others cold, move to slots 0-3 at their
+// next keystroke, their caches with them; from then on their steps carry no
+// placeholder for the slots between them. Results are the requests' own, and
+// no cache is evaluated again, theirs or the paused typists'.
+func TestStreamsCompactsScatteredTypists(t *testing.T) {
+	const n = 8
+	var mu sync.Mutex
+	record := false
+	highest := -1 // highest sequence id in a recorded batch
+	o := enginetest.Options{Streams: true, DecodeDelay: time.Millisecond, BeforeDecode: func(b *engine.Batch) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if record {
+			for _, sq := range b.Seq {
+				highest = max(highest, int(sq))
+			}
+		}
+		return nil
+	}}
+	const after = 500 * time.Millisecond
+	s, m := newSched(t, o, engine.Config{NParallel: n, NCtx: n * 2048, NBatch: 512, CompactAfter: after})
+	reqs := make([]engine.Request, n)
+	for i := range reqs {
+		reqs[i] = fimReq(i+1, 30+i, 10+i)
+		warm := reqs[i]
+		warm.MaxTokens = 1 // quick: no slot may go cold before all are warm
+		if r := complete(t, s, warm); r.Slot != i {
+			t.Fatalf("typist %d warmed slot %d; want %d", i, r.Slot, i)
+		}
+	}
+	time.Sleep(after + 50*time.Millisecond) // every slot is cold now
+	active := []int{1, 3, 5, 7}
+	for k, i := range active {
+		r := reqs[i]
+		r.Prefix += "y"
+		reqs[i] = r
+		res := complete(t, s, r)
+		if res.Slot != k {
+			t.Errorf("typist %d ran in slot %d; want %d", i, res.Slot, k)
+		}
+		if res.Timings.EvaluatedTokens > 2 {
+			t.Errorf("typist %d evaluated %d prompt tokens: its cache did not move with it", i, res.Timings.EvaluatedTokens)
+		}
+		sameTokens(t, fmt.Sprintf("typist %d after the move", i), res, cold(t, r))
+	}
+	if st := s.Stats(); st.Moves != uint64(len(active)) || st.MovedTokens == 0 {
+		t.Errorf("Stats: %d moves (%d tokens); want %d", st.Moves, st.MovedTokens, len(active))
+	}
+
+	// All four type at once: their slots are 0-3, recently used, so nothing
+	// moves again and no batch reaches past slot 3.
+	mu.Lock()
+	record = true
+	mu.Unlock()
+	start := len(m.LastContext().MicroBatches())
+	var wg sync.WaitGroup
+	res := make([]*engine.Result, n)
+	for k, i := range active {
+		r := reqs[i]
+		r.Prefix += "z"
+		reqs[i] = r
+		wg.Go(func() {
+			time.Sleep(time.Duration(k) * 2 * time.Millisecond)
+			res[i] = complete(t, s, r)
+		})
+	}
+	wg.Wait()
+	for k, i := range active {
+		if res[i].Slot != k || res[i].Timings.EvaluatedTokens > 2 {
+			t.Errorf("typist %d: slot %d, %d evaluated; want slot %d from its cache", i, res[i].Slot, res[i].Timings.EvaluatedTokens, k)
+		}
+		sameTokens(t, fmt.Sprintf("typist %d", i), res[i], cold(t, reqs[i]))
+	}
+	mu.Lock()
+	record = false
+	if highest != len(active)-1 {
+		t.Errorf("batches reached slot %d; want the four typists packed in slots 0-%d", highest, len(active)-1)
+	}
+	mu.Unlock()
+	for i, c := range m.LastContext().MicroBatches()[start:] {
+		if c != 1 {
+			t.Fatalf("decode %d split into %d micro-batches", i, c)
+		}
+	}
+	if st := s.Stats(); st.Moves != uint64(len(active)) {
+		t.Errorf("%d moves after the typists were packed; want %d", st.Moves, len(active))
+	}
+
+	// The caches of the typists who paused were swapped up, not lost.
+	for _, i := range []int{0, 2, 4, 6} {
+		r := reqs[i]
+		r.Prefix += "w"
+		res := complete(t, s, r)
+		if res.Timings.EvaluatedTokens > 2 {
+			t.Errorf("typist %d, back after a pause, evaluated %d prompt tokens: its cache was lost", i, res.Timings.EvaluatedTokens)
+		}
+		sameTokens(t, fmt.Sprintf("typist %d after a pause", i), res, cold(t, r))
+	}
+}
+
+// TestStreamsCompactionKeepsWarmSlots: a slot used within CompactAfter is
+// never taken, and with compaction off nothing moves.
+func TestStreamsCompactionKeepsWarmSlots(t *testing.T) {
+	for _, after := range []time.Duration{time.Hour, -1} {
+		s, _ := newSched(t, enginetest.Options{Streams: true}, engine.Config{NParallel: 4, NCtx: 4 * 2048, CompactAfter: after})
+		reqs := make([]engine.Request, 4)
+		for i := range reqs {
+			reqs[i] = fimReq(i+1, 30, 10)
+			complete(t, s, reqs[i])
+		}
+		r := reqs[3]
+		r.Prefix += "y"
+		if res := complete(t, s, r); res.Slot != 3 || res.Timings.EvaluatedTokens > 2 {
+			t.Errorf("CompactAfter %v: slot %d, %d evaluated; want slot 3 from its cache", after, res.Slot, res.Timings.EvaluatedTokens)
+		}
+		if st := s.Stats(); st.Moves != 0 {
+			t.Errorf("CompactAfter %v: %d moves", after, st.Moves)
+		}
+	}
+}

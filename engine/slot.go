@@ -1,13 +1,18 @@
 package engine
 
+import "time"
+
 // slot is one sequence id of a context with a mirror of what that sequence
 // holds in the KV cache. Only the scheduler goroutine touches slots.
 type slot struct {
 	id       int32
-	cached   []Token   // exactly the tokens of this sequence in the KV, by position
-	lastUsed uint64    // scheduler tick of the last release, for LRU
-	seq      *sequence // nil when idle
-	pad      [1]Token  // a placeholder's token (batchlayout.go)
+	cached   []Token // exactly the tokens of this sequence in the KV, by position
+	lastUsed uint64  // scheduler tick of the last release, for LRU
+	// idleSince is when the slot was last released (zero: never used, or
+	// its cache moved away); see compact.go.
+	idleSince time.Time
+	seq       *sequence // nil when idle
+	pad       [1]Token  // a placeholder's token (batchlayout.go)
 }
 
 // commonPrefix is the length of the longest common prefix of a and b.

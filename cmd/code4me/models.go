@@ -159,13 +159,14 @@ func newEngine(c config.Config, log *slog.Logger, refs []modelRef) (*engine.Engi
 			Path: r.Path,
 			Load: engine.LoadOptions{NGPULayers: c.NGPULayers, UseMmap: c.ModelMmap},
 			Sched: engine.Config{
-				NParallel: c.NParallel,
-				NCtx:      c.NCtx * c.NParallel,
-				NBatch:    c.NBatch,
-				NThreads:  c.NThreads,
-				QueueSize: c.QueueLength,
-				Family:    engine.Family(r.Family),
-				Logger:    log.With(slog.String("model", r.Name)),
+				NParallel:    c.NParallel,
+				NCtx:         c.NCtx * c.NParallel,
+				NBatch:       c.NBatch,
+				NThreads:     c.NThreads,
+				QueueSize:    c.QueueLength,
+				CompactAfter: compactAfter(c.CompactAfter),
+				Family:       engine.Family(r.Family),
+				Logger:       log,
 			},
 		}, nil)
 		if err != nil {
@@ -359,4 +360,13 @@ func modelAdd(c config.Config, args []string) error {
 	}
 	fmt.Printf("added %s (%s)\n", *name, abs)
 	return nil
+}
+
+// compactAfter is ENGINE_COMPACT_AFTER_SECONDS as engine.Config wants it:
+// 0 (off) becomes negative.
+func compactAfter(seconds int) time.Duration {
+	if seconds == 0 {
+		return -1
+	}
+	return time.Duration(seconds) * time.Second
 }

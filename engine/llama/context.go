@@ -223,9 +223,16 @@ func (c *Context) SeqRm(seq int32, p0, p1 int32) bool {
 	return bool(C.llama_memory_seq_rm(c.mem, C.llama_seq_id(seq), C.llama_pos(p0), C.llama_pos(p1)))
 }
 
-// SeqCp copies positions [p0,p1) of src into dst.
+// SeqCp copies positions [p0,p1) of src into dst. With a KV stream per
+// sequence (SeqStreams), only a whole sequence (p0, p1 < 0) can be copied;
+// llama.cpp copies the stream's buffer before the next decode.
 func (c *Context) SeqCp(src, dst int32, p0, p1 int32) {
 	if c.ctx == nil || !c.validSeq(src) || !c.validSeq(dst) {
+		return
+	}
+	if c.SeqStreams() && src != dst && (p0 > 0 || p1 > 0) {
+		// llama.cpp copies between streams only whole (it asserts, which
+		// would end the process); a partial copy there does nothing.
 		return
 	}
 	C.llama_memory_seq_cp(c.mem, C.llama_seq_id(src), C.llama_seq_id(dst), C.llama_pos(p0), C.llama_pos(p1))
