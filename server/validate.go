@@ -70,6 +70,9 @@ func jsonBytes(body []byte) (*fields, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, invalid("missing", []any{"body"}, "Field required", nil)
 	}
+	if escapedNUL(body) {
+		return nil, errNUL
+	}
 	// Fast path: a valid JSON object decodes once. Anything else takes the
 	// slow path, which tells malformed JSON from a non-object.
 	if err := json.Unmarshal(body, &f.raw); err == nil && f.raw != nil {
@@ -102,6 +105,32 @@ func queryFields(c *fiber.Ctx) *fields { return kvFields(c, "query", c.Context()
 // formFields reads an application/x-www-form-urlencoded body.
 func formFields(c *fiber.Ctx) *fields { return kvFields(c, "body", c.Context().PostArgs().VisitAll) }
 
+// msgNUL and errNUL refuse text holding the NUL character: no PostgreSQL
+// text column can store it, and no source file or name needs it.
+const msgNUL = "Text cannot contain the NUL character (\\u0000)"
+
+var errNUL = invalid("string_nul", []any{"body"}, msgNUL, nil)
+
+// escapedNUL reports whether JSON text holds the escape \u0000 (a raw NUL
+// byte is not valid JSON to begin with).
+func escapedNUL(b []byte) bool {
+	for off := 0; ; {
+		k := bytes.Index(b[off:], []byte(`\u0000`))
+		if k < 0 {
+			return false
+		}
+		k += off
+		n := 0 // backslashes ending at k: an odd count makes k an escape
+		for i := k; i >= 0 && b[i] == '\\'; i-- {
+			n++
+		}
+		if n%2 == 1 {
+			return true
+		}
+		off = k + 1
+	}
+}
+
 func kvFields(_ *fiber.Ctx, where string, visit func(func(k, v []byte))) *fields {
 	errs := []fieldError{}
 	f := &fields{loc: []any{where}, raw: map[string]json.RawMessage{}, errs: &errs, fromKV: true}
@@ -109,6 +138,10 @@ func kvFields(_ *fiber.Ctx, where string, visit func(func(k, v []byte))) *fields
 	visit(func(k, v []byte) {
 		if _, dup := f.raw[string(k)]; dup {
 			return // first value wins
+		}
+		if bytes.IndexByte(v, 0) >= 0 {
+			f.add("string_nul", string(k), msgNUL, nil, nil)
+			return
 		}
 		b, _ := json.Marshal(string(v))
 		f.raw[string(k)] = b

@@ -394,6 +394,9 @@ func (w *wsConn) tokens(id, typ string) tokenSink {
 func rawFields(raw json.RawMessage) (*fields, error) {
 	errs := []fieldError{}
 	f := &fields{loc: []any{"body"}, errs: &errs}
+	if escapedNUL(raw) {
+		return nil, errNUL
+	}
 	if err := json.Unmarshal(raw, &f.raw); err != nil || f.raw == nil {
 		return nil, invalid("model_attributes_type", []any{"body"},
 			"Input should be a valid dictionary or object to extract fields from", rawInput(raw))

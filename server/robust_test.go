@@ -1,0 +1,129 @@
+package server
+
+import (
+	"encoding/json"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestMalformedInputNeverServerError sends every route of the API bodies of
+// the wrong shape, type and size, and path parameters that are not what the
+// route expects, as a logged-in member with an active project and as a
+// stranger. Each answer must be a client error or a success, never a 5xx,
+// and the server must still answer afterwards.
+func TestMalformedInputNeverServerError(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	member := e.member("robust@example.com")
+	stranger := e.client()
+
+	deep := strings.Repeat("[", 5000) + strings.Repeat("]", 5000)
+	bodies := []string{
+		"", "null", "{}", "[]", "{", `"text"`, "1e999", "-0", "true", deep,
+		`{"model_ids": "1"}`, `{"model_ids": [1e30]}`, `{"model_ids": [-1, 0, 9223372036854775807]}`,
+		`{"model_ids": [1], "context": null, "contextual_telemetry": [], "behavioral_telemetry": "x"}`,
+		`{"model_ids": [1], "context": {"prefix": 5, "suffix": [], "context_files": {"a": 1}}}`,
+		`{"email": 5, "password": null, "name": [], "config_id": "x"}`,
+		`{"email": "a@b.c", "password": "` + strings.Repeat("p", 10000) + `"}`,
+		`{"project_name": {"a": 1}, "project_id": "not-a-uuid", "chat_id": 12, "page": -1}`,
+		`{"meta_query_id": "00000000-0000-0000-0000-000000000000", "model_id": 1e20, "was_accepted": "yes", "shown_at": ["x"]}`,
+		`{"messages": [[1, 2]], "model_ids": [1]}`,
+		`{"context_updates": {"f.py": 7}, "name": "\u0000\ud800"}`,
+		"{\"prefix\": \"\xff\xfe\"}",
+		`{"model_ids": [1], "context": {"prefix": "x", "suffix": "", "file_name": "../../etc/passwd"}, "stop_sequences": [[]]}`,
+		`{"model_ids": [1], "context": {"prefix": "a\u0000b", "suffix": "", "file_name": "m.py"}, "project_name": "p\u0000", "messages": [["user", "\u0000"]]}`,
+	}
+	params := regexp.MustCompile(`:[A-Za-z_]+\??|\*`)
+	badParams := []string{"1", "-1", "abc", "00000000-0000-0000-0000-000000000000", "99999999999999999999", "%00", "%ff"}
+
+	type route struct{ method, path string }
+	var routes []route
+	seen := map[route]bool{}
+	for _, r := range e.srv.App().GetRoutes(true) {
+		if r.Method == "HEAD" || r.Method == "OPTIONS" || r.Method == "CONNECT" || r.Method == "TRACE" ||
+			!strings.HasPrefix(r.Path, "/api/") || strings.HasPrefix(r.Path, "/api/ws/") {
+			continue
+		}
+		if k := (route{r.Method, r.Path}); !seen[k] {
+			seen[k] = true
+			routes = append(routes, k)
+		}
+	}
+	// Routes that end the member's account or session go last, so the
+	// others are tried while it is logged in.
+	ending := func(r route) bool {
+		return r.method == "DELETE" || strings.Contains(r.path, "logout") || strings.Contains(r.path, "deactivate")
+	}
+	slices.SortStableFunc(routes, func(a, b route) int {
+		switch {
+		case ending(a) == ending(b):
+			return 0
+		case ending(a):
+			return 1
+		}
+		return -1
+	})
+	if len(routes) < 20 {
+		t.Fatalf("only %d API routes found: %v", len(routes), routes)
+	}
+
+	tried := 0
+	for _, r := range routes {
+		paths := []string{r.path, r.path + "?page=%00&chat_id=%00&name=%00"}
+		if params.MatchString(r.path) {
+			paths = paths[:0]
+			for _, v := range badParams {
+				paths = append(paths, params.ReplaceAllString(r.path, v))
+			}
+		}
+		for _, c := range []*client{member, stranger} {
+			for _, p := range paths {
+				for _, b := range bodies {
+					var body any
+					if r.method != "GET" {
+						body = b
+					}
+					res := c.do(r.method, p, body)
+					tried++
+					if res.status >= 500 {
+						t.Errorf("%s %s with body %.60q: %d %s", r.method, p, b, res.status, res.raw)
+					}
+					if res.status >= 400 && res.status != 404 && res.status != 405 && len(res.raw) > 0 && !json.Valid(res.raw) {
+						t.Errorf("%s %s with body %.60q: %d with a body that is not JSON: %.100s", r.method, p, b, res.status, res.raw)
+					}
+					if r.method == "GET" {
+						break // the body does not matter
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d requests over %d routes", tried, len(routes))
+	stranger.expect("GET", "/api/ping", nil, 200)
+}
+
+// TestNULRefused: text with the NUL character, which PostgreSQL cannot
+// store, is a 422 naming the problem wherever it appears in a body.
+func TestNULRefused(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{"a": "x\u0000y"}`:  true,
+		`{"a": "x\\u0000y"}`: false, // an escaped backslash, then text
+		`{"a": "\\\u0000"}`:  true,  // an escaped backslash, then NUL
+		`{"a": ["\u0000"]}`:  true,
+		`{"a": "\u00001"}`:   true,
+		`{"a": "u0000"}`:     false,
+	} {
+		if got := escapedNUL([]byte(in)); got != want {
+			t.Errorf("escapedNUL(%s) = %v; want %v", in, got, want)
+		}
+	}
+	e := newPluginEnv(t, nil)
+	c := e.member("nul@example.com")
+	// json.Marshal writes the NUL rune as the escape \u0000.
+	raw, _ := json.Marshal(completionBody([]int64{e.ids["tiny-coder"]}, "def f():\x00", ""))
+	res := c.do("POST", "/api/completion/request", string(raw))
+	if res.status != 422 || !strings.Contains(string(res.raw), "NUL") {
+		t.Fatalf("completion with NUL in the prefix: %d %s; want 422 naming NUL", res.status, res.raw)
+	}
+}
