@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
 )
 
 // TestMalformedInputNeverServerError sends every route of the API bodies of
@@ -126,4 +129,61 @@ func TestNULRefused(t *testing.T) {
 	if res.status != 422 || !strings.Contains(string(res.raw), "NUL") {
 		t.Fatalf("completion with NUL in the prefix: %d %s; want 422 naming NUL", res.status, res.raw)
 	}
+}
+
+// TestWSMalformedFramesKeepConnection: on each WebSocket endpoint, frames
+// of the wrong shape, type and size each get an error frame and the
+// connection goes on serving; nothing panics and no goroutine is left.
+func TestWSMalformedFramesKeepConnection(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	addr := e.listen()
+	member := e.member("wsrobust@example.com")
+	frames := []string{
+		"not json", "[]", "null", "1", `"x"`, "{}", strings.Repeat("[", 5000) + strings.Repeat("]", 5000),
+		`{"request_id": {"a": 1}}`,
+		`{"request_id": "r", "completion_request": "x"}`, `{"request_id": "r", "completion_request": {"model_ids": "1"}}`,
+		`{"request_id": "r", "completion_request": {"model_ids": [1e30], "context": []}}`,
+		`{"request_id": "r", "chat_request": {"messages": 5}}`, `{"request_id": "r", "feedback": {"meta_query_id": "x"}}`,
+		`{"request_id": "r", "context_update": {"f.py": 7}}`, `{"request_id": "r\u0000", "completion_request": {"context": {"prefix": "\u0000"}}}`,
+		`{"request_id": "` + strings.Repeat("r", 100000) + `"}`,
+	}
+	for _, path := range []string{"/api/ws/completion", "/api/ws/chat", "/api/ws/completion/multi-file-context"} {
+		conn := e.wsDial(addr, path, member)
+		for _, f := range frames {
+			if err := conn.WriteMessage(websocket.TextMessage, []byte(f)); err != nil {
+				t.Fatalf("%s: write %.40q: %v", path, f, err)
+			}
+			conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+			_, data, err := conn.ReadMessage()
+			if err != nil {
+				t.Fatalf("%s: after frame %.40q the connection ended: %v", path, f, err)
+			}
+			var reply map[string]any
+			if err := json.Unmarshal(data, &reply); err != nil {
+				t.Fatalf("%s: reply to %.40q is not a JSON object: %.100s", path, f, data)
+			}
+			// An error frame, or a result frame with a 4xx status_code
+			// (spec §4: validation errors come as the request's result).
+			if code, _ := reply["status_code"].(float64); reply["type"] != "error" && reply["error"] == nil && (code < 400 || code >= 500) {
+				t.Errorf("%s: frame %.40q got %.200s; want an error frame or a 4xx result", path, f, data)
+			}
+		}
+		// A cancel of nothing running is answered with nothing (a client's
+		// cancel often crosses the result); the connection still serves.
+		for _, f := range []string{`{"request_id": [1, 2], "cancel": {"request_id": 7}}`, `{"cancel": true}`, `{"cancel": "x"}`} {
+			if err := conn.WriteMessage(websocket.TextMessage, []byte(f)); err != nil {
+				t.Fatalf("%s: write %s: %v", path, f, err)
+			}
+		}
+		if err := conn.WriteMessage(websocket.TextMessage, []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, data, err := conn.ReadMessage(); err != nil || !strings.Contains(string(data), "error") {
+			t.Fatalf("%s: after cancels of nothing: %s, %v", path, data, err)
+		}
+		conn.Close()
+	}
+	waitWSGoroutines(t)
+	e.client().expect("GET", "/api/ping", nil, 200)
 }
