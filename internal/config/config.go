@@ -81,7 +81,7 @@ type Config struct {
 	NThreads       int      `env:"ENGINE_THREADS" def:"0" doc:"CPU threads for inference; 0 = all cores."`
 	NGPULayers     int      `env:"N_GPU_LAYERS" def:"-1" doc:"Layers offloaded to the GPU when a GPU backend is loaded; -1 = all."`
 	GGMLBackendDir string   `env:"GGML_BACKEND_DIR" def:"" doc:"Directory holding loadable ggml backends (e.g. libggml-cuda.so); empty = CPU only."`
-	CompactAfter   int      `env:"ENGINE_COMPACT_AFTER_SECONDS" def:"10" doc:"A slot idle this long may take the cache of a request in a higher slot, so the slots in use stay next to each other and CPU steps carry no placeholder rows for idle slots between them (docs/architecture.md); 0 disables."`
+	CompactAfter   int      `env:"ENGINE_COMPACT_AFTER_SECONDS" def:"10" doc:"A request whose slot sits above a slot idle this long runs in that slot instead, the two caches swapped (none lost), so the slots in use stay next to each other and CPU steps carry no placeholder rows for idle slots between them (docs/architecture.md); 0 disables."`
 	QueueLength    int      `env:"ENGINE_QUEUE" def:"64" doc:"Requests waiting per model before 429 overload."`
 	ModelMmap      bool     `env:"MODEL_MMAP" def:"false" doc:"Map model files instead of reading them into memory. Reading is the default: on CPU, batched decoding of 8 sequences ran 1.6x faster from read-in weights than from mapped ones (docs/benchmarks.md); mapping starts faster and shares the page cache."`
 	ModelWorkers   int      `env:"THREAD_POOL_MAX_WORKERS" def:"4" doc:"Models run in parallel for one multi-model request (1-32)."`
