@@ -133,7 +133,7 @@ func BenchmarkEngineOnly(b *testing.B) {
 	timed(b, func(i int) {
 		k := ks[i%len(ks)]
 		_, err := eng.Complete(context.Background(), "tiny-coder", engine.Request{Prefix: k.Prefix, Suffix: k.Suffix, FilePath: k.File,
-			Sampling: withSeed(defaultSampling), MaxTokens: completionTokens, Mode: engine.ModeBlankLine, CachePrompt: true, SupersedeKey: "bench"})
+			Sampling: withSeed(defaultSampling), MaxTokens: LimitsOf(config.Config{}).CompletionTokens, Mode: engine.ModeBlankLine, CachePrompt: true, SupersedeKey: "bench"})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -181,7 +181,7 @@ func (s *Server) runChat(ctx context.Context, p *Principal, r *chatRequest, sink
 
 	outs := s.runModels(ctx, r.ModelIDs, chatTimeout, true, func(m RegisteredModel) engine.Request {
 		return engine.Request{Raw: true, Prefix: s.modelChatPrompt(m, sys, msgs), Sampling: withSeed(defaultSampling),
-			MaxTokens: chatTokens, Stop: []string{"<|im_end|>", "<|im_start|>", "\n### User"}, CachePrompt: true}
+			MaxTokens: s.plugin.limits.ChatTokens, Stop: []string{"<|im_end|>", "<|im_start|>", "\n### User"}, CachePrompt: true}
 	}, sink)
 	if ctx.Err() != nil {
 		return nil, errCancelled

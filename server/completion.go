@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/code4me/code4me/engine"
+	"github.com/code4me/code4me/internal/config"
 	"github.com/code4me/code4me/internal/db"
 	"github.com/code4me/code4me/internal/redact"
 	"github.com/code4me/code4me/models"
@@ -43,19 +44,34 @@ import (
 const (
 	completionTimeout = 30 * time.Second
 	chatTimeout       = 2 * time.Minute
-	completionTokens  = 64
-	chatTokens        = 256
 )
+
+// Limits are the most tokens a completion and a chat answer generate
+// (COMPLETION_MAX_TOKENS, CHAT_MAX_TOKENS).
+type Limits struct{ CompletionTokens, ChatTokens int }
+
+// LimitsOf reads Limits from c; unset values get the defaults (64, 256).
+func LimitsOf(c config.Config) Limits {
+	l := Limits{CompletionTokens: c.CompletionMaxTokens, ChatTokens: c.ChatMaxTokens}
+	if l.CompletionTokens <= 0 {
+		l.CompletionTokens = 64
+	}
+	if l.ChatTokens <= 0 {
+		l.ChatTokens = 256
+	}
+	return l
+}
 
 // defaultSampling is spec §6.3's sampler; the seed is drawn per request
 // and stored with each generation.
 var defaultSampling = engine.SamplingParams{Temperature: 0.2, TopK: 50, TopP: 0.95, RepeatPenalty: 1.1, RepeatLastN: 64}
 
-func defaultMaxTokens(chat bool) int {
+// tokens is the limit for a chat (true) or completion (false) request.
+func (l Limits) tokens(chat bool) int {
 	if chat {
-		return chatTokens
+		return l.ChatTokens
 	}
-	return completionTokens
+	return l.CompletionTokens
 }
 
 // plugin is the state of the completion, chat and WebSocket handlers.
@@ -65,6 +81,10 @@ type plugin struct {
 	models   *ModelRegistry
 	workers  int
 	version  string
+	limits   Limits
+	// sampler is generation.sampler for completion (false) and chat (true)
+	// requests.
+	sampler map[bool][]byte
 	// stored counts how completion queries were written
 	// (completion_store.go).
 	stored storeCounts
@@ -76,7 +96,8 @@ type plugin struct {
 // model registry from the engine's loaded models.
 func (s *Server) initPlugin(d Deps) error {
 	s.plugin = plugin{engine: d.Engine, redactor: d.Redactor, models: d.Models, workers: d.Config.ModelWorkers,
-		version: strconv.FormatInt(d.Config.ServerVersionID, 10)}
+		version: strconv.FormatInt(d.Config.ServerVersionID, 10), limits: LimitsOf(d.Config)}
+	s.plugin.sampler = map[bool][]byte{false: samplerParams(s.plugin.limits, false), true: samplerParams(s.plugin.limits, true)}
 	if s.plugin.workers < 1 {
 		s.plugin.workers = 4
 	}
@@ -90,7 +111,7 @@ func (s *Server) initPlugin(d Deps) error {
 	if s.plugin.models == nil && d.Engine != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		reg, err := RegisterModels(ctx, d.DB, d.Engine, nil)
+		reg, err := RegisterModels(ctx, d.DB, d.Engine, nil, s.plugin.limits)
 		if err != nil {
 			return fmt.Errorf("server: %w", err)
 		}
@@ -467,10 +488,10 @@ type completionResult struct {
 // model: prefix, suffix and file name already redacted, extra the
 // project's context files, key the supersede key (the session and file).
 // Benchmarks use it to send the bare engine exactly what the server sends.
-func FIMRequest(prefix, suffix, fileName string, extra []engine.Chunk, stop []string, key string) engine.Request {
+func FIMRequest(prefix, suffix, fileName string, extra []engine.Chunk, stop []string, key string, maxTokens int) engine.Request {
 	return engine.Request{
 		Prefix: prefix, Suffix: suffix, FilePath: fileName, Extra: extra,
-		Sampling: withSeed(defaultSampling), MaxTokens: completionTokens, Stop: stop,
+		Sampling: withSeed(defaultSampling), MaxTokens: maxTokens, Stop: stop,
 		Mode: engine.ModeBlankLine, CachePrompt: true, SupersedeKey: key,
 	}
 }
@@ -519,7 +540,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	})
 	key := p.SessionID.String() + "\x00" + r.Context.FileName
 	outs := s.runModels(mctx, r.ModelIDs, completionTimeout, false, func(m RegisteredModel) engine.Request {
-		return FIMRequest(pr.ctx.Prefix, pr.ctx.Suffix, pr.ctx.FileName, chunks(pr.files), r.StopSequences, key)
+		return FIMRequest(pr.ctx.Prefix, pr.ctx.Suffix, pr.ctx.FileName, chunks(pr.files), r.StopSequences, key, s.plugin.limits.CompletionTokens)
 	}, sink)
 	if ctx.Err() != nil {
 		s.discard(pre)
@@ -665,14 +686,10 @@ func (s *Server) storeQueryData(ctx context.Context, tx models.DBTX, mq uuid.UUI
 	return nil
 }
 
-// samplerJSON is generation.sampler for completion (false) and chat (true)
-// requests.
-var samplerJSON = map[bool][]byte{false: samplerParams(false), true: samplerParams(true)}
-
-func samplerParams(chat bool) []byte {
+func samplerParams(l Limits, chat bool) []byte {
 	b, _ := json.Marshal(map[string]any{"temperature": defaultSampling.Temperature, "top_k": defaultSampling.TopK,
 		"top_p": defaultSampling.TopP, "repeat_penalty": defaultSampling.RepeatPenalty, "repeat_last_n": defaultSampling.RepeatLastN,
-		"max_tokens": defaultMaxTokens(chat)})
+		"max_tokens": l.tokens(chat)})
 	return b
 }
 
@@ -690,7 +707,7 @@ func (s *Server) storeGenerations(ctx context.Context, tx models.DBTX, mq uuid.U
 		if o.model.Chat {
 			tmpl = s.chatTemplateID(o.model)
 		}
-		sampler := samplerJSON[o.model.Chat]
+		sampler := s.plugin.sampler[o.model.Chat]
 		cached, evald, gend := int32(t.CachedTokens), int32(t.EvaluatedTokens), int32(t.GeneratedTokens)
 		if err := s.q.GenerationCreate(ctx, tx, models.GenerationCreateParams{
 			MetaQueryID: mq, ModelID: o.id, Completion: o.text, GenerationTimeMs: int32(o.gen.Milliseconds()),

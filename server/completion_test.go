@@ -1,11 +1,17 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/code4me/code4me/internal/config"
 )
 
 // TestCompletionRequestAndFeedback: a completion answers with its items in
@@ -307,5 +313,39 @@ func TestCompletionSecretsNeverLeave(t *testing.T) {
 		if strings.Contains(string(r.raw), s) || strings.Contains(string(fb.raw), s) {
 			t.Errorf("secret %.8s… in a response", s)
 		}
+	}
+}
+
+// TestMaxTokensFromConfig: COMPLETION_MAX_TOKENS and CHAT_MAX_TOKENS bound
+// what a completion and a chat answer generate, and the stored sampler
+// says so.
+func TestMaxTokensFromConfig(t *testing.T) {
+	e := newPluginEnv(t, func(c *config.Config) { c.CompletionMaxTokens, c.ChatMaxTokens = 3, 5 })
+	c := e.member("limits@example.com")
+	c.expect("POST", "/api/completion/request", completionBody([]int64{e.ids["tiny-coder"]}, "def add(a, b):\n    return ", ""), 200)
+	c.expect("POST", "/api/chat/request", chatBody([]int64{e.ids["tiny-instruct"]}, uuid.NewString(), [2]string{"user", "Write a long story."}), 200)
+	rows, err := e.srv.db.Query(context.Background(),
+		`SELECT m.name, g.tokens_generated, g.sampler->>'max_tokens' FROM generation g
+		 JOIN model m ON m.model_id = g.model_id JOIN meta_query q ON q.meta_query_id = g.meta_query_id
+		 JOIN users u ON u.user_id = q.user_id WHERE u.email = 'limits@example.com'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	want := map[string]int32{"tiny-coder": 3, "tiny-instruct": 5}
+	seen := 0
+	for rows.Next() {
+		var name, limit string
+		var n int32
+		if err := rows.Scan(&name, &n, &limit); err != nil {
+			t.Fatal(err)
+		}
+		seen++
+		if n > want[name] || limit != strconv.Itoa(int(want[name])) {
+			t.Errorf("%s: %d tokens generated, sampler max_tokens %s; want at most %d", name, n, limit, want[name])
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("%d generations stored; want 2", seen)
 	}
 }

@@ -48,7 +48,7 @@ func IsChatName(name string) bool { return instructName.MatchString(name) }
 // (ModelUpsert: the same name and file hash keep their id) and returns the
 // registry. chat says which models are chat models; nil means IsChatName.
 // A backend that reports no file hash gets the sha256 of the model path.
-func RegisterModels(ctx context.Context, db models.DBTX, eng *engine.Engine, chat func(name string) bool) (*ModelRegistry, error) {
+func RegisterModels(ctx context.Context, db models.DBTX, eng *engine.Engine, chat func(name string) bool, lim Limits) (*ModelRegistry, error) {
 	r := &ModelRegistry{byID: map[int64]RegisteredModel{}}
 	if eng == nil {
 		return r, nil
@@ -65,7 +65,7 @@ func RegisterModels(ctx context.Context, db models.DBTX, eng *engine.Engine, cha
 		}
 		isChat := chat(st.Model)
 		params, _ := json.Marshal(map[string]any{
-			"max_new_tokens": defaultMaxTokens(isChat), "temperature": defaultSampling.Temperature,
+			"max_new_tokens": lim.tokens(isChat), "temperature": defaultSampling.Temperature,
 			"top_p": defaultSampling.TopP, "top_k": defaultSampling.TopK, "repetition_penalty": defaultSampling.RepeatPenalty,
 			"n_ctx_per_slot": st.NCtxPerSlot, "slots": st.Slots,
 		})

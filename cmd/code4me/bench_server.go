@@ -100,7 +100,8 @@ func runBenchServer(ctx context.Context, args []string) error {
 		return err
 	}
 	defer svc.stop(log)
-	reg, err := server.RegisterModels(ctx, svc.pool, e, nil)
+	lim := server.LimitsOf(cfg)
+	reg, err := server.RegisterModels(ctx, svc.pool, e, nil, lim)
 	if err != nil {
 		return err
 	}
@@ -147,7 +148,7 @@ func runBenchServer(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		req := server.FIMRequest(k.Prefix, k.Suffix, k.File, extra, nil, "bare\x00"+k.File)
+		req := server.FIMRequest(k.Prefix, k.Suffix, k.File, extra, nil, "bare\x00"+k.File, lim.CompletionTokens)
 		var sMS, eMS float64
 		var st map[string]float64
 		var res *engine.Result

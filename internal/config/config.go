@@ -72,19 +72,21 @@ type Config struct {
 	GoogleClientID string `env:"GOOGLE_CLIENT_ID" def:"" doc:"Google OAuth client id; ID tokens must carry it as audience. Empty disables Google sign-in."`
 
 	// Models and engine
-	Models         []string `env:"MODELS" def:"" doc:"Comma-separated models to load: catalog names, or paths to GGUF files. Empty: every model under MODEL_DIR, else a synthetic model."`
-	ModelDir       string   `env:"MODEL_DIR" def:"" doc:"Where pulled and synthetic models live. Default DATA_DIR/models."`
-	SyntheticShape string   `env:"SYNTHETIC_MODEL" def:"tiny" doc:"Shape of the synthetic model used when no real model is available (tiny, qwen2.5-coder-0.5b, ...)."`
-	NParallel      int      `env:"ENGINE_PARALLEL" def:"4" doc:"Slots (concurrent sequences) per loaded model."`
-	NCtx           int      `env:"ENGINE_CTX" def:"8192" doc:"KV cells per slot."`
-	NBatch         int      `env:"ENGINE_BATCH" def:"512" doc:"Tokens per decode call."`
-	NThreads       int      `env:"ENGINE_THREADS" def:"0" doc:"CPU threads for inference; 0 = all cores."`
-	NGPULayers     int      `env:"N_GPU_LAYERS" def:"-1" doc:"Layers offloaded to the GPU when a GPU backend is loaded; -1 = all."`
-	GGMLBackendDir string   `env:"GGML_BACKEND_DIR" def:"" doc:"Directory holding loadable ggml backends (e.g. libggml-cuda.so); empty = CPU only."`
-	CompactAfter   int      `env:"ENGINE_COMPACT_AFTER_SECONDS" def:"10" doc:"A request whose slot sits above a slot idle this long runs in that slot instead, the two caches swapped (none lost), so the slots in use stay next to each other and CPU steps carry no placeholder rows for idle slots between them (docs/architecture.md); 0 disables."`
-	QueueLength    int      `env:"ENGINE_QUEUE" def:"64" doc:"Requests waiting per model before 429 overload."`
-	ModelMmap      bool     `env:"MODEL_MMAP" def:"false" doc:"Map model files instead of reading them into memory. Reading is the default: on CPU, batched decoding of 8 sequences ran 1.6x faster from read-in weights than from mapped ones (docs/benchmarks.md); mapping starts faster and shares the page cache."`
-	ModelWorkers   int      `env:"THREAD_POOL_MAX_WORKERS" def:"4" doc:"Models run in parallel for one multi-model request (1-32)."`
+	Models              []string `env:"MODELS" def:"" doc:"Comma-separated models to load: catalog names, or paths to GGUF files. Empty: every model under MODEL_DIR, else a synthetic model."`
+	ModelDir            string   `env:"MODEL_DIR" def:"" doc:"Where pulled and synthetic models live. Default DATA_DIR/models."`
+	SyntheticShape      string   `env:"SYNTHETIC_MODEL" def:"tiny" doc:"Shape of the synthetic model used when no real model is available (tiny, qwen2.5-coder-0.5b, ...)."`
+	NParallel           int      `env:"ENGINE_PARALLEL" def:"4" doc:"Slots (concurrent sequences) per loaded model."`
+	NCtx                int      `env:"ENGINE_CTX" def:"8192" doc:"KV cells per slot."`
+	NBatch              int      `env:"ENGINE_BATCH" def:"512" doc:"Tokens per decode call."`
+	NThreads            int      `env:"ENGINE_THREADS" def:"0" doc:"CPU threads for inference; 0 = all cores."`
+	NGPULayers          int      `env:"N_GPU_LAYERS" def:"-1" doc:"Layers offloaded to the GPU when a GPU backend is loaded; -1 = all."`
+	GGMLBackendDir      string   `env:"GGML_BACKEND_DIR" def:"" doc:"Directory holding loadable ggml backends (e.g. libggml-cuda.so); empty = CPU only."`
+	CompactAfter        int      `env:"ENGINE_COMPACT_AFTER_SECONDS" def:"10" doc:"A request whose slot sits above a slot idle this long runs in that slot instead, the two caches swapped (none lost), so the slots in use stay next to each other and CPU steps carry no placeholder rows for idle slots between them (docs/architecture.md); 0 disables."`
+	QueueLength         int      `env:"ENGINE_QUEUE" def:"64" doc:"Requests waiting per model before 429 overload."`
+	ModelMmap           bool     `env:"MODEL_MMAP" def:"false" doc:"Map model files instead of reading them into memory. Reading is the default: on CPU, batched decoding of 8 sequences ran 1.6x faster from read-in weights than from mapped ones (docs/benchmarks.md); mapping starts faster and shares the page cache."`
+	CompletionMaxTokens int      `env:"COMPLETION_MAX_TOKENS" def:"64" doc:"Most tokens a code completion generates (1-4096)."`
+	ChatMaxTokens       int      `env:"CHAT_MAX_TOKENS" def:"256" doc:"Most tokens a chat answer generates (1-32768)."`
+	ModelWorkers        int      `env:"THREAD_POOL_MAX_WORKERS" def:"4" doc:"Models run in parallel for one multi-model request (1-32)."`
 }
 
 // Lookup returns the value of an environment variable and whether it is set;
@@ -256,6 +258,12 @@ func (c Config) Validate() error {
 	}
 	if c.QueueLength < 1 {
 		return bad("ENGINE_QUEUE", "must be at least 1")
+	}
+	if c.CompletionMaxTokens < 1 || c.CompletionMaxTokens > 4096 {
+		return bad("COMPLETION_MAX_TOKENS", "%d is out of range 1-4096", c.CompletionMaxTokens)
+	}
+	if c.ChatMaxTokens < 1 || c.ChatMaxTokens > 32768 {
+		return bad("CHAT_MAX_TOKENS", "%d is out of range 1-32768", c.ChatMaxTokens)
 	}
 	if c.CompactAfter < 0 {
 		return bad("ENGINE_COMPACT_AFTER_SECONDS", "%d is negative (0 disables)", c.CompactAfter)
