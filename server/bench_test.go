@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/code4me/code4me/engine"
 	"github.com/code4me/code4me/internal/config"
 	"github.com/code4me/code4me/internal/testenv"
 	"github.com/code4me/code4me/internal/workload"
@@ -130,10 +129,14 @@ func BenchmarkCompletionRequest(b *testing.B) {
 func BenchmarkEngineOnly(b *testing.B) {
 	ks := benchKeystrokes(b)
 	eng, _ := sharedEngine(b)
+	cfg, err := config.Load(func(string) (string, bool) { return "", false })
+	if err != nil {
+		b.Fatal(err)
+	}
+	limit := LimitsOf(cfg).CompletionTokens
 	timed(b, func(i int) {
 		k := ks[i%len(ks)]
-		_, err := eng.Complete(context.Background(), "tiny-coder", engine.Request{Prefix: k.Prefix, Suffix: k.Suffix, FilePath: k.File,
-			Sampling: withSeed(defaultSampling), MaxTokens: LimitsOf(config.Config{}).CompletionTokens, Mode: engine.ModeBlankLine, CachePrompt: true, SupersedeKey: "bench"})
+		_, err := eng.Complete(context.Background(), "tiny-coder", FIMRequest(k.Prefix, k.Suffix, k.File, nil, nil, "bench", limit))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -50,16 +50,9 @@ const (
 // (COMPLETION_MAX_TOKENS, CHAT_MAX_TOKENS).
 type Limits struct{ CompletionTokens, ChatTokens int }
 
-// LimitsOf reads Limits from c; unset values get the defaults (64, 256).
+// LimitsOf reads Limits from c (config.Load sets and checks them).
 func LimitsOf(c config.Config) Limits {
-	l := Limits{CompletionTokens: c.CompletionMaxTokens, ChatTokens: c.ChatMaxTokens}
-	if l.CompletionTokens <= 0 {
-		l.CompletionTokens = 64
-	}
-	if l.ChatTokens <= 0 {
-		l.ChatTokens = 256
-	}
-	return l
+	return Limits{CompletionTokens: c.CompletionMaxTokens, ChatTokens: c.ChatMaxTokens}
 }
 
 // defaultSampling is spec §6.3's sampler; the seed is drawn per request
