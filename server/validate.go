@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
@@ -73,13 +74,15 @@ func jsonBytes(body []byte) (*fields, error) {
 	if escapedNUL(body) {
 		return nil, errNUL
 	}
-	// Fast path: a valid JSON object decodes once. Anything else takes the
-	// slow path, which tells malformed JSON from a non-object.
-	if err := json.Unmarshal(body, &f.raw); err == nil && f.raw != nil {
-		f.inputRaw = body
-		return f, nil
+	// Fast path: valid JSON holding an object is checked once and split
+	// (jsonscan.go). Anything else takes the slow path, which tells
+	// malformed JSON from a non-object.
+	if json.Valid(body) {
+		if m, ok := splitObject(body); ok {
+			f.raw, f.inputRaw = m, body
+			return f, nil
+		}
 	}
-	f.raw = nil
 	var input any
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
@@ -158,7 +161,10 @@ func (f *fields) object(name string, required bool) *fields {
 		return nil
 	}
 	sub := &fields{loc: f.at(name), errs: f.errs}
-	if err := json.Unmarshal(raw, &sub.raw); err != nil || sub.raw == nil {
+	// raw is part of a valid document, checked when it was read.
+	if m, ok := splitObject(raw); ok {
+		sub.raw = m
+	} else if err := json.Unmarshal(raw, &sub.raw); err != nil || sub.raw == nil {
 		var input any
 		json.Unmarshal(raw, &input)
 		f.add("model_type", name, "Input should be a valid dictionary or instance of the model", input, nil)
@@ -231,12 +237,14 @@ func (f *fields) str(name string, required bool, min, max int) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		f.add("string_type", name, "Input should be a valid string", rawInput(raw), nil)
-		return "", false
+	s, ok := unquote(raw)
+	if !ok {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			f.add("string_type", name, "Input should be a valid string", rawInput(raw), nil)
+			return "", false
+		}
 	}
-	n := len([]rune(s))
+	n := utf8.RuneCountInString(s)
 	if n < min {
 		f.add("string_too_short", name, fmt.Sprintf("String should have at least %d character%s", min, plural(min)), s, map[string]any{"min_length": min})
 		return "", false

@@ -397,6 +397,11 @@ func rawFields(raw json.RawMessage) (*fields, error) {
 	if escapedNUL(raw) {
 		return nil, errNUL
 	}
+	// raw is part of a frame that decoded, so it is valid JSON.
+	if m, ok := splitObject(raw); ok {
+		f.raw, f.inputRaw = m, raw
+		return f, nil
+	}
 	if err := json.Unmarshal(raw, &f.raw); err != nil || f.raw == nil {
 		return nil, invalid("model_attributes_type", []any{"body"},
 			"Input should be a valid dictionary or object to extract fields from", rawInput(raw))

@@ -1,0 +1,156 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// jsonCorpus is JSON texts that exercise the scanner: escapes, surrogate
+// pairs and lone surrogates, invalid UTF-8, nesting, brackets and quotes
+// inside strings, repeated keys, odd whitespace, and non-objects.
+var jsonCorpus = []string{
+	`{}`, ` { } `, "{\n\t\"a\" :\r 1 }", `{"a":"b"}`, `{"a":"\"}\\{","b":[1,"]",{"c":"}"}],"d":null}`,
+	`{"a":1,"a":2}`, `{"k\u00e9y":"v\u00e9"}`, `{"s":"\ud83d\ude00 \ud83d x \ude00 \u0041\/\b\f\n\r\t"}`,
+	`{"s":"\ud800\ud800"}`, `{"s":"\udbff\udfff"}`, "{\"s\":\"\xff\xfe bad \xc3\x28 ok \xe2\x82\xac\"}",
+	`{"n":-1.5e+10,"t":true,"f":false,"z":0}`, `{"o":{"p":{"q":[[[]]],"r":"\\"}}}`,
+	`[]`, `"str"`, `12`, `null`, `true`, `[{"a":1}]`, `{"a":[]} `, `{"":""}`, `{"a":"` + strings.Repeat(`x\"`, 300) + `"}`,
+}
+
+// TestSplitObjectMatchesEncodingJSON: on valid JSON, splitObject accepts
+// exactly the objects and gives the same members as encoding/json, and
+// unquote decodes every string value exactly as encoding/json does.
+func TestSplitObjectMatchesEncodingJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	docs := append([]string{}, jsonCorpus...)
+	for range 2000 {
+		docs = append(docs, randomObject(rng, 0))
+	}
+	for _, doc := range docs {
+		b := []byte(doc)
+		if !json.Valid(b) {
+			t.Fatalf("corpus entry is not valid JSON: %q", doc)
+		}
+		var want map[string]json.RawMessage
+		wantErr := json.Unmarshal(b, &want)
+		got, ok := splitObject(b)
+		if ok != (wantErr == nil && want != nil) {
+			t.Fatalf("splitObject(%q) ok = %v, encoding/json err %v map %v", doc, ok, wantErr, want)
+		}
+		if !ok {
+			continue
+		}
+		if !reflect.DeepEqual(normalise(got), normalise(want)) {
+			t.Fatalf("splitObject(%q)\n got  %q\n want %q", doc, got, want)
+		}
+		for k, raw := range got {
+			var ws string
+			werr := json.Unmarshal(raw, &ws)
+			gs, gok := unquote(raw)
+			if gok != (werr == nil && raw[0] == '"') {
+				t.Fatalf("unquote(%q) ok = %v, encoding/json err %v", raw, gok, werr)
+			}
+			if gok && gs != ws {
+				t.Fatalf("unquote of %q (key %q)\n got  %q\n want %q", raw, k, gs, ws)
+			}
+		}
+	}
+}
+
+// normalise compacts each value so whitespace inside values compares equal
+// (encoding/json keeps raw bytes too; this only guards the comparison).
+func normalise(m map[string]json.RawMessage) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		var buf bytes.Buffer
+		json.Compact(&buf, v)
+		out[k] = buf.String()
+	}
+	return out
+}
+
+// randomObject builds a valid JSON object with random keys and values,
+// strings holding escapes, surrogates and raw (sometimes invalid) UTF-8.
+func randomObject(rng *rand.Rand, depth int) string {
+	var b strings.Builder
+	b.WriteString("{")
+	n := rng.IntN(5)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(ws(rng) + "," + ws(rng))
+		}
+		b.WriteString(randomString(rng) + ws(rng) + ":" + ws(rng) + randomValue(rng, depth+1))
+	}
+	b.WriteString(ws(rng) + "}")
+	return b.String()
+}
+
+func ws(rng *rand.Rand) string { return []string{"", "", " ", "\n\t", "\r\n "}[rng.IntN(5)] }
+
+func randomValue(rng *rand.Rand, depth int) string {
+	k := rng.IntN(7)
+	if depth > 3 {
+		k = rng.IntN(3)
+	}
+	switch k {
+	case 0, 1:
+		return randomString(rng)
+	case 2:
+		return []string{"0", "-12.5e3", "true", "false", "null", "1E-2"}[rng.IntN(6)]
+	case 3:
+		var b strings.Builder
+		b.WriteString("[" + ws(rng))
+		for i := range rng.IntN(4) {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString(randomValue(rng, depth+1))
+		}
+		return b.String() + ws(rng) + "]"
+	default:
+		return randomObject(rng, depth+1)
+	}
+}
+
+func randomString(rng *rand.Rand) string {
+	pieces := []string{`a`, `Z`, ` `, `\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`, `\u0041`, `\u00e9`,
+		`\ud83d\ude00`, `\ud83d`, `\ude00`, `\uD834\uDD1E`, `\ud800\u0041`, "é", "€", "\xff", "\xc3", "\xe2\x82",
+		"{", "}", "[", "]", ",", ":", `\"}`}
+	var b strings.Builder
+	b.WriteString(`"`)
+	for range rng.IntN(12) {
+		b.WriteString(pieces[rng.IntN(len(pieces))])
+	}
+	b.WriteString(`"`)
+	return b.String()
+}
+
+// TestJSONBytesFastPathSameFields: a completion body read through the
+// fast path gives the same request as one whose strings all carry
+// escapes (the decoder's slow path inside unquote).
+func TestJSONBytesFastPathSameFields(t *testing.T) {
+	prefix := "func f() {\n\treturn \"é\\u\" // \xff\n"
+	body, _ := json.Marshal(map[string]any{"model_ids": []int{1, 2}, "context": map[string]any{"prefix": prefix, "suffix": "}", "file_name": "a.go",
+		"selected_text": "", "context_files": []string{"x.go"}}, "contextual_telemetry": map[string]any{"version_id": 1, "trigger_type_id": 2, "language_id": 3},
+		"behavioral_telemetry": map[string]any{}, "store_context": true})
+	f, err := jsonBytes(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := parseCompletionRequest(f)
+	if err := f.err(); err != nil {
+		t.Fatal(err)
+	}
+	want := strings.ToValidUTF8(prefix, "\uFFFD")
+	if r.Context.Prefix != want || r.Context.Suffix != "}" || !reflect.DeepEqual(r.ModelIDs, []int64{1, 2}) ||
+		!reflect.DeepEqual(r.Context.ContextFiles, []string{"x.go"}) || r.Contextual == nil || r.Contextual.LanguageID != 3 {
+		t.Fatalf("parsed %+v, context %+v", r, r.Context)
+	}
+	if !utf8.ValidString(r.Context.Prefix) {
+		t.Fatal("prefix is not valid UTF-8")
+	}
+}
