@@ -100,33 +100,43 @@ func (s *Server) guard(class AuthClass) fiber.Handler {
 			p, counted, authErr = s.authenticate(ctx, c, class)
 		}
 		t.lap(StageAuth, &lap)
-		if counted != nil {
-			// Counted in the session lookup's round trip.
-			if err := s.applyLimit(c, s.limiter.Result(c.Route().Path, counted.N, counted.TTL)); err != nil {
-				return err
-			}
-		} else {
-			subject := "ip:" + s.clientIP(c).String()
-			if p != nil {
-				subject = "u:" + p.UserID.String()
-			} else if class == ClassNone {
-				if l, err := s.tokens.Auth(ctx, c.Cookies(cookieAuth)); err == nil {
-					subject = "u:" + l.UserID.String()
-				}
-			}
-			if err := s.rateLimit(c, subject); err != nil {
-				return err
-			}
-		}
+		err := s.admit(c, class, p, counted, authErr)
 		t.lap(StageRateLimit, &lap)
-		if authErr != nil {
-			return authErr
+		if err != nil {
+			return err
 		}
 		if p != nil {
 			c.Locals(localsPrincipal, p)
 		}
 		return c.Next()
 	}
+}
+
+// admit applies the rate limit to a request authenticated as p (nil when
+// authErr says why not, or on ClassNone routes) and returns the error to
+// answer, if any: a spent limit (429) wins over authErr. counted is the
+// count taken in the authentication's round trip; without it the request
+// is counted here.
+func (s *Server) admit(c *fiber.Ctx, class AuthClass, p *Principal, counted *auth.Counted, authErr error) error {
+	if counted != nil {
+		// Counted in the session lookup's round trip.
+		if err := s.applyLimit(c, s.limiter.Result(c.Route().Path, counted.N, counted.TTL)); err != nil {
+			return err
+		}
+	} else {
+		subject := "ip:" + s.clientIP(c).String()
+		if p != nil {
+			subject = "u:" + p.UserID.String()
+		} else if class == ClassNone {
+			if l, err := s.tokens.Auth(c.UserContext(), c.Cookies(cookieAuth)); err == nil {
+				subject = "u:" + l.UserID.String()
+			}
+		}
+		if err := s.rateLimit(c, subject); err != nil {
+			return err
+		}
+	}
+	return authErr
 }
 
 // authenticate resolves the credentials of the request for class. A
@@ -142,42 +152,74 @@ func (s *Server) authenticate(ctx context.Context, c *fiber.Ctx, class AuthClass
 		}
 		return p, nil, nil
 	}
-	sessTok := cookieOrHeader(c, cookieSession, headerSession)
-	projTok := cookieOrHeader(c, cookieProject, headerProject)
-	var sess auth.Session
-	var proj auth.Project
-	var counted *auth.Counted
-	var err error
-	switch {
-	case sessTok != "":
-		route := c.Route().Path
-		cnt := auth.Count{UserPrefix: s.limiter.Key(route, ""), Fallback: s.limiter.Key(route, "ip:"+s.clientIP(c).String()),
-			Window: s.limiter.Window()}
-		var n auth.Counted
-		sess, proj, n, err = s.tokens.SessionCounted(ctx, sessTok, projTok, class == ClassSP, cnt)
-		if err == nil || errors.Is(err, auth.ErrNotFound) || errors.Is(err, auth.ErrNoProject) {
-			counted = &n
-		}
-	default:
-		sess, err = s.keySession(ctx, c)
-		if err == nil && class == ClassSP {
-			sess, proj, err = s.tokens.SessionProject(ctx, sess.Token, projTok)
-		}
+	if creds := s.sessionCredsOf(c); creds.session != "" {
+		return s.authSession(ctx, creds, class)
 	}
+	sess, err := s.keySession(ctx, c)
+	var proj auth.Project
+	if err == nil && class == ClassSP {
+		sess, proj, err = s.tokens.SessionProject(ctx, sess.Token, cookieOrHeader(c, cookieProject, headerProject))
+	}
+	p, err := sessionPrincipal(sess, proj, class, err)
+	return p, nil, err
+}
+
+// sessionCreds are a request's session and project tokens and what
+// counting it against its rate limit needs: enough to authenticate it on
+// another goroutine than the request's (speculate.go).
+type sessionCreds struct {
+	session, project string
+	route            string
+	ip               netip.Addr
+}
+
+func (s *Server) sessionCredsOf(c *fiber.Ctx) sessionCreds {
+	// Copies: an authGate reads them on another goroutine.
+	return sessionCreds{session: strings.Clone(cookieOrHeader(c, cookieSession, headerSession)),
+		project: strings.Clone(cookieOrHeader(c, cookieProject, headerProject)), route: c.Route().Path, ip: s.clientIP(c)}
+}
+
+// authSession looks up a session (and, for ClassSP, project) token and
+// counts the request in the same Redis round trip: see authenticate.
+func (s *Server) authSession(ctx context.Context, in sessionCreds, class AuthClass) (*Principal, *auth.Counted, error) {
+	cnt := auth.Count{UserPrefix: s.limiter.Key(in.route, ""), Fallback: s.limiter.Key(in.route, "ip:"+in.ip.String()),
+		Window: s.limiter.Window()}
+	sess, proj, n, err := s.tokens.SessionCounted(ctx, in.session, in.project, class == ClassSP, cnt)
+	var counted *auth.Counted
+	if err == nil || errors.Is(err, auth.ErrNotFound) || errors.Is(err, auth.ErrNoProject) {
+		counted = &n
+	}
+	p, err := sessionPrincipal(sess, proj, class, err)
+	return p, counted, err
+}
+
+// sessionPrincipal turns a session lookup's result into the Principal, or
+// into the error to answer.
+func sessionPrincipal(sess auth.Session, proj auth.Project, class AuthClass, err error) (*Principal, error) {
 	switch {
 	case errors.Is(err, auth.ErrNotFound):
-		return nil, counted, fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredSession)
+		return nil, fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredSession)
 	case errors.Is(err, auth.ErrNoProject):
-		return nil, counted, fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredProject)
+		return nil, fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredProject)
 	case err != nil:
-		return nil, nil, err
+		return nil, err
 	}
 	p := &Principal{UserID: sess.UserID, Gen: sess.Gen, AuthToken: sess.AuthToken, KeyID: sess.KeyID,
 		SessionID: sess.ID, SessionToken: sess.Token}
 	if class == ClassSP {
 		p.ProjectID, p.ProjectToken, p.ContextVersion = proj.ProjectID, proj.Token, proj.ContextVersion
 	}
-	return p, counted, nil
+	return p.own(), nil
+}
+
+// own copies p's strings: a token read from a request is a view of
+// fasthttp's buffer, which the next request on the connection overwrites,
+// and a Principal outlives its request (a WebSocket's connection, the
+// speculation cache).
+func (p *Principal) own() *Principal {
+	p.AuthToken, p.SessionToken = strings.Clone(p.AuthToken), strings.Clone(p.SessionToken)
+	p.ProjectToken, p.ContextVersion = strings.Clone(p.ProjectToken), strings.Clone(p.ContextVersion)
+	return p
 }
 
 // authA checks the auth_token cookie, or else a Bearer API key.
@@ -185,7 +227,7 @@ func (s *Server) authA(ctx context.Context, c *fiber.Ctx) (*Principal, error) {
 	if tok := c.Cookies(cookieAuth); tok != "" {
 		l, err := s.tokens.Auth(ctx, tok)
 		if err == nil {
-			return &Principal{UserID: l.UserID, Gen: l.Gen, AuthToken: l.Token}, nil
+			return (&Principal{UserID: l.UserID, Gen: l.Gen, AuthToken: l.Token}).own(), nil
 		}
 		if !errors.Is(err, auth.ErrNotFound) {
 			return nil, err

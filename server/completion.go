@@ -116,7 +116,7 @@ func (s *Server) initPlugin(d Deps) error {
 // pluginRoutes registers the completion, chat and WebSocket routes.
 func (s *Server) pluginRoutes(api fiber.Router) {
 	cp := api.Group("/completion")
-	cp.Post("/request", s.guardOverlap(ClassSP, s.parseCompletionBody), s.completionRequest)
+	cp.Post("/request", s.guardSpeculative(s.parseCompletionBody), s.completionRequest)
 	cp.Post("/feedback", s.guard(ClassSP), s.completionFeedback)
 	cp.Post("/multi-file-context/update", s.guard(ClassSP), s.contextUpdate)
 	cp.Get("/:query_id", s.guard(ClassS), s.completionGet)
@@ -498,9 +498,17 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	if err != nil {
 		return nil, err
 	}
+	// A caller authenticated speculatively is confirmed by g before the
+	// query is written, a token streamed or a result returned.
+	g := gateFrom(ctx)
 	if sink != nil {
 		// A streamed token must not reach a client whose request is then
-		// refused: streaming requests wait for the state first.
+		// refused: streaming requests wait for the check and the state
+		// first.
+		if err := g.verdict(); err != nil {
+			pr.waitState()
+			return nil, err
+		}
 		if err := pr.waitState(); err != nil {
 			if ctx.Err() != nil {
 				return nil, errCancelled
@@ -525,6 +533,10 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	mctx, cancelModels := context.WithCancel(ctx)
 	defer cancelModels()
 	pre := s.startPreStore(ctx, mq, func(ctx context.Context, b *batchTx) error {
+		if err := g.verdict(); err != nil {
+			cancelModels()
+			return err
+		}
 		if err := pr.waitState(); err != nil {
 			cancelModels()
 			return err
@@ -538,6 +550,10 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	if ctx.Err() != nil {
 		s.discard(pre)
 		return nil, errCancelled
+	}
+	if err := g.verdict(); err != nil {
+		pr.waitState()
+		return nil, err // nothing was stored: the first batch was never sent
 	}
 	if err := pr.waitState(); err != nil {
 		return nil, err // nothing was stored: the first batch was never sent
@@ -753,11 +769,22 @@ func (s *Server) completionRequest(c *fiber.Ctx) error {
 	lap := time.Now()
 	pc := overlapped(c).(*parsedCompletion)
 	if pc.err != nil {
+		if err := s.settle(c); err != nil {
+			return err // the caller's refusal wins over the body's
+		}
 		return pc.err
 	}
 	st.lap(StageBodyWait, &lap)
 	st.add(StageParse, pc.parseMS)
-	res, err := s.runCompletion(c.UserContext(), principal(c), pc.r, nil, st, pc.red)
+	res, err := s.runCompletion(withGate(c.UserContext(), gate(c)), principal(c), pc.r, nil, st, pc.red)
+	if serr := s.settle(c); serr != nil {
+		return serr
+	}
+	if errors.Is(err, errStalePrincipal) {
+		// Confirmed as someone else than remembered: run again as that.
+		s.principals.stale.Add(1)
+		res, err = s.runCompletion(c.UserContext(), principal(c), pc.r, nil, st, pc.red)
+	}
 	if err != nil {
 		return pipelineError(err, MsgGenerateCompletionsError)
 	}

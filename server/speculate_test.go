@@ -1,0 +1,169 @@
+package server
+
+import (
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/code4me/code4me/internal/config"
+)
+
+// The tests below show that a completion started before its caller's
+// check (speculate.go) has no effect unless the check passes: a revoked
+// session and a spent rate limit get their usual answers, store nothing
+// and cancel the model at once, and a pair confirmed as someone else is
+// run again as that.
+
+// specPair returns the client's session and project tokens.
+func specPair(c *client) (string, string) { return c.cookies[cookieSession], c.cookies[cookieProject] }
+
+// TestSpeculativeAuthRevokedSession: a pair is remembered only after it
+// passed; a request with a remembered pair whose session has ended gets
+// the 401, writes nothing, and does not wait for the (slow) model; the
+// pair is then forgotten, so the next request is checked before any work.
+func TestSpeculativeAuthRevokedSession(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	c := e.member("spec-revoked@example.com")
+	const stored = `SELECT count(*) FROM meta_query m JOIN users u USING (user_id) WHERE u.email = 'spec-revoked@example.com'`
+	if _, ok := e.srv.principals.get(specPair(c)); ok {
+		t.Fatal("a pair that never passed a completion's check is remembered")
+	}
+	body := completionBody([]int64{e.ids["tiny-coder"]}, "def add(a, b):\n    return ", "\n")
+	c.expect("POST", "/api/completion/request", body, 200)
+	if n := e.srv.principals.speculated.Load(); n != 0 {
+		t.Fatalf("first request speculated (%d)", n)
+	}
+	if _, ok := e.srv.principals.get(specPair(c)); !ok {
+		t.Fatal("the pair that passed is not remembered")
+	}
+	r := c.expect("POST", "/api/completion/request", body, 200)
+	if n := e.srv.principals.speculated.Load(); n != 1 {
+		t.Fatalf("second request: speculated = %d, want 1", n)
+	}
+	if len(r.body["data"].(map[string]any)["completions"].([]any)) != 1 || e.count(stored) != 2 {
+		t.Fatalf("speculative request: %s, %d stored", r.raw, e.count(stored))
+	}
+
+	stale := e.client()
+	stale.cookies = maps.Clone(c.cookies)
+	c.expect("PUT", "/api/session/deactivate/", nil, 200)
+	slow := completionBody([]int64{e.ids["slow-coder"]}, "z = ", "\n")
+	t0 := time.Now()
+	r = stale.expect("POST", "/api/completion/request", slow, 401)
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("401 after %v: the model was not cancelled", d)
+	}
+	if r.msg() != MsgInvalidOrExpiredSession || e.srv.principals.speculated.Load() != 2 {
+		t.Fatalf("revoked: %s, speculated %d (want 2)", r.raw, e.srv.principals.speculated.Load())
+	}
+	if _, ok := e.srv.principals.get(specPair(stale)); ok {
+		t.Fatal("a refused pair is still remembered")
+	}
+	stale.expect("POST", "/api/completion/request", slow, 401)
+	if n := e.srv.principals.speculated.Load(); n != 2 {
+		t.Fatalf("a forgotten pair speculated again (%d)", n)
+	}
+	// A remembered pair (put back by hand) whose session ended: its 401
+	// wins over the body's 422, as it does when checked first.
+	p, _ := e.srv.principals.get(specPair(c))
+	if p == nil {
+		e.srv.principals.put(stale.cookies[cookieSession], stale.cookies[cookieProject], &Principal{})
+	}
+	stale.expect("POST", "/api/completion/request", map[string]any{"model_ids": "x"}, 401)
+	if n := e.srv.principals.speculated.Load(); n != 3 {
+		t.Fatalf("speculated = %d, want 3", n)
+	}
+	if n := e.count(stored); n != 2 {
+		t.Fatalf("%d queries stored, want the 2 answered", n)
+	}
+}
+
+// TestSpeculativeAuthRateLimit: a remembered pair over its limit gets the
+// 429 with Retry-After, stores nothing and cancels the model.
+func TestSpeculativeAuthRateLimit(t *testing.T) {
+	e := newPluginEnv(t, func(c *config.Config) {
+		c.RatePerHourByRoute = map[string]int{"/api/completion/request": 2}
+	})
+	c := e.member("spec-limit@example.com")
+	const stored = `SELECT count(*) FROM meta_query m JOIN users u USING (user_id) WHERE u.email = 'spec-limit@example.com'`
+	body := completionBody([]int64{e.ids["tiny-coder"]}, "x = ", "\n")
+	c.expect("POST", "/api/completion/request", body, 200)
+	r := c.expect("POST", "/api/completion/request", body, 200)
+	if r.header.Get("X-RateLimit-Remaining") != "0" || e.srv.principals.speculated.Load() != 1 {
+		t.Fatalf("second request: remaining %q, speculated %d", r.header.Get("X-RateLimit-Remaining"), e.srv.principals.speculated.Load())
+	}
+	t0 := time.Now()
+	r = c.expect("POST", "/api/completion/request", completionBody([]int64{e.ids["slow-coder"]}, "z = ", "\n"), 429)
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("429 after %v: the model was not cancelled", d)
+	}
+	if r.header.Get("Retry-After") == "" || r.msg() != MsgTooManyRequests || e.srv.principals.speculated.Load() != 2 {
+		t.Fatalf("over the limit: %d %s, Retry-After %q, speculated %d", r.status, r.raw, r.header.Get("Retry-After"), e.srv.principals.speculated.Load())
+	}
+	if n := e.count(stored); n != 2 {
+		t.Fatalf("%d queries stored, want 2", n)
+	}
+	c.expect("POST", "/api/completion/request", body, 429)
+	if n := e.srv.principals.speculated.Load(); n != 2 {
+		t.Fatalf("a pair refused for its limit speculated again (%d)", n)
+	}
+}
+
+// TestSpeculativeAuthStalePrincipal: when the check confirms the pair as
+// another Principal than remembered (here: another context version), the
+// request runs again as the confirmed one, and stores one query.
+func TestSpeculativeAuthStalePrincipal(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	c := e.member("spec-stale@example.com")
+	const stored = `SELECT count(*) FROM meta_query m JOIN users u USING (user_id) WHERE u.email = 'spec-stale@example.com'`
+	body := completionBody([]int64{e.ids["tiny-coder"]}, "y = ", "\n")
+	c.expect("POST", "/api/completion/request", body, 200)
+	p, ok := e.srv.principals.get(specPair(c))
+	if !ok {
+		t.Fatal("pair not remembered")
+	}
+	want := *p
+	p.ContextVersion = "stale"
+	e.srv.principals.put(c.cookies[cookieSession], c.cookies[cookieProject], p)
+	r := c.expect("POST", "/api/completion/request", body, 200)
+	if len(r.body["data"].(map[string]any)["completions"].([]any)) != 1 {
+		t.Fatalf("rerun: %s", r.raw)
+	}
+	if e.srv.principals.speculated.Load() != 1 || e.srv.principals.stale.Load() != 1 {
+		t.Fatalf("speculated %d, stale %d; want 1, 1", e.srv.principals.speculated.Load(), e.srv.principals.stale.Load())
+	}
+	if got, _ := e.srv.principals.get(specPair(c)); got == nil || *got != want {
+		t.Fatalf("remembered %+v after the rerun, want %+v", got, want)
+	}
+	if n := e.count(stored); n != 2 {
+		t.Fatalf("%d queries stored, want 2", n)
+	}
+}
+
+// TestCredentialsCopiedFromRequest: the tokens sessionCreds holds are
+// copies. fasthttp reuses a request's buffers for the next request on the
+// connection, and a view of them kept past the request (a WebSocket's
+// Principal, a remembered pair, the check's goroutine) would change under
+// the reader: the check would run with another request's tokens.
+func TestCredentialsCopiedFromRequest(t *testing.T) {
+	app := fiber.New()
+	fctx := &fasthttp.RequestCtx{}
+	fctx.Request.Header.SetCookie(cookieSession, "session-AAAA")
+	fctx.Request.Header.SetCookie(cookieProject, "project-BBBB")
+	c := app.AcquireCtx(fctx)
+	defer app.ReleaseCtx(c)
+	creds := (&Server{}).sessionCredsOf(c)
+	view := c.Cookies(cookieSession)
+	// The next request's cookies land in the same buffers.
+	fctx.Request.Header.SetCookie(cookieSession, "session-ZZZZ")
+	fctx.Request.Header.SetCookie(cookieProject, "project-YYYY")
+	if view != "session-ZZZZ" {
+		t.Skipf("fasthttp no longer reuses the cookie buffer (view %q): nothing to guard", view)
+	}
+	if creds.session != "session-AAAA" || creds.project != "project-BBBB" {
+		t.Fatalf("credentials changed with the buffer: %q, %q", creds.session, creds.project)
+	}
+}
