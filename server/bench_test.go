@@ -136,7 +136,7 @@ func BenchmarkEngineOnly(b *testing.B) {
 	limit := LimitsOf(cfg).CompletionTokens
 	timed(b, func(i int) {
 		k := ks[i%len(ks)]
-		_, err := eng.Complete(context.Background(), "tiny-coder", FIMRequest(k.Prefix, k.Suffix, k.File, nil, nil, "bench", limit))
+		_, err := eng.Complete(context.Background(), "tiny-coder", FIMRequest(k.Prefix, k.Suffix, k.File, nil, nil, "bench", limit, uint32(i)))
 		if err != nil {
 			b.Fatal(err)
 		}

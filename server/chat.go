@@ -180,7 +180,7 @@ func (s *Server) runChat(ctx context.Context, p *Principal, r *chatRequest, sink
 	sys := chatSystemText(system, pr.files, pr.ctx, askTitle)
 
 	outs := s.runModels(ctx, r.ModelIDs, chatTimeout, true, func(m RegisteredModel) engine.Request {
-		return engine.Request{Raw: true, Prefix: s.modelChatPrompt(m, sys, msgs), Sampling: withSeed(defaultSampling),
+		return engine.Request{Raw: true, Prefix: s.modelChatPrompt(m, sys, msgs), Sampling: withSeed(defaultSampling, s.plugin.seed()),
 			MaxTokens: s.plugin.limits.ChatTokens, Stop: []string{"<|im_end|>", "<|im_start|>", "\n### User"}, CachePrompt: true}
 	}, sink)
 	if ctx.Err() != nil {

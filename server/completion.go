@@ -81,6 +81,8 @@ type plugin struct {
 	// stored counts how completion queries were written
 	// (completion_store.go).
 	stored storeCounts
+	// seed draws a request's sampler seed (Deps.Seed, else random).
+	seed func() uint32
 	// preStoreHook, when set (tests), may add to every first batch.
 	preStoreHook func(*batchTx)
 }
@@ -90,6 +92,10 @@ type plugin struct {
 func (s *Server) initPlugin(d Deps) error {
 	s.plugin = plugin{engine: d.Engine, redactor: d.Redactor, models: d.Models, workers: d.Config.ModelWorkers,
 		version: strconv.FormatInt(d.Config.ServerVersionID, 10), limits: LimitsOf(d.Config)}
+	s.plugin.seed = d.Seed
+	if s.plugin.seed == nil {
+		s.plugin.seed = rand.Uint32
+	}
 	s.plugin.sampler = map[bool][]byte{false: samplerParams(s.plugin.limits, false), true: samplerParams(s.plugin.limits, true)}
 	if s.plugin.workers < 1 {
 		s.plugin.workers = 4
@@ -481,10 +487,10 @@ type completionResult struct {
 // model: prefix, suffix and file name already redacted, extra the
 // project's context files, key the supersede key (the session and file).
 // Benchmarks use it to send the bare engine exactly what the server sends.
-func FIMRequest(prefix, suffix, fileName string, extra []engine.Chunk, stop []string, key string, maxTokens int) engine.Request {
+func FIMRequest(prefix, suffix, fileName string, extra []engine.Chunk, stop []string, key string, maxTokens int, seed uint32) engine.Request {
 	return engine.Request{
 		Prefix: prefix, Suffix: suffix, FilePath: fileName, Extra: extra,
-		Sampling: withSeed(defaultSampling), MaxTokens: maxTokens, Stop: stop,
+		Sampling: withSeed(defaultSampling, seed), MaxTokens: maxTokens, Stop: stop,
 		Mode: engine.ModeBlankLine, CachePrompt: true, SupersedeKey: key,
 	}
 }
@@ -545,7 +551,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	})
 	key := p.SessionID.String() + "\x00" + r.Context.FileName
 	outs := s.runModels(mctx, r.ModelIDs, completionTimeout, false, func(m RegisteredModel) engine.Request {
-		return FIMRequest(pr.ctx.Prefix, pr.ctx.Suffix, pr.ctx.FileName, chunks(pr.files), r.StopSequences, key, s.plugin.limits.CompletionTokens)
+		return FIMRequest(pr.ctx.Prefix, pr.ctx.Suffix, pr.ctx.FileName, chunks(pr.files), r.StopSequences, key, s.plugin.limits.CompletionTokens, s.plugin.seed())
 	}, sink)
 	if ctx.Err() != nil {
 		s.discard(pre)
@@ -626,8 +632,8 @@ func allOverloaded(outs []*modelOutcome) error {
 	return fail(fiber.StatusTooManyRequests, MsgTooManyRequests)
 }
 
-func withSeed(p engine.SamplingParams) engine.SamplingParams {
-	p.Seed = rand.Uint32()
+func withSeed(p engine.SamplingParams, seed uint32) engine.SamplingParams {
+	p.Seed = seed
 	return p
 }
 

@@ -61,6 +61,10 @@ type Deps struct {
 	// Models maps the plugin's model ids to engine models. Nil: built from
 	// Engine's loaded models at New (ModelUpsert), see RegisterModels.
 	Models *ModelRegistry
+	// Seed draws each request's sampler seed (stored with its generation).
+	// Nil: random. The server benchmark sets it to give the bare engine
+	// the same seed, so that both generate the same tokens.
+	Seed func() uint32
 	// JobQueue is the River queue this server inserts its jobs in and
 	// works ("default" when empty). Tests give each server its own.
 	JobQueue string
