@@ -507,19 +507,26 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	// A caller authenticated speculatively is confirmed by g before the
 	// query is written, a token streamed or a result returned.
 	g := gateFrom(ctx)
+	// The models start now; a refused check or state (unknown telemetry
+	// ids, the user gone) cancels them.
+	mctx, cancelModels := context.WithCancel(ctx)
+	defer cancelModels()
 	if sink != nil {
 		// A streamed token must not reach a client whose request is then
-		// refused: streaming requests wait for the check and the state
-		// first.
-		if err := g.verdict(); err != nil {
-			pr.waitState()
-			return nil, err
-		}
-		if err := pr.waitState(); err != nil {
-			if ctx.Err() != nil {
-				return nil, errCancelled
+		// refused: tokens wait for the check and the state.
+		ready := sync.OnceValue(func() error {
+			if err := g.verdict(); err != nil {
+				return err
 			}
-			return nil, err
+			return pr.waitState()
+		})
+		stream := sink
+		sink = func(modelID int64, text string, replace bool) {
+			if ready() != nil {
+				cancelModels()
+				return
+			}
+			stream(modelID, text, replace)
 		}
 	}
 	mq := uuid.New()
@@ -534,10 +541,6 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		}
 		return s.storeQueryData(ctx, b, mq, pr, r)
 	}
-	// The models start now; a refused state (unknown telemetry ids, the
-	// user gone) cancels them.
-	mctx, cancelModels := context.WithCancel(ctx)
-	defer cancelModels()
 	pre := s.startPreStore(ctx, mq, func(ctx context.Context, b *batchTx) error {
 		if err := g.verdict(); err != nil {
 			cancelModels()

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"maps"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,4 +168,96 @@ func TestCredentialsCopiedFromRequest(t *testing.T) {
 	if creds.session != "session-AAAA" || creds.project != "project-BBBB" {
 		t.Fatalf("credentials changed with the buffer: %q, %q", creds.session, creds.project)
 	}
+}
+
+// TestGateHoldsTokensUntilConfirmed: a streamed completion under an
+// unconfirmed check sends no token, however long the check takes; a
+// refusal ends it with the refusal and stores nothing, a confirmation
+// lets the held tokens through.
+func TestGateHoldsTokensUntilConfirmed(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	c := e.member("spec-hold@example.com")
+	const stored = `SELECT count(*) FROM meta_query m JOIN users u USING (user_id) WHERE u.email = 'spec-hold@example.com'`
+	body := completionBody([]int64{e.ids["tiny-coder"]}, "def f():\n    return ", "\n")
+	c.expect("POST", "/api/completion/request", body, 200)
+	p, ok := e.srv.principals.get(specPair(c))
+	if !ok {
+		t.Fatal("pair not remembered")
+	}
+	req := &completionRequest{ModelIDs: []int64{e.ids["tiny-coder"]}, Context: contextData{Prefix: "def g():\n    return ", Suffix: "\n", FileName: "main.py"}}
+	for _, refuse := range []bool{true, false} {
+		g := &authGate{spec: p, done: make(chan struct{}), allowed: true}
+		var mu sync.Mutex
+		var streamed []string
+		sink := func(_ int64, text string, _ bool) {
+			mu.Lock()
+			streamed = append(streamed, text)
+			mu.Unlock()
+		}
+		type outcome struct {
+			res *completionResult
+			err error
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			res, err := e.srv.runCompletion(withGate(context.Background(), g), p, req, sink, nil, nil)
+			done <- outcome{res, err}
+		}()
+		time.Sleep(500 * time.Millisecond) // the tiny model answers in a few ms
+		mu.Lock()
+		n := len(streamed)
+		mu.Unlock()
+		if n != 0 {
+			t.Fatalf("%d tokens streamed before the check ended", n)
+		}
+		if refuse {
+			g.err = fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredSession)
+		} else {
+			g.p = p
+		}
+		close(g.done)
+		o := <-done
+		switch {
+		case refuse && (o.err == nil || o.err.Error() != g.err.Error() || len(streamed) != 0):
+			t.Fatalf("refused: err %v, %d tokens streamed", o.err, len(streamed))
+		case !refuse && (o.err != nil || len(streamed) == 0):
+			t.Fatalf("confirmed: err %v, %d tokens streamed", o.err, len(streamed))
+		}
+	}
+	if n := e.count(stored); n != 2 {
+		t.Fatalf("%d queries stored, want 2 (the HTTP one and the confirmed one)", n)
+	}
+}
+
+// TestWSSessionEndedMidConnection: a completion_request on a connection
+// whose session has ended gets the 401 error frame and no token, the
+// connection ends, and nothing is stored.
+func TestWSSessionEndedMidConnection(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	addr := e.listen()
+	c := e.member("ws-ended@example.com")
+	const stored = `SELECT count(*) FROM meta_query m JOIN users u USING (user_id) WHERE u.email = 'ws-ended@example.com'`
+	conn := e.wsDial(addr, "/api/ws/completion", c)
+	send(t, conn, map[string]any{"request_id": "r1", "completion_request": completionBody([]int64{e.ids["tiny-coder"]}, "x = ", "\n")})
+	if f := readUntil(t, conn, func(f map[string]any) bool { return f["type"] == "completion_result" }); f[len(f)-1]["status_code"] != float64(200) {
+		t.Fatalf("before: %v", f[len(f)-1])
+	}
+	c.expect("PUT", "/api/session/deactivate/", nil, 200)
+	t0 := time.Now()
+	send(t, conn, map[string]any{"request_id": "r2", "completion_request": completionBody([]int64{e.ids["slow-coder"]}, "z = ", "\n")})
+	frames := readUntil(t, conn, func(map[string]any) bool { return true })
+	if f := frames[0]; f["type"] != "error" || f["status_code"] != float64(401) || f["request_id"] != "r2" || f["error"] != MsgInvalidOrExpiredSession {
+		t.Fatalf("after the session ended: %v", f)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("401 after %v: the model was not cancelled", d)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, data, err := conn.ReadMessage(); err == nil {
+		t.Fatalf("connection goes on after the 401: %s", data)
+	}
+	if n := e.count(stored); n != 1 {
+		t.Fatalf("%d queries stored, want 1", n)
+	}
+	waitWSGoroutines(t)
 }

@@ -179,9 +179,14 @@ func (w *wsConn) send(v any) {
 	w.c.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
 	if err := w.c.WriteMessage(websocket.TextMessage, b); err != nil {
 		w.cancel()
-		w.c.Close() // wakes the reader
+		w.wakeReader()
 	}
 }
+
+// wakeReader makes the connection's blocked read fail, so that its
+// handler returns and fasthttp closes the connection (closing a hijacked
+// connection from here does nothing while the handler runs).
+func (w *wsConn) wakeReader() { w.c.SetReadDeadline(time.Now()) }
 
 // truthy reports whether a frame value counts as present (spec §4.2).
 func truthy(raw json.RawMessage) bool {
@@ -220,16 +225,44 @@ func (w *wsConn) dispatch(data []byte) bool {
 			continue
 		}
 		// Each message re-checks the connection's session and project
-		// (they may have ended since connect) and refreshes them.
-		if _, _, err := w.s.tokens.SessionProject(w.ctx, w.p.SessionToken, w.p.ProjectToken); err != nil {
-			w.send(fiber.Map{"type": "error", "request_id": id, "status_code": fiber.StatusUnauthorized, "error": MsgInvalidOrExpiredSession})
+		// (they may have ended since connect) and refreshes them. A
+		// completion starts while they are checked; its tokens and result
+		// wait for the check (speculate.go).
+		var g *authGate
+		if key == "completion_request" {
+			g = w.recheck()
+		} else if _, _, err := w.s.tokens.SessionProject(w.ctx, w.p.SessionToken, w.p.ProjectToken); err != nil {
+			w.refuse(id)
 			return false
 		}
-		w.start(id, key, raw)
+		w.start(id, key, raw, g)
 		return true
 	}
 	w.send(fiber.Map{"type": "error", "request_id": id, "error": "Invalid websocket request"})
 	return true
+}
+
+// refuse answers a request whose session or project has ended; the
+// connection ends after it.
+func (w *wsConn) refuse(id string) {
+	w.send(fiber.Map{"type": "error", "request_id": id, "status_code": fiber.StatusUnauthorized, "error": MsgInvalidOrExpiredSession})
+}
+
+// recheck checks the connection's session and project again on another
+// goroutine, as an authGate for the request it comes with.
+func (w *wsConn) recheck() *authGate {
+	g := &authGate{spec: w.p, done: make(chan struct{}), allowed: true}
+	go func() {
+		defer close(g.done)
+		t0 := time.Now()
+		if _, _, err := w.s.tokens.SessionProject(w.ctx, w.p.SessionToken, w.p.ProjectToken); err != nil {
+			g.err = err
+		} else {
+			g.p = g.spec
+		}
+		g.ms = msSince(t0)
+	}()
+	return g
 }
 
 // requestID reads a request id: a string, or any other JSON value as text.
@@ -255,8 +288,8 @@ func (w *wsConn) cancelRequest(id string) {
 
 // start runs a request in its own goroutine. A completion_request cancels
 // the connection's previous one first.
-func (w *wsConn) start(id, key string, raw json.RawMessage) {
-	ctx, cancel := context.WithCancel(w.ctx)
+func (w *wsConn) start(id, key string, raw json.RawMessage, g *authGate) {
+	ctx, cancel := context.WithCancel(withGate(w.ctx, g))
 	w.mu.Lock()
 	if old := w.inflight[id]; old != nil {
 		old() // a reused id replaces its request
@@ -352,6 +385,14 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage) {
 				err = pipelineError(err, MsgDeleteChatError)
 			}
 		}
+	}
+	if gateFrom(ctx).verdict() != nil {
+		// The session or project ended: nothing of the request was sent,
+		// and the connection ends as when a check fails before a request.
+		w.refuse(id)
+		w.cancel()
+		w.wakeReader()
+		return
 	}
 	if ctx.Err() != nil && w.ctx.Err() == nil {
 		w.send(fiber.Map{"type": "cancelled", "request_id": id})
