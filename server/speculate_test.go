@@ -22,6 +22,26 @@ import (
 // specPair returns the client's session and project tokens.
 func specPair(c *client) (string, string) { return c.cookies[cookieSession], c.cookies[cookieProject] }
 
+// storedQueries counts the completion queries stored for email.
+func (e *pluginEnv) storedQueries(email string) int {
+	e.t.Helper()
+	return e.count(`SELECT count(*) FROM meta_query m JOIN users u USING (user_id) WHERE u.email = $1`, email)
+}
+
+// rememberedMember returns a member whose token pair passed one
+// completion's check, so the server remembers it, and the Principal it
+// remembers.
+func (e *pluginEnv) rememberedMember(email string) (*client, *Principal) {
+	e.t.Helper()
+	c := e.member(email)
+	c.expect("POST", "/api/completion/request", completionBody([]int64{e.ids["tiny-coder"]}, "y = ", "\n"), 200)
+	p, ok := e.srv.principals.get(specPair(c))
+	if !ok {
+		e.t.Fatal("the pair that passed is not remembered")
+	}
+	return c, p
+}
+
 // TestSpeculativeAuthRevokedSession: a pair is remembered only after it
 // passed; a request with a remembered pair whose session has ended gets
 // the 401, writes nothing, and does not wait for the (slow) model; the
@@ -29,7 +49,6 @@ func specPair(c *client) (string, string) { return c.cookies[cookieSession], c.c
 func TestSpeculativeAuthRevokedSession(t *testing.T) {
 	e := newPluginEnv(t, nil)
 	c := e.member("spec-revoked@example.com")
-	const stored = `SELECT count(*) FROM meta_query m JOIN users u USING (user_id) WHERE u.email = 'spec-revoked@example.com'`
 	if _, ok := e.srv.principals.get(specPair(c)); ok {
 		t.Fatal("a pair that never passed a completion's check is remembered")
 	}
@@ -45,8 +64,8 @@ func TestSpeculativeAuthRevokedSession(t *testing.T) {
 	if n := e.srv.principals.speculated.Load(); n != 1 {
 		t.Fatalf("second request: speculated = %d, want 1", n)
 	}
-	if len(r.body["data"].(map[string]any)["completions"].([]any)) != 1 || e.count(stored) != 2 {
-		t.Fatalf("speculative request: %s, %d stored", r.raw, e.count(stored))
+	if len(r.body["data"].(map[string]any)["completions"].([]any)) != 1 || e.storedQueries("spec-revoked@example.com") != 2 {
+		t.Fatalf("speculative request: %s, %d stored", r.raw, e.storedQueries("spec-revoked@example.com"))
 	}
 
 	stale := e.client()
@@ -70,15 +89,12 @@ func TestSpeculativeAuthRevokedSession(t *testing.T) {
 	}
 	// A remembered pair (put back by hand) whose session ended: its 401
 	// wins over the body's 422, as it does when checked first.
-	p, _ := e.srv.principals.get(specPair(c))
-	if p == nil {
-		e.srv.principals.put(stale.cookies[cookieSession], stale.cookies[cookieProject], &Principal{})
-	}
+	e.srv.principals.put(stale.cookies[cookieSession], stale.cookies[cookieProject], &Principal{})
 	stale.expect("POST", "/api/completion/request", map[string]any{"model_ids": "x"}, 401)
 	if n := e.srv.principals.speculated.Load(); n != 3 {
 		t.Fatalf("speculated = %d, want 3", n)
 	}
-	if n := e.count(stored); n != 2 {
+	if n := e.storedQueries("spec-revoked@example.com"); n != 2 {
 		t.Fatalf("%d queries stored, want the 2 answered", n)
 	}
 }
@@ -90,7 +106,6 @@ func TestSpeculativeAuthRateLimit(t *testing.T) {
 		c.RatePerHourByRoute = map[string]int{"/api/completion/request": 2}
 	})
 	c := e.member("spec-limit@example.com")
-	const stored = `SELECT count(*) FROM meta_query m JOIN users u USING (user_id) WHERE u.email = 'spec-limit@example.com'`
 	body := completionBody([]int64{e.ids["tiny-coder"]}, "x = ", "\n")
 	c.expect("POST", "/api/completion/request", body, 200)
 	r := c.expect("POST", "/api/completion/request", body, 200)
@@ -105,7 +120,7 @@ func TestSpeculativeAuthRateLimit(t *testing.T) {
 	if r.header.Get("Retry-After") == "" || r.msg() != MsgTooManyRequests || e.srv.principals.speculated.Load() != 2 {
 		t.Fatalf("over the limit: %d %s, Retry-After %q, speculated %d", r.status, r.raw, r.header.Get("Retry-After"), e.srv.principals.speculated.Load())
 	}
-	if n := e.count(stored); n != 2 {
+	if n := e.storedQueries("spec-limit@example.com"); n != 2 {
 		t.Fatalf("%d queries stored, want 2", n)
 	}
 	c.expect("POST", "/api/completion/request", body, 429)
@@ -119,14 +134,8 @@ func TestSpeculativeAuthRateLimit(t *testing.T) {
 // request runs again as the confirmed one, and stores one query.
 func TestSpeculativeAuthStalePrincipal(t *testing.T) {
 	e := newPluginEnv(t, nil)
-	c := e.member("spec-stale@example.com")
-	const stored = `SELECT count(*) FROM meta_query m JOIN users u USING (user_id) WHERE u.email = 'spec-stale@example.com'`
+	c, p := e.rememberedMember("spec-stale@example.com")
 	body := completionBody([]int64{e.ids["tiny-coder"]}, "y = ", "\n")
-	c.expect("POST", "/api/completion/request", body, 200)
-	p, ok := e.srv.principals.get(specPair(c))
-	if !ok {
-		t.Fatal("pair not remembered")
-	}
 	want := *p
 	p.ContextVersion = "stale"
 	e.srv.principals.put(c.cookies[cookieSession], c.cookies[cookieProject], p)
@@ -140,7 +149,7 @@ func TestSpeculativeAuthStalePrincipal(t *testing.T) {
 	if got, _ := e.srv.principals.get(specPair(c)); got == nil || *got != want {
 		t.Fatalf("remembered %+v after the rerun, want %+v", got, want)
 	}
-	if n := e.count(stored); n != 2 {
+	if n := e.storedQueries("spec-stale@example.com"); n != 2 {
 		t.Fatalf("%d queries stored, want 2", n)
 	}
 }
@@ -176,14 +185,7 @@ func TestCredentialsCopiedFromRequest(t *testing.T) {
 // lets the held tokens through.
 func TestGateHoldsTokensUntilConfirmed(t *testing.T) {
 	e := newPluginEnv(t, nil)
-	c := e.member("spec-hold@example.com")
-	const stored = `SELECT count(*) FROM meta_query m JOIN users u USING (user_id) WHERE u.email = 'spec-hold@example.com'`
-	body := completionBody([]int64{e.ids["tiny-coder"]}, "def f():\n    return ", "\n")
-	c.expect("POST", "/api/completion/request", body, 200)
-	p, ok := e.srv.principals.get(specPair(c))
-	if !ok {
-		t.Fatal("pair not remembered")
-	}
+	_, p := e.rememberedMember("spec-hold@example.com")
 	req := &completionRequest{ModelIDs: []int64{e.ids["tiny-coder"]}, Context: contextData{Prefix: "def g():\n    return ", Suffix: "\n", FileName: "main.py"}}
 	for _, refuse := range []bool{true, false} {
 		g := &authGate{spec: p, done: make(chan struct{}), allowed: true}
@@ -224,7 +226,7 @@ func TestGateHoldsTokensUntilConfirmed(t *testing.T) {
 			t.Fatalf("confirmed: err %v, %d tokens streamed", o.err, len(streamed))
 		}
 	}
-	if n := e.count(stored); n != 2 {
+	if n := e.storedQueries("spec-hold@example.com"); n != 2 {
 		t.Fatalf("%d queries stored, want 2 (the HTTP one and the confirmed one)", n)
 	}
 }
@@ -236,7 +238,6 @@ func TestWSSessionEndedMidConnection(t *testing.T) {
 	e := newPluginEnv(t, nil)
 	addr := e.listen()
 	c := e.member("ws-ended@example.com")
-	const stored = `SELECT count(*) FROM meta_query m JOIN users u USING (user_id) WHERE u.email = 'ws-ended@example.com'`
 	conn := e.wsDial(addr, "/api/ws/completion", c)
 	send(t, conn, map[string]any{"request_id": "r1", "completion_request": completionBody([]int64{e.ids["tiny-coder"]}, "x = ", "\n")})
 	if f := readUntil(t, conn, func(f map[string]any) bool { return f["type"] == "completion_result" }); f[len(f)-1]["status_code"] != float64(200) {
@@ -256,7 +257,7 @@ func TestWSSessionEndedMidConnection(t *testing.T) {
 	if _, data, err := conn.ReadMessage(); err == nil {
 		t.Fatalf("connection goes on after the 401: %s", data)
 	}
-	if n := e.count(stored); n != 1 {
+	if n := e.storedQueries("ws-ended@example.com"); n != 1 {
 		t.Fatalf("%d queries stored, want 1", n)
 	}
 	waitWSGoroutines(t)
