@@ -31,32 +31,38 @@ func TestSplitObjectMatchesEncodingJSON(t *testing.T) {
 		docs = append(docs, randomObject(rng, 0))
 	}
 	for _, doc := range docs {
-		b := []byte(doc)
-		if !json.Valid(b) {
+		if !json.Valid([]byte(doc)) {
 			t.Fatalf("corpus entry is not valid JSON: %q", doc)
 		}
-		var want map[string]json.RawMessage
-		wantErr := json.Unmarshal(b, &want)
-		got, ok := splitObject(b)
-		if ok != (wantErr == nil && want != nil) {
-			t.Fatalf("splitObject(%q) ok = %v, encoding/json err %v map %v", doc, ok, wantErr, want)
+		checkSplit(t, []byte(doc))
+	}
+}
+
+// checkSplit fails t unless splitObject and unquote agree with
+// encoding/json on b, a valid JSON text.
+func checkSplit(t *testing.T, b []byte) {
+	t.Helper()
+	var want map[string]json.RawMessage
+	wantErr := json.Unmarshal(b, &want)
+	got, ok := splitObject(b)
+	if ok != (wantErr == nil && want != nil) {
+		t.Fatalf("splitObject(%q) ok = %v, encoding/json err %v map %v", b, ok, wantErr, want)
+	}
+	if !ok {
+		return
+	}
+	if !reflect.DeepEqual(normalise(got), normalise(want)) {
+		t.Fatalf("splitObject(%q)\n got  %q\n want %q", b, got, want)
+	}
+	for k, raw := range got {
+		var ws string
+		werr := json.Unmarshal(raw, &ws)
+		gs, gok := unquote(raw)
+		if gok != (werr == nil && raw[0] == '"') {
+			t.Fatalf("unquote(%q) ok = %v, encoding/json err %v", raw, gok, werr)
 		}
-		if !ok {
-			continue
-		}
-		if !reflect.DeepEqual(normalise(got), normalise(want)) {
-			t.Fatalf("splitObject(%q)\n got  %q\n want %q", doc, got, want)
-		}
-		for k, raw := range got {
-			var ws string
-			werr := json.Unmarshal(raw, &ws)
-			gs, gok := unquote(raw)
-			if gok != (werr == nil && raw[0] == '"') {
-				t.Fatalf("unquote(%q) ok = %v, encoding/json err %v", raw, gok, werr)
-			}
-			if gok && gs != ws {
-				t.Fatalf("unquote of %q (key %q)\n got  %q\n want %q", raw, k, gs, ws)
-			}
+		if gok && gs != ws {
+			t.Fatalf("unquote of %q (key %q)\n got  %q\n want %q", raw, k, gs, ws)
 		}
 	}
 }
@@ -153,4 +159,17 @@ func TestJSONBytesFastPathSameFields(t *testing.T) {
 	if !utf8.ValidString(r.Context.Prefix) {
 		t.Fatal("prefix is not valid UTF-8")
 	}
+}
+
+// FuzzSplitObject: on any valid JSON text, splitObject and unquote agree
+// with encoding/json (`go test -fuzz FuzzSplitObject ./server/`).
+func FuzzSplitObject(f *testing.F) {
+	for _, doc := range jsonCorpus {
+		f.Add([]byte(doc))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if json.Valid(b) {
+			checkSplit(t, b)
+		}
+	})
 }
