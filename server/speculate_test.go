@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -186,13 +187,19 @@ func TestCredentialsCopiedFromRequest(t *testing.T) {
 func TestGateHoldsTokensUntilConfirmed(t *testing.T) {
 	e := newPluginEnv(t, nil)
 	_, p := e.rememberedMember("spec-hold@example.com")
+	// A fixed seed: the confirmed run's completion holds whitespace, so
+	// some of it must be streamed.
+	e.srv.plugin.seed = func() uint32 { return 7 }
 	req := &completionRequest{ModelIDs: []int64{e.ids["tiny-coder"]}, Context: contextData{Prefix: "def g():\n    return ", Suffix: "\n", FileName: "main.py"}}
 	for _, refuse := range []bool{true, false} {
 		g := &authGate{spec: p, done: make(chan struct{}), allowed: true}
 		var mu sync.Mutex
 		var streamed []string
-		sink := func(_ int64, text string, _ bool) {
+		sink := func(_ int64, text string, replace bool) {
 			mu.Lock()
+			if replace {
+				streamed = nil
+			}
 			streamed = append(streamed, text)
 			mu.Unlock()
 		}
@@ -222,8 +229,15 @@ func TestGateHoldsTokensUntilConfirmed(t *testing.T) {
 		switch {
 		case refuse && (o.err == nil || o.err.Error() != g.err.Error() || len(streamed) != 0):
 			t.Fatalf("refused: err %v, %d tokens streamed", o.err, len(streamed))
-		case !refuse && (o.err != nil || len(streamed) == 0):
-			t.Fatalf("confirmed: err %v, %d tokens streamed", o.err, len(streamed))
+		case !refuse && o.err != nil:
+			t.Fatalf("confirmed: err %v", o.err)
+		case !refuse:
+			// Streaming sends the text up to its last whitespace (the rest
+			// comes with the result): all of it must have come through.
+			text := o.res.Items[0]["completion"].(string)
+			if got, want := strings.Join(streamed, ""), text[:strings.LastIndexAny(text, " \t\n")+1]; got != want || want == "" {
+				t.Fatalf("confirmed: streamed %q, want %q (completion %q)", got, want, text)
+			}
 		}
 	}
 	if n := e.storedQueries("spec-hold@example.com"); n != 2 {
