@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -21,6 +22,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/fasthttp/websocket"
 
 	"github.com/code4me/code4me/engine"
 	"github.com/code4me/code4me/internal/workload"
@@ -45,6 +48,7 @@ func runBenchServer(ctx context.Context, args []string) error {
 	nFiles := fs.Int("context-files", 2, "multi-file context files sent with every keystroke")
 	fileBytes := fs.Int("context-file-bytes", 4<<10, "bytes of each context file")
 	storeCtx := fs.Bool("store-context", true, "ask the server to store each keystroke's context (the user consents)")
+	wsPath := fs.Bool("ws", true, "also send each keystroke over /api/ws/completion (streamed)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured keystrokes to this file")
 	out := fs.String("out", "", "also append the markdown tables to this file")
 	if err := fs.Parse(args); err != nil {
@@ -135,6 +139,13 @@ func runBenchServer(ctx context.Context, args []string) error {
 	if err := cl.login(ctx, files); err != nil {
 		return err
 	}
+	var sock *benchWS
+	if *wsPath {
+		if sock, err = cl.dialWS(ln.Addr().String()); err != nil {
+			return err
+		}
+		defer sock.conn.Close()
+	}
 
 	names := make([]string, len(files))
 	extra := make([]engine.Chunk, len(files))
@@ -144,8 +155,8 @@ func runBenchServer(ctx context.Context, args []string) error {
 		extra[i] = engine.Chunk{Path: f.name, Text: f.text}
 		ctxBytes += len(f.text)
 	}
-	var srvLat, engLat, inSrv, paired []float64
-	same := 0
+	var srvLat, engLat, inSrv, paired, wsPaired, wsFirst []float64
+	same, wsSame := 0, 0
 	stages := map[string][]float64{}
 	var genTokens, cachedTokens, promptTokens int
 	var prof *os.File
@@ -177,15 +188,23 @@ func runBenchServer(ctx context.Context, args []string) error {
 			}
 			return err
 		}
-		first, second := runServer, runEngine
-		if i%2 == 1 {
-			first, second = runEngine, runServer
+		var wMS, wFirst float64
+		var wText string
+		runWS := func() error {
+			if sock == nil {
+				return nil
+			}
+			var err error
+			wMS, wFirst, wText, err = sock.complete(i, body)
+			return err
 		}
-		if err := first(); err != nil {
-			return fmt.Errorf("keystroke %d: %w", i, err)
-		}
-		if err := second(); err != nil {
-			return fmt.Errorf("keystroke %d: %w", i, err)
+		// The engine runs first, between or last in turn, so that no path
+		// always finds the machine just woken (or just busy).
+		order := [][]func() error{{runServer, runEngine, runWS}, {runEngine, runWS, runServer}, {runWS, runServer, runEngine}}[i%3]
+		for _, run := range order {
+			if err := run(); err != nil {
+				return fmt.Errorf("keystroke %d: %w", i, err)
+			}
 		}
 		if i == 0 { // warm-up: fills both caches and the server's
 			if *cpuProfile != "" {
@@ -201,6 +220,15 @@ func runBenchServer(ctx context.Context, args []string) error {
 		paired = append(paired, sMS-eMS)
 		if text == res.Text {
 			same++
+		}
+		if sock != nil {
+			wsPaired = append(wsPaired, wMS-eMS)
+			if wFirst > 0 {
+				wsFirst = append(wsFirst, wFirst)
+			}
+			if wText == res.Text {
+				wsSame++
+			}
 		}
 		engIn := st[server.StageTokenize] + st[server.StageQueue] + st[server.StagePrefill] + st[server.StageDecode]
 		inSrv = append(inSrv, sMS-engIn)
@@ -226,7 +254,7 @@ func runBenchServer(ctx context.Context, args []string) error {
 	}
 
 	n := len(srvLat)
-	for _, l := range [][]float64{srvLat, engLat, inSrv, paired} {
+	for _, l := range [][]float64{srvLat, engLat, inSrv, paired, wsPaired, wsFirst} {
 		slices.Sort(l)
 	}
 	for _, l := range stages {
@@ -246,8 +274,12 @@ func runBenchServer(ctx context.Context, args []string) error {
 	fmt.Fprintf(&b, "| server (HTTP, auth, redaction, context, persistence) | %.2f | %.2f | %.2f |\n", pct(srvLat, 50), pct(srvLat, 95), pct(srvLat, 99))
 	fmt.Fprintf(&b, "| **server minus engine alone, per keystroke** (same request and seed) | **%.2f** | %.2f | %.2f |\n", pct(paired, 50), pct(paired, 95), pct(paired, 99))
 	fmt.Fprintf(&b, "| server minus its own engine time, per request | %.2f | %.2f | %.2f |\n", pct(inSrv, 50), pct(inSrv, 95), pct(inSrv, 99))
-	fmt.Fprintf(&b, "\nServer/engine p50: %.3f×; engine: %.1f generated tokens, %.0f of %.0f prompt tokens from cache per keystroke; the server answered the bare engine's completion on %d of %d keystrokes\n\n",
-		pct(srvLat, 50)/pct(engLat, 50), float64(genTokens)/float64(n), float64(cachedTokens)/float64(n), float64(promptTokens)/float64(n), same, n)
+	if sock != nil {
+		fmt.Fprintf(&b, "| WebSocket (streamed) minus engine alone, per keystroke (same request and seed) | %.2f | %.2f | %.2f |\n", pct(wsPaired, 50), pct(wsPaired, 95), pct(wsPaired, 99))
+		fmt.Fprintf(&b, "| WebSocket: first token frame after the request frame (%d keystrokes streamed one) | %.2f | %.2f | %.2f |\n", len(wsFirst), pct(wsFirst, 50), pct(wsFirst, 95), pct(wsFirst, 99))
+	}
+	fmt.Fprintf(&b, "\nServer/engine p50: %.3f×; engine: %.1f generated tokens, %.0f of %.0f prompt tokens from cache per keystroke; the server answered the bare engine's completion on %d of %d keystrokes (WebSocket: %d)\n\n",
+		pct(srvLat, 50)/pct(engLat, 50), float64(genTokens)/float64(n), float64(cachedTokens)/float64(n), float64(promptTokens)/float64(n), same, n, wsSame)
 	b.WriteString("| stage (Server-Timing) | p50 ms | p95 ms |\n|---|---|---|\n")
 	for _, s := range []string{server.StageAuth, server.StageRateLimit, server.StageBodyWait, server.StageParse, server.StageLookup, server.StageRedact,
 		server.StageContext, server.StageTokenize, server.StageQueue, server.StagePrefill, server.StageDecode, server.StageOutput,
@@ -467,6 +499,75 @@ func (c *benchClient) complete(ctx context.Context, body []byte) (map[string]flo
 		return nil, "", errors.New("response has no Server-Timing header")
 	}
 	return st, res.Data.Completions[0].Completion, nil
+}
+
+// benchWS is the plugin's completion WebSocket.
+type benchWS struct{ conn *websocket.Conn }
+
+// dialWS opens /api/ws/completion with the client's cookies.
+func (c *benchClient) dialWS(addr string) (*benchWS, error) {
+	u, err := url.Parse(c.base)
+	if err != nil {
+		return nil, err
+	}
+	h := http.Header{}
+	for _, ck := range c.hc.Jar.Cookies(u) {
+		h.Add("Cookie", ck.String())
+	}
+	conn, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/api/ws/completion", h)
+	if err != nil {
+		return nil, fmt.Errorf("websocket: %w", err)
+	}
+	return &benchWS{conn: conn}, nil
+}
+
+// complete sends keystroke i's completion_request and reads its frames up
+// to the result: the milliseconds to the result and to the first token
+// frame (0 when none came), and the completion.
+func (w *benchWS) complete(i int, body []byte) (total, first float64, text string, err error) {
+	id := "k" + strconv.Itoa(i)
+	frame := append(append([]byte(`{"request_id":"`+id+`","completion_request":`), body...), '}')
+	w.conn.SetReadDeadline(time.Now().Add(time.Minute))
+	t0 := time.Now()
+	if err := w.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
+		return 0, 0, "", err
+	}
+	for {
+		_, data, err := w.conn.ReadMessage()
+		if err != nil {
+			return 0, 0, "", err
+		}
+		var f struct {
+			Type       string `json:"type"`
+			RequestID  string `json:"request_id"`
+			StatusCode int    `json:"status_code"`
+			Content    struct {
+				Data struct {
+					Completions []struct {
+						Completion string `json:"completion"`
+						Error      string `json:"error"`
+					} `json:"completions"`
+				} `json:"data"`
+			} `json:"content"`
+		}
+		if err := json.Unmarshal(data, &f); err != nil {
+			return 0, 0, "", err
+		}
+		switch {
+		case f.RequestID != id:
+			return 0, 0, "", fmt.Errorf("websocket: frame for %q while waiting for %q: %s", f.RequestID, id, data)
+		case f.Type == "completion_token" && first == 0:
+			first = msSince(t0)
+		case f.Type == "completion_result":
+			cs := f.Content.Data.Completions
+			if f.StatusCode != 200 || len(cs) != 1 || cs[0].Error != "" {
+				return 0, 0, "", fmt.Errorf("websocket: completion failed: %s", data)
+			}
+			return msSince(t0), first, cs[0].Completion, nil
+		case f.Type != "completion_token":
+			return 0, 0, "", fmt.Errorf("websocket: unexpected frame %s", data)
+		}
+	}
 }
 
 // parseServerTiming reads `name;dur=ms, ...`.
