@@ -60,11 +60,12 @@ bench: bench-engine bench-server
 bench-engine: build
 	./$(BIN) bench engine
 
-# The typing workload through POST /api/completion/request (private Postgres
-# and Redis) against the bare engine, interleaved, on the tiny synthetic
-# model with one thread.
+# The typing workload through POST /api/completion/request, then through
+# /api/ws/completion (private Postgres and Redis), against the bare engine,
+# interleaved, on the tiny synthetic model with one thread.
 bench-server: build
 	./$(BIN) bench server
+	./$(BIN) bench server -ws
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -48,7 +48,7 @@ func runBenchServer(ctx context.Context, args []string) error {
 	nFiles := fs.Int("context-files", 2, "multi-file context files sent with every keystroke")
 	fileBytes := fs.Int("context-file-bytes", 4<<10, "bytes of each context file")
 	storeCtx := fs.Bool("store-context", true, "ask the server to store each keystroke's context (the user consents)")
-	wsPath := fs.Bool("ws", true, "also send each keystroke over /api/ws/completion (streamed)")
+	wsPath := fs.Bool("ws", false, "send the keystrokes over /api/ws/completion (streamed) instead of POST /api/completion/request")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured keystrokes to this file")
 	out := fs.String("out", "", "also append the markdown tables to this file")
 	if err := fs.Parse(args); err != nil {
@@ -155,8 +155,8 @@ func runBenchServer(ctx context.Context, args []string) error {
 		extra[i] = engine.Chunk{Path: f.name, Text: f.text}
 		ctxBytes += len(f.text)
 	}
-	var srvLat, engLat, inSrv, paired, wsPaired, wsFirst []float64
-	same, wsSame := 0, 0
+	var srvLat, engLat, inSrv, paired, firstTok []float64
+	same := 0
 	stages := map[string][]float64{}
 	var genTokens, cachedTokens, promptTokens int
 	var prof *os.File
@@ -167,11 +167,16 @@ func runBenchServer(ctx context.Context, args []string) error {
 		}
 		seed.Store(uint32(i) * 2654435761)
 		req := server.FIMRequest(k.Prefix, k.Suffix, k.File, extra, nil, "bare\x00"+k.File, lim.CompletionTokens, seed.Load())
-		var sMS, eMS float64
+		var sMS, eMS, firstMS float64
 		var st map[string]float64
 		var text string
 		var res *engine.Result
 		runServer := func() error {
+			if sock != nil {
+				var err error
+				sMS, firstMS, text, err = sock.complete(i, body)
+				return err
+			}
 			t0 := time.Now()
 			h, out, err := cl.complete(ctx, body)
 			sMS = msSince(t0)
@@ -188,23 +193,15 @@ func runBenchServer(ctx context.Context, args []string) error {
 			}
 			return err
 		}
-		var wMS, wFirst float64
-		var wText string
-		runWS := func() error {
-			if sock == nil {
-				return nil
-			}
-			var err error
-			wMS, wFirst, wText, err = sock.complete(i, body)
-			return err
+		first, second := runServer, runEngine
+		if i%2 == 1 {
+			first, second = runEngine, runServer
 		}
-		// The engine runs first, between or last in turn, so that no path
-		// always finds the machine just woken (or just busy).
-		order := [][]func() error{{runServer, runEngine, runWS}, {runEngine, runWS, runServer}, {runWS, runServer, runEngine}}[i%3]
-		for _, run := range order {
-			if err := run(); err != nil {
-				return fmt.Errorf("keystroke %d: %w", i, err)
-			}
+		if err := first(); err != nil {
+			return fmt.Errorf("keystroke %d: %w", i, err)
+		}
+		if err := second(); err != nil {
+			return fmt.Errorf("keystroke %d: %w", i, err)
 		}
 		if i == 0 { // warm-up: fills both caches and the server's
 			if *cpuProfile != "" {
@@ -221,14 +218,17 @@ func runBenchServer(ctx context.Context, args []string) error {
 		if text == res.Text {
 			same++
 		}
+		genTokens += res.Timings.GeneratedTokens
+		cachedTokens += res.Timings.CachedTokens
+		promptTokens += res.Timings.PromptTokens
+		if i%25 == 0 {
+			fmt.Fprintf(os.Stderr, "keystroke %d/%d\n", i, len(ks)-1)
+		}
 		if sock != nil {
-			wsPaired = append(wsPaired, wMS-eMS)
-			if wFirst > 0 {
-				wsFirst = append(wsFirst, wFirst)
+			if firstMS > 0 {
+				firstTok = append(firstTok, firstMS)
 			}
-			if wText == res.Text {
-				wsSame++
-			}
+			continue // no Server-Timing over the WebSocket
 		}
 		engIn := st[server.StageTokenize] + st[server.StageQueue] + st[server.StagePrefill] + st[server.StageDecode]
 		inSrv = append(inSrv, sMS-engIn)
@@ -236,12 +236,6 @@ func runBenchServer(ctx context.Context, args []string) error {
 			stages[n] = append(stages[n], v)
 		}
 		stages["http"] = append(stages["http"], sMS-st[server.StageTotal])
-		genTokens += res.Timings.GeneratedTokens
-		cachedTokens += res.Timings.CachedTokens
-		promptTokens += res.Timings.PromptTokens
-		if i%25 == 0 {
-			fmt.Fprintf(os.Stderr, "keystroke %d/%d\n", i, len(ks)-1)
-		}
 	}
 	if prof != nil {
 		pprof.StopCPUProfile()
@@ -254,7 +248,7 @@ func runBenchServer(ctx context.Context, args []string) error {
 	}
 
 	n := len(srvLat)
-	for _, l := range [][]float64{srvLat, engLat, inSrv, paired, wsPaired, wsFirst} {
+	for _, l := range [][]float64{srvLat, engLat, inSrv, paired, firstTok} {
 		slices.Sort(l)
 	}
 	for _, l := range stages {
@@ -269,18 +263,24 @@ func runBenchServer(ctx context.Context, args []string) error {
 	fmt.Fprintf(&b, "Server typing benchmark: model %s, %d thread(s), window %d/%d bytes prefix/suffix, %d context files of %d bytes (%.1f KiB of context per keystroke), %d keystrokes interleaved server/engine, context stored: %v, %s, GOMAXPROCS %d, commit %s, host %s, %s\n\n",
 		label, *threads, *maxPrefix, *maxSuffix, len(files), *fileBytes, float64(len(ks[len(ks)-1].Prefix)+len(ks[len(ks)-1].Suffix)+ctxBytes)/1024,
 		n, *storeCtx, cpuModel(), runtime.GOMAXPROCS(0), buildVersion(), host, time.Now().UTC().Format("2006-01-02"))
+	path := "server (HTTP, auth, redaction, context, persistence)"
+	if sock != nil {
+		path = "server over the WebSocket (streamed; auth, redaction, context, persistence)"
+	}
 	b.WriteString("| path | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| engine alone | %.2f | %.2f | %.2f |\n", pct(engLat, 50), pct(engLat, 95), pct(engLat, 99))
-	fmt.Fprintf(&b, "| server (HTTP, auth, redaction, context, persistence) | %.2f | %.2f | %.2f |\n", pct(srvLat, 50), pct(srvLat, 95), pct(srvLat, 99))
+	fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f |\n", path, pct(srvLat, 50), pct(srvLat, 95), pct(srvLat, 99))
 	fmt.Fprintf(&b, "| **server minus engine alone, per keystroke** (same request and seed) | **%.2f** | %.2f | %.2f |\n", pct(paired, 50), pct(paired, 95), pct(paired, 99))
-	fmt.Fprintf(&b, "| server minus its own engine time, per request | %.2f | %.2f | %.2f |\n", pct(inSrv, 50), pct(inSrv, 95), pct(inSrv, 99))
 	if sock != nil {
-		fmt.Fprintf(&b, "| WebSocket (streamed) minus engine alone, per keystroke (same request and seed) | %.2f | %.2f | %.2f |\n", pct(wsPaired, 50), pct(wsPaired, 95), pct(wsPaired, 99))
-		fmt.Fprintf(&b, "| WebSocket: first token frame after the request frame (%d keystrokes streamed one) | %.2f | %.2f | %.2f |\n", len(wsFirst), pct(wsFirst, 50), pct(wsFirst, 95), pct(wsFirst, 99))
+		fmt.Fprintf(&b, "| first token frame after the request frame (%d keystrokes streamed one) | %.2f | %.2f | %.2f |\n", len(firstTok), pct(firstTok, 50), pct(firstTok, 95), pct(firstTok, 99))
+	} else {
+		fmt.Fprintf(&b, "| server minus its own engine time, per request | %.2f | %.2f | %.2f |\n", pct(inSrv, 50), pct(inSrv, 95), pct(inSrv, 99))
 	}
-	fmt.Fprintf(&b, "\nServer/engine p50: %.3f×; engine: %.1f generated tokens, %.0f of %.0f prompt tokens from cache per keystroke; the server answered the bare engine's completion on %d of %d keystrokes (WebSocket: %d)\n\n",
-		pct(srvLat, 50)/pct(engLat, 50), float64(genTokens)/float64(n), float64(cachedTokens)/float64(n), float64(promptTokens)/float64(n), same, n, wsSame)
-	b.WriteString("| stage (Server-Timing) | p50 ms | p95 ms |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "\nServer/engine p50: %.3f×; engine: %.1f generated tokens, %.0f of %.0f prompt tokens from cache per keystroke; the server answered the bare engine's completion on %d of %d keystrokes\n\n",
+		pct(srvLat, 50)/pct(engLat, 50), float64(genTokens)/float64(n), float64(cachedTokens)/float64(n), float64(promptTokens)/float64(n), same, n)
+	if sock == nil {
+		b.WriteString("| stage (Server-Timing) | p50 ms | p95 ms |\n|---|---|---|\n")
+	}
 	for _, s := range []string{server.StageAuth, server.StageRateLimit, server.StageBodyWait, server.StageParse, server.StageLookup, server.StageRedact,
 		server.StageContext, server.StageTokenize, server.StageQueue, server.StagePrefill, server.StageDecode, server.StageOutput,
 		server.StageStore, server.StageTotal, "http"} {
