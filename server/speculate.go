@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
 
 	"github.com/code4me/code4me/internal/auth"
 )
@@ -29,7 +30,10 @@ import (
 //     the engine at most one cancelled prompt.
 //   - A confirmed Principal that differs from the remembered one (the
 //     project's context changed on another server) makes the request run
-//     again with the confirmed one.
+//     again with the confirmed one. A context update through this server
+//     forgets the project's pairs at once (forgetProject), so a plugin that
+//     updates the context before its completions does not pay for a run
+//     under the old context.
 //
 // The read-only work started early (the caller's state and context files
 // from Postgres, the engine) needs nothing the check could change.
@@ -46,14 +50,18 @@ const principalCacheMax = 4096
 type principalCache struct {
 	mu sync.Mutex
 	m  map[[32]byte]cachedPrincipal
+	// epoch counts each project's context updates on this server; a pair
+	// remembered under an older count is not used.
+	epoch map[uuid.UUID]uint64
 	// speculated counts requests started before their check; stale those
 	// run again because the check confirmed another Principal.
 	speculated, stale atomic.Int64
 }
 
 type cachedPrincipal struct {
-	p  Principal
-	at time.Time
+	p     Principal
+	at    time.Time
+	epoch uint64
 }
 
 func pairKey(sess, proj string) [32]byte { return sha256.Sum256([]byte(sess + "\x00" + proj)) }
@@ -63,7 +71,7 @@ func (pc *principalCache) get(sess, proj string) (*Principal, bool) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	e, ok := pc.m[pairKey(sess, proj)]
-	if !ok || time.Since(e.at) > speculateTTL {
+	if !ok || time.Since(e.at) > speculateTTL || e.epoch != pc.epoch[e.p.ProjectID] {
 		return nil, false
 	}
 	p := e.p
@@ -87,7 +95,18 @@ func (pc *principalCache) put(sess, proj string, p *Principal) {
 			clear(pc.m)
 		}
 	}
-	pc.m[pairKey(sess, proj)] = cachedPrincipal{p: *p, at: time.Now()}
+	pc.m[pairKey(sess, proj)] = cachedPrincipal{p: *p, at: time.Now(), epoch: pc.epoch[p.ProjectID]}
+}
+
+// forgetProject stops the use of every pair remembered for project: its
+// context has changed, so their context version is stale.
+func (pc *principalCache) forgetProject(project uuid.UUID) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.epoch == nil {
+		pc.epoch = map[uuid.UUID]uint64{}
+	}
+	pc.epoch[project]++
 }
 
 // drop forgets the pair.

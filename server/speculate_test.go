@@ -276,3 +276,30 @@ func TestWSSessionEndedMidConnection(t *testing.T) {
 	}
 	waitWSGoroutines(t)
 }
+
+// TestSpeculationAfterContextUpdate: a context update through this server
+// forgets the project's remembered pairs, so the next completion is
+// checked first (no run under the old context to throw away) and sees the
+// new file; the one after it speculates again.
+func TestSpeculationAfterContextUpdate(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	c, _ := e.rememberedMember("spec-ctx@example.com")
+	c.expect("POST", "/api/completion/multi-file-context/update", map[string]any{"context_updates": map[string]any{"util.py": []any{
+		map[string]any{"change_type": "insert", "start_line": 0, "end_line": 0, "new_lines": []string{"def helper_from_update(): pass"}}}}}, 200)
+	if _, ok := e.srv.principals.get(specPair(c)); ok {
+		t.Fatal("the pair is still used after its project's context changed")
+	}
+	body := completionBody([]int64{e.ids["tiny-coder"]}, "x = ", "\n")
+	body["context"].(map[string]any)["context_files"] = []string{"util.py"}
+	c.expect("POST", "/api/completion/request", body, 200)
+	if n, stale := e.srv.principals.speculated.Load(), e.srv.principals.stale.Load(); n != 0 || stale != 0 {
+		t.Fatalf("after the update: speculated %d, stale %d; want 0, 0", n, stale)
+	}
+	if !strings.Contains(e.rec.all(), "helper_from_update") {
+		t.Fatal("the completion after the update did not see the updated file")
+	}
+	c.expect("POST", "/api/completion/request", body, 200)
+	if n, stale := e.srv.principals.speculated.Load(), e.srv.principals.stale.Load(); n != 1 || stale != 0 {
+		t.Fatalf("next request: speculated %d, stale %d; want 1, 0", n, stale)
+	}
+}
