@@ -480,25 +480,40 @@ func (c *benchClient) complete(ctx context.Context, body []byte) (map[string]flo
 	if err != nil {
 		return nil, "", err
 	}
-	var res struct {
-		Data struct {
-			Completions []struct {
-				Completion string `json:"completion"`
-				Error      string `json:"error"`
-			} `json:"completions"`
-		} `json:"data"`
-	}
+	var res completionAnswer
 	if err := json.Unmarshal(raw, &res); err != nil {
 		return nil, "", err
 	}
-	if len(res.Data.Completions) != 1 || res.Data.Completions[0].Error != "" {
+	text, ok := res.only()
+	if !ok {
 		return nil, "", fmt.Errorf("completion failed: %s", raw)
 	}
 	st := parseServerTiming(h.Get("Server-Timing"))
 	if len(st) == 0 {
 		return nil, "", errors.New("response has no Server-Timing header")
 	}
-	return st, res.Data.Completions[0].Completion, nil
+	return st, text, nil
+}
+
+// completionAnswer is what the benchmark reads of a completion answer (the
+// HTTP body, the WebSocket result frame's content).
+type completionAnswer struct {
+	Data struct {
+		Completions []struct {
+			Completion string `json:"completion"`
+			Error      string `json:"error"`
+		} `json:"completions"`
+	} `json:"data"`
+}
+
+// only returns the answer's one completion; false when it has not
+// exactly one, or an error item.
+func (b *completionAnswer) only() (string, bool) {
+	cs := b.Data.Completions
+	if len(cs) != 1 || cs[0].Error != "" {
+		return "", false
+	}
+	return cs[0].Completion, true
 }
 
 // benchWS is the plugin's completion WebSocket.
@@ -538,17 +553,10 @@ func (w *benchWS) complete(i int, body []byte) (total, first float64, text strin
 			return 0, 0, "", err
 		}
 		var f struct {
-			Type       string `json:"type"`
-			RequestID  string `json:"request_id"`
-			StatusCode int    `json:"status_code"`
-			Content    struct {
-				Data struct {
-					Completions []struct {
-						Completion string `json:"completion"`
-						Error      string `json:"error"`
-					} `json:"completions"`
-				} `json:"data"`
-			} `json:"content"`
+			Type       string           `json:"type"`
+			RequestID  string           `json:"request_id"`
+			StatusCode int              `json:"status_code"`
+			Content    completionAnswer `json:"content"`
 		}
 		if err := json.Unmarshal(data, &f); err != nil {
 			return 0, 0, "", err
@@ -559,11 +567,11 @@ func (w *benchWS) complete(i int, body []byte) (total, first float64, text strin
 		case f.Type == "completion_token" && first == 0:
 			first = msSince(t0)
 		case f.Type == "completion_result":
-			cs := f.Content.Data.Completions
-			if f.StatusCode != 200 || len(cs) != 1 || cs[0].Error != "" {
+			text, ok := f.Content.only()
+			if f.StatusCode != 200 || !ok {
 				return 0, 0, "", fmt.Errorf("websocket: completion failed: %s", data)
 			}
-			return msSince(t0), first, cs[0].Completion, nil
+			return msSince(t0), first, text, nil
 		case f.Type != "completion_token":
 			return 0, 0, "", fmt.Errorf("websocket: unexpected frame %s", data)
 		}
