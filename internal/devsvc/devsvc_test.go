@@ -323,6 +323,44 @@ func TestRedisLifecycle(t *testing.T) {
 	}
 }
 
+// TestRedisOfDeletedDirectoryIsStopped: a directory deleted while its
+// server runs and made again at the same path (a CI clone) gets a new
+// server, and the old one is stopped instead of running on for good.
+// A server of another directory is left alone.
+func TestRedisOfDeletedDirectoryIsStopped(t *testing.T) {
+	requireBinaries(t)
+	ctx := testContext(t)
+	base := serverTempDir(t)
+	dir, other := filepath.Join(base, "redis"), filepath.Join(base, "other")
+	old, err := StartRedis(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = old.Stop(context.Background()) })
+	bystander, err := StartRedis(ctx, other, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bystander.Stop(context.Background()) })
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	r, err := StartRedis(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+	if r.Adopted() || r.PID() == old.PID() {
+		t.Fatalf("the new directory's server is the old one (pid %d)", old.PID())
+	}
+	if processAlive(old.PID()) {
+		t.Fatalf("the deleted directory's server (pid %d) still runs", old.PID())
+	}
+	if !processAlive(bystander.PID()) {
+		t.Fatal("the server of another directory was stopped")
+	}
+}
+
 func TestStartRedisUnusableDir(t *testing.T) {
 	requireBinaries(t)
 	blocker := filepath.Join(t.TempDir(), "file")

@@ -31,7 +31,11 @@
 // cloned again, as on a CI machine that keeps /var/lib) has neither the link
 // nor the password that opened that cluster: the orphan's server, if it
 // still runs, is stopped, the orphan removed and a new cluster made. A DIR
-// that lost only its link keeps its cluster.
+// that lost only its link keeps its cluster. Redis keeps its data in DIR,
+// so deleting DIR takes the data, but not a running server: Start stops a
+// redis-server whose working directory is DIR, deleted, before it starts
+// the new one, so that a path cloned again at every CI run does not
+// collect one more server each time.
 //
 // Servers run in a session of their own, so a Ctrl-C in the terminal reaches
 // only the parent, which is expected to call Stop. When a server started from
