@@ -63,6 +63,26 @@ func fimReq(seed, lines, at int) engine.Request {
 	}
 }
 
+// typeAtOnce types key at the end of the prefix of each typist in order
+// (updating reqs) and sends those keystrokes concurrently, the k-th after
+// k*gap; it returns the results by typist (nil for those not in order).
+func typeAtOnce(t *testing.T, s *engine.Scheduler, reqs []engine.Request, order []int, key string, gap time.Duration) []*engine.Result {
+	t.Helper()
+	res := make([]*engine.Result, len(reqs))
+	var wg sync.WaitGroup
+	for k, i := range order {
+		r := reqs[i]
+		r.Prefix += key
+		reqs[i] = r
+		wg.Go(func() {
+			time.Sleep(time.Duration(k) * gap)
+			res[i] = complete(t, s, r)
+		})
+	}
+	wg.Wait()
+	return res
+}
+
 func complete(t *testing.T, s *engine.Scheduler, r engine.Request) *engine.Result {
 	t.Helper()
 	res, err := s.Complete(context.Background(), r)
@@ -754,18 +774,7 @@ func TestStreamsOneMicroBatchPerStep(t *testing.T) {
 	start := len(m.LastContext().MicroBatches())
 	// The next keystroke of each typist, in a scrambled order, arriving
 	// while others generate.
-	res := make([]*engine.Result, n)
-	var wg sync.WaitGroup
-	for k, i := range []int{5, 2, 7, 0, 3, 6, 1, 4} {
-		r := reqs[i]
-		r.Prefix += "y"
-		reqs[i] = r
-		wg.Go(func() {
-			time.Sleep(time.Duration(k) * 3 * time.Millisecond)
-			res[i] = complete(t, s, r)
-		})
-	}
-	wg.Wait()
+	res := typeAtOnce(t, s, reqs, []int{5, 2, 7, 0, 3, 6, 1, 4}, "y", 3*time.Millisecond)
 	mbs := m.LastContext().MicroBatches()[start:]
 	if len(mbs) == 0 {
 		t.Fatal("no decodes")
@@ -866,18 +875,7 @@ func TestStreamsCompactsScatteredTypists(t *testing.T) {
 	record = true
 	mu.Unlock()
 	start := len(m.LastContext().MicroBatches())
-	var wg sync.WaitGroup
-	res := make([]*engine.Result, n)
-	for k, i := range active {
-		r := reqs[i]
-		r.Prefix += "z"
-		reqs[i] = r
-		wg.Go(func() {
-			time.Sleep(time.Duration(k) * 2 * time.Millisecond)
-			res[i] = complete(t, s, r)
-		})
-	}
-	wg.Wait()
+	res := typeAtOnce(t, s, reqs, active, "z", 2*time.Millisecond)
 	for k, i := range active {
 		if res[i].Slot != k || res[i].Timings.EvaluatedTokens > 2 {
 			t.Errorf("typist %d: slot %d, %d evaluated; want slot %d from its cache", i, res[i].Slot, res[i].Timings.EvaluatedTokens, k)
