@@ -158,7 +158,7 @@ func (s *Server) authenticate(ctx context.Context, c *fiber.Ctx, class AuthClass
 	sess, err := s.keySession(ctx, c)
 	var proj auth.Project
 	if err == nil && class == ClassSP {
-		sess, proj, err = s.tokens.SessionProject(ctx, sess.Token, cookieOrHeader(c, cookieProject, headerProject))
+		sess, proj, err = s.tokens.SessionProject(ctx, sess.Token, strings.Clone(cookieOrHeader(c, cookieProject, headerProject)))
 	}
 	p, err := sessionPrincipal(sess, proj, class, err)
 	return p, nil, err
@@ -174,7 +174,10 @@ type sessionCreds struct {
 }
 
 func (s *Server) sessionCredsOf(c *fiber.Ctx) sessionCreds {
-	// Copies: an authGate reads them on another goroutine.
+	// Copies: a token read from a request is a view of fasthttp's buffer,
+	// which the next request on the connection overwrites, and the
+	// Principal made from it outlives the request (a WebSocket connection,
+	// the speculation cache) or is made on another goroutine (authGate).
 	return sessionCreds{session: strings.Clone(cookieOrHeader(c, cookieSession, headerSession)),
 		project: strings.Clone(cookieOrHeader(c, cookieProject, headerProject)), route: c.Route().Path, ip: s.clientIP(c)}
 }
@@ -209,17 +212,7 @@ func sessionPrincipal(sess auth.Session, proj auth.Project, class AuthClass, err
 	if class == ClassSP {
 		p.ProjectID, p.ProjectToken, p.ContextVersion = proj.ProjectID, proj.Token, proj.ContextVersion
 	}
-	return p.own(), nil
-}
-
-// own copies p's strings: a token read from a request is a view of
-// fasthttp's buffer, which the next request on the connection overwrites,
-// and a Principal outlives its request (a WebSocket's connection, the
-// speculation cache).
-func (p *Principal) own() *Principal {
-	p.AuthToken, p.SessionToken = strings.Clone(p.AuthToken), strings.Clone(p.SessionToken)
-	p.ProjectToken, p.ContextVersion = strings.Clone(p.ProjectToken), strings.Clone(p.ContextVersion)
-	return p
+	return p, nil
 }
 
 // authA checks the auth_token cookie, or else a Bearer API key.
@@ -227,7 +220,7 @@ func (s *Server) authA(ctx context.Context, c *fiber.Ctx) (*Principal, error) {
 	if tok := c.Cookies(cookieAuth); tok != "" {
 		l, err := s.tokens.Auth(ctx, tok)
 		if err == nil {
-			return (&Principal{UserID: l.UserID, Gen: l.Gen, AuthToken: l.Token}).own(), nil
+			return &Principal{UserID: l.UserID, Gen: l.Gen, AuthToken: strings.Clone(l.Token)}, nil
 		}
 		if !errors.Is(err, auth.ErrNotFound) {
 			return nil, err

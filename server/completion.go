@@ -504,25 +504,23 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	if err != nil {
 		return nil, err
 	}
-	// A caller authenticated speculatively is confirmed by g before the
-	// query is written, a token streamed or a result returned.
-	g := gateFrom(ctx)
+	// The caller's check (a speculatively authenticated caller's gate) and
+	// state: nothing is written, streamed or returned before both pass.
+	confirmed := sync.OnceValue(func() error {
+		if err := gateFrom(ctx).verdict(); err != nil {
+			pr.waitState() // its goroutine reads pr; let it end
+			return err
+		}
+		return pr.waitState()
+	})
 	// The models start now; a refused check or state (unknown telemetry
 	// ids, the user gone) cancels them.
 	mctx, cancelModels := context.WithCancel(ctx)
 	defer cancelModels()
 	if sink != nil {
-		// A streamed token must not reach a client whose request is then
-		// refused: tokens wait for the check and the state.
-		ready := sync.OnceValue(func() error {
-			if err := g.verdict(); err != nil {
-				return err
-			}
-			return pr.waitState()
-		})
 		stream := sink
 		sink = func(modelID int64, text string, replace bool) {
-			if ready() != nil {
+			if confirmed() != nil {
 				cancelModels()
 				return
 			}
@@ -542,11 +540,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		return s.storeQueryData(ctx, b, mq, pr, r)
 	}
 	pre := s.startPreStore(ctx, mq, func(ctx context.Context, b *batchTx) error {
-		if err := g.verdict(); err != nil {
-			cancelModels()
-			return err
-		}
-		if err := pr.waitState(); err != nil {
+		if err := confirmed(); err != nil {
 			cancelModels()
 			return err
 		}
@@ -560,11 +554,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		s.discard(pre)
 		return nil, errCancelled
 	}
-	if err := g.verdict(); err != nil {
-		pr.waitState()
-		return nil, err // nothing was stored: the first batch was never sent
-	}
-	if err := pr.waitState(); err != nil {
+	if err := confirmed(); err != nil {
 		return nil, err // nothing was stored: the first batch was never sent
 	}
 	st.add(StageLookup, pr.lookupMS)
