@@ -123,7 +123,6 @@ var errStalePrincipal = errors.New("speculation: the confirmed principal differs
 // authGate is a Redis check of the caller running beside work started
 // with spec. Pipeline code takes a nil *authGate as already confirmed.
 type authGate struct {
-	creds   sessionCreds
 	spec    *Principal
 	done    chan struct{}
 	p       *Principal
@@ -185,7 +184,7 @@ func (s *Server) guardSpeculative(work bodyWork) fiber.Handler {
 		t := &stageTimes{start: time.Now()}
 		c.Locals(localsTiming, t)
 		ctx := c.UserContext()
-		g := &authGate{creds: creds, spec: spec, done: make(chan struct{})}
+		g := &authGate{spec: spec, done: make(chan struct{})}
 		go func() {
 			defer close(g.done)
 			t0 := time.Now()
@@ -220,8 +219,11 @@ func (s *Server) guardSpeculative(work bodyWork) fiber.Handler {
 // authGate it returns nil.
 func (s *Server) settle(c *fiber.Ctx) error {
 	g := gate(c)
-	if g == nil || g.settled {
-		return g.refusalOrNil()
+	if g == nil {
+		return nil
+	}
+	if g.settled {
+		return g.refusal
 	}
 	<-g.done
 	g.settled = true
@@ -229,13 +231,6 @@ func (s *Server) settle(c *fiber.Ctx) error {
 	g.refusal = s.admit(c, ClassSP, g.p, g.counted, g.err)
 	if g.refusal == nil {
 		c.Locals(localsPrincipal, g.p)
-	}
-	return g.refusal
-}
-
-func (g *authGate) refusalOrNil() error {
-	if g == nil {
-		return nil
 	}
 	return g.refusal
 }
