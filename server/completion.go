@@ -202,22 +202,36 @@ func (s *Server) runModels(ctx context.Context, ids []int64, timeout time.Durati
 			outs = append(outs, &modelOutcome{id: id})
 		}
 	}
-	sem := make(chan struct{}, s.plugin.workers)
-	var wg sync.WaitGroup
+	var run []*modelOutcome
 	for _, o := range outs {
 		m, ok := s.plugin.models.Get(o.id)
 		o.model, o.known = m, ok
 		switch {
 		case !ok || s.plugin.engine == nil:
 			o.reason = "unknown model"
-			continue
 		case wantChat && !m.Chat:
 			o.reason = "Model is not a ChatCompletionModel"
-			continue
 		case !wantChat && !m.Completion():
 			o.reason = "model is a chat model, not a completion model"
-			continue
+		default:
+			run = append(run, o)
 		}
+	}
+	start := func(o *modelOutcome) {
+		req := build(o.model)
+		o.seed = req.Sampling.Seed
+		s.runModel(ctx, o, req, timeout, sink)
+	}
+	if len(run) == 1 {
+		// One model (the plugins' usual request) runs in the caller's
+		// goroutine: the engine's answer wakes the request itself, with no
+		// goroutine between them to start and wait for.
+		start(run[0])
+		return outs
+	}
+	sem := make(chan struct{}, s.plugin.workers)
+	var wg sync.WaitGroup
+	for _, o := range run {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -228,9 +242,7 @@ func (s *Server) runModels(ctx context.Context, ids []int64, timeout time.Durati
 				return
 			}
 			defer func() { <-sem }()
-			req := build(m)
-			o.seed = req.Sampling.Seed
-			s.runModel(ctx, o, req, timeout, sink)
+			start(o)
 		}()
 	}
 	wg.Wait()
