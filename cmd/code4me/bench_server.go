@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
 
 	"github.com/code4me/code4me/engine"
 	"github.com/code4me/code4me/internal/workload"
@@ -34,10 +36,13 @@ import (
 // /api/completion/request (auth, rate limit, redaction, multi-file context
 // and persistence on, over loopback HTTP, on private Postgres and Redis)
 // and, keystroke by keystroke in the same run, sends the bare engine the
-// same engine request. The two paths use two instances of the same model
-// file, so each sees its own cache state, that of its previous keystroke;
-// which path goes first alternates. It prints latency percentiles of both,
-// the overhead of the platform, and the stages of the Server-Timing header.
+// same engine request, and (HTTP only) the floor pipeline of floorServer.
+// The paths use their own instances of the same model file, so each sees
+// its own cache state, that of its previous keystroke; which path goes
+// first rotates. It prints latency percentiles of each, the overhead of
+// the platform and of the floor pipeline over the bare engine, the stages
+// of the Server-Timing header, and the engine's own stages in the server
+// against the bare engine's.
 func runBenchServer(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench server", flag.ContinueOnError)
 	model := fs.String("model", "tiny", "model: synthetic shape[:type], GGUF path or pulled name")
@@ -83,7 +88,9 @@ func runBenchServer(ctx context.Context, args []string) error {
 	}
 	bare := ref
 	bare.Name += "-bare"
-	e, err := newEngine(cfg, log, []modelRef{ref, bare})
+	floorRef := ref
+	floorRef.Name += "-floor"
+	e, err := newEngine(cfg, log, []modelRef{ref, bare, floorRef})
 	if err != nil {
 		return err
 	}
@@ -139,6 +146,13 @@ func runBenchServer(ctx context.Context, args []string) error {
 	if err := cl.login(ctx, files); err != nil {
 		return err
 	}
+	var floorSrv *floorServer
+	if !*wsPath {
+		if floorSrv, err = startFloorServer(e, floorRef.Name, svc); err != nil {
+			return err
+		}
+		defer floorSrv.app.Shutdown()
+	}
 	var sock *benchWS
 	if *wsPath {
 		if sock, err = cl.dialWS(ln.Addr().String()); err != nil {
@@ -155,9 +169,14 @@ func runBenchServer(ctx context.Context, args []string) error {
 		extra[i] = engine.Chunk{Path: f.name, Text: f.text}
 		ctxBytes += len(f.text)
 	}
-	var srvLat, engLat, inSrv, paired, firstTok []float64
+	var srvLat, engLat, inSrv, paired, firstTok, floorPaired []float64
 	same := 0
 	stages := map[string][]float64{}
+	// Each engine stage inside the server minus the same stage of the bare
+	// engine's run of the same keystroke: where the engine itself runs
+	// slower when the platform works beside it.
+	engStages := []string{server.StageTokenize, server.StageQueue, server.StagePrefill, server.StageDecode}
+	engDiff := map[string][]float64{}
 	var genTokens, cachedTokens, promptTokens int
 	var prof *os.File
 	for i, k := range ks {
@@ -193,15 +212,21 @@ func runBenchServer(ctx context.Context, args []string) error {
 			}
 			return err
 		}
-		first, second := runServer, runEngine
-		if i%2 == 1 {
-			first, second = runEngine, runServer
+		var floorMS, floorCommit float64
+		runs := []func() error{runServer, runEngine}
+		if floorSrv != nil {
+			runs = append(runs, func() error {
+				t0 := time.Now()
+				c, err := floorSrv.complete(ctx, cl, body, req)
+				floorMS, floorCommit = msSince(t0), c
+				return err
+			})
 		}
-		if err := first(); err != nil {
-			return fmt.Errorf("keystroke %d: %w", i, err)
-		}
-		if err := second(); err != nil {
-			return fmt.Errorf("keystroke %d: %w", i, err)
+		// Which path goes first rotates.
+		for j := range runs {
+			if err := runs[(i+j)%len(runs)](); err != nil {
+				return fmt.Errorf("keystroke %d: %w", i, err)
+			}
 		}
 		if i == 0 { // warm-up: fills both caches and the server's
 			if *cpuProfile != "" {
@@ -215,6 +240,10 @@ func runBenchServer(ctx context.Context, args []string) error {
 		srvLat = append(srvLat, sMS)
 		engLat = append(engLat, eMS)
 		paired = append(paired, sMS-eMS)
+		if floorSrv != nil {
+			floorPaired = append(floorPaired, floorMS-eMS)
+			stages["floorcommit"] = append(stages["floorcommit"], floorCommit)
+		}
 		if text == res.Text {
 			same++
 		}
@@ -232,10 +261,21 @@ func runBenchServer(ctx context.Context, args []string) error {
 		}
 		engIn := st[server.StageTokenize] + st[server.StageQueue] + st[server.StagePrefill] + st[server.StageDecode]
 		inSrv = append(inSrv, sMS-engIn)
+		bt := res.Timings
+		for j, v := range []float64{bt.TokenizeMS, bt.QueueMS, bt.PrefillMS, bt.DecodeMS} {
+			engDiff[engStages[j]] = append(engDiff[engStages[j]], st[engStages[j]]-v)
+		}
+		engDiff["engine"] = append(engDiff["engine"], engIn-(bt.TokenizeMS+bt.QueueMS+bt.PrefillMS+bt.DecodeMS))
+		engDiff["outside"] = append(engDiff["outside"], eMS-(bt.TokenizeMS+bt.QueueMS+bt.PrefillMS+bt.DecodeMS))
 		for n, v := range st {
 			stages[n] = append(stages[n], v)
 		}
 		stages["http"] = append(stages["http"], sMS-st[server.StageTotal])
+		inPath := 0.0
+		for _, n := range []string{server.StageBodyWait, server.StageContext, server.StageTokenize, server.StageQueue, server.StagePrefill, server.StageDecode, server.StageOutput, server.StageStore} {
+			inPath += st[n]
+		}
+		stages["gap"] = append(stages["gap"], st[server.StageTotal]-inPath)
 	}
 	if prof != nil {
 		pprof.StopCPUProfile()
@@ -248,10 +288,13 @@ func runBenchServer(ctx context.Context, args []string) error {
 	}
 
 	n := len(srvLat)
-	for _, l := range [][]float64{srvLat, engLat, inSrv, paired, firstTok} {
+	for _, l := range [][]float64{srvLat, engLat, inSrv, paired, firstTok, floorPaired} {
 		slices.Sort(l)
 	}
 	for _, l := range stages {
+		slices.Sort(l)
+	}
+	for _, l := range engDiff {
 		slices.Sort(l)
 	}
 	var b strings.Builder
@@ -275,6 +318,7 @@ func runBenchServer(ctx context.Context, args []string) error {
 		fmt.Fprintf(&b, "| first token frame after the request frame (%d keystrokes streamed one) | %.2f | %.2f | %.2f |\n", len(firstTok), pct(firstTok, 50), pct(firstTok, 95), pct(firstTok, 99))
 	} else {
 		fmt.Fprintf(&b, "| server minus its own engine time, per request | %.2f | %.2f | %.2f |\n", pct(inSrv, 50), pct(inSrv, 95), pct(inSrv, 99))
+		fmt.Fprintf(&b, "| floor pipeline (HTTP, engine, one committed INSERT, nothing else) minus engine alone, per keystroke | %.2f | %.2f | %.2f |\n", pct(floorPaired, 50), pct(floorPaired, 95), pct(floorPaired, 99))
 	}
 	fmt.Fprintf(&b, "\nServer/engine p50: %.3f×; engine: %.1f generated tokens, %.0f of %.0f prompt tokens from cache per keystroke; the server answered the bare engine's completion on %d of %d keystrokes\n\n",
 		pct(srvLat, 50)/pct(engLat, 50), float64(genTokens)/float64(n), float64(cachedTokens)/float64(n), float64(promptTokens)/float64(n), same, n)
@@ -283,22 +327,89 @@ func runBenchServer(ctx context.Context, args []string) error {
 	}
 	for _, s := range []string{server.StageAuth, server.StageRateLimit, server.StageBodyWait, server.StageParse, server.StageLookup, server.StageRedact,
 		server.StageContext, server.StageTokenize, server.StageQueue, server.StagePrefill, server.StageDecode, server.StageOutput,
-		server.StageStore, server.StageTotal, "http"} {
+		server.StageStore, server.StageTotal, "gap", "http", "floorcommit"} {
 		l := stages[s]
 		if len(l) == 0 {
 			continue
 		}
 		name := s
-		if s == "http" {
+		switch s {
+		case "http":
 			name = "http (client wall minus server total)"
+		case "gap":
+			name = "total minus the stages on its path (handoffs between them)"
+		case "floorcommit":
+			name = "(floor pipeline: its commit of one narrow row, after its engine)"
 		}
 		fmt.Fprintf(&b, "| %s | %.2f | %.2f |\n", name, pct(l, 50), pct(l, 95))
+	}
+	if len(engDiff["engine"]) > 0 {
+		b.WriteString("\nThe engine's own stages, server's run minus the bare engine's run of the same keystroke (positive: slower inside the server):\n\n| engine stage | p50 ms | p95 ms |\n|---|---|---|\n")
+		for _, s := range append(engStages, "engine") {
+			fmt.Fprintf(&b, "| %s | %.2f | %.2f |\n", s, pct(engDiff[s], 50), pct(engDiff[s], 95))
+		}
+		fmt.Fprintf(&b, "| (bare engine: Complete's wall minus its stages) | %.2f | %.2f |\n", pct(engDiff["outside"], 50), pct(engDiff["outside"], 95))
 	}
 	b.WriteString("\nRound trips on this machine in the same run (the floor under the stages above):\n\n| round trip | p50 ms | p95 ms |\n|---|---|---|\n")
 	for _, f := range floor {
 		fmt.Fprintf(&b, "| %s | %.3f | %.3f |\n", f.name, pct(f.ms, 50), pct(f.ms, 95))
 	}
 	return report(b.String(), *out)
+}
+
+// floorServer is the least a completion server can do per keystroke under
+// this project's rules: receive the request over HTTP, run the model,
+// commit one row before answering (spec §11 T6) and answer. It parses
+// nothing, checks nobody and redacts nothing (the engine request is handed
+// over in process), so its time over the bare engine's is the floor of the
+// round trips on this machine, measured beside the real server.
+type floorServer struct {
+	app  *fiber.App
+	base string
+	next chan engine.Request // the engine request of the request being sent
+}
+
+func startFloorServer(e *engine.Engine, model string, svc *services) (*floorServer, error) {
+	ctx := context.Background()
+	if _, err := svc.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_floor_completion (id uuid PRIMARY KEY, completion text NOT NULL)`); err != nil {
+		return nil, err
+	}
+	f := &floorServer{app: fiber.New(fiber.Config{DisableStartupMessage: true}), next: make(chan engine.Request, 1)}
+	f.app.Post("/floor", func(c *fiber.Ctx) error {
+		r, err := e.Complete(c.UserContext(), model, <-f.next)
+		if err == nil && r.Stop == engine.StopError {
+			err = r.Err
+		}
+		if err != nil {
+			return err
+		}
+		id, t0 := uuid.New(), time.Now()
+		if _, err := svc.pool.Exec(c.UserContext(), `INSERT INTO bench_floor_completion VALUES ($1, $2)`, id, strings.ReplaceAll(r.Text, "\x00", "\uFFFD")); err != nil {
+			return err
+		}
+		return c.JSON(fiber.Map{"id": id, "completion": r.Text, "commit_ms": msSince(t0)})
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	go f.app.Listener(ln)
+	f.base = "http://" + ln.Addr().String()
+	return f, nil
+}
+
+// complete sends body to the floor server, which runs req, and returns the
+// time its commit took.
+func (f *floorServer) complete(ctx context.Context, cl *benchClient, body []byte, req engine.Request) (float64, error) {
+	f.next <- req
+	_, raw, err := cl.doURL(ctx, "POST", f.base+"/floor", body, 200)
+	if err != nil {
+		return 0, fmt.Errorf("floor server: %w", err)
+	}
+	var res struct {
+		CommitMS float64 `json:"commit_ms"`
+	}
+	return res.CommitMS, json.Unmarshal(raw, &res)
 }
 
 // roundTrip is the latencies of one kind of round trip, sorted.
@@ -415,7 +526,12 @@ func newBenchClient(base string) (*benchClient, error) {
 // do sends a JSON request and returns the response's headers and body,
 // failing unless the status is want.
 func (c *benchClient) do(ctx context.Context, method, path string, body []byte, want int) (http.Header, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	return c.doURL(ctx, method, c.base+path, body, want)
+}
+
+// doURL is do for a URL of any server.
+func (c *benchClient) doURL(ctx context.Context, method, target string, body []byte, want int) (http.Header, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -430,7 +546,7 @@ func (c *benchClient) do(ctx context.Context, method, path string, body []byte, 
 		return nil, nil, err
 	}
 	if res.StatusCode != want {
-		return nil, nil, fmt.Errorf("%s %s = %d %s", method, path, res.StatusCode, raw)
+		return nil, nil, fmt.Errorf("%s %s = %d %s", method, target, res.StatusCode, raw)
 	}
 	return res.Header, raw, nil
 }
