@@ -9,8 +9,16 @@ GO ?= go
 # is several times slower (docs/benchmarks.md). Local builds target this CPU;
 # set CPU_FLAGS for a portable release build (e.g. CPU_FLAGS="-mavx2 -mfma -mf16c").
 CPU_FLAGS ?= -march=native
-export CGO_CFLAGS ?= -O3 $(CPU_FLAGS)
-export CGO_CXXFLAGS ?= -O3 $(CPU_FLAGS)
+# The go command keys its build cache on the text of CGO_CFLAGS, not on what
+# -march=native means on this machine: objects cached on another CPU would be
+# reused (without this CPU's instructions, or with instructions this CPU
+# lacks: SIGILL). CPU_ID names what the compiler's "native" is here (a
+# checksum of the target options it enables), so the key follows the CPU.
+ifneq ($(findstring native,$(CPU_FLAGS)),)
+CPU_ID := -DCODE4ME_CPU_ID=$(shell "$${CC:-gcc}" $(CPU_FLAGS) -Q --help=target 2>/dev/null | cksum | cut -d' ' -f1)
+endif
+export CGO_CFLAGS ?= $(strip -O3 $(CPU_FLAGS) $(CPU_ID))
+export CGO_CXXFLAGS ?= $(strip -O3 $(CPU_FLAGS) $(CPU_ID))
 # Headers of llama.cpp and ggml live in the module directory, never copied
 # here: third_party/link-ollama.sh points the git-ignored third_party/ollama
 # at it, and engine/llama's #cgo directives use that path. (Putting them in
@@ -20,9 +28,13 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 BIN := bin/code4me
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all deps link build run run-cuda cuda-backend test test-race generate check-generate bench bench-engine bench-server fmt vet clean
+.PHONY: all deps link build cgo-flags run run-cuda cuda-backend test test-race generate check-generate bench bench-engine bench-server fmt vet clean
 
 all: build
+
+# The cgo flags, for go build/test by hand: eval "$(make -s cgo-flags)"
+cgo-flags:
+	@echo "export CGO_CFLAGS='$(CGO_CFLAGS)' CGO_CXXFLAGS='$(CGO_CXXFLAGS)'"
 
 deps:
 	@bash scripts/install-deps.sh

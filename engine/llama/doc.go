@@ -26,7 +26,10 @@
 // keys the build cache of every cgo package on the CGO_* environment, so it
 // would rebuild all of llama.cpp. CPU speed needs compiler flags for the
 // machine: build with CGO_CFLAGS and CGO_CXXFLAGS set to "-O3 -march=native"
-// locally (or a documented portable level for releases).
+// locally (or a documented portable level for releases). The build cache is
+// keyed on the text of those flags, not on what "native" means on the
+// machine, so the Makefile adds a define naming this CPU's target options
+// (CODE4ME_CPU_ID): objects compiled on another CPU are never reused.
 //
 // On a CPU with AMX (Xeon 4th generation and later), -march=native makes
 // ggml's CPU backend use its AMX buffer type, which ollama's ggml-cpu package
