@@ -212,13 +212,15 @@ func runBenchServer(ctx context.Context, args []string) error {
 			}
 			return err
 		}
-		var floorMS, floorCommit float64
+		var floorMS float64
+		var floorRes floorAnswer
 		runs := []func() error{runServer, runEngine}
 		if floorSrv != nil {
 			runs = append(runs, func() error {
 				t0 := time.Now()
-				c, err := floorSrv.complete(ctx, cl, body, req)
-				floorMS, floorCommit = msSince(t0), c
+				var err error
+				floorRes, err = floorSrv.complete(ctx, cl, body, req)
+				floorMS = msSince(t0)
 				return err
 			})
 		}
@@ -242,7 +244,7 @@ func runBenchServer(ctx context.Context, args []string) error {
 		paired = append(paired, sMS-eMS)
 		if floorSrv != nil {
 			floorPaired = append(floorPaired, floorMS-eMS)
-			stages["floorcommit"] = append(stages["floorcommit"], floorCommit)
+			stages["floorcommit"] = append(stages["floorcommit"], floorRes.CommitMS)
 		}
 		if text == res.Text {
 			same++
@@ -266,6 +268,9 @@ func runBenchServer(ctx context.Context, args []string) error {
 			engDiff[engStages[j]] = append(engDiff[engStages[j]], st[engStages[j]]-v)
 		}
 		engDiff["engine"] = append(engDiff["engine"], engIn-(bt.TokenizeMS+bt.QueueMS+bt.PrefillMS+bt.DecodeMS))
+		if floorSrv != nil {
+			engDiff["floor"] = append(engDiff["floor"], floorRes.EngineMS-(bt.TokenizeMS+bt.QueueMS+bt.PrefillMS+bt.DecodeMS))
+		}
 		engDiff["outside"] = append(engDiff["outside"], eMS-(bt.TokenizeMS+bt.QueueMS+bt.PrefillMS+bt.DecodeMS))
 		for n, v := range st {
 			stages[n] = append(stages[n], v)
@@ -348,6 +353,9 @@ func runBenchServer(ctx context.Context, args []string) error {
 		for _, s := range append(engStages, "engine") {
 			fmt.Fprintf(&b, "| %s | %.2f | %.2f |\n", s, pct(engDiff[s], 50), pct(engDiff[s], 95))
 		}
+		if l := engDiff["floor"]; len(l) > 0 {
+			fmt.Fprintf(&b, "| (floor pipeline's engine, all stages, minus the bare engine's) | %.2f | %.2f |\n", pct(l, 50), pct(l, 95))
+		}
 		fmt.Fprintf(&b, "| (bare engine: Complete's wall minus its stages) | %.2f | %.2f |\n", pct(engDiff["outside"], 50), pct(engDiff["outside"], 95))
 	}
 	b.WriteString("\nRound trips on this machine in the same run (the floor under the stages above):\n\n| round trip | p50 ms | p95 ms |\n|---|---|---|\n")
@@ -387,7 +395,9 @@ func startFloorServer(e *engine.Engine, model string, svc *services) (*floorServ
 		if _, err := svc.pool.Exec(c.UserContext(), `INSERT INTO bench_floor_completion VALUES ($1, $2)`, id, strings.ReplaceAll(r.Text, "\x00", "\uFFFD")); err != nil {
 			return err
 		}
-		return c.JSON(fiber.Map{"id": id, "completion": r.Text, "commit_ms": msSince(t0)})
+		tm := r.Timings
+		return c.JSON(fiber.Map{"id": id, "completion": r.Text, "commit_ms": msSince(t0),
+			"engine_ms": tm.TokenizeMS + tm.QueueMS + tm.PrefillMS + tm.DecodeMS})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -398,18 +408,21 @@ func startFloorServer(e *engine.Engine, model string, svc *services) (*floorServ
 	return f, nil
 }
 
-// complete sends body to the floor server, which runs req, and returns the
-// time its commit took.
-func (f *floorServer) complete(ctx context.Context, cl *benchClient, body []byte, req engine.Request) (float64, error) {
+// floorAnswer is what the floor server reports of a request.
+type floorAnswer struct {
+	CommitMS float64 `json:"commit_ms"` // its commit
+	EngineMS float64 `json:"engine_ms"` // the engine's stages
+}
+
+// complete sends body to the floor server, which runs req.
+func (f *floorServer) complete(ctx context.Context, cl *benchClient, body []byte, req engine.Request) (floorAnswer, error) {
 	f.next <- req
+	var res floorAnswer
 	_, raw, err := cl.doURL(ctx, "POST", f.base+"/floor", body, 200)
 	if err != nil {
-		return 0, fmt.Errorf("floor server: %w", err)
+		return res, fmt.Errorf("floor server: %w", err)
 	}
-	var res struct {
-		CommitMS float64 `json:"commit_ms"`
-	}
-	return res.CommitMS, json.Unmarshal(raw, &res)
+	return res, json.Unmarshal(raw, &res)
 }
 
 // roundTrip is the latencies of one kind of round trip, sorted.
