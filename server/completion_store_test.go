@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -164,5 +165,34 @@ func TestCompletionRefusedStateCancelsModels(t *testing.T) {
 	}
 	if n := e.count(`SELECT count(*) FROM meta_query m JOIN users u USING (user_id) WHERE u.email = 'refused@example.com'`); n != 0 {
 		t.Fatalf("%d queries stored", n)
+	}
+}
+
+// TestStoredContextCompression: the stored context is compressed with lz4
+// where the database has it (migration 0010), with the default elsewhere.
+func TestStoredContextCompression(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	c := e.member("lz4@example.com")
+	if _, err := e.srv.db.Exec(t.Context(), `UPDATE users SET preference = '{"store_context": true}' WHERE email = 'lz4@example.com'`); err != nil {
+		t.Fatal(err)
+	}
+	prefix := strings.Repeat("def f(x):\n    return x + 1\n\n", 600) // 16 KiB, compressible
+	b := completionBody([]int64{e.ids["tiny-coder"]}, prefix, "\n")
+	b["store_context"] = true
+	r := c.expect("POST", "/api/completion/request", b, 200)
+	mq := r.body["data"].(map[string]any)["meta_query_id"].(string)
+	var method, stored string
+	var lz4 bool
+	if err := e.srv.db.QueryRow(t.Context(), `SELECT pg_column_compression(prefix), prefix,
+		(SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression')
+		FROM context WHERE meta_query_id = $1`, mq).Scan(&method, &stored, &lz4); err != nil {
+		t.Fatal(err)
+	}
+	want := "pglz"
+	if lz4 {
+		want = "lz4"
+	}
+	if method != want || stored != prefix {
+		t.Fatalf("prefix stored with %q (want %q), intact: %v", method, want, stored == prefix)
 	}
 }
