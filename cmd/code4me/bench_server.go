@@ -267,11 +267,11 @@ func runBenchServer(ctx context.Context, args []string) error {
 		for j, v := range []float64{bt.TokenizeMS, bt.QueueMS, bt.PrefillMS, bt.DecodeMS} {
 			engDiff[engStages[j]] = append(engDiff[engStages[j]], st[engStages[j]]-v)
 		}
-		engDiff["engine"] = append(engDiff["engine"], engIn-(bt.TokenizeMS+bt.QueueMS+bt.PrefillMS+bt.DecodeMS))
+		engDiff["engine"] = append(engDiff["engine"], engIn-engineMS(bt))
 		if floorSrv != nil {
-			engDiff["floor"] = append(engDiff["floor"], floorRes.EngineMS-(bt.TokenizeMS+bt.QueueMS+bt.PrefillMS+bt.DecodeMS))
+			engDiff["floor"] = append(engDiff["floor"], floorRes.EngineMS-engineMS(bt))
 		}
-		engDiff["outside"] = append(engDiff["outside"], eMS-(bt.TokenizeMS+bt.QueueMS+bt.PrefillMS+bt.DecodeMS))
+		engDiff["outside"] = append(engDiff["outside"], eMS-engineMS(bt))
 		for n, v := range st {
 			stages[n] = append(stages[n], v)
 		}
@@ -395,9 +395,7 @@ func startFloorServer(e *engine.Engine, model string, svc *services) (*floorServ
 		if _, err := svc.pool.Exec(c.UserContext(), `INSERT INTO bench_floor_completion VALUES ($1, $2)`, id, strings.ReplaceAll(r.Text, "\x00", "\uFFFD")); err != nil {
 			return err
 		}
-		tm := r.Timings
-		return c.JSON(fiber.Map{"id": id, "completion": r.Text, "commit_ms": msSince(t0),
-			"engine_ms": tm.TokenizeMS + tm.QueueMS + tm.PrefillMS + tm.DecodeMS})
+		return c.JSON(fiber.Map{"id": id, "completion": r.Text, "commit_ms": msSince(t0), "engine_ms": engineMS(r.Timings)})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -407,6 +405,9 @@ func startFloorServer(e *engine.Engine, model string, svc *services) (*floorServ
 	f.base = "http://" + ln.Addr().String()
 	return f, nil
 }
+
+// engineMS is the time of an engine request's stages.
+func engineMS(t engine.Timings) float64 { return t.TokenizeMS + t.QueueMS + t.PrefillMS + t.DecodeMS }
 
 // floorAnswer is what the floor server reports of a request.
 type floorAnswer struct {
