@@ -78,18 +78,10 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 		return fiber.ErrUpgradeRequired
 	}
 	p, counted, err := s.authenticate(c.UserContext(), c, ClassSP)
-	if counted != nil {
-		if rlErr := s.applyLimit(c, s.limiter.Result(c.Route().Path, counted.N, counted.TTL)); rlErr != nil {
-			return rlErr
-		}
-	} else {
-		subject := "ip:" + s.clientIP(c).String()
-		if p != nil {
-			subject = "u:" + p.UserID.String()
-		}
-		if rlErr := s.rateLimit(c, subject); rlErr != nil {
-			return rlErr
-		}
+	// The rate limit as guard applies it; the auth failure is answered on
+	// the socket below, not here.
+	if rlErr := s.admit(c, ClassSP, p, counted, nil); rlErr != nil {
+		return rlErr
 	}
 	if err != nil {
 		msg := MsgInvalidOrExpiredSession
