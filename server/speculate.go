@@ -106,6 +106,12 @@ func (pc *principalCache) forgetProject(project uuid.UUID) {
 	if pc.epoch == nil {
 		pc.epoch = map[uuid.UUID]uint64{}
 	}
+	if len(pc.epoch) >= principalCacheMax {
+		// Bounded like the pairs: forgetting every pair makes the counts
+		// unnecessary (a pair remembered later records the count of then).
+		clear(pc.m)
+		clear(pc.epoch)
+	}
 	pc.epoch[project]++
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 
 	"github.com/code4me/code4me/internal/config"
@@ -301,5 +302,35 @@ func TestSpeculationAfterContextUpdate(t *testing.T) {
 	c.expect("POST", "/api/completion/request", body, 200)
 	if n, stale := e.srv.principals.speculated.Load(), e.srv.principals.stale.Load(); n != 1 || stale != 0 {
 		t.Fatalf("next request: speculated %d, stale %d; want 1, 0", n, stale)
+	}
+}
+
+// TestPrincipalCacheBounded: the per-project update counts stay bounded
+// like the pairs, and bounding them never makes a pair usable again after
+// its project's context changed.
+func TestPrincipalCacheBounded(t *testing.T) {
+	var pc principalCache
+	a := &Principal{UserID: uuid.New(), ProjectID: uuid.New()}
+	pc.put("sess-a", "proj-a", a) // remembered before any update: count 0
+	if _, ok := pc.get("sess-a", "proj-a"); !ok {
+		t.Fatal("a pair just remembered is not used")
+	}
+	pc.forgetProject(a.ProjectID)
+	for i := range 3 * principalCacheMax {
+		if _, ok := pc.get("sess-a", "proj-a"); ok {
+			t.Fatalf("after %d other projects' updates the pair is used again, though its project's context changed", i)
+		}
+		pc.forgetProject(uuid.New())
+		if n := len(pc.epoch); n > principalCacheMax {
+			t.Fatalf("%d projects' counts kept (bound %d)", n, principalCacheMax)
+		}
+	}
+	pc.put("sess-a", "proj-a", a)
+	if _, ok := pc.get("sess-a", "proj-a"); !ok {
+		t.Fatal("a pair remembered after the counts were cleared is not used")
+	}
+	pc.forgetProject(a.ProjectID)
+	if _, ok := pc.get("sess-a", "proj-a"); ok {
+		t.Fatal("the pair is used after its project's context changed (counts cleared before)")
 	}
 }
