@@ -72,6 +72,12 @@ func runBenchServer(ctx context.Context, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	// Searchable, so that when this process is root the postgres user's
+	// cluster lives in tmp and goes with it, rather than under the system
+	// root (devsvc).
+	if err := os.Chmod(tmp, 0o711); err != nil {
+		return err
+	}
 	// Private services in tmp, whatever the environment configures: the
 	// benchmark writes thousands of rows and must not touch real data.
 	cfg.DataDir = tmp

@@ -2,6 +2,7 @@ package devsvc
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -544,5 +545,61 @@ func TestPostgresOrphanedSystemClusterIsReplaced(t *testing.T) {
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "SELECT * FROM new_clone"); err != nil {
 		t.Fatalf("the relinked cluster lost its data: %v", err)
+	}
+}
+
+// A temporary data directory deleted while its cluster lived under the
+// system root (a clone made with mktemp -d, a benchmark's directory) leaves
+// no path that would be reused: the next start anywhere removes that
+// cluster and stops its server. Clusters whose data directory still exists,
+// or whose owner is unknown, are kept.
+func TestPostgresClusterOfDeletedTempDirIsRemoved(t *testing.T) {
+	dir := unreachableDir(t)
+	ctx := testContext(t)
+	if !strings.HasPrefix(dir, os.TempDir()+"/") {
+		t.Skipf("%s is not under the temporary directory %s", dir, os.TempDir())
+	}
+	first, err := StartPostgres(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := os.Readlink(filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Dir(target)
+	kept := filepath.Join(filepath.Dir(dir), "kept")
+	keptPG, err := StartPostgres(ctx, kept, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = keptPG.Stop(context.Background()) })
+	legacy := filepath.Join(systemDataRoot, "postgres-000000000000")
+	if err := os.MkdirAll(filepath.Join(legacy, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	oldPID := first.PID()
+	// The directory goes away with its server still running.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	other, err := StartPostgres(ctx, filepath.Join(filepath.Dir(dir), "other"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Stop(context.Background()) })
+	if _, err := os.Stat(home); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the cluster of the deleted directory is still at %s (%v)", home, err)
+	}
+	if processAlive(oldPID) {
+		t.Errorf("the deleted directory's server (pid %d) still runs", oldPID)
+	}
+	if _, err := os.Stat(legacy); err != nil {
+		t.Errorf("a cluster without an owner file was removed: %v", err)
+	}
+	conn := connect(t, ctx, keptPG.URL(PostgresDatabase))
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Errorf("the cluster of a directory that still exists: %v", err)
 	}
 }

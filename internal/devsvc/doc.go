@@ -31,7 +31,10 @@
 // cloned again, as on a CI machine that keeps /var/lib) has neither the link
 // nor the password that opened that cluster: the orphan's server, if it
 // still runs, is stopped, the orphan removed and a new cluster made. A DIR
-// that lost only its link keeps its cluster. Redis keeps its data in DIR,
+// that lost only its link keeps its cluster. Each such cluster's home names
+// its DIR in an owner file; a DIR under the temporary directory that no
+// longer exists (a clone made with mktemp -d, a benchmark's directory) has
+// its cluster removed by the next start that uses the system root. Redis keeps its data in DIR,
 // so deleting DIR takes the data, but not a running server: Start stops a
 // redis-server whose working directory is DIR, deleted, before it starts
 // the new one, so that a path cloned again at every CI run does not
