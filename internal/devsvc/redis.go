@@ -117,38 +117,12 @@ func startRedis(ctx context.Context, dir string, log *slog.Logger) (*Redis, erro
 // retireOrphanRedis stops the servers a deleted predecessor of dir left
 // running: a directory removed (a clone deleted) while its server ran and
 // made again at the same path (CI clones every run at one path) would
-// otherwise leave one server more behind at every run. Only a redis-server
-// whose working directory is dir, deleted, is stopped (its command line
+// otherwise leave one server more behind at every run. Only a server whose
+// working directory is dir, deleted, is stopped (a Redis command line
 // cannot tell: Redis rewrites it to its address); a server of any other
 // directory is never touched.
 func retireOrphanRedis(dir string, log *slog.Logger) {
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return
-	}
-	for _, e := range procs {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
-		if err != nil || cwd != dir+" (deleted)" {
-			continue
-		}
-		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) != "redis-server" {
-			continue
-		}
-		// SIGKILL: its data went with the directory, and SIGTERM would have
-		// it save a snapshot there, fail, and refuse to exit.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err = stopProcess(ctx, pid, syscall.SIGKILL, syscall.SIGKILL)
-		cancel()
-		if err != nil {
-			log.Warn("redis: cannot stop the server of a deleted directory", slog.Int("pid", pid), slog.String("error", err.Error()))
-			continue
-		}
-		log.Warn("redis stopped a server whose directory was deleted", slog.String("dir", dir), slog.Int("pid", pid))
-	}
+	StopServers(func(d string, deleted bool) bool { return deleted && d == dir }, log)
 }
 
 func (r *Redis) loadPassword() error {

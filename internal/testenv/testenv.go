@@ -19,6 +19,10 @@
 //     them. The servers stay running after the tests and are adopted by the
 //     next run; stop them with `kill -INT $(head -1 .cache/testsvc/pg/data/postmaster.pid)`
 //     and `kill $(cat .cache/testsvc/redis/redis.pid)`, or remove .cache/testsvc.
+//     Each test process first stops the servers of deleted checkouts
+//     (sweepAbandoned): those running from a deleted .cache/testsvc, and
+//     those of a $TMPDIR service directory whose owner file names a
+//     checkout that is gone, which it then removes.
 //     postgres.url and redis.url there (mode 0600) hold their URLs for psql
 //     and redis-cli. The private PostgreSQL runs with fsync,
 //     synchronous_commit and full_page_writes off: its data is disposable.
@@ -278,7 +282,7 @@ func ServiceDir() (string, error) {
 	dir := filepath.Join(root, ".cache", "testsvc")
 	if devsvc.PostgresCanUse(filepath.Join(dir, "pg")) != nil {
 		sum := sha256.Sum256([]byte(root))
-		dir = filepath.Join(os.TempDir(), "code4me-testsvc-"+hex.EncodeToString(sum[:5]))
+		dir = filepath.Join(os.TempDir(), tempServicePrefix+hex.EncodeToString(sum[:5]))
 	}
 	return dir, nil
 }
@@ -293,6 +297,7 @@ func withServiceLock(f func(dir string) error) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
+	sweepOnce.Do(func() { sweepAbandoned(dir) })
 	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("open lock file: %w", err)
@@ -303,6 +308,72 @@ func withServiceLock(f func(dir string) error) error {
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 	return f(dir)
+}
+
+// tempServicePrefix names the service directories kept in the temporary
+// directory for checkouts the postgres user cannot reach (ServiceDir).
+const tempServicePrefix = "code4me-testsvc-"
+
+// ownerFile, in such a directory, names the checkout it serves.
+const ownerFile = "owner"
+
+var sweepOnce sync.Once
+
+// sweepAbandoned stops the test servers of checkouts that were deleted:
+// servers left running in a deleted checkout's .cache/testsvc, and the
+// service directories in the temporary directory whose checkout is gone
+// (servers stopped, directory removed). Without it every deleted clone left
+// a PostgreSQL and a Redis server running. own is this checkout's service
+// directory; a temporary one gets its owner file here.
+func sweepAbandoned(own string) {
+	root, err := RepoRoot()
+	if err != nil {
+		return
+	}
+	tmp := os.TempDir()
+	if strings.HasPrefix(own, filepath.Join(tmp, tempServicePrefix)) {
+		_ = os.WriteFile(filepath.Join(own, ownerFile), []byte(root+"\n"), 0o644)
+	}
+	sep := string(filepath.Separator)
+	devsvc.StopServers(func(dir string, deleted bool) bool {
+		return deleted && strings.Contains(dir+sep, sep+filepath.Join(".cache", "testsvc")+sep)
+	}, quiet)
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		d := filepath.Join(tmp, e.Name())
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), tempServicePrefix) || d == own {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		owner := strings.TrimSpace(string(b))
+		if err != nil || !filepath.IsAbs(owner) {
+			continue // unknown owner: left alone
+		}
+		if _, err := os.Lstat(owner); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		removeServiceDir(d)
+	}
+}
+
+// removeServiceDir stops the servers of the service directory d, unless a
+// test run holds its lock, and removes it.
+func removeServiceDir(d string) {
+	lock, err := os.OpenFile(filepath.Join(d, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return
+	}
+	defer lock.Close()
+	if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return // in use
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	sep := string(filepath.Separator)
+	devsvc.StopServers(func(dir string, _ bool) bool { return strings.HasPrefix(dir+sep, d+sep) }, quiet)
+	_ = os.RemoveAll(d)
 }
 
 // flock takes an exclusive lock on f, giving up after timeout.

@@ -18,6 +18,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"github.com/code4me/code4me/internal/devsvc"
 )
 
 func TestMain(m *testing.M) {
@@ -390,6 +392,84 @@ func TestLeftover(t *testing.T) {
 	} {
 		if got := leftover(tc.name, tc.private, now); got != tc.want {
 			t.Errorf("leftover(%q, private=%v) = %v; want %v", tc.name, tc.private, got, tc.want)
+		}
+	}
+}
+
+// The test servers of deleted checkouts are stopped: a Redis left running
+// in a deleted checkout's .cache/testsvc, and those of a service directory
+// in the temporary directory whose checkout is gone (the directory is
+// removed too). A service directory whose checkout exists, or whose lock a
+// run holds, is kept with its server.
+func TestSweepAbandoned(t *testing.T) {
+	if _, err := devsvc.FindRedisServer(); err != nil {
+		t.Skip(err)
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := func(dir string) *devsvc.Redis {
+		t.Helper()
+		r, err := devsvc.StartRedis(ctx, dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Stop(context.Background()) })
+		return r
+	}
+	serviceDir := func(name, owner string) string {
+		t.Helper()
+		d := filepath.Join(tmp, tempServicePrefix+name)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, ownerFile), []byte(owner+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+
+	clone := filepath.Join(tmp, "clone")
+	inClone := start(filepath.Join(clone, ".cache", "testsvc", "redis"))
+	if err := os.RemoveAll(clone); err != nil {
+		t.Fatal(err)
+	}
+	gone := serviceDir("gone", filepath.Join(tmp, "deleted-checkout"))
+	ofGone := start(filepath.Join(gone, "redis"))
+	live := serviceDir("live", tmp)
+	ofLive := start(filepath.Join(live, "redis"))
+	busy := serviceDir("busy", filepath.Join(tmp, "deleted-too"))
+	ofBusy := start(filepath.Join(busy, "redis"))
+	held, err := os.OpenFile(filepath.Join(busy, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := flock(held, time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	sweepAbandoned(filepath.Join(tmp, tempServicePrefix+"own"))
+
+	if pidAlive(inClone.PID()) {
+		t.Errorf("the Redis of a deleted checkout (pid %d) still runs", inClone.PID())
+	}
+	if pidAlive(ofGone.PID()) {
+		t.Errorf("the Redis of a service directory whose checkout is gone (pid %d) still runs", ofGone.PID())
+	}
+	if _, err := os.Stat(gone); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s is still there (%v)", gone, err)
+	}
+	for _, k := range []struct {
+		dir string
+		r   *devsvc.Redis
+	}{{live, ofLive}, {busy, ofBusy}} {
+		if !pidAlive(k.r.PID()) {
+			t.Errorf("the Redis of %s was stopped", k.dir)
+		}
+		if _, err := os.Stat(k.dir); err != nil {
+			t.Errorf("%s was removed: %v", k.dir, err)
 		}
 	}
 }
