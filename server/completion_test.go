@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"math/big"
 	"strconv"
@@ -348,4 +349,38 @@ func TestMaxTokensFromConfig(t *testing.T) {
 	if seen != 2 {
 		t.Fatalf("%d generations stored; want 2", seen)
 	}
+}
+
+// TestValidationErrorRedactsEchoedInput: a 422 echoes what it rejected (as
+// FastAPI does), redacted like the model's input: a body missing a field
+// does not return the secrets of its prefix verbatim, over HTTP or the
+// WebSocket.
+func TestValidationErrorRedactsEchoedInput(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	c := e.member("echo@example.com")
+	aws, gh, pemBody, code := plantedSecrets()
+	b := completionBody([]int64{e.ids["tiny-coder"]}, code, "\n# token "+gh+"\n")
+	delete(b, "contextual_telemetry")
+	r := c.expect("POST", "/api/completion/request", b, 422)
+
+	addr := e.listen()
+	conn := e.wsDial(addr, "/api/ws/completion", c)
+	send(t, conn, map[string]any{"request_id": "bad", "completion_request": b})
+	f := readUntil(t, conn, func(map[string]any) bool { return true })[0]
+	if f["status_code"] != float64(422) {
+		t.Fatalf("WebSocket result = %v; want a 422", f)
+	}
+	frame, _ := json.Marshal(f)
+	for name, raw := range map[string]string{"HTTP": string(r.raw), "WebSocket": string(frame)} {
+		if !strings.Contains(raw, `"missing"`) || !strings.Contains(raw, "redacted:aws-access-token") {
+			t.Errorf("%s 422 does not echo the redacted body: %.300s", name, raw)
+		}
+		for _, s := range []string{aws, gh, pemBody} {
+			if strings.Contains(raw, s) {
+				t.Errorf("secret %.8s… in the %s 422", s, name)
+			}
+		}
+	}
+	conn.Close()
+	waitWSGoroutines(t)
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 
@@ -145,10 +146,48 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 			return c.SendStatus(fiber.StatusTemporaryRedirect)
 		}
 	}
+	s.redactInputs(c.UserContext(), err)
 	status, body := errorResponse(err)
 	if status >= 500 {
 		s.log.Error("request failed", slog.String("method", c.Method()), slog.String("route", c.Route().Path),
 			slog.Int("status", status), slog.String("error", err.Error()))
 	}
 	return c.Status(status).JSON(body)
+}
+
+// redactInputs redacts the text a 422 echoes back (each error's input, as
+// FastAPI gives it) with the same rules as the model's input: a body
+// rejected for a missing field must not return the credentials in its
+// prefix verbatim. Passwords and tokens are masked earlier (fields.secret).
+func (s *Server) redactInputs(ctx context.Context, err error) {
+	var ve *validationError
+	if !errors.As(err, &ve) || s.plugin.redactor == nil {
+		return
+	}
+	for i := range ve.errs {
+		ve.errs[i].Input = s.redactValue(ctx, ve.errs[i].Input)
+	}
+}
+
+// redactValue returns v with every string in it redacted; maps and slices
+// are copied, not changed in place.
+func (s *Server) redactValue(ctx context.Context, v any) any {
+	switch v := v.(type) {
+	case string:
+		out, _ := s.plugin.redactor.Text(ctx, v)
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = s.redactValue(ctx, e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = s.redactValue(ctx, e)
+		}
+		return out
+	}
+	return v
 }
