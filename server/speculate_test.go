@@ -334,3 +334,40 @@ func TestPrincipalCacheBounded(t *testing.T) {
 		t.Fatal("the pair is used after its project's context changed (counts cleared before)")
 	}
 }
+
+// TestAPIKeyClientWithSessionHeaders: an API-key client that takes its
+// session token from /api/session/acquire and then sends it and its
+// project token as headers (no key, no cookies) gets speculative
+// authentication like a cookie client (docs/api.md); revoking the key ends
+// that session at once, speculation included.
+func TestAPIKeyClientWithSessionHeaders(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	c := e.member("key-spec@example.com")
+	r := c.expect("POST", "/api/user/api-keys", map[string]any{"name": "cli"}, 201)
+	key := r.body["api_key"].(string)
+	id := r.body["key"].(map[string]any)["api_key_id"].(string)
+	b := e.client()
+	b.header["Authorization"] = "Bearer " + key
+	b.expect("GET", "/api/session/acquire", nil, 200)
+	sess := b.cookies[cookieSession]
+	if sess == "" {
+		t.Fatal("acquiring a session with an API key set no session_token")
+	}
+	pr := b.expect("POST", "/api/project/create", map[string]any{"project_name": "cli"}, 201)
+
+	h := e.client()
+	h.header[headerSession] = sess
+	h.header[headerProject] = pr.body["project_token"].(string)
+	body := completionBody([]int64{e.ids["tiny-coder"]}, "def add(a, b):\n    return ", "\n")
+	before := e.srv.principals.speculated.Load()
+	h.expect("POST", "/api/completion/request", body, 200)
+	h.expect("POST", "/api/completion/request", body, 200)
+	if n := e.srv.principals.speculated.Load() - before; n != 1 {
+		t.Fatalf("%d of two requests with the key's session headers speculated; want the second", n)
+	}
+	c.expect("DELETE", "/api/user/api-keys/"+id, nil, 200)
+	h.expect("POST", "/api/completion/request", body, 401)
+	if n := e.storedQueries("key-spec@example.com"); n != 2 {
+		t.Fatalf("%d queries stored; want 2", n)
+	}
+}
