@@ -325,10 +325,8 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage) {
 		r := parseCompletionRequest(f)
 		if err = f.err(); err == nil {
 			var res *completionResult
-			sink, flush := w.tokens(id, "completion_token")
-			res, err = w.s.runCompletion(ctx, w.p, r, sink, nil, nil)
+			res, err = w.s.runCompletion(ctx, w.p, r, w.tokens(id, "completion_token"), nil, nil)
 			if err == nil {
-				flush()
 				content = fiber.Map{"message": MsgCompletion, "data": fiber.Map{"meta_query_id": res.MetaQueryID, "completions": res.Items}}
 			} else {
 				err = pipelineError(err, MsgGenerateCompletionsError)
@@ -356,11 +354,8 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage) {
 	case "chat_request":
 		r := parseChatRequest(f)
 		if err = f.err(); err == nil {
-			sink, flush := w.tokens(id, "chat_token")
-			if content, err = w.s.runChat(ctx, w.p, r, sink); err != nil {
+			if content, err = w.s.runChat(ctx, w.p, r, w.tokens(id, "chat_token")); err != nil {
 				err = pipelineError(err, MsgGenerateChatError)
-			} else {
-				flush()
 			}
 		}
 	case "chat_get":
@@ -422,78 +417,11 @@ func (w *wsConn) result(id, key string, content any, err error) {
 	w.send(fiber.Map{"type": typ, "request_id": id, "status_code": status, "content": content})
 }
 
-// wsFrameInterval is the least time between two token frames of one model
-// in one request. Text that comes sooner waits for the next frame (or the
-// flush before the result): a model streams a whitespace-ended run of text
-// every token or two, and each frame costs an encoding, a write and a
-// wake-up of the client, beside the model. The first frame goes at once.
-const wsFrameInterval = 8 * time.Millisecond
-
-// tokens returns the sink that streams a request's redacted text, at most
-// one frame per model per wsFrameInterval, and the flush that sends what it
-// holds; call flush before the result frame.
-func (w *wsConn) tokens(id, typ string) (tokenSink, func()) {
-	fc := &frameCoalescer{every: wsFrameInterval, now: time.Now, emit: func(modelID int64, text string, replace bool) {
+// tokens returns the sink that streams a request's redacted text.
+func (w *wsConn) tokens(id, typ string) tokenSink {
+	return func(modelID int64, text string, replace bool) {
 		w.send(fiber.Map{"type": typ, "request_id": id, "model_id": modelID, "text": text, "replace": replace})
-	}}
-	return fc.add, fc.flush
-}
-
-// frameCoalescer merges the streamed text of each model into at most one
-// emit per every; a model's first text is emitted at once. Safe for the
-// concurrent sinks of a multi-model request.
-type frameCoalescer struct {
-	every  time.Duration
-	now    func() time.Time
-	emit   func(modelID int64, text string, replace bool)
-	mu     sync.Mutex
-	models map[int64]*heldText
-}
-
-type heldText struct {
-	text    string
-	replace bool // text is the whole text so far, not a delta
-	last    time.Time
-}
-
-// add takes a delta (or, with replace, the whole text so far).
-func (fc *frameCoalescer) add(modelID int64, text string, replace bool) {
-	fc.mu.Lock()
-	defer fc.mu.Unlock()
-	if fc.models == nil {
-		fc.models = map[int64]*heldText{}
 	}
-	h := fc.models[modelID]
-	if h == nil {
-		h = &heldText{}
-		fc.models[modelID] = h
-	}
-	if replace {
-		h.text, h.replace = text, true
-	} else {
-		h.text += text // after a held replace, still the whole text
-	}
-	if now := fc.now(); h.last.IsZero() || now.Sub(h.last) >= fc.every {
-		h.last = now
-		fc.release(modelID, h)
-	}
-}
-
-// flush emits everything held.
-func (fc *frameCoalescer) flush() {
-	fc.mu.Lock()
-	defer fc.mu.Unlock()
-	for m, h := range fc.models {
-		fc.release(m, h)
-	}
-}
-
-func (fc *frameCoalescer) release(modelID int64, h *heldText) {
-	if h.text == "" && !h.replace {
-		return
-	}
-	fc.emit(modelID, h.text, h.replace)
-	h.text, h.replace = "", false
 }
 
 // rawFields reads a frame's payload like a JSON request body.

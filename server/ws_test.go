@@ -3,7 +3,6 @@ package server
 import (
 	"encoding/json"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -234,47 +233,4 @@ func TestWSChatAndContext(t *testing.T) {
 	}
 	ctx.Close()
 	waitWSGoroutines(t)
-}
-
-// TestFrameCoalescer: a model's first text goes out at once; text that
-// comes within the interval waits for the next frame or the flush, so
-// nothing is lost or reordered; a replace supersedes the deltas it holds;
-// each model has its own interval.
-func TestFrameCoalescer(t *testing.T) {
-	type frame struct {
-		model   int64
-		text    string
-		replace bool
-	}
-	var got []frame
-	now := time.Unix(0, 0)
-	fc := &frameCoalescer{every: 8 * time.Millisecond, now: func() time.Time { return now },
-		emit: func(m int64, text string, replace bool) { got = append(got, frame{m, text, replace}) }}
-	step := func(d time.Duration) { now = now.Add(d) }
-
-	fc.add(1, "func ", false) // first: at once
-	for _, d := range []string{"add", "(a, ", "b int) ", "int "} {
-		step(time.Millisecond)
-		fc.add(1, d, false) // within 8 ms of the first frame: held
-	}
-	fc.add(2, "x := ", false) // another model: its own first frame
-	step(5 * time.Millisecond)
-	fc.add(1, "{\n", false) // 9 ms after the first frame: everything held goes
-	step(time.Millisecond)
-	fc.add(1, "\treturn ", false)
-	fc.add(1, "a <redacted:aws-access-token> ", true) // replaces what it holds
-	step(time.Millisecond)
-	fc.add(1, "+ b ", false)
-	fc.flush()
-	fc.flush() // nothing left: no empty frame
-
-	want := []frame{
-		{1, "func ", false},
-		{2, "x := ", false},
-		{1, "add(a, b int) int {\n", false},
-		{1, "a <redacted:aws-access-token> + b ", true},
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("frames\n got %+v\nwant %+v", got, want)
-	}
 }
