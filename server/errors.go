@@ -109,7 +109,9 @@ func internal(msg string, cause error) error {
 
 // errorResponse is the one mapping from errors to HTTP status and body:
 // handler errors are {"message"}, framework errors {"detail"} (spec §1.1).
-func errorResponse(err error) (int, any) {
+// What a 422 echoes is redacted first (redactInputs).
+func (s *Server) errorResponse(ctx context.Context, err error) (int, any) {
+	s.redactInputs(ctx, err)
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae.status, fiber.Map{"message": ae.msg}
@@ -146,8 +148,7 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 			return c.SendStatus(fiber.StatusTemporaryRedirect)
 		}
 	}
-	s.redactInputs(c.UserContext(), err)
-	status, body := errorResponse(err)
+	status, body := s.errorResponse(c.UserContext(), err)
 	if status >= 500 {
 		s.log.Error("request failed", slog.String("method", c.Method()), slog.String("route", c.Route().Path),
 			slog.Int("status", status), slog.String("error", err.Error()))

@@ -407,8 +407,7 @@ func (w *wsConn) result(id, key string, content any, err error) {
 	status := fiber.StatusOK
 	if err != nil {
 		var body any
-		w.s.redactInputs(w.ctx, err)
-		status, body = errorResponse(err)
+		status, body = w.s.errorResponse(w.ctx, err)
 		if status >= 500 {
 			w.s.log.Error("ws: request failed", slog.String("key", key), slog.Int("status", status), slog.String("error", err.Error()))
 		}
