@@ -2,9 +2,11 @@ package devsvc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -95,4 +97,30 @@ func procParent(pid int) int {
 	}
 	ppid, _ := strconv.Atoi(f[1])
 	return ppid
+}
+
+// ownerFile, in a directory kept apart from the directory it serves (a
+// cluster's home under systemDataRoot, a test service directory in the
+// temporary directory), names the directory it serves.
+const ownerFile = "owner"
+
+// WriteOwner records in dir that it serves owner, an absolute path.
+func WriteOwner(dir, owner string) error {
+	path := filepath.Join(dir, ownerFile)
+	if err := os.WriteFile(path, []byte(owner+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, unwrapPathErr(err))
+	}
+	return nil
+}
+
+// OwnerGone returns the directory dir's owner file names and whether that
+// directory no longer exists; gone is false when dir names no owner.
+func OwnerGone(dir string) (owner string, gone bool) {
+	b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+	owner = strings.TrimSpace(string(b))
+	if err != nil || !filepath.IsAbs(owner) {
+		return "", false
+	}
+	_, err = os.Lstat(owner)
+	return owner, errors.Is(err, os.ErrNotExist)
 }

@@ -267,8 +267,8 @@ func resolveDataDir(acct account, dir string, log *slog.Logger) (string, error) 
 	if err := os.Chmod(home, 0o755); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(home, ownerFile), []byte(dir+"\n"), 0o644); err != nil {
-		return "", fmt.Errorf("write %s: %w", filepath.Join(home, ownerFile), unwrapPathErr(err))
+	if err := WriteOwner(home, dir); err != nil {
+		return "", err
 	}
 	target := filepath.Join(home, "data")
 	if err := checkReachable(acct, target); err != nil {
@@ -302,10 +302,6 @@ func retireOrphan(dir, home string, log *slog.Logger) error {
 	return nil
 }
 
-// ownerFile, in a cluster's home under systemDataRoot, names the data
-// directory the cluster belongs to.
-const ownerFile = "owner"
-
 // sweepDeletedOwners removes the clusters under systemDataRoot whose data
 // directory was a temporary one and no longer exists (a clone made with
 // mktemp -d, a benchmark's directory, deleted while the cluster lived
@@ -331,12 +327,8 @@ func sweepDeletedOwners(log *slog.Logger) {
 			continue
 		}
 		home := filepath.Join(systemDataRoot, e.Name())
-		b, err := os.ReadFile(filepath.Join(home, ownerFile))
-		owner := strings.TrimSpace(string(b))
-		if err != nil || !filepath.IsAbs(owner) || !strings.HasPrefix(owner, tmp+string(filepath.Separator)) {
-			continue
-		}
-		if _, err := os.Lstat(owner); !errors.Is(err, os.ErrNotExist) {
+		owner, gone := OwnerGone(home)
+		if !gone || !strings.HasPrefix(owner, tmp+string(filepath.Separator)) {
 			continue
 		}
 		if err := removeCluster(home); err != nil {

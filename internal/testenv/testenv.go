@@ -314,9 +314,6 @@ func withServiceLock(f func(dir string) error) error {
 // directory for checkouts the postgres user cannot reach (ServiceDir).
 const tempServicePrefix = "code4me-testsvc-"
 
-// ownerFile, in such a directory, names the checkout it serves.
-const ownerFile = "owner"
-
 var sweepOnce sync.Once
 
 // sweepAbandoned stops the test servers of checkouts that were deleted:
@@ -332,7 +329,7 @@ func sweepAbandoned(own string) {
 	}
 	tmp := os.TempDir()
 	if strings.HasPrefix(own, filepath.Join(tmp, tempServicePrefix)) {
-		_ = os.WriteFile(filepath.Join(own, ownerFile), []byte(root+"\n"), 0o644)
+		_ = devsvc.WriteOwner(own, root)
 	}
 	sep := string(filepath.Separator)
 	devsvc.StopServers(func(dir string, deleted bool) bool {
@@ -347,15 +344,9 @@ func sweepAbandoned(own string) {
 		if !e.IsDir() || !strings.HasPrefix(e.Name(), tempServicePrefix) || d == own {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(d, ownerFile))
-		owner := strings.TrimSpace(string(b))
-		if err != nil || !filepath.IsAbs(owner) {
-			continue // unknown owner: left alone
+		if _, gone := devsvc.OwnerGone(d); gone { // unknown owners are left alone
+			removeServiceDir(d)
 		}
-		if _, err := os.Lstat(owner); !errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		removeServiceDir(d)
 	}
 }
 

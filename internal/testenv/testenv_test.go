@@ -424,7 +424,7 @@ func TestSweepAbandoned(t *testing.T) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(d, ownerFile), []byte(owner+"\n"), 0o644); err != nil {
+		if err := devsvc.WriteOwner(d, owner); err != nil {
 			t.Fatal(err)
 		}
 		return d
