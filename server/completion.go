@@ -745,11 +745,10 @@ func (s *Server) storeGenerations(ctx context.Context, tx models.DBTX, mq uuid.U
 // parsedCompletion is a completion request body parsed, validated and
 // redacted: the work that needs no caller, done during authentication.
 type parsedCompletion struct {
-	r        *completionRequest
-	red      *redactedContext
-	err      error // a 422; r and red are nil
-	parseMS  float64
-	redactMS float64
+	r       *completionRequest
+	red     *redactedContext
+	err     error // a 422; r and red are nil
+	parseMS float64
 }
 
 // parseCompletionBody parses, validates and redacts a completion request.

@@ -2,7 +2,6 @@ package server
 
 import (
 	"log/slog"
-	"net/netip"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -36,5 +35,3 @@ func (s *Server) applyLimit(c *fiber.Ctx, res ratelimit.Result) error {
 	}
 	return nil
 }
-
-func parseTrusted(list []string) ([]netip.Prefix, error) { return ratelimit.ParseTrusted(list) }

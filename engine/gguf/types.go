@@ -63,21 +63,6 @@ func (t ValueType) String() string {
 	return fmt.Sprintf("ValueType(%d)", uint32(t))
 }
 
-// scalarSize is the encoded size of a fixed-size value type, 0 for string and array.
-func (t ValueType) scalarSize() int {
-	switch t {
-	case TypeUint8, TypeInt8, TypeBool:
-		return 1
-	case TypeUint16, TypeInt16:
-		return 2
-	case TypeUint32, TypeInt32, TypeFloat32:
-		return 4
-	case TypeUint64, TypeInt64, TypeFloat64:
-		return 8
-	}
-	return 0
-}
-
 // TensorType is a ggml tensor element type.
 type TensorType uint32
 

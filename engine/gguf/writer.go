@@ -179,7 +179,6 @@ func (e *encWriter) bytes(b []byte) {
 }
 
 func (e *encWriter) u8(v uint8)   { e.buf[0] = v; e.bytes(e.buf[:1]) }
-func (e *encWriter) u16(v uint16) { binary.LittleEndian.PutUint16(e.buf[:], v); e.bytes(e.buf[:2]) }
 func (e *encWriter) u32(v uint32) { binary.LittleEndian.PutUint32(e.buf[:], v); e.bytes(e.buf[:4]) }
 func (e *encWriter) u64(v uint64) { binary.LittleEndian.PutUint64(e.buf[:], v); e.bytes(e.buf[:8]) }
 func (e *encWriter) str(s string) {
