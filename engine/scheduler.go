@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -360,7 +361,18 @@ func (s *Scheduler) Close() error {
 
 // run is the only goroutine that touches s.ctx, the slots and the samplers
 // of admitted requests.
+//
+// It keeps one OS thread for its whole life. Each step is a cgo call into
+// llama.cpp of a few milliseconds on a CPU; without the lock the Go
+// runtime may hand the thread's P to other goroutines during the call and
+// continue the loop on another thread afterwards, so the model's next
+// step starts on a thread (and often a CPU) whose caches hold the
+// request handlers' and database driver's data instead of the model's.
+// Measured with make bench-server on a 2-vCPU host, six runs alternated
+// with and without the lock: the server's time over the bare engine was
+// lower with it every time (docs/benchmarks.md, session 7).
 func (s *Scheduler) run() {
+	runtime.LockOSThread() // never unlocked: the thread ends with the loop
 	defer close(s.done)
 	for {
 		select {
