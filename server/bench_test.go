@@ -160,3 +160,44 @@ func BenchmarkRedactKeystroke16KiB(b *testing.B) {
 		srv.plugin.redactor.Text(context.Background(), base+p[len(p)-min(len(p), 256):])
 	})
 }
+
+// parseBodies is the request bodies of 200 keystrokes shaped as make
+// bench-server's: a 12 KiB prefix, a 4 KiB suffix, context file names and
+// both telemetries.
+func parseBodies(b *testing.B) [][]byte {
+	ty, err := workload.Build(filepath.Join(runtime.GOROOT(), "src"), 1,
+		workload.Options{Files: 1, Keystrokes: 200, MaxPrefix: 12 << 10, MaxSuffix: 4 << 10})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out [][]byte
+	for _, k := range ty[0].Keystrokes {
+		j, _ := json.Marshal(map[string]any{
+			"model_ids": []int64{1},
+			"context": map[string]any{"prefix": k.Prefix, "suffix": k.Suffix, "file_name": k.File, "selected_text": "",
+				"context_files": []string{"a.go", "b.go"}},
+			"store_context": true,
+			"contextual_telemetry": map[string]any{"version_id": 1, "trigger_type_id": 1, "language_id": 1,
+				"file_path": k.File, "caret_line": 10, "document_char_length": 100, "relative_document_position": 0.5},
+			"behavioral_telemetry": map[string]any{"time_since_last_shown": 180, "time_since_last_accepted": 5000, "typing_speed": 5.5},
+		})
+		out = append(out, j)
+	}
+	return out
+}
+
+// BenchmarkParseCompletionBody: checking and taking apart a keystroke's
+// body (no redaction), which the request waits for before the model.
+func BenchmarkParseCompletionBody(b *testing.B) {
+	bodies := parseBodies(b)
+	timed(b, func(i int) {
+		f, err := jsonBytes(bodies[i%len(bodies)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		parseCompletionRequest(f)
+		if err := f.err(); err != nil {
+			b.Fatal(err)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -72,20 +73,27 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// skipString returns the index after the string starting at b[i].
+// skipString returns the index after the string starting at b[i]: the
+// first quote after it that an even number of backslashes precedes
+// (bytes.IndexByte finds the quotes; the text between them is not read).
 func skipString(b []byte, i int) (int, bool) {
 	if i >= len(b) || b[i] != '"' {
 		return 0, false
 	}
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1, true
+	for j := i + 1; ; j++ {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return 0, false
+		}
+		j += k
+		n := 0
+		for m := j - 1; m > i && b[m] == '\\'; m-- {
+			n++
+		}
+		if n%2 == 0 {
+			return j + 1, true
 		}
 	}
-	return 0, false
 }
 
 // skipValue returns the index after the value starting at b[i].
@@ -145,6 +153,15 @@ func unquote(raw []byte) (string, bool) {
 	var out strings.Builder
 	out.Grow(len(s))
 	for i := 0; i < len(s); {
+		// The run of bytes that stand for themselves, copied at once.
+		j := i
+		for j < len(s) && s[j] != '\\' && s[j] != '"' && s[j] >= ' ' && s[j] < utf8.RuneSelf {
+			j++
+		}
+		out.Write(s[i:j])
+		if i = j; i == len(s) {
+			break
+		}
 		c := s[i]
 		switch {
 		case c == '\\':
