@@ -13,10 +13,10 @@ import (
 // encoding/json checks a document's syntax on every Unmarshal, so reading
 // body → "context" → "prefix" scanned the prefix six times; a keystroke's
 // parse took 0.33 ms of CPU on 20 KiB. Bodies are now checked once
-// (json.Valid) and taken apart by the two functions below, which assume
-// valid JSON and decode exactly as encoding/json does (differential tests
-// in jsonscan_test.go). Anything else falls back to encoding/json, whose
-// errors the 422 answers describe.
+// (validJSON, which agrees with json.Valid) and taken apart by the two
+// functions below, which assume valid JSON and decode exactly as
+// encoding/json does (differential tests in jsonscan_test.go). Anything
+// else falls back to encoding/json, whose errors the 422 answers describe.
 
 // splitObject returns the members of b, a valid JSON text, when it is an
 // object; false otherwise. The values alias b. A repeated key keeps its
@@ -231,4 +231,174 @@ func hex4(s []byte, i int) (rune, bool) {
 		return 0, false
 	}
 	return rune(v), true
+}
+
+// maxJSONDepth is encoding/json's nesting limit, which validJSON keeps.
+const maxJSONDepth = 10000
+
+// validJSON reports whether b is one JSON text, exactly as json.Valid does
+// (TestValidJSONMatchesEncodingJSON, FuzzValidJSON). A body is mostly long
+// strings, which it checks in a tight loop rather than json.Valid's call
+// per byte. Like json.Valid it does not check UTF-8.
+func validJSON(b []byte) bool {
+	var open []byte // '{' or '[' of each container not yet closed
+	i := skipSpace(b, 0)
+	for {
+		// A value starts at b[i].
+		if i >= len(b) {
+			return false
+		}
+		closed := true
+		switch c := b[i]; {
+		case c == '{' || c == '[':
+			if len(open) == maxJSONDepth {
+				return false
+			}
+			open = append(open, c)
+			i = skipSpace(b, i+1)
+			switch {
+			case i < len(b) && b[i] == c+2: // '}' or ']': empty
+				open = open[:len(open)-1]
+				i++
+			case c == '{':
+				if i = validMember(b, i); i < 0 {
+					return false
+				}
+				closed = false
+			default:
+				closed = false
+			}
+		case c == '"':
+			if i = validString(b, i); i < 0 {
+				return false
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			if i = validNumber(b, i); i < 0 {
+				return false
+			}
+		case c == 't' && bytes.HasPrefix(b[i:], []byte("true")), c == 'n' && bytes.HasPrefix(b[i:], []byte("null")):
+			i += 4
+		case c == 'f' && bytes.HasPrefix(b[i:], []byte("false")):
+			i += 5
+		default:
+			return false
+		}
+		if !closed {
+			continue // the first value of the container just opened
+		}
+		// After a value: close containers until a comma leads to the next.
+		for next := false; !next; {
+			i = skipSpace(b, i)
+			if len(open) == 0 {
+				return i == len(b)
+			}
+			if i >= len(b) {
+				return false
+			}
+			top := open[len(open)-1]
+			switch {
+			case b[i] == top+2:
+				open = open[:len(open)-1]
+				i++
+			case b[i] == ',':
+				i = skipSpace(b, i+1)
+				if top == '{' {
+					if i = validMember(b, i); i < 0 {
+						return false
+					}
+				}
+				next = true
+			default:
+				return false
+			}
+		}
+	}
+}
+
+// validMember checks the key and colon of an object member starting at
+// b[i] and returns the index of its value, or -1.
+func validMember(b []byte, i int) int {
+	if i >= len(b) || b[i] != '"' {
+		return -1
+	}
+	if i = validString(b, i); i < 0 {
+		return -1
+	}
+	if i = skipSpace(b, i); i >= len(b) || b[i] != ':' {
+		return -1
+	}
+	return skipSpace(b, i+1)
+}
+
+// validString returns the index after the valid JSON string at b[i], or -1.
+func validString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case c < ' ':
+			return -1
+		case c == '\\':
+			if i+1 >= len(b) {
+				return -1
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i++
+			case 'u':
+				if i+6 > len(b) {
+					return -1
+				}
+				for _, h := range b[i+2 : i+6] {
+					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+						return -1
+					}
+				}
+				i += 5
+			default:
+				return -1
+			}
+		}
+	}
+	return -1
+}
+
+// validNumber returns the index after the valid JSON number at b[i], or -1.
+func validNumber(b []byte, i int) int {
+	digits := func(i int) int { // at least one digit at b[i]
+		j := i
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		if j == i {
+			return -1
+		}
+		return j
+	}
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = digits(i)
+	default:
+		return -1
+	}
+	if i < len(b) && b[i] == '.' {
+		if i = digits(i + 1); i < 0 {
+			return -1
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i = digits(i); i < 0 {
+			return -1
+		}
+	}
+	return i
 }

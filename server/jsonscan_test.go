@@ -173,3 +173,68 @@ func FuzzSplitObject(f *testing.F) {
 		}
 	})
 }
+
+// invalidJSON is texts json.Valid rejects, each near a valid one.
+var invalidJSON = []string{
+	``, ` `, `01`, `-`, `-a`, `1.`, `1.e5`, `1e`, `1e+`, `.5`, `+1`, `tru`, `nul`, `falsE`, `truex`, `[1,]`, `{"a":1,}`,
+	`{,}`, `[,1]`, `"\x"`, `"\u12"`, `"\u12G4"`, "\"\x01\"", "\"a\tb\"", `"abc`, `["a"`, `{"a" 1}`, `{1:2}`, `{"a"}`,
+	`{} {}`, `[]]`, `[}`, `{]`, `{"a":[}`, `[1 2]`, `{"a":1 "b":2}`, "\xef\xbb\xbf{}", `"\`, `"\u`, `nulll`, `[-]`,
+	`{"a":-01}`, `[1,,2]`, `{"a"::1}`, `[true false]`,
+}
+
+// TestValidJSONMatchesEncodingJSON: validJSON agrees with json.Valid on
+// the corpus, on random objects, on the texts above, on every prefix of
+// each, on every single-byte change of each to a JSON-significant byte,
+// and at encoding/json's nesting limit.
+func TestValidJSONMatchesEncodingJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	docs := append(append([]string{}, jsonCorpus...), invalidJSON...)
+	for range 300 {
+		docs = append(docs, randomObject(rng, 0))
+	}
+	for _, d := range []int{maxJSONDepth - 1, maxJSONDepth, maxJSONDepth + 1} {
+		docs = append(docs, strings.Repeat("[", d)+strings.Repeat("]", d), strings.Repeat(`{"a":`, d)+"1"+strings.Repeat("}", d))
+	}
+	check := func(b []byte) {
+		t.Helper()
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid %v", b, got, want)
+		}
+	}
+	special := []byte("{}[]:,\"\\ \n0123456789-+.eEtfnulr\x00\x1f\x7f\xc3\xff")
+	valid := 0
+	for _, d := range docs {
+		b := []byte(d)
+		if json.Valid(b) {
+			valid++
+		}
+		check(b)
+		if len(b) > 2000 {
+			continue // the nesting limit texts: whole only
+		}
+		for n := range len(b) {
+			check(b[:n])
+			for _, c := range special {
+				m := bytes.Clone(b)
+				m[n] = c
+				check(m)
+			}
+		}
+	}
+	if valid < 300 || valid == len(docs) {
+		t.Fatalf("%d of %d texts valid: the corpus must hold both kinds", valid, len(docs))
+	}
+}
+
+// FuzzValidJSON: validJSON and json.Valid agree on any input
+// (`go test -fuzz FuzzValidJSON ./server/`).
+func FuzzValidJSON(f *testing.F) {
+	for _, d := range append(append([]string{}, jsonCorpus...), invalidJSON...) {
+		f.Add([]byte(d))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid %v", b, got, want)
+		}
+	})
+}
