@@ -145,7 +145,7 @@ func TestCompletionValidation(t *testing.T) {
 		loc  string
 	}{
 		{"empty body", "", "[body]"},
-		{"not json", "{", "[body 0]"},
+		{"not json", "{", "[body 1]"}, // truncated: the end, as FastAPI reports it
 		{"no model_ids", body(func(b map[string]any) { delete(b, "model_ids") }), "[body model_ids]"},
 		{"model_ids not ints", body(func(b map[string]any) { b["model_ids"] = []any{"x"} }), "[body model_ids 0]"},
 		{"no prefix", body(func(b map[string]any) { delete(b["context"].(map[string]any), "prefix") }), "[body context prefix]"},

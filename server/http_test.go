@@ -25,6 +25,14 @@ func TestFrameworkShapes(t *testing.T) {
 	if d := r.body["detail"].([]any)[0].(map[string]any); d["type"] != "json_invalid" {
 		t.Fatalf("bad json = %s", r.raw)
 	}
+	// The location is FastAPI's: the character where decoding failed.
+	for body, pos := range map[string]float64{"{nope": 1, `{"a":`: 5, `{"a":1`: 6, `{} {}`: 3, `{"é":x}`: 5, `  ]`: 2} {
+		r := c.expect("POST", "/api/user/create", body, 422)
+		d := r.body["detail"].([]any)[0].(map[string]any)
+		if loc := d["loc"].([]any); d["type"] != "json_invalid" || len(loc) != 2 || loc[1] != pos {
+			t.Fatalf("%q: 422 = %s, want json_invalid at [body, %v]", body, r.raw, pos)
+		}
+	}
 	c.expect("POST", "/api/user/create", "[1,2]", 422)
 	r = c.expect("POST", "/api/user/create", map[string]any{"email": "not-an-email", "name": "x", "password": "weak", "config_id": -1}, 422)
 	got := map[string]string{}

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/mail"
 	"regexp"
@@ -87,11 +88,7 @@ func jsonBytes(body []byte) (*fields, error) {
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
 	if err := d.Decode(&input); err != nil || d.More() {
-		pos := 0
-		if se, ok := err.(*json.SyntaxError); ok {
-			pos = int(se.Offset)
-		}
-		return nil, &validationError{errs: []fieldError{{Type: "json_invalid", Loc: []any{"body", pos},
+		return nil, &validationError{errs: []fieldError{{Type: "json_invalid", Loc: []any{"body", jsonErrorPos(body, d, err)},
 			Msg: "JSON decode error", Input: map[string]any{}, Ctx: map[string]any{"error": "invalid JSON"}}}}
 	}
 	if err := json.Unmarshal(body, &f.raw); err != nil {
@@ -100,6 +97,22 @@ func jsonBytes(body []byte) (*fields, error) {
 	}
 	f.input = input
 	return f, nil
+}
+
+// jsonErrorPos is where decoding body failed with err (nil: data after
+// the value), counted in characters as FastAPI's json_invalid location is:
+// the offending character, the end for a truncated text, the start of
+// what follows the value.
+func jsonErrorPos(body []byte, d *json.Decoder, err error) int {
+	off := len(body)
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &se):
+		off = int(se.Offset) - 1 // Offset counts the offending byte
+	case err == nil:
+		off = skipSpace(body, int(d.InputOffset()))
+	}
+	return utf8.RuneCount(body[:min(max(off, 0), len(body))])
 }
 
 // queryFields reads the query string.
