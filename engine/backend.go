@@ -184,6 +184,13 @@ type StreamedContext interface {
 	SeqStreams() bool
 }
 
+// IdleContext is implemented by contexts that keep something busy between
+// decodes: llama.cpp's CPU worker threads poll for the next graph. The
+// scheduler calls Idle when it has nothing left to decode.
+type IdleContext interface {
+	Idle()
+}
+
 // Sampler picks the next token. It is used from the goroutine that owns the
 // Context it samples from.
 type Sampler interface {

@@ -389,6 +389,9 @@ func (s *Scheduler) run() {
 			if len(s.waiting) > 0 {
 				continue
 			}
+			if ic, ok := s.ctx.(IdleContext); ok {
+				ic.Idle()
+			}
 			select {
 			case q := <-s.submit:
 				s.waiting = append(s.waiting, q)

@@ -106,6 +106,33 @@ func cold(t *testing.T, r engine.Request) *engine.Result {
 	return complete(t, s, r)
 }
 
+// TestIdleWhenNothingToDecode: the scheduler tells its context once each
+// time it runs out of work (when it starts, and after each request here),
+// never between the steps of a request.
+func TestIdleWhenNothingToDecode(t *testing.T) {
+	s, m := newSched(t, enginetest.Options{}, engine.Config{NParallel: 1, NCtx: 4096})
+	c := m.LastContext()
+	waitIdles := func(want int) int {
+		deadline := time.Now().Add(5 * time.Second)
+		for c.Idles() < want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		return c.Idles()
+	}
+	if got := waitIdles(1); got != 1 {
+		t.Fatalf("a new scheduler called Idle %d times, want 1", got)
+	}
+	for i := range 3 {
+		res := complete(t, s, fimReq(i+1, 20, 10))
+		if len(res.Tokens) < 2 {
+			t.Fatalf("request %d generated %d tokens: too few to tell steps from requests", i, len(res.Tokens))
+		}
+		if got, want := waitIdles(i+2), i+2; got != want {
+			t.Fatalf("after %d requests Idle was called %d times, want %d", i+1, got, want)
+		}
+	}
+}
+
 func TestGreedyDeterministic(t *testing.T) {
 	r := fimReq(1, 20, 10)
 	a, b := cold(t, r), cold(t, r)

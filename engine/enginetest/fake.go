@@ -246,6 +246,7 @@ type Context struct {
 
 	// Counters, read with Counters after the scheduler is idle or closed.
 	decodes, tokens, maxSeqs atomic.Int64
+	idles                    atomic.Int64 // calls of Idle
 	// microBatches[i] is the micro-batch count of decode i (Streams).
 	mbMu         sync.Mutex
 	microBatches []int
@@ -311,6 +312,16 @@ func countMicroBatches(b *engine.Batch) int {
 func (c *Context) Counters() (decodes, tokens, maxSeqsInBatch int) {
 	return int(c.decodes.Load()), int(c.tokens.Load()), int(c.maxSeqs.Load())
 }
+
+// Idle counts the scheduler's calls (engine.IdleContext).
+func (c *Context) Idle() {
+	c.enter()
+	defer c.leave()
+	c.idles.Add(1)
+}
+
+// Idles is how many times Idle was called.
+func (c *Context) Idles() int { return int(c.idles.Load()) }
 
 func (c *Context) enter() {
 	if !c.inUse.CompareAndSwap(0, 1) {

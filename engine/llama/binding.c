@@ -65,6 +65,21 @@ struct llama_context *c4m_context_new(struct llama_model *model,
 	return llama_init_from_model(model, p);
 }
 
+// c4m_threadpool_attach gives ctx n_threads - 1 worker threads that live
+// as long as it: without a pool of its own, ggml (built without OpenMP, as
+// here) starts and joins its workers on every graph. The pool starts
+// paused; a decode wakes it, and between decodes its workers poll for the
+// next graph until c4m_threadpool_pause puts them to sleep.
+struct ggml_threadpool *c4m_threadpool_attach(struct llama_context *ctx, int32_t n_threads) {
+	struct ggml_threadpool_params p = ggml_threadpool_params_default(n_threads);
+	p.paused = 1;
+	struct ggml_threadpool *tp = ggml_threadpool_new(&p);
+	if (tp != NULL) {
+		llama_attach_threadpool(ctx, tp, tp);
+	}
+	return tp;
+}
+
 // c4m_batch_new allocates a batch of n tokens, one sequence id per token.
 _Bool c4m_batch_new(struct llama_batch *out, int32_t n) {
 	*out = llama_batch_init(n, 0, 1);

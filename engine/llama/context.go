@@ -31,6 +31,8 @@ type Context struct {
 	// logits; Logits and Sample refuse other rows instead of letting
 	// llama.cpp dereference a null pointer.
 	outputs []bool
+	// pool is the context's own CPU worker threads (nil with one thread).
+	pool *C.struct_ggml_threadpool
 }
 
 var _ engine.Context = (*Context)(nil)
@@ -119,9 +121,15 @@ func (m *Model) NewLlamaContext(p engine.ContextParams) (*Context, error) {
 		nVocab:     m.nVocab,
 		embeddings: p.Embeddings,
 	}
+	if p.NThreads > 1 {
+		if c.pool = C.c4m_threadpool_attach(cctx, C.int32_t(p.NThreads)); c.pool == nil {
+			C.llama_free(cctx)
+			return nil, fmt.Errorf("new context: start %d worker threads%s", p.NThreads-1, lastErrorSuffix())
+		}
+	}
 	if !C.c4m_batch_new(&c.batch, C.int32_t(c.nBatch)) {
 		C.llama_batch_free(c.batch)
-		C.llama_free(cctx)
+		c.free()
 		return nil, errors.New("new context: allocate batch")
 	}
 	c.outputs = make([]bool, 0, c.nBatch)
@@ -283,6 +291,25 @@ func (c *Context) NBatch() int { return c.nBatch }
 // NSeqMax is the number of sequences.
 func (c *Context) NSeqMax() int { return c.nSeqMax }
 
+// free frees the llama.cpp context, then its worker threads.
+func (c *Context) free() {
+	C.llama_free(c.ctx)
+	if c.pool != nil {
+		C.ggml_threadpool_free(c.pool)
+		c.pool = nil
+	}
+}
+
+// Idle puts the context's worker threads to sleep until the next Decode
+// (engine.IdleContext). Between decodes they poll for the next graph,
+// which keeps a request's steps fast but would burn a core each for a
+// while after the last one.
+func (c *Context) Idle() {
+	if c.pool != nil {
+		C.ggml_threadpool_pause(c.pool)
+	}
+}
+
 // SeqStreams reports whether each sequence has its own KV stream (the
 // context was not created with UnifiedKV and holds several sequences).
 func (c *Context) SeqStreams() bool { return !c.unified && c.nSeqMax > 1 }
@@ -293,7 +320,7 @@ func (c *Context) Close() error {
 		return nil
 	}
 	C.llama_batch_free(c.batch)
-	C.llama_free(c.ctx)
+	c.free()
 	c.ctx, c.mem = nil, nil
 	c.outputs = nil
 	c.model.contexts.Add(-1)

@@ -3,7 +3,9 @@ package llama
 import (
 	"errors"
 	"math"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/code4me/code4me/engine"
 )
@@ -479,5 +481,45 @@ func TestCloseOrderAndIdempotence(t *testing.T) {
 	}
 	if _, err := m.NewContext(engine.ContextParams{}); !errors.Is(err, ErrClosed) {
 		t.Errorf("NewContext after Close: %v", err)
+	}
+}
+
+// cpuTime is the CPU time this process has used.
+func cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestWorkerThreadPool: a context with several threads has its own worker
+// pool, computes what a one-thread context computes, sleeps after Idle
+// (its workers use no CPU) and wakes for the next Decode.
+func TestWorkerThreadPool(t *testing.T) {
+	m := loadTiny(t)
+	one := newContext(t, m, engine.ContextParams{NCtx: 512, NBatch: 64, NThreads: 1})
+	three := newContext(t, m, engine.ContextParams{NCtx: 512, NBatch: 64, NThreads: 3})
+	if one.pool != nil || three.pool == nil {
+		t.Fatalf("pools: one thread %v, three threads %v (want none and one)", one.pool, three.pool)
+	}
+	toks := tokens(t, m, prompt)
+	want := decodePrompt(t, one, 0, 0, toks)
+	if d := maxAbsDiff(decodePrompt(t, three, 0, 0, toks), want); d > 1e-4 {
+		t.Fatalf("three threads' logits differ from one thread's by %g", d)
+	}
+	three.Idle()
+	t0 := cpuTime(t)
+	time.Sleep(300 * time.Millisecond)
+	if used := cpuTime(t) - t0; used > 60*time.Millisecond {
+		t.Fatalf("the idle pool's workers used %v of CPU in 300ms", used)
+	}
+	three.SeqRm(0, 0, -1)
+	if d := maxAbsDiff(decodePrompt(t, three, 0, 0, toks), want); d > 1e-4 {
+		t.Fatalf("after Idle, logits differ from one thread's by %g", d)
+	}
+	if err := three.Close(); err != nil || three.pool != nil {
+		t.Fatalf("Close: %v, pool %v", err, three.pool)
 	}
 }
