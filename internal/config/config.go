@@ -78,7 +78,7 @@ type Config struct {
 	NParallel           int      `env:"ENGINE_PARALLEL" def:"4" doc:"Slots (concurrent sequences) per loaded model."`
 	NCtx                int      `env:"ENGINE_CTX" def:"8192" doc:"KV cells per slot."`
 	NBatch              int      `env:"ENGINE_BATCH" def:"512" doc:"Tokens per decode call."`
-	NThreads            int      `env:"ENGINE_THREADS" def:"0" doc:"CPU threads for inference; 0 = all cores."`
+	NThreads            int      `env:"ENGINE_THREADS" def:"0" doc:"CPU threads for inference (0-512); 0 = all cores."`
 	NGPULayers          int      `env:"N_GPU_LAYERS" def:"-1" doc:"Layers offloaded to the GPU when a GPU backend is loaded; -1 = all."`
 	GGMLBackendDir      string   `env:"GGML_BACKEND_DIR" def:"" doc:"Directory holding loadable ggml backends (e.g. libggml-cuda.so); empty = CPU only."`
 	CompactAfter        int      `env:"ENGINE_COMPACT_AFTER_SECONDS" def:"10" doc:"A request whose slot sits above a slot idle this long runs in that slot instead, the two caches swapped (none lost), so the slots in use stay next to each other and CPU steps carry no placeholder rows for idle slots between them (docs/architecture.md); 0 disables."`
@@ -253,8 +253,8 @@ func (c Config) Validate() error {
 	if c.NBatch < 16 {
 		return bad("ENGINE_BATCH", "%d is too small (at least 16)", c.NBatch)
 	}
-	if c.NThreads < 0 {
-		return bad("ENGINE_THREADS", "must not be negative")
+	if c.NThreads < 0 || c.NThreads > 512 { // 512: ggml's GGML_MAX_N_THREADS
+		return bad("ENGINE_THREADS", "%d is out of range 0-512", c.NThreads)
 	}
 	if c.QueueLength < 1 {
 		return bad("ENGINE_QUEUE", "must be at least 1")

@@ -46,6 +46,8 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"CORS_ALLOWED_ORIGINS": "localhost:3000"}, "CORS_ALLOWED_ORIGINS"},
 		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{map[string]string{"THREAD_POOL_MAX_WORKERS": "33"}, "THREAD_POOL_MAX_WORKERS"},
+		{map[string]string{"ENGINE_THREADS": "-1"}, "ENGINE_THREADS"},
+		{map[string]string{"ENGINE_THREADS": "513"}, "ENGINE_THREADS"},
 		{map[string]string{"VERIFICATION_URL": "not a url"}, "VERIFICATION_URL"},
 		{map[string]string{"DATA_DIR": ""}, "DATA_DIR"},
 	}
