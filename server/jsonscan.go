@@ -140,16 +140,6 @@ func unquote(raw []byte) (string, bool) {
 		return "", false
 	}
 	s := raw[1 : len(raw)-1]
-	plain := true
-	for _, c := range s {
-		if c == '\\' || c == '"' || c < ' ' || c >= utf8.RuneSelf {
-			plain = false
-			break
-		}
-	}
-	if plain {
-		return string(s), true
-	}
 	var out strings.Builder
 	out.Grow(len(s))
 	for i := 0; i < len(s); {
