@@ -441,7 +441,8 @@ type roundTrip struct {
 // roundTrips times the cheapest request of each kind the server makes per
 // keystroke: an HTTP request to /api/ping, a Redis PING, a Postgres
 // SELECT 1, and a Postgres commit of one small row, with its WAL flush and
-// without.
+// without; then the durable commit after idling, primed by each of two
+// other requests.
 func roundTrips(ctx context.Context, cl *benchClient, svc *services) ([]roundTrip, error) {
 	// The benchmark's database is private and thrown away with it.
 	if _, err := svc.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_floor (v int)`); err != nil {
@@ -486,6 +487,31 @@ func roundTrips(ctx context.Context, cl *benchClient, svc *services) ([]roundTri
 			slices.Sort(r.ms)
 			out = append(out, r)
 		}
+	}
+	// What wakes up after idle: the durable commit again, 40 ms after the
+	// last request, but 1 ms after a first request that either only wakes
+	// Postgres (SELECT 1) or also flushes the WAL (a committed INSERT).
+	// Only the second makes the commit cheap when what sleeps is this
+	// machine's write path to its disk, not the Postgres process.
+	commit := kinds[3]
+	for _, first := range kinds[2:4] {
+		r := roundTrip{name: fmt.Sprintf("%s, after 40ms idle, 1 ms after a %s", commit.name, first.name)}
+		for i := 0; i < 101; i++ {
+			time.Sleep(40 * time.Millisecond)
+			if err := first.do(); err != nil {
+				return nil, fmt.Errorf("%s: %w", first.name, err)
+			}
+			time.Sleep(time.Millisecond)
+			t0 := time.Now()
+			if err := commit.do(); err != nil {
+				return nil, fmt.Errorf("%s: %w", commit.name, err)
+			}
+			if i > 0 {
+				r.ms = append(r.ms, msSince(t0))
+			}
+		}
+		slices.Sort(r.ms)
+		out = append(out, r)
 	}
 	return out, nil
 }
