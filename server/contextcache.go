@@ -37,8 +37,9 @@ const (
 )
 
 // ctxUncached is the context version of callers that must not use the
-// cache nor give the project a version (WebSocket connections, whose
-// version was read at connect time and goes stale).
+// cache nor give the project a version: a WebSocket request after a
+// context update through this server, until the connection's next check
+// reads the new version (ws.go).
 const ctxUncached = "-"
 
 type ctxCacheEntry struct {

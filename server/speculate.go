@@ -53,6 +53,8 @@ type principalCache struct {
 	// epoch counts each project's context updates on this server; a pair
 	// remembered under an older count is not used.
 	epoch map[uuid.UUID]uint64
+	// cleared counts the times epoch was cleared to bound it.
+	cleared uint64
 	// speculated counts requests started before their check; stale those
 	// run again because the check confirmed another Principal.
 	speculated, stale atomic.Int64
@@ -111,8 +113,21 @@ func (pc *principalCache) forgetProject(project uuid.UUID) {
 		// unnecessary (a pair remembered later records the count of then).
 		clear(pc.m)
 		clear(pc.epoch)
+		pc.cleared++
 	}
 	pc.epoch[project]++
+}
+
+// ctxEpoch identifies the state of a project's context updates through
+// this server: two reads give the same value only if no update came
+// between them.
+type ctxEpoch struct{ cleared, n uint64 }
+
+// epochOf is the project's ctxEpoch now.
+func (pc *principalCache) epochOf(project uuid.UUID) ctxEpoch {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return ctxEpoch{pc.cleared, pc.epoch[project]}
 }
 
 // drop forgets the pair.
@@ -263,6 +278,15 @@ func withGate(ctx context.Context, g *authGate) context.Context {
 		return ctx
 	}
 	return context.WithValue(ctx, gateKey{}, g)
+}
+
+// withoutGate is ctx without its authGate: for work that runs after the
+// check has settled.
+func withoutGate(ctx context.Context) context.Context {
+	if gateFrom(ctx) == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, gateKey{}, (*authGate)(nil))
 }
 
 type gateKey struct{}

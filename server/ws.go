@@ -102,7 +102,6 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 type wsConn struct {
 	s    *Server
 	c    *websocket.Conn
-	p    *Principal
 	kind wsKind
 
 	ctx    context.Context // ends when the connection closes
@@ -114,6 +113,12 @@ type wsConn struct {
 	mu         sync.Mutex
 	inflight   map[string]context.CancelFunc
 	completion string // request id of the running completion_request
+	// p is the Principal the connection's last check gave (at connect,
+	// then with each message), and epoch the count of its project's
+	// context updates through this server read before that check
+	// (principalCache.epochOf).
+	p     *Principal
+	epoch ctxEpoch
 }
 
 // wsGoroutines counts the goroutines serving WebSockets (connection
@@ -137,15 +142,14 @@ func (s *Server) wsServe(kind wsKind) func(*websocket.Conn) {
 			w.wmu.Unlock()
 			return
 		}
-		w.p, _ = c.Locals(localsPrincipal).(*Principal)
-		if w.p == nil {
+		p, _ := c.Locals(localsPrincipal).(*Principal)
+		if p == nil {
 			return
 		}
-		// The connect-time context version goes stale while the connection
-		// lives: its requests read the context from Postgres.
-		p := *w.p
-		p.ContextVersion = ctxUncached
-		w.p = &p
+		// Each message checks the session and project again, and the
+		// check's context version is what the next request starts with
+		// (principal). The connect-time check was made before this read.
+		w.p, w.epoch = p, w.s.principals.epochOf(p.ProjectID)
 		c.SetReadLimit(wsReadLimit)
 		for {
 			_, data, err := c.ReadMessage()
@@ -218,16 +222,20 @@ func (w *wsConn) dispatch(data []byte) bool {
 		}
 		// Each message re-checks the connection's session and project
 		// (they may have ended since connect) and refreshes them. A
-		// completion starts while they are checked; its tokens and result
-		// wait for the check (speculate.go).
+		// completion starts while they are checked, with the Principal of
+		// the last check; its tokens and result wait for this one
+		// (speculate.go). Other requests start after their check.
+		p := w.principal()
 		var g *authGate
 		if key == "completion_request" {
-			g = w.recheck()
-		} else if _, _, err := w.s.tokens.SessionProject(w.ctx, w.p.SessionToken, w.p.ProjectToken); err != nil {
+			g = w.recheck(p)
+		} else if confirmed, err := w.check(p); err != nil {
 			w.refuse(id)
 			return false
+		} else {
+			p = confirmed
 		}
-		w.start(id, key, raw, g)
+		w.start(id, key, raw, p, g)
 		return true
 	}
 	w.send(fiber.Map{"type": "error", "request_id": id, "error": "Invalid websocket request"})
@@ -240,18 +248,55 @@ func (w *wsConn) refuse(id string) {
 	w.send(fiber.Map{"type": "error", "request_id": id, "status_code": fiber.StatusUnauthorized, "error": MsgInvalidOrExpiredSession})
 }
 
-// recheck checks the connection's session and project again on another
-// goroutine, as an authGate for the request it comes with.
-func (w *wsConn) recheck() *authGate {
-	g := &authGate{spec: w.p, done: make(chan struct{}), allowed: true}
+// principal returns a copy of the Principal of the connection's last
+// check for a request to start with. Its context version is that check's
+// unless the project's context was updated through this server since:
+// then it is ctxUncached, and the request reads the context from Postgres
+// instead of using a copy that is known to be old.
+func (w *wsConn) principal() *Principal {
+	w.mu.Lock()
+	p, epoch := *w.p, w.epoch
+	w.mu.Unlock()
+	if w.s.principals.epochOf(p.ProjectID) != epoch {
+		p.ContextVersion = ctxUncached
+	}
+	return &p
+}
+
+// check looks the connection's session and project tokens (those of p) up
+// again and returns the Principal they give now, which the connection
+// keeps for its next requests.
+func (w *wsConn) check(p *Principal) (*Principal, error) {
+	epoch := w.s.principals.epochOf(p.ProjectID)
+	sess, proj, err := w.s.tokens.SessionProject(w.ctx, p.SessionToken, p.ProjectToken)
+	now, err := sessionPrincipal(sess, proj, ClassSP, err)
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	w.p, w.epoch = now, epoch
+	w.mu.Unlock()
+	return now, nil
+}
+
+// recheck runs check on another goroutine, as the authGate of a request
+// started with spec. The check confirms spec when it gives the same
+// Principal; another one makes the request run again with it
+// (errStalePrincipal). A spec without a usable context version (ctxUncached
+// or unknown) read the context from Postgres, so its version is not
+// compared.
+func (w *wsConn) recheck(spec *Principal) *authGate {
+	g := &authGate{spec: spec, done: make(chan struct{}), allowed: true}
 	go func() {
 		defer close(g.done)
 		t0 := time.Now()
-		if _, _, err := w.s.tokens.SessionProject(w.ctx, w.p.SessionToken, w.p.ProjectToken); err != nil {
-			g.err = err
-		} else {
-			g.p = g.spec
+		p, err := w.check(spec)
+		if err == nil && (spec.ContextVersion == ctxUncached || spec.ContextVersion == "") {
+			cp := *p
+			cp.ContextVersion = spec.ContextVersion
+			p = &cp
 		}
+		g.p, g.err = p, err
 		g.ms = msSince(t0)
 	}()
 	return g
@@ -280,7 +325,7 @@ func (w *wsConn) cancelRequest(id string) {
 
 // start runs a request in its own goroutine. A completion_request cancels
 // the connection's previous one first.
-func (w *wsConn) start(id, key string, raw json.RawMessage, g *authGate) {
+func (w *wsConn) start(id, key string, raw json.RawMessage, p *Principal, g *authGate) {
 	ctx, cancel := context.WithCancel(withGate(w.ctx, g))
 	w.mu.Lock()
 	if old := w.inflight[id]; old != nil {
@@ -307,12 +352,12 @@ func (w *wsConn) start(id, key string, raw json.RawMessage, g *authGate) {
 			}
 			w.mu.Unlock()
 		}()
-		w.run(ctx, id, key, raw)
+		w.run(ctx, id, key, raw, p)
 	}()
 }
 
-// run executes one request and sends its frames.
-func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage) {
+// run executes one request as p and sends its frames.
+func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage, p *Principal) {
 	var content any
 	var err error
 	f, perr := rawFields(raw)
@@ -325,7 +370,14 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage) {
 		r := parseCompletionRequest(f)
 		if err = f.err(); err == nil {
 			var res *completionResult
-			res, err = w.s.runCompletion(ctx, w.p, r, w.tokens(id, "completion_token"), nil, nil)
+			sink := w.tokens(id, "completion_token")
+			res, err = w.s.runCompletion(ctx, p, r, sink, nil, nil)
+			if errors.Is(err, errStalePrincipal) {
+				// Confirmed with another context version (an update
+				// through another server): nothing was sent or stored.
+				w.s.principals.stale.Add(1)
+				res, err = w.s.runCompletion(withoutGate(ctx), gateFrom(ctx).p, r, sink, nil, nil)
+			}
 			if err == nil {
 				content = fiber.Map{"message": MsgCompletion, "data": fiber.Map{"meta_query_id": res.MetaQueryID, "completions": res.Items}}
 			} else {
@@ -335,7 +387,7 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage) {
 	case "completion_feedback":
 		fb := parseFeedback(f)
 		if err = f.err(); err == nil {
-			if err = w.s.recordFeedback(ctx, w.p, fb); err == nil {
+			if err = w.s.recordFeedback(ctx, p, fb); err == nil {
 				content = fiber.Map{"message": MsgCompletionFeedback, "data": fiber.Map{"meta_query_id": fb.MetaQueryID, "model_id": fb.ModelID}}
 			} else {
 				err = pipelineError(err, MsgFeedbackRecordingError)
@@ -345,7 +397,7 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage) {
 		ups := parseContextUpdates(f)
 		if err = f.err(); err == nil {
 			var data map[string][]string
-			if data, err = w.s.updateContext(ctx, w.p, ups); err == nil {
+			if data, err = w.s.updateContext(ctx, p, ups); err == nil {
 				content = fiber.Map{"message": MsgMultiFileContextUpdate, "data": data}
 			} else {
 				err = internal(MsgMultiFileContextUpdateError, err)
@@ -354,7 +406,7 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage) {
 	case "chat_request":
 		r := parseChatRequest(f)
 		if err = f.err(); err == nil {
-			if content, err = w.s.runChat(ctx, w.p, r, w.tokens(id, "chat_token")); err != nil {
+			if content, err = w.s.runChat(ctx, p, r, w.tokens(id, "chat_token")); err != nil {
 				err = pipelineError(err, MsgGenerateChatError)
 			}
 		}
@@ -364,21 +416,21 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage) {
 			page, _ = f.integer("page_number", false, 1)
 		}
 		if err = f.err(); err == nil {
-			if content, err = w.s.chatPage(ctx, w.p, int(page)); err != nil {
+			if content, err = w.s.chatPage(ctx, p, int(page)); err != nil {
 				err = internal(MsgRetrieveChatError, err)
 			}
 		}
 	case "chat_delete":
 		chatID, _ := f.uuidField("chat_id", true)
 		if err = f.err(); err == nil {
-			if err = w.s.deleteChat(ctx, w.p, chatID); err == nil {
+			if err = w.s.deleteChat(ctx, p, chatID); err == nil {
 				content = fiber.Map{"message": MsgDeleteChat}
 			} else {
 				err = pipelineError(err, MsgDeleteChatError)
 			}
 		}
 	}
-	if gateFrom(ctx).verdict() != nil {
+	if err := gateFrom(ctx).verdict(); err != nil && !errors.Is(err, errStalePrincipal) {
 		// The session or project ended: nothing of the request was sent,
 		// and the connection ends as when a check fails before a request.
 		w.refuse(id)

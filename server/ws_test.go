@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -232,5 +233,114 @@ func TestWSChatAndContext(t *testing.T) {
 		t.Fatalf("context update = %v", f)
 	}
 	ctx.Close()
+	waitWSGoroutines(t)
+}
+
+// TestWSContextCache: completions over a WebSocket use the multi-file
+// context cache under the version of the connection's last check, like
+// HTTP requests do; an update through this server is seen by the next
+// completion without a run to throw away, and one through another server
+// (a version bump this server was not told of) makes the completion run
+// again with the new context, streaming and storing only that run.
+func TestWSContextCache(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	addr := e.listen()
+	const email = "ws-ctxcache@example.com"
+	c := e.member(email)
+	set := func(line string) {
+		c.expect("POST", "/api/completion/multi-file-context/update", map[string]any{"context_updates": map[string]any{"lib.py": []any{
+			map[string]any{"change_type": "insert", "start_line": 0, "end_line": 0, "new_lines": []string{line}}}}}, 200)
+	}
+	set("ws_ctx_first = 1")
+	conn := e.wsDial(addr, "/api/ws/completion", c)
+	n := 0
+	// complete sends a completion naming lib.py and returns the texts the
+	// engine tokenized for it (its token cache skips texts seen before),
+	// and the streamed and final completion texts.
+	complete := func() (prompts, streamed, final string) {
+		t.Helper()
+		n++
+		e.rec.mu.Lock()
+		before := len(e.rec.texts)
+		e.rec.mu.Unlock()
+		b := completionBody([]int64{e.ids["tiny-coder"]}, "x = ", "\n")
+		b["context"].(map[string]any)["context_files"] = []string{"lib.py"}
+		id := fmt.Sprintf("r%d", n)
+		send(t, conn, map[string]any{"request_id": id, "completion_request": b})
+		frames := readUntil(t, conn, func(f map[string]any) bool { return f["type"] == "completion_result" })
+		var s strings.Builder
+		for _, f := range frames {
+			if f["type"] == "completion_token" {
+				if f["replace"] == true {
+					s.Reset()
+				}
+				s.WriteString(f["text"].(string))
+			}
+		}
+		res := frames[len(frames)-1]
+		if res["request_id"] != id || res["status_code"] != float64(200) {
+			t.Fatalf("%s: %v", id, res)
+		}
+		item := res["content"].(map[string]any)["data"].(map[string]any)["completions"].([]any)[0].(map[string]any)
+		e.rec.mu.Lock()
+		defer e.rec.mu.Unlock()
+		return strings.Join(e.rec.texts[before:], "\n"), s.String(), item["completion"].(string)
+	}
+
+	if p, _, _ := complete(); !strings.Contains(p, "ws_ctx_first") {
+		t.Fatal("first completion: context file not used")
+	}
+	hits := e.srv.ctxCache.hits.Load()
+	if complete(); e.srv.ctxCache.hits.Load() != hits+1 {
+		t.Fatalf("second completion: cache hits %d → %d, want one more", hits, e.srv.ctxCache.hits.Load())
+	}
+
+	// An update through this server: the next completion reads it, and is
+	// not run twice.
+	set("ws_ctx_second = 2")
+	stale := e.srv.principals.stale.Load()
+	if p, _, _ := complete(); !strings.Contains(p, "ws_ctx_second") {
+		t.Fatalf("after an update through this server the engine got %q", p)
+	}
+	if got := e.srv.principals.stale.Load(); got != stale {
+		t.Fatalf("stale runs %d → %d after an update through this server, want none", stale, got)
+	}
+	complete() // caches the context under the connection's new version
+
+	// An update through another server: the rows change and the version
+	// is bumped in Redis, but this server's counts do not move.
+	var project uuid.UUID
+	if err := e.srv.db.QueryRow(t.Context(), `SELECT project_id FROM project_context_file WHERE 'ws_ctx_second = 2' = ANY(lines)`).Scan(&project); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.db.Exec(t.Context(), `UPDATE project_context_file SET lines = ARRAY['ws_ctx_other = 3'] WHERE project_id = $1 AND file_name = 'lib.py'`, project); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.tokens.BumpContextVersion(t.Context(), project); err != nil {
+		t.Fatal(err)
+	}
+	stored := e.storedQueries(email)
+	p, streamed, final := complete()
+	if got := e.srv.principals.stale.Load(); got != stale+1 {
+		t.Fatalf("stale runs %d → %d after an update through another server, want one", stale, got)
+	}
+	if !strings.Contains(p, "ws_ctx_other") {
+		t.Fatalf("the rerun did not use the new context; the engine got %q", p)
+	}
+	if !strings.HasPrefix(final, streamed) {
+		t.Fatalf("streamed %q is not a prefix of the answer %q: the thrown-away run streamed", streamed, final)
+	}
+	if got := e.storedQueries(email); got != stored+1 {
+		t.Fatalf("%d queries stored by the rerun request, want 1", got-stored)
+	}
+	// The rerun cached the new context under the new version, which the
+	// connection now starts with.
+	hits = e.srv.ctxCache.hits.Load()
+	complete()
+	if e.srv.principals.stale.Load() != stale+1 || e.srv.ctxCache.hits.Load() != hits+1 {
+		t.Fatalf("the completion after the rerun: stale %d (want %d), cache hits %d → %d (want one more)",
+			e.srv.principals.stale.Load(), stale+1, hits, e.srv.ctxCache.hits.Load())
+	}
+	conn.Close()
 	waitWSGoroutines(t)
 }
