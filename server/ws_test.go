@@ -133,9 +133,11 @@ func TestWSCompletion(t *testing.T) {
 	if f := readUntil(t, conn, func(map[string]any) bool { return true })[0]; f["type"] != "error" || f["error"] != "Invalid websocket request" || f["request_id"] != "r4" {
 		t.Fatalf("unknown key = %v", f)
 	}
-	conn.WriteMessage(websocket.TextMessage, []byte("not json"))
-	if f := readUntil(t, conn, func(map[string]any) bool { return true })[0]; f["type"] != "error" {
-		t.Fatalf("not json = %v", f)
+	for _, bad := range []string{"not json", "null", "[1, 2]", `"s"`, `{"request_id": "r5"`, `{"request_id": "r5"} {}`, "{\"a\": \"\x01\"}"} {
+		conn.WriteMessage(websocket.TextMessage, []byte(bad))
+		if f := readUntil(t, conn, func(map[string]any) bool { return true })[0]; f["type"] != "error" || f["error"] != "Invalid websocket request: not a JSON object" {
+			t.Fatalf("frame %q: %v", bad, f)
+		}
 	}
 	// Missing request ids are made up and echoed.
 	send(t, conn, map[string]any{"completion_feedback": map[string]any{"meta_query_id": data["meta_query_id"], "model_id": coder, "was_accepted": false}})
