@@ -470,21 +470,14 @@ func roundTrips(ctx context.Context, cl *benchClient, svc *services) ([]roundTri
 	var out []roundTrip
 	for _, idle := range []time.Duration{0, 40 * time.Millisecond} {
 		for _, k := range kinds {
-			r := roundTrip{name: k.name + ", back to back"}
+			name := k.name + ", back to back"
 			if idle > 0 {
-				r.name = fmt.Sprintf("%s, after %v idle", k.name, idle)
+				name = fmt.Sprintf("%s, after %v idle", k.name, idle)
 			}
-			for i := 0; i < 201; i++ {
-				time.Sleep(idle)
-				t0 := time.Now()
-				if err := k.do(); err != nil {
-					return nil, fmt.Errorf("%s: %w", k.name, err)
-				}
-				if i > 0 {
-					r.ms = append(r.ms, msSince(t0))
-				}
+			r, err := sample(name, 200, func() error { time.Sleep(idle); return nil }, k.do)
+			if err != nil {
+				return nil, err
 			}
-			slices.Sort(r.ms)
 			out = append(out, r)
 		}
 	}
@@ -493,27 +486,45 @@ func roundTrips(ctx context.Context, cl *benchClient, svc *services) ([]roundTri
 	// Postgres (SELECT 1) or also flushes the WAL (a committed INSERT).
 	// Only the second makes the commit cheap when what sleeps is this
 	// machine's write path to its disk, not the Postgres process.
-	commit := kinds[3]
-	for _, first := range kinds[2:4] {
-		r := roundTrip{name: fmt.Sprintf("%s, after 40ms idle, 1 ms after a %s", commit.name, first.name)}
-		for i := 0; i < 101; i++ {
+	selectOne, commit := kinds[2], kinds[3]
+	for _, first := range []struct {
+		name string
+		do   func() error
+	}{selectOne, commit} {
+		r, err := sample(fmt.Sprintf("%s, after 40ms idle, 1 ms after a %s", commit.name, first.name), 100, func() error {
 			time.Sleep(40 * time.Millisecond)
 			if err := first.do(); err != nil {
-				return nil, fmt.Errorf("%s: %w", first.name, err)
+				return fmt.Errorf("%s: %w", first.name, err)
 			}
 			time.Sleep(time.Millisecond)
-			t0 := time.Now()
-			if err := commit.do(); err != nil {
-				return nil, fmt.Errorf("%s: %w", commit.name, err)
-			}
-			if i > 0 {
-				r.ms = append(r.ms, msSince(t0))
-			}
+			return nil
+		}, commit.do)
+		if err != nil {
+			return nil, err
 		}
-		slices.Sort(r.ms)
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// sample times do n+1 times, each after before (not timed), and keeps all
+// but the first time, sorted.
+func sample(name string, n int, before, do func() error) (roundTrip, error) {
+	r := roundTrip{name: name}
+	for i := 0; i <= n; i++ {
+		if err := before(); err != nil {
+			return r, err
+		}
+		t0 := time.Now()
+		if err := do(); err != nil {
+			return r, fmt.Errorf("%s: %w", name, err)
+		}
+		if i > 0 {
+			r.ms = append(r.ms, msSince(t0))
+		}
+	}
+	slices.Sort(r.ms)
+	return r, nil
 }
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Nanoseconds()) / 1e6 }
