@@ -148,7 +148,8 @@ func (s *Server) wsServe(kind wsKind) func(*websocket.Conn) {
 		}
 		// Each message checks the session and project again, and the
 		// check's context version is what the next request starts with
-		// (principal). The connect-time check was made before this read.
+		// (principal). The count is read after the connect-time check: an
+		// update in between is caught by the first message's check.
 		w.p, w.epoch = p, w.s.principals.epochOf(p.ProjectID)
 		c.SetReadLimit(wsReadLimit)
 		for {
