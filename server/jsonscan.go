@@ -18,6 +18,15 @@ import (
 // encoding/json does (differential tests in jsonscan_test.go). Anything
 // else falls back to encoding/json, whose errors the 422 answers describe.
 
+// jsonObject returns the members of b when b is valid JSON holding an
+// object (validJSON, then splitObject); false otherwise.
+func jsonObject(b []byte) (map[string]json.RawMessage, bool) {
+	if !validJSON(b) {
+		return nil, false
+	}
+	return splitObject(b)
+}
+
 // splitObject returns the members of b, a valid JSON text, when it is an
 // object; false otherwise. The values alias b. A repeated key keeps its
 // last value, as encoding/json does.

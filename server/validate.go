@@ -78,11 +78,9 @@ func jsonBytes(body []byte) (*fields, error) {
 	// Fast path: valid JSON holding an object is checked once and split
 	// (jsonscan.go). Anything else takes the slow path, which tells
 	// malformed JSON from a non-object.
-	if validJSON(body) {
-		if m, ok := splitObject(body); ok {
-			f.raw, f.inputRaw = m, body
-			return f, nil
-		}
+	if m, ok := jsonObject(body); ok {
+		f.raw, f.inputRaw = m, body
+		return f, nil
 	}
 	var input any
 	d := json.NewDecoder(bytes.NewReader(body))

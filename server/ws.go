@@ -196,12 +196,9 @@ func truthy(raw json.RawMessage) bool {
 
 // dispatch handles one client frame; false ends the connection.
 func (w *wsConn) dispatch(data []byte) bool {
-	// Checked and split like an HTTP body (jsonscan.go); the members
-	// alias data, which the reader does not reuse.
-	frame, ok := map[string]json.RawMessage(nil), validJSON(data)
-	if ok {
-		frame, ok = splitObject(data)
-	}
+	// Checked and split like an HTTP body; the members alias data, which
+	// the reader does not reuse.
+	frame, ok := jsonObject(data)
 	if !ok {
 		w.send(fiber.Map{"type": "error", "request_id": nil, "error": "Invalid websocket request: not a JSON object"})
 		return true
