@@ -107,11 +107,44 @@ func internal(msg string, cause error) error {
 	return &apiError{status: fiber.StatusInternalServerError, msg: msg, cause: cause}
 }
 
+// Dependencies an unavailableError names.
+const (
+	depDatabase = "database"
+	depRedis    = "redis"
+)
+
+// retryAfterUnavailable is the Retry-After (seconds) of a 503 for an
+// unavailable dependency.
+const retryAfterUnavailable = 5
+
+// unavailableError answers 503 with Retry-After: a dependency (Postgres or
+// Redis) did not answer, so the request could not be served, and trying
+// again shortly may succeed. cause is logged, never shown.
+type unavailableError struct {
+	dep   string
+	cause error
+}
+
+func (e *unavailableError) Error() string { return e.dep + " unavailable: " + e.cause.Error() }
+func (e *unavailableError) Unwrap() error { return e.cause }
+
+// unavailable wraps cause as dependency dep being unavailable (503).
+func unavailable(dep string, cause error) error { return &unavailableError{dep: dep, cause: cause} }
+
+// unavailableMessage is the body's message of a 503 for dep.
+func unavailableMessage(dep string) string {
+	return "Service temporarily unavailable: the " + dep + " is not responding. Try again shortly."
+}
+
 // errorResponse is the one mapping from errors to HTTP status and body:
 // handler errors are {"message"}, framework errors {"detail"} (spec §1.1).
 // What a 422 echoes is redacted first (redactInputs).
 func (s *Server) errorResponse(ctx context.Context, err error) (int, any) {
 	s.redactInputs(ctx, err)
+	var ue *unavailableError
+	if errors.As(err, &ue) {
+		return fiber.StatusServiceUnavailable, fiber.Map{"message": unavailableMessage(ue.dep)}
+	}
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae.status, fiber.Map{"message": ae.msg}
@@ -149,6 +182,9 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		}
 	}
 	status, body := s.errorResponse(c.UserContext(), err)
+	if status == fiber.StatusServiceUnavailable {
+		c.Set(fiber.HeaderRetryAfter, itoa(retryAfterUnavailable))
+	}
 	if status >= 500 {
 		s.log.Error("request failed", slog.String("method", c.Method()), slog.String("route", c.Route().Path),
 			slog.Int("status", status), slog.String("error", err.Error()))
