@@ -368,9 +368,9 @@ func (s *Scheduler) Close() error {
 // continue the loop on another thread afterwards, so the model's next
 // step starts on a thread (and often a CPU) whose caches hold the
 // request handlers' and database driver's data instead of the model's.
-// Measured with make bench-server on a 2-vCPU host, six runs alternated
-// with and without the lock: the server's time over the bare engine was
-// lower with it every time (docs/benchmarks.md, session 7).
+// On a 2-vCPU host, make bench-server runs alternated with and without the
+// lock put the server's time over the bare engine lower with it six times
+// of six (docs/benchmarks.md, "What the figures mean").
 func (s *Scheduler) run() {
 	runtime.LockOSThread() // never unlocked: the thread ends with the loop
 	defer close(s.done)

@@ -373,7 +373,8 @@ func runBenchServer(ctx context.Context, args []string) error {
 
 // floorServer is the least a completion server can do per keystroke under
 // this project's rules: receive the request over HTTP, run the model,
-// commit one row before answering (spec §11 T6) and answer. It parses
+// commit one row before answering (nothing is acknowledged before it is
+// durable) and answer. It parses
 // nothing, checks nobody and redacts nothing (the engine request is handed
 // over in process), so its time over the bare engine's is the floor of the
 // round trips on this machine, measured beside the real server.

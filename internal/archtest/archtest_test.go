@@ -1,7 +1,9 @@
-// Package archtest holds the test that enforces the dependency rules of
-// DESIGN.md §2 and STYLE.md rule 2: engine imports nothing of this repository
+// Package archtest holds the tests that enforce the repository's rules.
+// Dependencies point one way: engine imports nothing of this repository
 // outside engine/ and nothing networked; server never imports engine/llama;
-// engine/llama is the only package with cgo.
+// engine/llama is the only package with cgo. Docs and comments describe the
+// product as it is, without work-session words or citations of documents
+// outside the repository (docwords_test.go).
 package archtest
 
 import (

@@ -9,13 +9,14 @@ import (
 	"time"
 )
 
-// Subject lines of the original platform (spec §7.5).
+// Subject lines, as Code4me V2 sent them: plugins and users know them.
 const (
 	VerificationSubject  = "Verify Your Email Address"
 	PasswordResetSubject = "Reset Your Password"
 )
 
-// Default token lifetimes of the original platform (spec §7.5).
+// Default token lifetimes, as Code4me V2 had them: a verification link
+// lasts a day, a password reset link 15 minutes.
 const (
 	VerificationTTL  = 24 * time.Hour
 	PasswordResetTTL = 15 * time.Minute

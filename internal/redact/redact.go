@@ -26,9 +26,9 @@
 // the rule that catches `password = "hunter2"`, but its keywords (key, token,
 // auth, secret, …) occur in nearly every source file, so it dominates the cost
 // (about half of the scan time on Go source) and it misfires on ordinary code.
-// The issue's must-catch set (AWS keys, GitHub tokens of every kind, private
-// keys, JWTs, Slack tokens and the other 200-odd provider formats) is covered
-// by the specific rules.
+// The secrets that must always be caught (AWS keys, GitHub tokens of every
+// kind, private keys, JWTs, Slack tokens and the other 200-odd provider
+// formats) are covered by the specific rules.
 package redact
 
 import (

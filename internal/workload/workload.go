@@ -1,4 +1,4 @@
-// Package workload generates the typing workload of DESIGN.md §5: a
+// Package workload generates the typing workload of the benchmarks: a
 // developer retyping a region of a real source file one character at a
 // time, with one fill-in-the-middle request per keystroke. The same
 // keystrokes drive the engine benchmark and the server benchmark, so the two
