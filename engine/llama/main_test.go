@@ -2,6 +2,7 @@ package llama
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -56,14 +57,42 @@ func tinyModelPath(t testing.TB) string {
 	return tinyPath
 }
 
-// loadTiny loads the tiny model and closes it at the end of the test.
-func loadTiny(t testing.TB) *Model {
-	t.Helper()
-	b, err := New(Config{})
+// testConfig is the backend configuration of the tests. GGML_BACKEND_DIR,
+// when set, loads the GPU backend built there (scripts/gpu-check.sh), and
+// loadTiny offloads every layer to it, so the same tests check the GPU path.
+func testConfig() Config { return Config{BackendDir: os.Getenv("GGML_BACKEND_DIR")} }
+
+// TestGPUBackendLoaded fails when CODE4ME_EXPECT_GPU=1 and no GPU device is
+// usable: the GPU check must not pass on the CPU by accident.
+func TestGPUBackendLoaded(t *testing.T) {
+	if os.Getenv("CODE4ME_EXPECT_GPU") != "1" {
+		t.Skip("CODE4ME_EXPECT_GPU is not 1")
+	}
+	b, err := New(testConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := b.LoadModel(tinyModelPath(t), engine.LoadOptions{UseMmap: true}, nil)
+	var gpus []string
+	for _, d := range b.Devices() {
+		if d.GPU {
+			gpus = append(gpus, fmt.Sprintf("%s (%s, %d MiB)", d.Name, d.Description, d.TotalBytes>>20))
+		}
+	}
+	if len(gpus) == 0 {
+		t.Fatalf("no GPU device after loading backends from %q: %+v", os.Getenv("GGML_BACKEND_DIR"), b.Devices())
+	}
+	t.Logf("gpu devices: %v", gpus)
+}
+
+// loadTiny loads the tiny model (on the GPU when testConfig loads one) and
+// closes it at the end of the test.
+func loadTiny(t testing.TB) *Model {
+	t.Helper()
+	b, err := New(testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := b.LoadModel(tinyModelPath(t), engine.LoadOptions{NGPULayers: -1, UseMmap: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@
 #                       "75;80;86;89;90" or "90-real;120-virtual")
 #   JOBS                parallel compile jobs (default: nproc)
 #   BUILD_DIR           CMake build directory (default third_party/ggml-cuda/build)
+#   OLLAMA_SOURCE_DIR   the module's source tree (default: asked of `go list`)
 #
 # Needs cmake >= 3.21, a C/C++ compiler and the CUDA toolkit (nvcc, cuBLAS).
 set -eu
@@ -21,7 +22,8 @@ build=${BUILD_DIR:-$here/build}
 arch=${CUDA_ARCHITECTURES:-native}
 jobs=${JOBS:-$(nproc)}
 
-src=$(cd "$root" && go list -m -f '{{.Dir}}' github.com/ollama/ollama)
+# OLLAMA_SOURCE_DIR: a copy of the module's tree (machines without Go).
+src=${OLLAMA_SOURCE_DIR:-$(cd "$root" && go list -m -f '{{.Dir}}' github.com/ollama/ollama)}
 if [ -z "$src" ] || [ ! -d "$src/ml/backend/ggml/ggml/src/ggml-cuda" ]; then
 	(cd "$root" && go mod download github.com/ollama/ollama)
 	src=$(cd "$root" && go list -m -f '{{.Dir}}' github.com/ollama/ollama)
