@@ -75,7 +75,7 @@ func startServices(ctx context.Context, c config.Config, log *slog.Logger, migra
 			return nil, fmt.Errorf("migrate %s: %w", safeURL(s.pgURL), err)
 		}
 	}
-	s.pool, err = db.Open(ctx, s.pgURL, log)
+	s.pool, err = db.Open(ctx, s.pgURL, db.Options{MaxConns: int32(c.DBPoolSize), StatementTimeout: c.DBStatementTimeout}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -83,8 +83,41 @@ func startServices(ctx context.Context, c config.Config, log *slog.Logger, migra
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %v", err)
 	}
+	setRedisTimeouts(opt)
 	s.rdb = redis.NewClient(opt)
 	return s, nil
+}
+
+// Redis timeouts. Every command the server sends is a key lookup, a
+// counter or a short script that Redis answers in well under a
+// millisecond, so a Redis that has not answered within these is down or
+// hung, and the request gets 503 instead of waiting on it. go-redis's own
+// defaults are 5 s to dial, 3 s to read and write, and to wait for a free
+// connection (plus retries), too long for a request a plugin is waiting on
+// while someone types.
+const (
+	redisDialTimeout  = 2 * time.Second
+	redisReadTimeout  = 2 * time.Second
+	redisWriteTimeout = 2 * time.Second
+	redisPoolTimeout  = 3 * time.Second
+)
+
+// setRedisTimeouts applies the Redis timeouts to opt, unless REDIS_URL set
+// them itself (dial_timeout, read_timeout, write_timeout, pool_timeout).
+func setRedisTimeouts(opt *redis.Options) {
+	for _, d := range []struct {
+		field *time.Duration
+		value time.Duration
+	}{
+		{&opt.DialTimeout, redisDialTimeout},
+		{&opt.ReadTimeout, redisReadTimeout},
+		{&opt.WriteTimeout, redisWriteTimeout},
+		{&opt.PoolTimeout, redisPoolTimeout},
+	} {
+		if *d.field == 0 {
+			*d.field = d.value
+		}
+	}
 }
 
 // quietRedisLog drops go-redis's internal log lines (dial retries); failures
@@ -134,12 +167,15 @@ func checkPostgres(ctx context.Context, rawURL string) error {
 }
 
 // stop closes connections and stops private servers (never flushing data).
+// A second call does nothing.
 func (s *services) stop(log *slog.Logger) {
 	if s.rdb != nil {
 		s.rdb.Close()
+		s.rdb = nil
 	}
 	if s.pool != nil {
 		s.pool.Close()
+		s.pool = nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -33,6 +33,9 @@ type Config struct {
 	CORSOrigins     []string `env:"CORS_ALLOWED_ORIGINS" def:"http://localhost:3000,http://127.0.0.1:3000" doc:"Comma-separated origins allowed by CORS (credentials allowed)."`
 	TrustedProxies  []string `env:"TRUSTED_PROXIES" def:"" doc:"Comma-separated proxy IPs/CIDRs whose X-Forwarded-For is trusted for the client IP."`
 
+	// Shutdown
+	ShutdownGrace time.Duration `env:"SHUTDOWN_GRACE" def:"10" unit:"s" doc:"Seconds that requests and WebSocket requests in flight get to finish on SIGTERM or SIGINT; new requests get 503 meanwhile, and WebSockets the close code 1001 once their requests have ended."`
+
 	// Postgres
 	DatabaseURL string `env:"DATABASE_URL" def:"" doc:"Postgres URL. When neither it nor DB_HOST is set, a private server is started under DATA_DIR."`
 	DBHost      string `env:"DB_HOST" def:"" doc:"Postgres host (used when DATABASE_URL is empty)."`
@@ -41,6 +44,8 @@ type Config struct {
 	DBPassword  string `env:"DB_PASSWORD" def:"" doc:"Postgres password." secret:"true"`
 	DBName      string `env:"DB_NAME" def:"code4me" doc:"Postgres database name."`
 	DBPoolSize  int    `env:"DB_POOL_SIZE" def:"20" doc:"Maximum open Postgres connections."`
+
+	DBStatementTimeout time.Duration `env:"DB_STATEMENT_TIMEOUT" def:"5" unit:"s" doc:"Seconds a Postgres statement may run (its statement_timeout); on a server that does not answer, the client gives up one second later. Either way the request gets 503."`
 
 	// Redis
 	RedisURL  string `env:"REDIS_URL" def:"" doc:"Redis URL. When neither it nor REDIS_HOST is set, a private server is started under DATA_DIR."`

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,17 +37,44 @@ var ErrNoPgvector = errors.New("PostgreSQL lacks the pgvector extension: run scr
 // connectTimeout bounds how long Open and Migrate wait for the server.
 const connectTimeout = 10 * time.Second
 
-// Open returns a pool connected to databaseURL. Every new connection
-// registers pgvector's types when the vector extension is installed in the
-// database, so models can scan and bind pgvector.Vector. Open pings the
-// server once; when that fails the error wraps ErrUnreachable.
-func Open(ctx context.Context, databaseURL string, log *slog.Logger) (*pgxpool.Pool, error) {
+// Options tune the pool Open returns. The zero value keeps pgxpool's
+// defaults and sets no deadline.
+type Options struct {
+	// MaxConns caps the pool's open connections (DB_POOL_SIZE); 0 keeps
+	// pgxpool's default (the larger of 4 and the number of CPUs).
+	MaxConns int32
+	// StatementTimeout bounds every statement (DB_STATEMENT_TIMEOUT): the
+	// server cancels one that runs longer (statement_timeout, SQLSTATE
+	// 57014), and the client gives up on a statement, or on waiting for a
+	// connection, that has no answer StatementTimeout plus
+	// clientDeadlineMargin after it started, closing the connection: a
+	// server that hangs without closing its TCP connection never hangs the
+	// caller. 0 sets no limit.
+	StatementTimeout time.Duration
+}
+
+// Open returns a pool connected to databaseURL, tuned by opt. Every new
+// connection registers pgvector's types when the vector extension is
+// installed in the database, so models can scan and bind pgvector.Vector.
+// Open pings the server once; when that fails the error wraps
+// ErrUnreachable.
+func Open(ctx context.Context, databaseURL string, opt Options, log *slog.Logger) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL: %w", redactParseError(err))
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	if opt.MaxConns > 0 {
+		cfg.MaxConns = opt.MaxConns
+	}
+	if opt.StatementTimeout > 0 {
+		if cfg.ConnConfig.RuntimeParams == nil {
+			cfg.ConnConfig.RuntimeParams = map[string]string{}
+		}
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(opt.StatementTimeout.Milliseconds(), 10)
+		cfg.ConnConfig.Tracer = deadlineTracer{timeout: opt.StatementTimeout + clientDeadlineMargin}
 	}
 	cfg.AfterConnect = registerVector
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -63,7 +91,8 @@ func Open(ctx context.Context, databaseURL string, log *slog.Logger) (*pgxpool.P
 		slog.String("host", cfg.ConnConfig.Host),
 		slog.Int("port", int(cfg.ConnConfig.Port)),
 		slog.String("database", cfg.ConnConfig.Database),
-		slog.Int("max_conns", int(cfg.MaxConns)))
+		slog.Int("max_conns", int(cfg.MaxConns)),
+		slog.Duration("statement_timeout", opt.StatementTimeout))
 	return pool, nil
 }
 

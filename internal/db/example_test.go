@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -17,7 +18,7 @@ import (
 // row surfaces as db.ErrNotFound.
 func ExampleWithTx() {
 	ctx := context.Background()
-	pool, err := db.Open(ctx, "postgres://localhost/code4me", slog.Default())
+	pool, err := db.Open(ctx, "postgres://localhost/code4me", db.Options{MaxConns: 20, StatementTimeout: 5 * time.Second}, slog.Default())
 	if err != nil {
 		return
 	}

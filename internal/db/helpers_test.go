@@ -30,7 +30,7 @@ func migratedPool(t testing.TB) *pgxpool.Pool {
 	if err := db.Migrate(ctx, u, quietLog()); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	pool, err := db.Open(ctx, u, quietLog())
+	pool, err := db.Open(ctx, u, db.Options{}, quietLog())
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

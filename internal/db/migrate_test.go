@@ -181,7 +181,7 @@ func TestUnreachable(t *testing.T) {
 	ctx := testCtx(t)
 	// Port 1 on loopback: nothing listens, the connection is refused.
 	const url = "postgres://code4me:secret-password@127.0.0.1:1/code4me?connect_timeout=2"
-	_, err := db.Open(ctx, url, quietLog())
+	_, err := db.Open(ctx, url, db.Options{}, quietLog())
 	if !errors.Is(err, db.ErrUnreachable) {
 		t.Fatalf("Open: got %v, want ErrUnreachable", err)
 	}
@@ -201,7 +201,7 @@ func TestOpenUnmigratedDatabase(t *testing.T) {
 	// A database without the vector extension still opens: the pgvector
 	// codecs are registered only where the type exists.
 	ctx := testCtx(t)
-	pool, err := db.Open(ctx, emptyDatabase(t), quietLog())
+	pool, err := db.Open(ctx, emptyDatabase(t), db.Options{}, quietLog())
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
