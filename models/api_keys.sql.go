@@ -13,9 +13,10 @@ import (
 )
 
 const apiKeyCreate = `-- name: ApiKeyCreate :one
-INSERT INTO api_key (user_id, name, key_hash, prefix, expires_at)
-VALUES ($1::uuid, $2, $3, $4, $5)
-RETURNING api_key_id, user_id, name, key_hash, prefix, created_at, last_used_at, expires_at, revoked_at
+INSERT INTO api_key (user_id, name, key_hash, prefix, expires_at, scopes)
+VALUES ($1::uuid, $2, $3, $4, $5,
+        coalesce($6::text[], '{completions}'))
+RETURNING api_key_id, user_id, name, key_hash, prefix, created_at, last_used_at, expires_at, revoked_at, scopes
 `
 
 type ApiKeyCreateParams struct {
@@ -24,8 +25,10 @@ type ApiKeyCreateParams struct {
 	KeyHash   []byte     `json:"-"`
 	Prefix    string     `json:"prefix"`
 	ExpiresAt *time.Time `json:"expires_at"`
+	Scopes    []string   `json:"scopes"`
 }
 
+// scopes NULL gives the column's default ({completions}).
 func (q *Queries) ApiKeyCreate(ctx context.Context, db DBTX, arg ApiKeyCreateParams) (ApiKey, error) {
 	row := db.QueryRow(ctx, apiKeyCreate,
 		arg.UserID,
@@ -33,6 +36,7 @@ func (q *Queries) ApiKeyCreate(ctx context.Context, db DBTX, arg ApiKeyCreatePar
 		arg.KeyHash,
 		arg.Prefix,
 		arg.ExpiresAt,
+		arg.Scopes,
 	)
 	var i ApiKey
 	err := row.Scan(
@@ -45,12 +49,13 @@ func (q *Queries) ApiKeyCreate(ctx context.Context, db DBTX, arg ApiKeyCreatePar
 		&i.LastUsedAt,
 		&i.ExpiresAt,
 		&i.RevokedAt,
+		&i.Scopes,
 	)
 	return i, err
 }
 
 const apiKeyGetByHash = `-- name: ApiKeyGetByHash :one
-SELECT api_key.api_key_id, api_key.user_id, api_key.name, api_key.key_hash, api_key.prefix, api_key.created_at, api_key.last_used_at, api_key.expires_at, api_key.revoked_at, users.user_id, users.email, users.name, users.password_hash, users.joined_at, users.is_oauth_signup, users.verified, users.verified_at, users.is_admin, users.config_id, users.preference, users.store_context, users.store_contextual_telemetry, users.store_behavioral_telemetry, users.consent_updated_at, users.password_changed_at, users.updated_at
+SELECT api_key.api_key_id, api_key.user_id, api_key.name, api_key.key_hash, api_key.prefix, api_key.created_at, api_key.last_used_at, api_key.expires_at, api_key.revoked_at, api_key.scopes, users.user_id, users.email, users.name, users.password_hash, users.joined_at, users.is_oauth_signup, users.verified, users.verified_at, users.is_admin, users.config_id, users.preference, users.store_context, users.store_contextual_telemetry, users.store_behavioral_telemetry, users.consent_updated_at, users.password_changed_at, users.updated_at, users.google_sub
 FROM api_key JOIN users USING (user_id)
 WHERE api_key.key_hash = $1
   AND api_key.revoked_at IS NULL
@@ -76,6 +81,7 @@ func (q *Queries) ApiKeyGetByHash(ctx context.Context, db DBTX, keyHash []byte) 
 		&i.ApiKey.LastUsedAt,
 		&i.ApiKey.ExpiresAt,
 		&i.ApiKey.RevokedAt,
+		&i.ApiKey.Scopes,
 		&i.User.UserID,
 		&i.User.Email,
 		&i.User.Name,
@@ -93,12 +99,13 @@ func (q *Queries) ApiKeyGetByHash(ctx context.Context, db DBTX, keyHash []byte) 
 		&i.User.ConsentUpdatedAt,
 		&i.User.PasswordChangedAt,
 		&i.User.UpdatedAt,
+		&i.User.GoogleSub,
 	)
 	return i, err
 }
 
 const apiKeyListByUser = `-- name: ApiKeyListByUser :many
-SELECT api_key_id, user_id, name, key_hash, prefix, created_at, last_used_at, expires_at, revoked_at FROM api_key WHERE user_id = $1::uuid ORDER BY created_at DESC
+SELECT api_key_id, user_id, name, key_hash, prefix, created_at, last_used_at, expires_at, revoked_at, scopes FROM api_key WHERE user_id = $1::uuid ORDER BY created_at DESC
 `
 
 func (q *Queries) ApiKeyListByUser(ctx context.Context, db DBTX, userID uuid.UUID) ([]ApiKey, error) {
@@ -120,6 +127,7 @@ func (q *Queries) ApiKeyListByUser(ctx context.Context, db DBTX, userID uuid.UUI
 			&i.LastUsedAt,
 			&i.ExpiresAt,
 			&i.RevokedAt,
+			&i.Scopes,
 		); err != nil {
 			return nil, err
 		}
@@ -154,6 +162,7 @@ const apiKeyRevokeAllForUser = `-- name: ApiKeyRevokeAllForUser :execrows
 UPDATE api_key SET revoked_at = now() WHERE user_id = $1::uuid AND revoked_at IS NULL
 `
 
+// Revokes every live key of the user (a password reset or change).
 func (q *Queries) ApiKeyRevokeAllForUser(ctx context.Context, db DBTX, userID uuid.UUID) (int64, error) {
 	result, err := db.Exec(ctx, apiKeyRevokeAllForUser, userID)
 	if err != nil {
@@ -162,11 +171,19 @@ func (q *Queries) ApiKeyRevokeAllForUser(ctx context.Context, db DBTX, userID uu
 	return result.RowsAffected(), nil
 }
 
-const apiKeyTouch = `-- name: ApiKeyTouch :exec
-UPDATE api_key SET last_used_at = now() WHERE api_key_id = $1
+const apiKeyTouch = `-- name: ApiKeyTouch :execrows
+UPDATE api_key SET last_used_at = now()
+WHERE api_key_id = $1
+  AND revoked_at IS NULL
+  AND (expires_at IS NULL OR expires_at > now())
 `
 
-func (q *Queries) ApiKeyTouch(ctx context.Context, db DBTX, apiKeyID uuid.UUID) error {
-	_, err := db.Exec(ctx, apiKeyTouch, apiKeyID)
-	return err
+// Records a use of a live key; 0 rows when the key has been revoked, has
+// expired or is gone since it was read, so a caller can check it again.
+func (q *Queries) ApiKeyTouch(ctx context.Context, db DBTX, apiKeyID uuid.UUID) (int64, error) {
+	result, err := db.Exec(ctx, apiKeyTouch, apiKeyID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }

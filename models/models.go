@@ -23,6 +23,7 @@ type ApiKey struct {
 	LastUsedAt *time.Time `json:"last_used_at"`
 	ExpiresAt  *time.Time `json:"expires_at"`
 	RevokedAt  *time.Time `json:"revoked_at"`
+	Scopes     []string   `json:"scopes"`
 }
 
 type BehavioralTelemetry struct {
@@ -278,4 +279,5 @@ type User struct {
 	ConsentUpdatedAt         *time.Time      `json:"consent_updated_at"`
 	PasswordChangedAt        *time.Time      `json:"password_changed_at"`
 	UpdatedAt                time.Time       `json:"updated_at"`
+	GoogleSub                *string         `json:"google_sub"`
 }

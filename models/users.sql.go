@@ -13,9 +13,9 @@ import (
 )
 
 const userCreate = `-- name: UserCreate :one
-INSERT INTO users (email, name, password_hash, is_oauth_signup, config_id, preference)
-VALUES (lower($1), $2, $3, $4, $5, $6)
-RETURNING user_id, email, name, password_hash, joined_at, is_oauth_signup, verified, verified_at, is_admin, config_id, preference, store_context, store_contextual_telemetry, store_behavioral_telemetry, consent_updated_at, password_changed_at, updated_at
+INSERT INTO users (email, name, password_hash, is_oauth_signup, config_id, preference, google_sub)
+VALUES (lower($1), $2, $3, $4, $5, $6, $7)
+RETURNING user_id, email, name, password_hash, joined_at, is_oauth_signup, verified, verified_at, is_admin, config_id, preference, store_context, store_contextual_telemetry, store_behavioral_telemetry, consent_updated_at, password_changed_at, updated_at, google_sub
 `
 
 type UserCreateParams struct {
@@ -25,8 +25,10 @@ type UserCreateParams struct {
 	IsOauthSignup bool            `json:"is_oauth_signup"`
 	ConfigID      int64           `json:"config_id"`
 	Preference    json.RawMessage `json:"preference"`
+	GoogleSub     *string         `json:"google_sub"`
 }
 
+// google_sub binds a Google account at sign-up (NULL for none).
 func (q *Queries) UserCreate(ctx context.Context, db DBTX, arg UserCreateParams) (User, error) {
 	row := db.QueryRow(ctx, userCreate,
 		arg.Email,
@@ -35,6 +37,7 @@ func (q *Queries) UserCreate(ctx context.Context, db DBTX, arg UserCreateParams)
 		arg.IsOauthSignup,
 		arg.ConfigID,
 		arg.Preference,
+		arg.GoogleSub,
 	)
 	var i User
 	err := row.Scan(
@@ -55,6 +58,7 @@ func (q *Queries) UserCreate(ctx context.Context, db DBTX, arg UserCreateParams)
 		&i.ConsentUpdatedAt,
 		&i.PasswordChangedAt,
 		&i.UpdatedAt,
+		&i.GoogleSub,
 	)
 	return i, err
 }
@@ -157,7 +161,7 @@ func (q *Queries) UserEmailTaken(ctx context.Context, db DBTX, arg UserEmailTake
 }
 
 const userGetByEmail = `-- name: UserGetByEmail :one
-SELECT user_id, email, name, password_hash, joined_at, is_oauth_signup, verified, verified_at, is_admin, config_id, preference, store_context, store_contextual_telemetry, store_behavioral_telemetry, consent_updated_at, password_changed_at, updated_at FROM users WHERE email = lower($1)
+SELECT user_id, email, name, password_hash, joined_at, is_oauth_signup, verified, verified_at, is_admin, config_id, preference, store_context, store_contextual_telemetry, store_behavioral_telemetry, consent_updated_at, password_changed_at, updated_at, google_sub FROM users WHERE email = lower($1)
 `
 
 func (q *Queries) UserGetByEmail(ctx context.Context, db DBTX, email string) (User, error) {
@@ -181,12 +185,44 @@ func (q *Queries) UserGetByEmail(ctx context.Context, db DBTX, email string) (Us
 		&i.ConsentUpdatedAt,
 		&i.PasswordChangedAt,
 		&i.UpdatedAt,
+		&i.GoogleSub,
+	)
+	return i, err
+}
+
+const userGetByGoogleSub = `-- name: UserGetByGoogleSub :one
+SELECT user_id, email, name, password_hash, joined_at, is_oauth_signup, verified, verified_at, is_admin, config_id, preference, store_context, store_contextual_telemetry, store_behavioral_telemetry, consent_updated_at, password_changed_at, updated_at, google_sub FROM users WHERE google_sub = $1::text
+`
+
+// The account bound to a Google account (its subject).
+func (q *Queries) UserGetByGoogleSub(ctx context.Context, db DBTX, googleSub string) (User, error) {
+	row := db.QueryRow(ctx, userGetByGoogleSub, googleSub)
+	var i User
+	err := row.Scan(
+		&i.UserID,
+		&i.Email,
+		&i.Name,
+		&i.PasswordHash,
+		&i.JoinedAt,
+		&i.IsOauthSignup,
+		&i.Verified,
+		&i.VerifiedAt,
+		&i.IsAdmin,
+		&i.ConfigID,
+		&i.Preference,
+		&i.StoreContext,
+		&i.StoreContextualTelemetry,
+		&i.StoreBehavioralTelemetry,
+		&i.ConsentUpdatedAt,
+		&i.PasswordChangedAt,
+		&i.UpdatedAt,
+		&i.GoogleSub,
 	)
 	return i, err
 }
 
 const userGetByID = `-- name: UserGetByID :one
-SELECT user_id, email, name, password_hash, joined_at, is_oauth_signup, verified, verified_at, is_admin, config_id, preference, store_context, store_contextual_telemetry, store_behavioral_telemetry, consent_updated_at, password_changed_at, updated_at FROM users WHERE user_id = $1::uuid
+SELECT user_id, email, name, password_hash, joined_at, is_oauth_signup, verified, verified_at, is_admin, config_id, preference, store_context, store_contextual_telemetry, store_behavioral_telemetry, consent_updated_at, password_changed_at, updated_at, google_sub FROM users WHERE user_id = $1::uuid
 `
 
 func (q *Queries) UserGetByID(ctx context.Context, db DBTX, userID uuid.UUID) (User, error) {
@@ -210,8 +246,30 @@ func (q *Queries) UserGetByID(ctx context.Context, db DBTX, userID uuid.UUID) (U
 		&i.ConsentUpdatedAt,
 		&i.PasswordChangedAt,
 		&i.UpdatedAt,
+		&i.GoogleSub,
 	)
 	return i, err
+}
+
+const userLinkGoogle = `-- name: UserLinkGoogle :execrows
+UPDATE users SET google_sub = $1::text, updated_at = now()
+WHERE user_id = $2::uuid AND google_sub IS NULL
+`
+
+type UserLinkGoogleParams struct {
+	GoogleSub string    `json:"google_sub"`
+	UserID    uuid.UUID `json:"user_id"`
+}
+
+// Binds a Google account to a user that has none; 0 rows when the user
+// already has one (or is gone). A subject bound to another user is a
+// unique violation (users_google_sub_key).
+func (q *Queries) UserLinkGoogle(ctx context.Context, db DBTX, arg UserLinkGoogleParams) (int64, error) {
+	result, err := db.Exec(ctx, userLinkGoogle, arg.GoogleSub, arg.UserID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const userListVerifiedIDs = `-- name: UserListVerifiedIDs :many
@@ -301,7 +359,7 @@ UPDATE users SET
         THEN now() ELSE consent_updated_at END,
     updated_at = now()
 WHERE user_id = $2::uuid
-RETURNING user_id, email, name, password_hash, joined_at, is_oauth_signup, verified, verified_at, is_admin, config_id, preference, store_context, store_contextual_telemetry, store_behavioral_telemetry, consent_updated_at, password_changed_at, updated_at
+RETURNING user_id, email, name, password_hash, joined_at, is_oauth_signup, verified, verified_at, is_admin, config_id, preference, store_context, store_contextual_telemetry, store_behavioral_telemetry, consent_updated_at, password_changed_at, updated_at, google_sub
 `
 
 type UserUpdatePreferenceParams struct {
@@ -331,6 +389,7 @@ func (q *Queries) UserUpdatePreference(ctx context.Context, db DBTX, arg UserUpd
 		&i.ConsentUpdatedAt,
 		&i.PasswordChangedAt,
 		&i.UpdatedAt,
+		&i.GoogleSub,
 	)
 	return i, err
 }
@@ -339,9 +398,12 @@ const userUpdateProfile = `-- name: UserUpdateProfile :one
 UPDATE users SET
     name = coalesce($1, name),
     email = coalesce(lower($2), email),
+    verified = verified AND ($2::text IS NULL OR lower($2) = email),
+    verified_at = CASE WHEN $2::text IS NULL OR lower($2) = email
+                       THEN verified_at END,
     updated_at = now()
 WHERE user_id = $3::uuid
-RETURNING user_id, email, name, password_hash, joined_at, is_oauth_signup, verified, verified_at, is_admin, config_id, preference, store_context, store_contextual_telemetry, store_behavioral_telemetry, consent_updated_at, password_changed_at, updated_at
+RETURNING user_id, email, name, password_hash, joined_at, is_oauth_signup, verified, verified_at, is_admin, config_id, preference, store_context, store_contextual_telemetry, store_behavioral_telemetry, consent_updated_at, password_changed_at, updated_at, google_sub
 `
 
 type UserUpdateProfileParams struct {
@@ -350,7 +412,8 @@ type UserUpdateProfileParams struct {
 	UserID uuid.UUID `json:"user_id"`
 }
 
-// Updates the fields a user may change themselves; NULL keeps a field.
+// Updates the fields a user may change themselves; NULL keeps a field. A
+// new email is not verified: verified and verified_at are cleared with it.
 func (q *Queries) UserUpdateProfile(ctx context.Context, db DBTX, arg UserUpdateProfileParams) (User, error) {
 	row := db.QueryRow(ctx, userUpdateProfile, arg.Name, arg.Email, arg.UserID)
 	var i User
@@ -372,6 +435,7 @@ func (q *Queries) UserUpdateProfile(ctx context.Context, db DBTX, arg UserUpdate
 		&i.ConsentUpdatedAt,
 		&i.PasswordChangedAt,
 		&i.UpdatedAt,
+		&i.GoogleSub,
 	)
 	return i, err
 }

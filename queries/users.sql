@@ -1,6 +1,7 @@
 -- name: UserCreate :one
-INSERT INTO users (email, name, password_hash, is_oauth_signup, config_id, preference)
-VALUES (lower(@email), @name, @password_hash, @is_oauth_signup, @config_id, @preference)
+-- google_sub binds a Google account at sign-up (NULL for none).
+INSERT INTO users (email, name, password_hash, is_oauth_signup, config_id, preference, google_sub)
+VALUES (lower(@email), @name, @password_hash, @is_oauth_signup, @config_id, @preference, sqlc.narg('google_sub'))
 RETURNING *;
 
 -- name: UserGetByID :one
@@ -9,15 +10,30 @@ SELECT * FROM users WHERE user_id = @user_id::uuid;
 -- name: UserGetByEmail :one
 SELECT * FROM users WHERE email = lower(@email);
 
+-- name: UserGetByGoogleSub :one
+-- The account bound to a Google account (its subject).
+SELECT * FROM users WHERE google_sub = @google_sub::text;
+
+-- name: UserLinkGoogle :execrows
+-- Binds a Google account to a user that has none; 0 rows when the user
+-- already has one (or is gone). A subject bound to another user is a
+-- unique violation (users_google_sub_key).
+UPDATE users SET google_sub = @google_sub::text, updated_at = now()
+WHERE user_id = @user_id::uuid AND google_sub IS NULL;
+
 -- name: UserEmailTaken :one
 -- Whether another user than @user_id::uuid has this email (pass uuid.Nil on create).
 SELECT EXISTS (SELECT 1 FROM users WHERE email = lower(@email) AND user_id <> @user_id::uuid)::boolean;
 
 -- name: UserUpdateProfile :one
--- Updates the fields a user may change themselves; NULL keeps a field.
+-- Updates the fields a user may change themselves; NULL keeps a field. A
+-- new email is not verified: verified and verified_at are cleared with it.
 UPDATE users SET
     name = coalesce(sqlc.narg('name'), name),
     email = coalesce(lower(sqlc.narg('email')), email),
+    verified = verified AND (sqlc.narg('email')::text IS NULL OR lower(sqlc.narg('email')) = email),
+    verified_at = CASE WHEN sqlc.narg('email')::text IS NULL OR lower(sqlc.narg('email')) = email
+                       THEN verified_at END,
     updated_at = now()
 WHERE user_id = @user_id::uuid
 RETURNING *;

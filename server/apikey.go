@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/json"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -15,20 +16,54 @@ var timeZero time.Time
 
 // API keys for non-browser clients: `Authorization: Bearer <key>` instead
 // of the auth_token cookie. Only the key's sha256 is stored; the key is
-// shown once, at creation.
+// shown once, at creation. A key holds scopes (auth.AllScopes): completions
+// (the default) or account, or both; managing keys needs the account scope.
 func (s *Server) apiKeyRoutes(api fiber.Router) {
 	g := api.Group("/user/api-keys")
-	g.Post("", s.guard(ClassA), s.apiKeyCreate)
-	g.Get("", s.guard(ClassA), s.apiKeyList)
-	g.Delete("/:id", s.guard(ClassA), s.apiKeyDelete)
+	g.Post("", s.guardAccount(), s.apiKeyCreate)
+	g.Get("", s.guardAccount(), s.apiKeyList)
+	g.Delete("/:id", s.guardAccount(), s.apiKeyDelete)
 }
 
 func apiKeyJSON(k models.ApiKey) fiber.Map {
-	return fiber.Map{"api_key_id": k.ApiKeyID, "name": k.Name, "prefix": k.Prefix, "created_at": k.CreatedAt,
-		"last_used_at": k.LastUsedAt, "expires_at": k.ExpiresAt, "revoked_at": k.RevokedAt}
+	return fiber.Map{"api_key_id": k.ApiKeyID, "name": k.Name, "prefix": k.Prefix, "scopes": k.Scopes,
+		"created_at": k.CreatedAt, "last_used_at": k.LastUsedAt, "expires_at": k.ExpiresAt, "revoked_at": k.RevokedAt}
 }
 
-// POST /api/user/api-keys {name, expires_in_days?}
+// scopesField reads the optional list of scopes of a new key: known scopes,
+// at least one (0 when absent).
+func scopesField(f *fields, name string) auth.ScopeSet {
+	raw, ok := f.get(name, false)
+	if !ok {
+		return 0
+	}
+	var list []any
+	if err := json.Unmarshal(raw, &list); err != nil {
+		f.add("list_type", name, "Input should be a valid list", rawInput(raw), nil)
+		return 0
+	}
+	if len(list) == 0 {
+		f.add("too_short", name, "List should have at least 1 item after validation, not 0", list,
+			map[string]any{"field_type": "List", "min_length": 1, "actual_length": 0})
+		return 0
+	}
+	var names []string
+	for i, v := range list {
+		sc, _ := v.(string)
+		if !auth.KnownScope(sc) {
+			*f.errs = append(*f.errs, fieldError{Type: "literal_error", Loc: append(f.at(name), i),
+				Msg: "Input should be 'completions' or 'account'", Input: v, Ctx: map[string]any{"expected": "'completions' or 'account'"}})
+			continue
+		}
+		names = append(names, sc)
+	}
+	return auth.ScopesOf(names)
+}
+
+// POST /api/user/api-keys {name, expires_in_days?, scopes?}. Only a caller
+// with the account scope gets here (guardAccount), so only such a caller
+// makes a key with it; that caller may grant any scope, since with the
+// account scope it could change the password and sign in anyway.
 func (s *Server) apiKeyCreate(c *fiber.Ctx) error {
 	ctx := c.UserContext()
 	f, err := jsonBody(c)
@@ -37,15 +72,20 @@ func (s *Server) apiKeyCreate(c *fiber.Ctx) error {
 	}
 	name, _ := f.str("name", true, 1, 100)
 	days, hasDays := f.integer("expires_in_days", false, 1)
+	scopes := scopesField(f, "scopes")
 	if err := f.err(); err != nil {
 		return err
 	}
 	p := principal(c)
+	var scopeNames []string // nil: the default
+	if scopes != 0 {
+		scopeNames = scopes.Names()
+	}
 	if _, err := s.loadUser(ctx, p.UserID, MsgAPIKeyError); err != nil {
 		return err
 	}
 	key, hash, display := auth.NewAPIKey()
-	arg := models.ApiKeyCreateParams{UserID: p.UserID, Name: name, KeyHash: hash, Prefix: display}
+	arg := models.ApiKeyCreateParams{UserID: p.UserID, Name: name, KeyHash: hash, Prefix: display, Scopes: scopeNames}
 	if hasDays {
 		exp := time.Now().Add(time.Duration(days) * 24 * time.Hour)
 		arg.ExpiresAt = &exp

@@ -9,7 +9,7 @@ func TestAPIKeys(t *testing.T) {
 	e := newEnv(t, nil)
 	e.signup("k@example.com")
 	c := e.loggedIn("k@example.com")
-	r := c.expect("POST", "/api/user/api-keys", map[string]any{"name": "laptop"}, 201)
+	r := c.expect("POST", "/api/user/api-keys", map[string]any{"name": "laptop", "scopes": []string{"account", "completions"}}, 201)
 	key, _ := r.body["api_key"].(string)
 	id := r.body["key"].(map[string]any)["api_key_id"].(string)
 	if !strings.HasPrefix(key, "c4m_") {

@@ -19,7 +19,7 @@ import (
 	"github.com/code4me/code4me/models"
 )
 
-// Cookie names of the plugin API (spec §1.2).
+// Cookie names of the plugin API, as the plugins send them.
 const (
 	cookieAuth    = "auth_token"
 	cookieSession = "session_token"
@@ -33,7 +33,7 @@ const (
 	headerProject = "X-Project-Token"
 )
 
-// AuthClass is what a route requires of its caller (spec §1.2).
+// AuthClass is what a route requires of its caller.
 type AuthClass int
 
 const (
@@ -56,6 +56,9 @@ type Principal struct {
 	// AuthToken is the login (cookie auth); KeyID the API key (Bearer).
 	AuthToken string
 	KeyID     uuid.UUID
+	// Scopes are what the caller may do: auth.AllScopes for a login, the
+	// key's scopes for an API key (and for a key's session).
+	Scopes auth.ScopeSet
 	// SessionID is the session row (Postgres) and SessionToken its token;
 	// set for ClassS and ClassSP.
 	SessionID    uuid.UUID
@@ -79,15 +82,56 @@ func principal(c *fiber.Ctx) *Principal {
 }
 
 func (p *Principal) parent() auth.Parent {
-	return auth.Parent{UserID: p.UserID, Gen: p.Gen, AuthToken: p.AuthToken, KeyID: p.KeyID}
+	return auth.Parent{UserID: p.UserID, Gen: p.Gen, AuthToken: p.AuthToken, KeyID: p.KeyID, Scopes: p.Scopes}
+}
+
+// can reports whether p holds scope.
+func (p *Principal) can(scope string) bool { return p.Scopes.Has(scope) }
+
+// Messages of a 403 for an API key that lacks the scope a route needs.
+const (
+	MsgAPIKeyNeedsAccount = "This API key cannot manage the account: it lacks the 'account' scope. " +
+		"Sign in with your password, or use a key created with the 'account' scope."
+	MsgAPIKeyNeedsCompletions = "This API key cannot be used for completions, chat, sessions or projects: " +
+		"it lacks the 'completions' scope. Use a key created with the 'completions' scope."
+)
+
+// scopeError is the 403 answered to a caller without scope.
+func scopeError(scope string) error {
+	if scope == auth.ScopeAccount {
+		return fail(fiber.StatusForbidden, MsgAPIKeyNeedsAccount)
+	}
+	return fail(fiber.StatusForbidden, MsgAPIKeyNeedsCompletions)
 }
 
 // guard authenticates the request for class, rate-limits it per user (or
 // per client IP when it carries no valid credentials) and route template,
-// and stores the Principal. The limit is checked before an authentication
-// failure is answered, so guessing tokens is limited too. It works on
-// WebSocket upgrade requests, whose cookies are sent at connect time.
+// and stores the Principal. An API key must hold the completions scope:
+// routes of the account itself use guardAccount. The limit is checked
+// before an authentication failure is answered, so guessing tokens is
+// limited too. It works on WebSocket upgrade requests, whose cookies are
+// sent at connect time.
 func (s *Server) guard(class AuthClass) fiber.Handler {
+	return s.guardRoute(class, auth.ScopeCompletions, false)
+}
+
+// guardAccount is guard(ClassA) for the routes that read or change the
+// account itself (the user, its verification mail, its API keys): an API
+// key needs the account scope, and gets 403 without it.
+func (s *Server) guardAccount() fiber.Handler { return s.guardRoute(ClassA, auth.ScopeAccount, false) }
+
+// guardPublic is guard(ClassNone) for the routes that take a password or
+// create a credential without a login: sign-up, login and password reset.
+// They are counted per client IP whatever cookies the request carries (a
+// throw-away account's login must not buy a fresh budget), and when the
+// count cannot be made (Redis down) the request is refused with 503
+// instead of let through, so an outage never lifts the limit on password
+// guessing.
+func (s *Server) guardPublic() fiber.Handler { return s.guardRoute(ClassNone, "", true) }
+
+// guardRoute is guard with the scope a key needs (none for ClassNone) and
+// whether the rate limit fails closed.
+func (s *Server) guardRoute(class AuthClass, scope string, failClosed bool) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		ctx := c.UserContext()
 		t := &stageTimes{start: time.Now()}
@@ -98,9 +142,17 @@ func (s *Server) guard(class AuthClass) fiber.Handler {
 		var counted *auth.Counted
 		if class != ClassNone {
 			p, counted, authErr = s.authenticate(ctx, c, class)
+			if authErr == nil && !p.can(scope) {
+				authErr = scopeError(scope) // counted against the user first
+			}
 		}
 		t.lap(StageAuth, &lap)
-		err := s.admit(c, class, p, counted, authErr)
+		var err error
+		if failClosed {
+			err = s.rateLimitClosed(c, "ip:"+s.clientIP(c).String())
+		} else {
+			err = s.admit(c, class, p, counted, authErr)
+		}
 		t.lap(StageRateLimit, &lap)
 		if err != nil {
 			return err
@@ -116,7 +168,8 @@ func (s *Server) guard(class AuthClass) fiber.Handler {
 // authErr says why not, or on ClassNone routes) and returns the error to
 // answer, if any: a spent limit (429) wins over authErr. counted is the
 // count taken in the authentication's round trip; without it the request
-// is counted here.
+// is counted here. A request without a Principal is counted against its
+// client IP, whatever cookies it carries.
 func (s *Server) admit(c *fiber.Ctx, class AuthClass, p *Principal, counted *auth.Counted, authErr error) error {
 	if counted != nil {
 		// Counted in the session lookup's round trip.
@@ -127,10 +180,6 @@ func (s *Server) admit(c *fiber.Ctx, class AuthClass, p *Principal, counted *aut
 		subject := "ip:" + s.clientIP(c).String()
 		if p != nil {
 			subject = "u:" + p.UserID.String()
-		} else if class == ClassNone {
-			if l, err := s.tokens.Auth(c.UserContext(), c.Cookies(cookieAuth)); err == nil {
-				subject = "u:" + l.UserID.String()
-			}
 		}
 		if err := s.rateLimit(c, subject); err != nil {
 			return err
@@ -208,7 +257,10 @@ func sessionPrincipal(sess auth.Session, proj auth.Project, class AuthClass, err
 		return nil, err
 	}
 	p := &Principal{UserID: sess.UserID, Gen: sess.Gen, AuthToken: sess.AuthToken, KeyID: sess.KeyID,
-		SessionID: sess.ID, SessionToken: sess.Token}
+		Scopes: sess.Scopes, SessionID: sess.ID, SessionToken: sess.Token}
+	if !p.can(auth.ScopeCompletions) {
+		return nil, scopeError(auth.ScopeCompletions)
+	}
 	if class == ClassSP {
 		p.ProjectID, p.ProjectToken, p.ContextVersion = proj.ProjectID, proj.Token, proj.ContextVersion
 	}
@@ -220,7 +272,7 @@ func (s *Server) authA(ctx context.Context, c *fiber.Ctx) (*Principal, error) {
 	if tok := c.Cookies(cookieAuth); tok != "" {
 		l, err := s.tokens.Auth(ctx, tok)
 		if err == nil {
-			return &Principal{UserID: l.UserID, Gen: l.Gen, AuthToken: strings.Clone(l.Token)}, nil
+			return &Principal{UserID: l.UserID, Gen: l.Gen, AuthToken: strings.Clone(l.Token), Scopes: auth.AllScopes}, nil
 		}
 		if !errors.Is(err, auth.ErrNotFound) {
 			return nil, err
@@ -229,7 +281,7 @@ func (s *Server) authA(ctx context.Context, c *fiber.Ctx) (*Principal, error) {
 	if key := bearer(c); key != "" {
 		o, err := s.apiKeyOwner(ctx, key)
 		if err == nil {
-			return &Principal{UserID: o.UserID, Gen: o.Gen, KeyID: o.KeyID}, nil
+			return &Principal{UserID: o.UserID, Gen: o.Gen, KeyID: o.KeyID, Scopes: o.Scopes}, nil
 		}
 		if !errors.Is(err, auth.ErrNotFound) {
 			return nil, err
@@ -250,7 +302,12 @@ func bearer(c *fiber.Ctx) string {
 // Postgres; revocation and user deletion clear it at once regardless.
 const apiKeyCacheTTL = 5 * time.Minute
 
-// apiKeyOwner checks an API key: the Redis cache, else Postgres.
+// apiKeyOwner checks an API key: the Redis cache, else Postgres. Whoever
+// revokes keys (revokeUser, userDelete) changes Postgres first and bumps
+// the user's generation after; this reads the key, then the generation,
+// then checks the key is still live (ApiKeyTouch), and caches it only
+// then. So a revocation is either seen by that check, or its bump comes
+// after the generation read here and makes the cache entry stale.
 func (s *Server) apiKeyOwner(ctx context.Context, key string) (auth.KeyOwner, error) {
 	if !auth.LooksLikeAPIKey(key) {
 		return auth.KeyOwner{}, auth.ErrNotFound
@@ -268,24 +325,25 @@ func (s *Server) apiKeyOwner(ctx context.Context, key string) (auth.KeyOwner, er
 		}
 		return auth.KeyOwner{}, err
 	}
-	// The generation is read after the row: a deletion committed before the
-	// read removed the row; one after it bumps the generation past ours.
 	gen, err := s.tokens.Gen(ctx, row.User.UserID)
 	if err != nil {
 		return auth.KeyOwner{}, err
 	}
-	o := auth.KeyOwner{KeyID: row.ApiKey.ApiKeyID, UserID: row.User.UserID, Gen: gen}
+	if n, err := s.q.ApiKeyTouch(ctx, s.db, row.ApiKey.ApiKeyID); err != nil {
+		return auth.KeyOwner{}, err
+	} else if n == 0 {
+		return auth.KeyOwner{}, auth.ErrNotFound // revoked since the read
+	}
+	o := auth.KeyOwner{KeyID: row.ApiKey.ApiKeyID, UserID: row.User.UserID, Gen: gen, Scopes: auth.ScopesOf(row.ApiKey.Scopes)}
 	if err := s.tokens.CacheAPIKey(ctx, hash, o, apiKeyCacheTTL); err != nil {
 		return auth.KeyOwner{}, err
-	}
-	if err := s.q.ApiKeyTouch(ctx, s.db, o.KeyID); err != nil {
-		s.log.Warn("api key: touch failed", slog.String("error", err.Error()))
 	}
 	return o, nil
 }
 
 // keySession returns the session of a Bearer API key, creating it on first
-// use; ErrNotFound without a valid key.
+// use; ErrNotFound without a valid key, 403 for a key without the
+// completions scope (which no session is made for).
 func (s *Server) keySession(ctx context.Context, c *fiber.Ctx) (auth.Session, error) {
 	key := bearer(c)
 	if key == "" {
@@ -295,7 +353,10 @@ func (s *Server) keySession(ctx context.Context, c *fiber.Ctx) (auth.Session, er
 	if err != nil {
 		return auth.Session{}, err
 	}
-	p := &Principal{UserID: o.UserID, Gen: o.Gen, KeyID: o.KeyID}
+	p := &Principal{UserID: o.UserID, Gen: o.Gen, KeyID: o.KeyID, Scopes: o.Scopes}
+	if !p.can(auth.ScopeCompletions) {
+		return auth.Session{}, scopeError(auth.ScopeCompletions)
+	}
 	return s.currentOrNewSession(ctx, c, p)
 }
 

@@ -27,6 +27,9 @@ import (
 const (
 	mailKindVerify = "verify"
 	mailKindReset  = "reset"
+	// mailKindEmailChanged is the notice to an account's previous address
+	// (mailArgs.OldEmail) that its email was changed.
+	mailKindEmailChanged = "email_changed"
 	// mailAttempts bounds the tries of one mail (River's backoff grows
 	// with the attempt: the last ones are hours apart).
 	mailAttempts = 10
@@ -34,8 +37,10 @@ const (
 
 // mailArgs is a mail job.
 type mailArgs struct {
-	Mail   string    `json:"mail"` // mailKindVerify or mailKindReset
+	Mail   string    `json:"mail"` // mailKindVerify, mailKindReset or mailKindEmailChanged
 	UserID uuid.UUID `json:"user_id"`
+	// OldEmail is the address a mailKindEmailChanged notice goes to.
+	OldEmail string `json:"old_email,omitempty"`
 }
 
 // Kind is the River job kind.
@@ -60,6 +65,8 @@ func (w *mailWorker) Work(ctx context.Context, job *river.Job[mailArgs]) error {
 		return s.mailVerification(ctx, u)
 	case mailKindReset:
 		return s.mailReset(ctx, u)
+	case mailKindEmailChanged:
+		return s.mailEmailChanged(ctx, u, job.Args.OldEmail)
 	}
 	return river.JobCancel(fmt.Errorf("unknown mail %q", job.Args.Mail))
 }
@@ -109,7 +116,12 @@ func (s *Server) mailOpts() *river.InsertOpts {
 
 // queueMailTx inserts a mail job in tx.
 func (s *Server) queueMailTx(ctx context.Context, tx pgx.Tx, kind string, user uuid.UUID) error {
-	_, err := s.jobs.client.InsertTx(ctx, tx, mailArgs{Mail: kind, UserID: user}, s.mailOpts())
+	return s.queueMailArgsTx(ctx, tx, mailArgs{Mail: kind, UserID: user})
+}
+
+// queueMailArgsTx inserts the mail job args in tx.
+func (s *Server) queueMailArgsTx(ctx context.Context, tx pgx.Tx, args mailArgs) error {
+	_, err := s.jobs.client.InsertTx(ctx, tx, args, s.mailOpts())
 	return err
 }
 

@@ -18,25 +18,37 @@ import (
 	"github.com/code4me/code4me/models"
 )
 
-// defaultPreference is the preference of a new user (spec §3.1).
+// defaultPreference is the preference of a new user.
 var defaultPreference = map[string]any{"store_context": false, "store_contextual_telemetry": true, "store_behavioral_telemetry": true}
 
 func (s *Server) userRoutes(api fiber.Router) {
 	u := api.Group("/user")
-	u.Post("/create", s.guard(ClassNone), s.userCreate)
-	u.Post("/authenticate", s.guard(ClassNone), s.userAuthenticate)
-	u.Get("/get", s.guard(ClassA), s.userGet)
-	u.Put("/update", s.guard(ClassA), s.userUpdate)
-	u.Delete("/delete", s.guard(ClassA), s.userDelete)
-	u.Get("/verify/check", s.guard(ClassA), s.userVerifyCheck)
-	u.Post("/verify/resend", s.guard(ClassA), s.userVerifyResend)
+	u.Post("/create", s.guardPublic(), s.userCreate)
+	u.Post("/authenticate", s.guardPublic(), s.userAuthenticate)
+	u.Get("/get", s.guardAccount(), s.userGet)
+	u.Put("/update", s.guardAccount(), s.userUpdate)
+	u.Delete("/delete", s.guardAccount(), s.userDelete)
+	u.Get("/verify/check", s.guardAccount(), s.userVerifyCheck)
+	u.Post("/verify/resend", s.guardAccount(), s.userVerifyResend)
 	u.Get("/verify/", s.guard(ClassNone), s.userVerify)
-	u.Post("/reset-password/request", s.guard(ClassNone), s.userResetRequest)
-	u.Get("/reset-password/", s.guard(ClassNone), s.userResetForm)
-	u.Post("/reset-password/change", s.guard(ClassNone), s.userResetChange)
+	u.Post("/reset-password/request", s.guardPublic(), s.userResetRequest)
+	u.Get("/reset-password/", s.guardPublic(), s.userResetForm)
+	u.Post("/reset-password/change", s.guardPublic(), s.userResetChange)
 }
 
-// responseUser is ResponseUser of spec §3.0; the password is always
+// Messages of Google sign-in and sign-up refusals.
+const (
+	MsgGoogleEmailUnverified = "Google has not verified this email address, so no account is created with it. " +
+		"Verify the address with Google, or sign up with a password."
+	MsgGoogleNotLinked = "An account with this email exists but is not linked to this Google account. To link them, " +
+		"sign in with your email and password, verify your email address (the link in the verification email), " +
+		"then sign in with Google again; Google must have verified the address too."
+	MsgGoogleLinkedElsewhere = "The account with this email is linked to another Google account. " +
+		"Sign in with that Google account, or with your email and password."
+	MsgGoogleAccountInUse = "This Google account is already linked to another account. Sign in with Google instead."
+)
+
+// responseUser is the user as the plugins read it; the password is always
 // masked.
 func responseUser(u models.User, authToken *string) fiber.Map {
 	var pref any = map[string]any{}
@@ -104,13 +116,19 @@ func (s *Server) userCreate(c *fiber.Ctx) error {
 	if taken {
 		return fail(fiber.StatusConflict, MsgUserAlreadyExists)
 	}
+	var googleSub *string
 	if isOAuth {
-		// S4: an OAuth signup must carry a valid token for this email.
+		// An OAuth signup must carry a valid token for this email, which
+		// Google has verified; the account is bound to the Google account.
 		claims, err := s.oauth.Verify(ctx, token)
 		if err != nil || claims.Email != email {
 			s.logOAuthFailure(err)
 			return fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredJWT)
 		}
+		if !claims.EmailVerified {
+			return fail(fiber.StatusForbidden, MsgGoogleEmailUnverified)
+		}
+		googleSub = &claims.Subject
 	}
 	if ok, err := s.q.ConfigExists(ctx, s.db, configID); err != nil {
 		return internal(MsgCreateUserError, err)
@@ -127,13 +145,16 @@ func (s *Server) userCreate(c *fiber.Ctx) error {
 	err = db.WithTx(ctx, s.db, func(tx pgx.Tx) error {
 		var err error
 		u, err = s.q.UserCreate(ctx, tx, models.UserCreateParams{Email: email, Name: name, PasswordHash: hash,
-			IsOauthSignup: isOAuth, ConfigID: configID, Preference: pref})
+			IsOauthSignup: isOAuth, ConfigID: configID, Preference: pref, GoogleSub: googleSub})
 		if err != nil {
 			return err
 		}
 		return s.queueMailTx(ctx, tx, mailKindVerify, u.UserID)
 	})
 	if err != nil {
+		if db.IsUniqueViolation(err, "users_google_sub_key") {
+			return fail(fiber.StatusConflict, MsgGoogleAccountInUse)
+		}
 		if db.IsUniqueViolation(err, "") {
 			return fail(fiber.StatusConflict, MsgUserAlreadyExists)
 		}
@@ -172,16 +193,12 @@ func (s *Server) userAuthenticate(c *fiber.Ctx) error {
 			return err
 		}
 		claims, err := s.oauth.Verify(ctx, token)
-		if err != nil || !claims.EmailVerified {
+		if err != nil {
 			s.logOAuthFailure(err)
 			return fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredJWT)
 		}
-		u, err = s.q.UserGetByEmail(ctx, s.db, claims.Email)
-		if err != nil {
-			if errors.Is(db.Translate(err), db.ErrNotFound) {
-				return fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredJWT)
-			}
-			return internal(MsgAuthenticateError, err)
+		if u, err = s.googleAccount(ctx, claims); err != nil {
+			return err
 		}
 		msg = MsgAuthenticateOAuth
 	} else {
@@ -220,6 +237,53 @@ func (s *Server) userAuthenticate(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"message": msg, "user": responseUser(u, &l.Token), "config": cfgText})
 }
 
+// googleAccount returns the account that a verified Google ID token signs
+// in to. A Google account is bound to one user by its subject (sub, which
+// never changes): the first sign-in binds it, and every later one finds the
+// user by the subject alone, whatever the Google account's email is now.
+// A first sign-in reaches an existing account by its email only when Google
+// has verified that email and the account's own email is verified too;
+// otherwise whoever controls a Google account with that address (one Google
+// has not verified, or one the account holder never proved was theirs)
+// would take the account over: 409 says how to link instead. No account
+// has the email: 401, as for a bad token (sign up first).
+func (s *Server) googleAccount(ctx context.Context, claims oauth.Claims) (models.User, error) {
+	u, err := s.q.UserGetByGoogleSub(ctx, s.db, claims.Subject)
+	if err == nil {
+		return u, nil
+	}
+	if !errors.Is(db.Translate(err), db.ErrNotFound) {
+		return models.User{}, internal(MsgAuthenticateError, err)
+	}
+	u, err = s.q.UserGetByEmail(ctx, s.db, claims.Email)
+	if err != nil {
+		if errors.Is(db.Translate(err), db.ErrNotFound) {
+			return models.User{}, fail(fiber.StatusUnauthorized, MsgInvalidOrExpiredJWT)
+		}
+		return models.User{}, internal(MsgAuthenticateError, err)
+	}
+	if u.GoogleSub != nil {
+		return models.User{}, fail(fiber.StatusConflict, MsgGoogleLinkedElsewhere)
+	}
+	if !claims.EmailVerified || !u.Verified {
+		return models.User{}, fail(fiber.StatusConflict, MsgGoogleNotLinked)
+	}
+	n, err := s.q.UserLinkGoogle(ctx, s.db, models.UserLinkGoogleParams{GoogleSub: claims.Subject, UserID: u.UserID})
+	switch {
+	case db.IsUniqueViolation(err, "users_google_sub_key"):
+		// Bound to another account meanwhile.
+		return models.User{}, fail(fiber.StatusConflict, MsgGoogleAccountInUse)
+	case err != nil:
+		return models.User{}, internal(MsgAuthenticateError, err)
+	case n == 0:
+		// The account was bound to another Google account meanwhile.
+		return models.User{}, fail(fiber.StatusConflict, MsgGoogleLinkedElsewhere)
+	}
+	s.log.Info("oauth: google account linked", slog.String("user_id", u.UserID.String()))
+	u.GoogleSub = &claims.Subject
+	return u, nil
+}
+
 // GET /api/user/get
 func (s *Server) userGet(c *fiber.Ctx) error {
 	ctx := c.UserContext()
@@ -234,8 +298,15 @@ func (s *Server) userGet(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"message": MsgGetUser, "user": responseUser(u, nil), "config": cfgText})
 }
 
-// PUT /api/user/update. S2 fixed: verified and config_id are applied only
-// for admins, and a new password needs the previous one.
+// PUT /api/user/update. verified and config_id are applied only for
+// admins. A new password or a new email needs the previous password: with
+// a stolen login or API key alone, neither can be changed, so neither can
+// the account be taken over for good. A new email is unverified: a
+// verification mail goes to it and a notice to the previous address. A new
+// password revokes every API key, every session and every login of the
+// user; a caller signed in with a login gets a new one in its place (the
+// auth_token cookie and the answer's user.auth_token), a caller using an
+// API key has to sign in again.
 func (s *Server) userUpdate(c *fiber.Ctx) error {
 	ctx := c.UserContext()
 	f, err := jsonBody(c)
@@ -258,7 +329,8 @@ func (s *Server) userUpdate(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if hasEmail {
+	newEmail := hasEmail && email != u.Email
+	if newEmail {
 		taken, err := s.q.UserEmailTaken(ctx, s.db, models.UserEmailTakenParams{Email: email, UserID: u.UserID})
 		if err != nil {
 			return internal(MsgUpdateUserError, err)
@@ -267,8 +339,7 @@ func (s *Server) userUpdate(c *fiber.Ctx) error {
 			return fail(fiber.StatusConflict, MsgUserAlreadyExists)
 		}
 	}
-	var newHash string
-	if hasPw {
+	if hasPw || newEmail {
 		ok := false
 		if hasPrev {
 			if ok, err = password.Verify(ctx, prev, u.PasswordHash); err != nil {
@@ -278,6 +349,9 @@ func (s *Server) userUpdate(c *fiber.Ctx) error {
 		if !ok {
 			return fail(fiber.StatusUnauthorized, MsgInvalidPreviousPassword)
 		}
+	}
+	var newHash string
+	if hasPw {
 		if newHash, err = password.Hash(ctx, pw); err != nil {
 			return internal(MsgUpdateUserError, err)
 		}
@@ -294,16 +368,30 @@ func (s *Server) userUpdate(c *fiber.Ctx) error {
 		if hasName {
 			np = &name
 		}
-		if hasEmail {
+		if newEmail {
 			ne = &email
 		}
-		if hasName || hasEmail {
+		if hasName || newEmail {
+			// A new email clears verified (the query's rule).
 			if _, err := s.q.UserUpdateProfile(ctx, tx, models.UserUpdateProfileParams{Name: np, Email: ne, UserID: u.UserID}); err != nil {
+				return err
+			}
+		}
+		if newEmail {
+			if err := s.queueMailTx(ctx, tx, mailKindVerify, u.UserID); err != nil {
+				return err
+			}
+			if err := s.queueMailArgsTx(ctx, tx, mailArgs{Mail: mailKindEmailChanged, UserID: u.UserID, OldEmail: u.Email}); err != nil {
 				return err
 			}
 		}
 		if newHash != "" {
 			if err := s.q.UserUpdatePassword(ctx, tx, models.UserUpdatePasswordParams{PasswordHash: newHash, UserID: u.UserID}); err != nil {
+				return err
+			}
+			// With the password, in one commit; revokeUser below ends
+			// the rest once it has committed.
+			if _, err := s.q.ApiKeyRevokeAllForUser(ctx, tx, u.UserID); err != nil {
 				return err
 			}
 		}
@@ -338,15 +426,31 @@ func (s *Server) userUpdate(c *fiber.Ctx) error {
 		}
 		return internal(MsgUpdateUserError, err)
 	}
+	var authToken *string
+	if newHash != "" {
+		if err := s.revokeUser(ctx, u.UserID); err != nil {
+			return internal(MsgUpdateUserError, err)
+		}
+		if p.AuthToken != "" {
+			l, err := s.tokens.IssueAuth(ctx, u.UserID)
+			if err != nil {
+				return internal(MsgUpdateUserError, err)
+			}
+			s.setCookie(c, cookieAuth, l.Token, time.Now().Add(s.cfg.AuthTokenTTL))
+			authToken = &l.Token
+		}
+		s.clearCookie(c, cookieSession)
+		s.clearCookie(c, cookieProject)
+	}
 	u, err = s.loadUser(ctx, u.UserID, MsgUpdateUserError)
 	if err != nil {
 		return err
 	}
-	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"message": MsgUpdateUser, "user": responseUser(u, nil)})
+	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"message": MsgUpdateUser, "user": responseUser(u, authToken)})
 }
 
-// DELETE /api/user/delete?delete_data=. R1 fixed: every token of the user
-// is revoked (one generation bump) before the rows go.
+// DELETE /api/user/delete?delete_data=. Every token of the user is revoked
+// (one generation bump) before the rows go.
 func (s *Server) userDelete(c *fiber.Ctx) error {
 	ctx := c.UserContext()
 	q := queryFields(c)
@@ -370,14 +474,25 @@ func (s *Server) userDelete(c *fiber.Ctx) error {
 		}
 		return internal(MsgDeleteUserError, err)
 	}
+	// Again now that the keys are gone, as apiKeyOwner requires: a key
+	// lookup that read the generation between the first bump and the
+	// delete must not leave a cache entry that outlives the user.
+	if err := s.tokens.RevokeUser(ctx, p.UserID); err != nil {
+		return internal(MsgDeleteUserError, err)
+	}
 	s.clearCookie(c, cookieAuth)
 	s.clearCookie(c, cookieSession)
 	s.clearCookie(c, cookieProject)
 	return c.JSON(fiber.Map{"message": MsgDeleteUser})
 }
 
-// revokeUser ends every session and token of the user (password reset).
+// revokeUser ends every login, session and API key of the user (a
+// password reset or change). The keys are revoked in Postgres before the
+// generation is bumped, as apiKeyOwner requires.
 func (s *Server) revokeUser(ctx context.Context, uid uuid.UUID) error {
+	if _, err := s.q.ApiKeyRevokeAllForUser(ctx, s.db, uid); err != nil {
+		return err
+	}
 	if err := s.tokens.RevokeUser(ctx, uid); err != nil {
 		return err
 	}

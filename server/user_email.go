@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 
 	"context"
 	"github.com/code4me/code4me/internal/auth"
@@ -20,10 +22,13 @@ import (
 	"github.com/code4me/code4me/models"
 )
 
-// Email verification and password reset (spec §3.1, §7.5) with S7 fixed:
-// reset requests answer the same 200 whether or not the email exists (the
-// lookup runs either way; mail goes out in the background), verification
-// tokens work once, and a reset revokes every session and login.
+// Email verification and password reset. Reset requests answer the same
+// 200 whether or not the email exists (the lookup runs either way; mail
+// goes out in the background), verification tokens work once, and a reset
+// revokes every session, login and API key.
+// Both kinds of token name the address they were mailed to and work only
+// while it is still the account's: a link mailed to an address the user
+// has since replaced verifies nothing and resets nothing.
 
 var mailTmpl = template.Must(template.New("").Parse(`
 {{define "verify"}}<html><body><p>Hi {{.Name}},</p><p>Thank you for signing up! Please verify your email address by clicking the button below.</p>
@@ -78,7 +83,7 @@ func render(t *template.Template, name string, data any) string {
 // mailVerification issues a verification token and mails its link
 // (the mail job's work).
 func (s *Server) mailVerification(ctx context.Context, u models.User) error {
-	tok, err := s.tokens.IssueVerification(ctx, u.UserID)
+	tok, err := s.tokens.IssueVerification(ctx, u.UserID, u.Email)
 	if err != nil {
 		return fmt.Errorf("issue verification token: %w", err)
 	}
@@ -113,6 +118,22 @@ func (s *Server) mailReset(ctx context.Context, u models.User) error {
 	return nil
 }
 
+// mailEmailChanged tells oldEmail, the account's previous address, that
+// its email is now u.Email (the mail job's work).
+func (s *Server) mailEmailChanged(ctx context.Context, u models.User, oldEmail string) error {
+	if oldEmail == "" || oldEmail == u.Email {
+		return nil
+	}
+	m, err := mail.EmailChangedEmail(oldEmail, u.Name, u.Email)
+	if err != nil {
+		return river.JobCancel(err)
+	}
+	if err := s.mail.Send(ctx, m); err != nil {
+		return fmt.Errorf("send email-changed notice: %w", err)
+	}
+	return nil
+}
+
 // GET /api/user/verify/check
 func (s *Server) userVerifyCheck(c *fiber.Ctx) error {
 	u, err := s.loadUser(c.UserContext(), principal(c).UserID, MsgGetVerificationError)
@@ -141,15 +162,20 @@ func (s *Server) userVerify(c *fiber.Ctx) error {
 	if err := q.err(); err != nil {
 		return err
 	}
-	uid, err := s.tokens.ConsumeVerification(ctx, tok)
+	uid, email, err := s.tokens.ConsumeVerification(ctx, tok)
 	if errors.Is(err, auth.ErrNotFound) {
 		return fail(fiber.StatusUnauthorized, MsgInvalidVerificationToken)
 	}
 	if err != nil {
 		return internal(MsgVerifyUserError, err)
 	}
-	if _, err := s.loadUser(ctx, uid, MsgVerifyUserError); err != nil {
+	u, err := s.loadUser(ctx, uid, MsgVerifyUserError)
+	if err != nil {
 		return err
+	}
+	if u.Email != email {
+		// Mailed to an address the account no longer has.
+		return fail(fiber.StatusUnauthorized, MsgInvalidVerificationToken)
 	}
 	if err := s.q.UserSetVerified(ctx, s.db, uid); err != nil {
 		return internal(MsgVerifyUserError, err)
@@ -204,7 +230,7 @@ func (s *Server) userResetForm(c *fiber.Ctx) error {
 
 // POST /api/user/reset-password/change (form: token, new_password,
 // confirm_password ignored). The token is used up only by a successful
-// change; every session and login of the user is revoked.
+// change; every session, login and API key of the user is revoked.
 func (s *Server) userResetChange(c *fiber.Ctx) error {
 	ctx := c.UserContext()
 	f := formFields(c)
@@ -214,18 +240,21 @@ func (s *Server) userResetChange(c *fiber.Ctx) error {
 	if err := f.err(); err != nil {
 		return err
 	}
-	uid, _, err := s.tokens.PeekReset(ctx, tok)
+	uid, email, err := s.tokens.PeekReset(ctx, tok)
 	if errors.Is(err, auth.ErrNotFound) {
 		return s.resetPage(c, fiber.StatusUnauthorized, "", MsgInvalidResetToken)
 	}
 	if err != nil {
 		return s.resetFailed(c, err)
 	}
-	if _, err := s.q.UserGetByID(ctx, s.db, uid); err != nil {
+	if u, err := s.q.UserGetByID(ctx, s.db, uid); err != nil {
 		if errors.Is(db.Translate(err), db.ErrNotFound) {
 			return s.resetPage(c, fiber.StatusNotFound, "", MsgUserNotFound)
 		}
 		return s.resetFailed(c, err)
+	} else if u.Email != email {
+		// Mailed to an address the account no longer has.
+		return s.resetPage(c, fiber.StatusUnauthorized, "", MsgInvalidResetToken)
 	}
 	if !passwordOK(pw) {
 		return s.resetPage(c, fiber.StatusUnprocessableEntity, tok, PasswordRuleMsg)
@@ -239,7 +268,14 @@ func (s *Server) userResetChange(c *fiber.Ctx) error {
 	} else if err != nil {
 		return s.resetFailed(c, err)
 	}
-	if err := s.q.UserUpdatePassword(ctx, s.db, models.UserUpdatePasswordParams{PasswordHash: hash, UserID: uid}); err != nil {
+	err = db.WithTx(ctx, s.db, func(tx pgx.Tx) error {
+		if err := s.q.UserUpdatePassword(ctx, tx, models.UserUpdatePasswordParams{PasswordHash: hash, UserID: uid}); err != nil {
+			return err
+		}
+		_, err := s.q.ApiKeyRevokeAllForUser(ctx, tx, uid)
+		return err
+	})
+	if err != nil {
 		return s.resetFailed(c, err)
 	}
 	if err := s.revokeUser(ctx, uid); err != nil {

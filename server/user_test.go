@@ -80,7 +80,7 @@ func TestUserUpdate(t *testing.T) {
 	e.signup("taken@example.com")
 	c := e.loggedIn("up@example.com")
 
-	// S2: verified and config_id cannot be set by the user.
+	// verified and config_id cannot be set by the user.
 	r := c.expect("PUT", "/api/user/update", map[string]any{"name": "Renamed", "verified": true, "config_id": 2, "preference": map[string]any{"store_context": true}}, 201)
 	u := r.body["user"].(map[string]any)
 	if r.msg() != MsgUpdateUser || u["name"] != "Renamed" || u["verified"] != false || u["config_id"] != float64(1) ||
@@ -112,7 +112,7 @@ func TestUserDeleteRevokesEverythingAtOnce(t *testing.T) {
 	c := e.loggedIn("del@example.com")
 	other := e.loggedIn("del@example.com") // a second login of the same user
 	c.expect("POST", "/api/project/create", map[string]any{"project_name": "p"}, 201)
-	key := c.expect("POST", "/api/user/api-keys", map[string]any{"name": "ci"}, 201).body["api_key"].(string)
+	key := c.expect("POST", "/api/user/api-keys", map[string]any{"name": "ci", "scopes": []string{"completions", "account"}}, 201).body["api_key"].(string)
 	bearer := e.client()
 	bearer.header["Authorization"] = "Bearer " + key
 	bearer.expect("GET", "/api/user/get", nil, 200)
@@ -182,7 +182,7 @@ func TestPasswordReset(t *testing.T) {
 	e.mailToken(1, "reset@example.com")
 	c := e.loggedIn("reset@example.com")
 
-	// S7: the same answer whether or not the email exists.
+	// The same answer whether or not the email exists.
 	known := e.client().expect("POST", "/api/user/reset-password/request?email=reset@example.com", nil, 200)
 	unknown := e.client().expect("POST", "/api/user/reset-password/request?email=ghost@example.com", nil, 200)
 	if string(known.raw) != string(unknown.raw) || known.msg() != MsgPasswordResetRequest {
@@ -248,6 +248,9 @@ func TestOAuth(t *testing.T) {
 	if r.msg() != MsgInvalidOrExpiredJWT {
 		t.Fatal(r.msg())
 	}
-	nobody := e.iss.Sign(t, oauthtest.Claims(testClientID, "nobody@example.com"))
+	// Another Google account (its own subject) without an account: 401.
+	nobodyClaims := oauthtest.Claims(testClientID, "nobody@example.com")
+	nobodyClaims["sub"] = "nobody-sub"
+	nobody := e.iss.Sign(t, nobodyClaims)
 	e.client().expect("POST", "/api/user/authenticate", map[string]any{"provider": "google", "token": nobody}, 401)
 }

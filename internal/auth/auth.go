@@ -169,6 +169,9 @@ type Session struct {
 	// for sessions of key-authenticated clients. Exactly one is set.
 	AuthToken string
 	KeyID     uuid.UUID
+	// Scopes are what the session may do: AllScopes for a login's
+	// session, the key's scopes for a key's.
+	Scopes ScopeSet
 }
 
 type sessionEntry struct {
@@ -177,6 +180,16 @@ type sessionEntry struct {
 	Gen  int64     `json:"gen"`
 	Auth string    `json:"auth"`
 	Key  string    `json:"key"`
+	// Scp are a key session's scopes (empty for a login's session).
+	Scp ScopeSet `json:"scp,omitempty"`
+}
+
+// scopes are the scopes of the session e describes.
+func (e sessionEntry) scopes() ScopeSet {
+	if e.Auth != "" {
+		return AllScopes
+	}
+	return e.Scp.orDefault()
 }
 
 // Parent is what a session is acquired with: a login or an API key.
@@ -185,6 +198,9 @@ type Parent struct {
 	Gen       int64
 	AuthToken string
 	KeyID     uuid.UUID
+	// Scopes are the API key's scopes (ignored for a login, which holds
+	// every scope); the key's session keeps them.
+	Scopes ScopeSet
 }
 
 func (p Parent) pointer() string {
@@ -223,7 +239,9 @@ func (s *Store) CreateSession(ctx context.Context, p Parent, sessionID uuid.UUID
 	if p.AuthToken == "" {
 		sess.KeyID = p.KeyID
 		e.Key = p.KeyID.String()
+		e.Scp = p.Scopes.orDefault()
 	}
+	sess.Scopes = e.scopes()
 	b, _ := json.Marshal(e)
 	err := createSession.Run(ctx, s.rdb, []string{"session_token:" + sess.Token, p.pointer()},
 		string(b), ms(s.ttl.Session), sessionID.String(), p.AuthToken, sess.Token).Err()
@@ -437,7 +455,7 @@ func (s *Store) lookupCounted(ctx context.Context, token, projectToken string, w
 	if err := json.Unmarshal([]byte(fmt.Sprint(res[1])), &e); err != nil {
 		return Session{}, Project{}, fmt.Errorf("auth: decode session: %w", err)
 	}
-	sess := Session{Token: token, ID: e.SID, UserID: e.UID, Gen: e.Gen, AuthToken: e.Auth}
+	sess := Session{Token: token, ID: e.SID, UserID: e.UID, Gen: e.Gen, AuthToken: e.Auth, Scopes: e.scopes()}
 	if e.Key != "" {
 		sess.KeyID, _ = uuid.Parse(e.Key)
 	}

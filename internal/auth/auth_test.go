@@ -151,7 +151,7 @@ func TestSessionEndsWithItsLoginOnly(t *testing.T) {
 	if _, err := long.Session(ctx, first.Token); !errors.Is(err, auth.ErrNotFound) {
 		t.Fatalf("session outlived its login: %v", err)
 	}
-	// The other login's session is unaffected (R4).
+	// The other login's session is unaffected.
 	if _, err := long.Session(ctx, second.Token); err != nil {
 		t.Fatalf("another login's session died: %v", err)
 	}
@@ -279,14 +279,14 @@ func TestEmailTokensAreSingleUse(t *testing.T) {
 	s, _ := newStore(t, auth.TTLs{Reset: 300 * time.Millisecond})
 	ctx := context.Background()
 	uid := uuid.New()
-	v, err := s.IssueVerification(ctx, uid)
+	v, err := s.IssueVerification(ctx, uid, "v@example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.ConsumeVerification(ctx, v); err != nil || got != uid {
-		t.Fatalf("first use: %v %v", got, err)
+	if got, email, err := s.ConsumeVerification(ctx, v); err != nil || got != uid || email != "v@example.com" {
+		t.Fatalf("first use: %v %q %v", got, email, err)
 	}
-	if _, err := s.ConsumeVerification(ctx, v); !errors.Is(err, auth.ErrNotFound) {
+	if _, _, err := s.ConsumeVerification(ctx, v); !errors.Is(err, auth.ErrNotFound) {
 		t.Fatal("verification token used twice")
 	}
 	r, _ := s.IssueReset(ctx, uid, "a@example.com")

@@ -16,16 +16,19 @@ type emailEntry struct {
 	Email string    `json:"email,omitempty"`
 }
 
-// IssueVerification creates a single-use email verification token.
-func (s *Store) IssueVerification(ctx context.Context, userID uuid.UUID) (string, error) {
-	return s.issueEmail(ctx, "email_verification:", emailEntry{UID: userID}, s.ttl.Verification)
+// IssueVerification creates a single-use token that verifies email as the
+// user's address.
+func (s *Store) IssueVerification(ctx context.Context, userID uuid.UUID, email string) (string, error) {
+	return s.issueEmail(ctx, "email_verification:", emailEntry{UID: userID, Email: email}, s.ttl.Verification)
 }
 
-// ConsumeVerification returns the user of a verification token and deletes
-// the token, so a link works once (S7).
-func (s *Store) ConsumeVerification(ctx context.Context, token string) (uuid.UUID, error) {
+// ConsumeVerification returns the user and the address of a verification
+// token and deletes the token, so a link works once. The caller verifies
+// the user only while the address is still the user's: a link mailed to an
+// address the user has since replaced must not verify the new one.
+func (s *Store) ConsumeVerification(ctx context.Context, token string) (uuid.UUID, string, error) {
 	e, err := s.readEmail(ctx, "email_verification:", token, true)
-	return e.UID, err
+	return e.UID, e.Email, err
 }
 
 // IssueReset creates a single-use password reset token.

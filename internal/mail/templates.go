@@ -15,6 +15,10 @@ const (
 	PasswordResetSubject = "Reset Your Password"
 )
 
+// EmailChangedSubject is the subject of the notice sent to an account's
+// previous address when its email is changed.
+const EmailChangedSubject = "Your Email Address Was Changed"
+
 // Default token lifetimes, as Code4me V2 had them: a verification link
 // lasts a day, a password reset link 15 minutes.
 const (
@@ -54,6 +58,21 @@ func VerificationEmail(to, name, verifyURL, token string, ttl time.Duration) (Me
 // resetURL with the token, valid for ttl.
 func PasswordResetEmail(to, name, resetURL, token string, ttl time.Duration) (Message, error) {
 	return render(to, PasswordResetSubject, resetText, resetHTML, name, resetURL, token, ttl)
+}
+
+// EmailChangedEmail is the notice sent to the previous address of an
+// account whose email was changed to newEmail: the owner of that address
+// learns of a change they did not make. It carries no link or token.
+func EmailChangedEmail(to, name, newEmail string) (Message, error) {
+	data := struct{ Name, NewEmail string }{name, newEmail}
+	var t, h bytes.Buffer
+	if err := emailChangedText.Execute(&t, data); err != nil {
+		return Message{}, fmt.Errorf("mail: render %s: %w", emailChangedText.Name(), err)
+	}
+	if err := emailChangedHTML.Execute(&h, data); err != nil {
+		return Message{}, fmt.Errorf("mail: render %s: %w", emailChangedHTML.Name(), err)
+	}
+	return Message{To: to, Subject: EmailChangedSubject, Text: t.String(), HTML: h.String()}, nil
 }
 
 func render(to, subject string, text *texttemplate.Template, html *htmltemplate.Template, name, base, token string, ttl time.Duration) (Message, error) {
@@ -120,6 +139,25 @@ var resetHTML = htmltemplate.Must(htmltemplate.New("reset.html").Parse(
 <p>Or copy this link into your browser:<br>{{.Link}}</p>
 <p>This link will expire after {{.Minutes}} minutes.</p>
 <p>If you did not ask to reset your password, you can ignore this email; your password stays as it is.</p>
+</body>
+</html>
+`))
+
+var emailChangedText = texttemplate.Must(texttemplate.New("email-changed.txt").Parse(
+	`Hi {{if .Name}}{{.Name}}{{else}}there{{end}},
+
+The email address of your code4me account was changed to {{.NewEmail}}. Mail about the account, password resets included, now goes to that address.
+
+If you made this change, you can ignore this email. If you did not, someone who knows your password has your account: contact the administrator of your code4me server.
+`))
+
+var emailChangedHTML = htmltemplate.Must(htmltemplate.New("email-changed.html").Parse(
+	`<!DOCTYPE html>
+<html>
+<body style="font-family: Arial, sans-serif; line-height: 1.5; color: #333;">
+<p>Hi {{if .Name}}{{.Name}}{{else}}there{{end}},</p>
+<p>The email address of your code4me account was changed to <strong>{{.NewEmail}}</strong>. Mail about the account, password resets included, now goes to that address.</p>
+<p>If you made this change, you can ignore this email. If you did not, someone who knows your password has your account: contact the administrator of your code4me server.</p>
 </body>
 </html>
 `))

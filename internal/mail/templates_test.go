@@ -44,3 +44,17 @@ func TestTemplatesEscapeName(t *testing.T) {
 		t.Fatalf("reset email: %+v", r)
 	}
 }
+
+func TestEmailChangedEmail(t *testing.T) {
+	m, err := EmailChangedEmail("old@example.com", "Jane", `new+<b>@example.com`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.To != "old@example.com" || m.Subject != EmailChangedSubject ||
+		!strings.Contains(m.Text, "changed to new+<b>@example.com.") || !strings.Contains(m.HTML, "new&#43;&lt;b&gt;@example.com") {
+		t.Fatalf("notice: %+v", m)
+	}
+	if strings.Contains(m.HTML, "<b>@") || strings.Contains(m.Text, "token=") {
+		t.Fatalf("notice escapes nothing or carries a link: %+v", m)
+	}
+}

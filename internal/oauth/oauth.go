@@ -1,10 +1,11 @@
 // Package oauth verifies Google Sign-In ID tokens for the plugin API.
 //
-// A Verifier checks what Google's own libraries check and what the original
-// server left out (spec §11 S4): the RS256 signature against Google's
-// published key set (a JWKS fetched from a configurable URL and cached), the
-// audience, which must equal the configured client id, the issuer, and the
-// expiry. An empty token is rejected. Nothing is trusted from the token's
+// A Verifier checks what Google's own libraries check: the RS256 signature
+// against Google's published key set (a JWKS fetched from a configurable URL
+// and cached), the audience, which must equal the configured client id, the
+// issuer, and the expiry. An empty token is rejected. Claims carry the
+// subject (sub, required: the Google account's stable id) and whether Google
+// has verified the email (email_verified), which sign-in decisions need. Nothing is trusted from the token's
 // header except the key id used to pick a key, and the algorithm must be
 // RS256.
 //

@@ -94,3 +94,33 @@ func TestVerifyDisabledAndUnreachable(t *testing.T) {
 		t.Fatalf("unreachable key set: %v", err)
 	}
 }
+
+// TestClaimsSubjectAndEmailVerified: sign-in binds accounts by sub and
+// trusts an email only when email_verified says so (a bool, or the string
+// Google once sent), so both must come through exactly; a token without a
+// sub is refused.
+func TestClaimsSubjectAndEmailVerified(t *testing.T) {
+	iss := oauthtest.New(t)
+	v := oauth.New(oauth.Options{ClientID: clientID, JWKSURL: iss.URL})
+	for _, tc := range []struct {
+		verified any
+		want     bool
+	}{{true, true}, {"true", true}, {false, false}, {"false", false}, {nil, false}} {
+		c := oauthtest.Claims(clientID, "a@example.com")
+		c["sub"] = "google-sub-42"
+		if tc.verified == nil {
+			delete(c, "email_verified")
+		} else {
+			c["email_verified"] = tc.verified
+		}
+		got, err := v.Verify(context.Background(), iss.Sign(t, c))
+		if err != nil || got.Subject != "google-sub-42" || got.EmailVerified != tc.want {
+			t.Errorf("email_verified %v: claims %+v, %v", tc.verified, got, err)
+		}
+	}
+	c := oauthtest.Claims(clientID, "a@example.com")
+	delete(c, "sub")
+	if _, err := v.Verify(context.Background(), iss.Sign(t, c)); !errors.Is(err, oauth.ErrInvalidToken) {
+		t.Fatalf("token without sub: %v", err)
+	}
+}

@@ -1,5 +1,5 @@
 // Package ratelimit counts requests in Redis so that every server process
-// shares one budget per subject and route (spec §7.4 and §11 A11 fixed).
+// shares one budget per subject and route.
 //
 // The window is fixed per counter: the first request of a subject on a route
 // starts a window of Options.Window (an hour by default) and the counter
@@ -98,8 +98,10 @@ return {n, ttl}
 `)
 
 // Allow counts one request of subject on route and reports whether it is
-// within the limit. On a Redis error the caller decides; the server fails
-// open for availability and logs the error.
+// within the limit. On a Redis error the caller decides: the server lets
+// most routes through and logs the error, and refuses (503) the routes
+// that check passwords without a login, whose limit is what stops
+// password guessing.
 func (l *Limiter) Allow(ctx context.Context, subject, route string) (Result, error) {
 	vals, err := count.Run(ctx, l.rdb, []string{l.Key(route, subject)}, l.o.Window.Milliseconds()).Int64Slice()
 	if err != nil {
