@@ -11,6 +11,10 @@
 #                                  `code4me bench engine` on the
 #                                  qwen2.5-coder-1.5b shape; figures go to $OUT
 #
+# With the device tool: run `prepare` here, then on the lent machine the
+# command `tar -C build -xzf build/gpu.tgz && scripts/gpu-check.sh run` with
+# build/gpu.tgz carried (about 18 MiB) and a 540 s timeout.
+#
 # What travels: the code4me binary and the engine/llama test binary, built for
 # a portable x86-64-v3 CPU level (the GPU machine's CPU is not this one), the
 # ggml source tree of the github.com/ollama/ollama module (the CUDA backend is
