@@ -71,7 +71,8 @@ func (s *Server) apiKeyCreate(c *fiber.Ctx) error {
 		return err
 	}
 	name, _ := f.str("name", true, 1, 100)
-	days, hasDays := f.integer("expires_in_days", false, 1)
+	// An expiry must fit a timestamp; a century is plenty.
+	days, hasDays := f.integerIn("expires_in_days", false, 1, 36500)
 	scopes := scopesField(f, "scopes")
 	if err := f.err(); err != nil {
 		return err

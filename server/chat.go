@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -43,6 +44,10 @@ const titleInstruction = "Before you answer, give a very short 3-6 word title fo
 const untitledChat = "Untitled Chat"
 
 const chatPageSize = 10
+
+// maxChatPage is the last page whose row offset fits the query's int4
+// offset: (maxChatPage-1)*chatPageSize <= MaxInt32. A later page is a 422.
+const maxChatPage = math.MaxInt32/chatPageSize + 1
 
 var titleTag = regexp.MustCompile(`(?s)\[Title\](.*?)\[/Title\]\s*`)
 
@@ -297,7 +302,7 @@ func (s *Server) chatRequestHandler(c *fiber.Ctx) error {
 	return c.JSON(res)
 }
 
-// parsePage reads a page number >= 1.
+// parsePage reads a page number in [1, maxChatPage].
 func parsePage(raw string) (int, error) {
 	n, err := strconv.Atoi(raw)
 	if err != nil {
@@ -306,6 +311,10 @@ func parsePage(raw string) (int, error) {
 	if n < 1 {
 		return 0, &validationError{errs: []fieldError{{Type: "greater_than_equal", Loc: []any{"path", "page_number"},
 			Msg: "Input should be greater than or equal to 1", Input: raw, Ctx: map[string]any{"ge": 1}}}}
+	}
+	if n > maxChatPage {
+		return 0, &validationError{errs: []fieldError{{Type: "less_than_equal", Loc: []any{"path", "page_number"},
+			Msg: fmt.Sprintf("Input should be less than or equal to %d", maxChatPage), Input: raw, Ctx: map[string]any{"le": maxChatPage}}}}
 	}
 	return n, nil
 }

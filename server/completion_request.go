@@ -226,7 +226,16 @@ func (f *fields) integerAt(at []any, i int, el json.RawMessage, min int64) (int6
 	return n, true
 }
 
-// timeList reads a list of instants: RFC 3339 strings or Unix milliseconds.
+// minUnixMilli and maxUnixMilli bound an instant given in Unix
+// milliseconds to the years 1 to 9999, those an RFC 3339 string can name
+// (and Postgres can store).
+const (
+	minUnixMilli = -62135596800000
+	maxUnixMilli = 253402300799999
+)
+
+// timeList reads a list of instants: RFC 3339 strings or Unix milliseconds
+// (years 1 to 9999).
 func (f *fields) timeList(name string) []time.Time {
 	raw, ok := f.get(name, false)
 	if !ok {
@@ -247,7 +256,7 @@ func (f *fields) timeList(name string) []time.Time {
 				continue
 			}
 		case json.Number:
-			if ms, err := v.Int64(); err == nil {
+			if ms, err := v.Int64(); err == nil && ms >= minUnixMilli && ms <= maxUnixMilli {
 				out = append(out, time.UnixMilli(ms))
 				continue
 			}

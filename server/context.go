@@ -33,6 +33,13 @@ type fileChange struct {
 	NewLines   []string `json:"new_lines"`
 }
 
+// maxLine is the largest start or end line a change may name; a larger one
+// is a 422. A change to a file not yet in the context pads it with empty
+// lines up to its end line, so the bound is also what one request can make
+// the server allocate (16 MiB of line headers), and it keeps line numbers
+// inside the int4 columns they are stored in.
+const maxLine = 1 << 20
+
 // fileUpdate is the changes of one file, in request order.
 type fileUpdate struct {
 	file    string
@@ -89,8 +96,8 @@ func parseContextUpdates(f *fields) []fileUpdate {
 						map[string]any{"expected": "'update', 'insert' or 'remove'"})
 				}
 			}
-			start, _ := sub.integer("start_line", true, 0)
-			end, _ := sub.integer("end_line", true, 0)
+			start, _ := sub.integerIn("start_line", true, 0, maxLine)
+			end, _ := sub.integerIn("end_line", true, 0, maxLine)
 			ch.StartLine, ch.EndLine = int(start), int(end)
 			ch.NewLines = sub.strList("new_lines", false)
 			up.changes = append(up.changes, ch)

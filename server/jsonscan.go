@@ -17,6 +17,10 @@ import (
 // functions below, which assume valid JSON and decode exactly as
 // encoding/json does (differential tests in jsonscan_test.go). Anything
 // else falls back to encoding/json, whose errors the 422 answers describe.
+//
+// Like encoding/json, these functions accept invalid UTF-8 inside strings
+// and decode it as U+FFFD; the server refuses such text before it reads a
+// field (unicodeErr), and badUTF8 names the string that holds it.
 
 // jsonObject returns the members of b when b is valid JSON holding an
 // object (validJSON, then splitObject); false otherwise.
@@ -400,4 +404,81 @@ func validNumber(b []byte, i int) int {
 		}
 	}
 	return i
+}
+
+// badUTF8 finds the first string of b, a valid JSON text, that is not
+// valid UTF-8. loc is the path to it: the keys and list indices that lead
+// to a value, ending with the key itself when the key is what is invalid
+// (nil for a text that is one string). text is the string as unquote
+// decodes it. ok is false when b is valid UTF-8. It reads b once: invalid
+// bytes can only sit inside strings in valid JSON, so the string holding
+// the first one is the first whose end lies past it.
+func badUTF8(b []byte) (loc []any, text string, ok bool) {
+	off := firstInvalidUTF8(b)
+	if off < 0 {
+		return nil, "", false
+	}
+	type level struct {
+		obj     bool
+		wantKey bool   // an object expecting a key (after '{' or ',')
+		key     [2]int // an object's current key (span in b)
+		n       int    // a list's current index
+	}
+	var open []level
+	for i := 0; i < len(b); {
+		switch b[i] {
+		case '{':
+			open = append(open, level{obj: true, wantKey: true})
+		case '[':
+			open = append(open, level{})
+		case '}', ']':
+			open = open[:len(open)-1]
+		case ',':
+			if top := &open[len(open)-1]; top.obj {
+				top.wantKey = true
+			} else {
+				top.n++
+			}
+		case '"':
+			end, _ := skipString(b, i)
+			isKey := len(open) > 0 && open[len(open)-1].obj && open[len(open)-1].wantKey
+			if isKey {
+				top := &open[len(open)-1]
+				top.key, top.wantKey = [2]int{i, end}, false
+			}
+			if end > off {
+				loc = make([]any, len(open))
+				for k, l := range open {
+					if l.obj {
+						loc[k], _ = unquote(b[l.key[0]:l.key[1]])
+					} else {
+						loc[k] = l.n
+					}
+				}
+				text, _ = unquote(b[i:end])
+				return loc, text, true
+			}
+			i = end
+			continue
+		}
+		i++
+	}
+	return nil, "", false // cannot happen in valid JSON
+}
+
+// firstInvalidUTF8 is the offset of the first byte of b that is not part
+// of a valid UTF-8 sequence, or -1.
+func firstInvalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		if b[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }

@@ -42,6 +42,7 @@ func TestSplitObjectMatchesEncodingJSON(t *testing.T) {
 // encoding/json on b, a valid JSON text.
 func checkSplit(t *testing.T, b []byte) {
 	t.Helper()
+	checkBadUTF8(t, b)
 	var want map[string]json.RawMessage
 	wantErr := json.Unmarshal(b, &want)
 	got, ok := splitObject(b)
@@ -63,6 +64,85 @@ func checkSplit(t *testing.T, b []byte) {
 		}
 		if gok && gs != ws {
 			t.Fatalf("unquote of %q (key %q)\n got  %q\n want %q", raw, k, gs, ws)
+		}
+	}
+}
+
+// checkBadUTF8 fails t unless badUTF8 finds, in b (a valid JSON text),
+// the string that encoding/json's tokenizer finds first to hold invalid
+// UTF-8, with the same path and the same decoded text.
+func checkBadUTF8(t *testing.T, b []byte) {
+	t.Helper()
+	wantLoc, wantText, wantOK := tokenBadUTF8(b)
+	loc, text, ok := badUTF8(b)
+	if ok != wantOK || ok != !utf8.Valid(b) {
+		t.Fatalf("badUTF8(%q) ok = %v, tokenizer %v", b, ok, wantOK)
+	}
+	if ok && (!reflect.DeepEqual(loc, wantLoc) || text != wantText) {
+		t.Fatalf("badUTF8(%q) = %#v %q, tokenizer %#v %q", b, loc, text, wantLoc, wantText)
+	}
+}
+
+// tokenBadUTF8 is badUTF8 by encoding/json's tokenizer: the path of the
+// first string token (key or value) whose bytes are not valid UTF-8, and
+// the string as encoding/json decodes it.
+func tokenBadUTF8(b []byte) ([]any, string, bool) {
+	type level struct {
+		obj, wantKey bool
+		key          string
+		n            int
+	}
+	var open []level
+	path := func() []any {
+		loc := make([]any, len(open))
+		for i, l := range open {
+			if l.obj {
+				loc[i] = l.key
+			} else {
+				loc[i] = l.n
+			}
+		}
+		return loc
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	prev := int64(0)
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, "", false
+		}
+		// The bytes since the last token: delimiters, space and this one.
+		raw := b[prev:d.InputOffset()]
+		prev = d.InputOffset()
+		s, isString := tok.(string)
+		if n := len(open); n > 0 && open[n-1].obj && open[n-1].wantKey && isString {
+			open[n-1].key, open[n-1].wantKey = s, false
+			if !utf8.Valid(raw) {
+				return path(), s, true
+			}
+			continue
+		}
+		if tok == json.Delim('}') || tok == json.Delim(']') {
+			open = open[:len(open)-1]
+		} else {
+			if n := len(open); n > 0 && !open[n-1].obj {
+				open[n-1].n++
+			}
+			switch tok {
+			case json.Delim('{'):
+				open = append(open, level{obj: true, wantKey: true})
+				continue
+			case json.Delim('['):
+				open = append(open, level{n: -1})
+				continue
+			}
+			if isString && !utf8.Valid(raw) {
+				return path(), s, true
+			}
+		}
+		if n := len(open); n > 0 && open[n-1].obj {
+			open[n-1].wantKey = true // a member's value ended
 		}
 	}
 }

@@ -135,6 +135,10 @@ func New(d Deps) (*Server, error) {
 		ErrorHandler:          s.errorHandler,
 		StrictRouting:         true, // trailing-slash variants are 307s, see redirect.go
 		CaseSensitive:         true,
+
+		// The request line and headers must fit in the read buffer, else
+		// fasthttp answers 431 before any handler runs.
+		ReadBufferSize: d.Config.MaxHeaderBytes,
 	})
 	s.app.Use(s.cors())
 	if err := s.initPlugin(d); err != nil {

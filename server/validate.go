@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/mail"
 	"regexp"
 	"strconv"
@@ -79,6 +80,9 @@ func jsonBytes(body []byte) (*fields, error) {
 	// (jsonscan.go). Anything else takes the slow path, which tells
 	// malformed JSON from a non-object.
 	if m, ok := jsonObject(body); ok {
+		if err := unicodeErr(body); err != nil {
+			return nil, err
+		}
 		f.raw, f.inputRaw = m, body
 		return f, nil
 	}
@@ -125,6 +129,25 @@ const msgNUL = "Text cannot contain the NUL character (\\u0000)"
 
 var errNUL = invalid("string_nul", []any{"body"}, msgNUL, nil)
 
+// msgUnicode refuses a string that is not valid UTF-8. encoding/json would
+// replace each invalid byte with U+FFFD and store text the client never
+// sent; no conforming JSON encoder produces such bytes, so they are
+// refused instead. An escaped unpaired surrogate ("\ud800") is valid
+// JSON that JavaScript's JSON.stringify writes for a lone surrogate in a
+// document; it is read as U+FFFD.
+const msgUnicode = "Input should be a valid string, unable to parse raw data as a unicode string"
+
+// unicodeErr is nil when body, a valid JSON text, is valid UTF-8, else the
+// 422 string_unicode naming the first string (a value or a key) that is
+// not.
+func unicodeErr(body []byte) error {
+	if utf8.Valid(body) {
+		return nil
+	}
+	loc, text, _ := badUTF8(body)
+	return invalid("string_unicode", append([]any{"body"}, loc...), msgUnicode, text)
+}
+
 // escapedNUL reports whether JSON text holds the escape \u0000 (a raw NUL
 // byte is not valid JSON to begin with).
 func escapedNUL(b []byte) bool {
@@ -156,6 +179,12 @@ func kvFields(_ *fiber.Ctx, where string, visit func(func(k, v []byte))) *fields
 		if bytes.IndexByte(v, 0) >= 0 {
 			f.add("string_nul", string(k), msgNUL, nil, nil)
 			return
+		}
+		if !utf8.Valid(v) || !utf8.Valid(k) {
+			// Kept as read (a run of bad bytes as U+FFFD), so the field is
+			// not also reported missing; the error refuses the request.
+			k, v = []byte(strings.ToValidUTF8(string(k), "\uFFFD")), []byte(strings.ToValidUTF8(string(v), "\uFFFD"))
+			f.add("string_unicode", string(k), msgUnicode, string(v), nil)
 		}
 		b, _ := json.Marshal(string(v))
 		f.raw[string(k)] = b
@@ -274,8 +303,14 @@ func plural(n int) string {
 	return "s"
 }
 
-// integer reads an integer >= min.
+// integer reads an integer >= min (and, being an int64, <= MaxInt64:
+// bigint columns and ids).
 func (f *fields) integer(name string, required bool, min int64) (int64, bool) {
+	return f.integerIn(name, required, min, math.MaxInt64)
+}
+
+// integerIn reads an integer in [min, max].
+func (f *fields) integerIn(name string, required bool, min, max int64) (int64, bool) {
 	raw, ok := f.get(name, required)
 	if !ok {
 		return 0, false
@@ -310,6 +345,10 @@ func (f *fields) integer(name string, required bool, min int64) (int64, bool) {
 	}
 	if n < min {
 		f.add("greater_than_equal", name, fmt.Sprintf("Input should be greater than or equal to %d", min), in, map[string]any{"ge": min})
+		return 0, false
+	}
+	if n > max {
+		f.add("less_than_equal", name, fmt.Sprintf("Input should be less than or equal to %d", max), in, map[string]any{"le": max})
 		return 0, false
 	}
 	return n, true

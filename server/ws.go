@@ -6,13 +6,20 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
+
+	"github.com/code4me/code4me/internal/auth"
+	"github.com/code4me/code4me/internal/ratelimit"
 )
 
 // WebSockets (spec §4, with W1–W7 fixed). The three endpoints authenticate
@@ -38,12 +45,30 @@ import (
 //	         "chat_result" | "chat_get_result" | "chat_delete_result",
 //	 "request_id", "status_code", "content"}   content is the HTTP endpoint's body
 //	{"type": "cancelled", "request_id"}         a cancelled or superseded request (nothing stored)
-//	{"type": "error", "request_id", "status_code"?, "error"}
+//	{"type": "error", "request_id", "status_code"?, "error", "retry_after"?}  retry_after: seconds, with a rate limit's 429
 //
 // A new completion_request on a connection cancels the previous one, in the
 // engine too. One goroutine reads each connection; requests run in their
 // own goroutines, writes are serialised, and closing the connection cancels
 // and waits for every request of it.
+//
+// Limits, each answered by an error frame that leaves the connection open:
+//
+//   - Every request frame counts against the rate limit of the HTTP route
+//     it stands for (wsRoutes), for the connection's user, in the Redis
+//     round trip that re-checks the session: over it, status_code 429 and
+//     retry_after (seconds), and the request sends and stores nothing (a
+//     completion_request, which starts before its check returns, is
+//     cancelled then).
+//   - At most WS_MAX_IN_FLIGHT requests of a connection run at once; a
+//     request frame over it gets status_code 429 and starts nothing. A
+//     request stops counting when it ends or is cancelled or superseded, so
+//     a completion_request that supersedes the running one always starts.
+//
+// The handshake is refused with 403 when it carries an Origin header that
+// CORS_ALLOWED_ORIGINS does not list ("*" allows any); editor plugins send
+// none. A frame larger than MAX_BODY_BYTES closes the connection with 1009
+// (message too big) before it is read.
 
 type wsKind int
 
@@ -53,6 +78,24 @@ const (
 	wsContext
 )
 
+// wsRoutes maps each request key to the template of the HTTP route it
+// stands for, whose rate limit it counts against.
+var wsRoutes = map[string]string{
+	"completion_request":        "/api/completion/request",
+	"completion_feedback":       "/api/completion/feedback",
+	"multi_file_context_update": "/api/completion/multi-file-context/update",
+	"chat_request":              "/api/chat/request",
+	"chat_get":                  "/api/chat/get/:page_number",
+	"chat_delete":               "/api/chat/delete/:chat_id",
+}
+
+// MsgTooManyInFlight answers a request frame over WS_MAX_IN_FLIGHT.
+const MsgTooManyInFlight = "Too many requests in flight on this connection. Wait for an answer or cancel a request."
+
+// MsgOriginNotAllowed answers a WebSocket handshake from an origin that
+// CORS_ALLOWED_ORIGINS does not list.
+const MsgOriginNotAllowed = "Origin not allowed"
+
 var wsKeys = map[wsKind][]string{
 	wsCompletion: {"completion_request", "completion_feedback"},
 	wsContext:    {"multi_file_context_update"},
@@ -61,8 +104,8 @@ var wsKeys = map[wsKind][]string{
 
 const (
 	localsWSAuthErr = "code4me.ws.autherr"
+	localsWSIP      = "code4me.ws.ip"
 	wsWriteTimeout  = 10 * time.Second
-	wsReadLimit     = 8 << 20
 )
 
 func (s *Server) wsRoutes(api fiber.Router) {
@@ -71,12 +114,17 @@ func (s *Server) wsRoutes(api fiber.Router) {
 	api.Get("/ws/completion/multi-file-context", s.wsUpgrade, websocket.New(s.wsServe(wsContext)))
 }
 
-// wsUpgrade authenticates and rate-limits the handshake. Only a rate-limit
-// refusal answers HTTP (429); an auth failure is reported on the socket.
+// wsUpgrade checks the Origin, then authenticates and rate-limits the
+// handshake. Only a refused origin (403) and a rate-limit refusal (429)
+// answer HTTP; an auth failure is reported on the socket.
 func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 	if !websocket.IsWebSocketUpgrade(c) {
 		return fiber.ErrUpgradeRequired
 	}
+	if !s.wsOriginAllowed(c.Get(fiber.HeaderOrigin)) {
+		return fail(fiber.StatusForbidden, MsgOriginNotAllowed)
+	}
+	c.Locals(localsWSIP, s.clientIP(c))
 	p, counted, err := s.authenticate(c.UserContext(), c, ClassSP)
 	// The rate limit as guard applies it; the auth failure is answered on
 	// the socket below, not here.
@@ -98,6 +146,23 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 	return c.Next()
 }
 
+// wsOriginAllowed reports whether a handshake with this Origin header may
+// open a WebSocket: one without Origin (editor plugins, any non-browser
+// client) or from an origin CORS_ALLOWED_ORIGINS lists. A page of another
+// site must not open a socket that the browser authenticates with the
+// user's cookies.
+func (s *Server) wsOriginAllowed(origin string) bool {
+	if origin == "" {
+		return true
+	}
+	for _, o := range s.cfg.CORSOrigins {
+		if o == "*" || strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
+			return true
+		}
+	}
+	return false
+}
+
 // wsConn is one connection.
 type wsConn struct {
 	s    *Server
@@ -110,8 +175,13 @@ type wsConn struct {
 
 	wmu sync.Mutex // serialises writes
 
-	mu         sync.Mutex
-	inflight   map[string]context.CancelFunc
+	ip netip.Addr // the client's, counted when a check finds no session
+
+	mu       sync.Mutex
+	inflight map[string]*wsRequest
+	// active counts the requests in inflight that are not ended: what
+	// WS_MAX_IN_FLIGHT bounds.
+	active     int
 	completion string // request id of the running completion_request
 	// p is the Principal the connection's last check gave (at connect,
 	// then with each message), and epoch the count of its project's
@@ -119,6 +189,12 @@ type wsConn struct {
 	// (principalCache.epochOf).
 	p     *Principal
 	epoch ctxEpoch
+}
+
+// wsRequest is one request of a connection in flight.
+type wsRequest struct {
+	cancel context.CancelFunc
+	ended  bool // cancelled, superseded or finished: no longer active
 }
 
 // wsGoroutines counts the goroutines serving WebSockets (connection
@@ -129,7 +205,8 @@ func (s *Server) wsServe(kind wsKind) func(*websocket.Conn) {
 	return func(c *websocket.Conn) {
 		wsGoroutines.Add(1)
 		defer wsGoroutines.Add(-1)
-		w := &wsConn{s: s, c: c, kind: kind, inflight: map[string]context.CancelFunc{}}
+		w := &wsConn{s: s, c: c, kind: kind, inflight: map[string]*wsRequest{}}
+		w.ip, _ = c.Locals(localsWSIP).(netip.Addr)
 		w.ctx, w.cancel = context.WithCancel(context.Background())
 		defer func() {
 			w.cancel()
@@ -151,7 +228,9 @@ func (s *Server) wsServe(kind wsKind) func(*websocket.Conn) {
 		// (principal). The count is read after the connect-time check: an
 		// update in between is caught by the first message's check.
 		w.p, w.epoch = p, w.s.principals.epochOf(p.ProjectID)
-		c.SetReadLimit(wsReadLimit)
+		// A larger frame is refused unread: the reader sends close 1009
+		// and the read fails, which ends the connection.
+		c.SetReadLimit(int64(s.cfg.MaxBodyBytes))
 		for {
 			_, data, err := c.ReadMessage()
 			if err != nil {
@@ -204,6 +283,13 @@ func (w *wsConn) dispatch(data []byte) bool {
 		return true
 	}
 	id := requestID(frame["request_id"])
+	if !w.payloadUTF8(data) {
+		// Text outside the request's payload (its id, a key) is not valid
+		// UTF-8; invalid text inside the payload is the request's 422.
+		w.send(fiber.Map{"type": "error", "request_id": id, "status_code": fiber.StatusUnprocessableEntity,
+			"error": "Invalid websocket request: text is not valid UTF-8"})
+		return true
+	}
 	if raw, ok := frame["cancel"]; ok && truthy(raw) {
 		target := requestID(raw)
 		var obj map[string]json.RawMessage
@@ -223,18 +309,26 @@ func (w *wsConn) dispatch(data []byte) bool {
 		if !ok || !truthy(raw) {
 			continue
 		}
+		if !w.room(id, key) {
+			w.send(fiber.Map{"type": "error", "request_id": id, "status_code": fiber.StatusTooManyRequests, "error": MsgTooManyInFlight})
+			return true
+		}
 		// Each message re-checks the connection's session and project
-		// (they may have ended since connect) and refreshes them. A
+		// (they may have ended since connect), refreshes them and counts
+		// against the HTTP route's rate limit in the same round trip. A
 		// completion starts while they are checked, with the Principal of
 		// the last check; its tokens and result wait for this one
 		// (speculate.go). Other requests start after their check.
 		p := w.principal()
 		var g *authGate
 		if key == "completion_request" {
-			g = w.recheck(p)
-		} else if confirmed, err := w.check(p); err != nil {
+			g = w.recheck(p, key)
+		} else if confirmed, counted, err := w.check(p, key); err != nil {
 			w.refuse(id)
 			return false
+		} else if limit := w.limit(key, counted); !limit.Allowed {
+			w.limited(id, limit)
+			return true
 		} else {
 			p = confirmed
 		}
@@ -249,6 +343,28 @@ func (w *wsConn) dispatch(data []byte) bool {
 // connection ends after it.
 func (w *wsConn) refuse(id string) {
 	w.send(fiber.Map{"type": "error", "request_id": id, "status_code": fiber.StatusUnauthorized, "error": MsgInvalidOrExpiredSession})
+}
+
+// limited answers a request refused by its route's rate limit; the
+// connection stays.
+func (w *wsConn) limited(id string, limit ratelimit.Result) {
+	w.send(fiber.Map{"type": "error", "request_id": id, "status_code": fiber.StatusTooManyRequests,
+		"error": MsgTooManyRequests, "retry_after": limit.RetryAfterSeconds()})
+}
+
+// payloadUTF8 reports whether data, a frame holding a JSON object, is
+// valid UTF-8 outside the payload of its request key: the payload is
+// checked like an HTTP body when the request runs (rawFields).
+func (w *wsConn) payloadUTF8(data []byte) bool {
+	if utf8.Valid(data) {
+		return true
+	}
+	loc, _, _ := badUTF8(data)
+	if len(loc) < 2 {
+		return false // a top-level key or value
+	}
+	key, _ := loc[0].(string)
+	return slices.Contains(wsKeys[w.kind], key)
 }
 
 // principal returns a copy of the Principal of the connection's last
@@ -268,18 +384,30 @@ func (w *wsConn) principal() *Principal {
 
 // check looks the connection's session and project tokens (those of p) up
 // again and returns the Principal they give now, which the connection
-// keeps for its next requests.
-func (w *wsConn) check(p *Principal) (*Principal, error) {
+// keeps for its next requests. The same Redis round trip counts the
+// request against the rate limit of key's HTTP route, as that route's
+// guard does (authSession), and the count is returned (limit gives the
+// verdict).
+func (w *wsConn) check(p *Principal, key string) (*Principal, *auth.Counted, error) {
 	epoch := w.s.principals.epochOf(p.ProjectID)
-	sess, proj, err := w.s.tokens.SessionProject(w.ctx, p.SessionToken, p.ProjectToken)
-	now, err := sessionPrincipal(sess, proj, ClassSP, err)
+	creds := sessionCreds{session: p.SessionToken, project: p.ProjectToken, route: wsRoutes[key], ip: w.ip}
+	now, counted, err := w.s.authSession(w.ctx, creds, ClassSP)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	w.mu.Lock()
 	w.p, w.epoch = now, epoch
 	w.mu.Unlock()
-	return now, nil
+	return now, counted, nil
+}
+
+// limit is the rate limiter's verdict on a request for key counted by
+// check (nil: not counted, allowed).
+func (w *wsConn) limit(key string, counted *auth.Counted) ratelimit.Result {
+	if counted == nil {
+		return ratelimit.Result{Allowed: true}
+	}
+	return w.s.limiter.Result(wsRoutes[key], counted.N, counted.TTL)
 }
 
 // recheck runs check on another goroutine, as the authGate of a request
@@ -288,18 +416,19 @@ func (w *wsConn) check(p *Principal) (*Principal, error) {
 // (errStalePrincipal). A spec without a usable context version (ctxUncached
 // or unknown) read the context from Postgres, so its version is not
 // compared.
-func (w *wsConn) recheck(spec *Principal) *authGate {
+func (w *wsConn) recheck(spec *Principal, key string) *authGate {
 	g := &authGate{spec: spec, done: make(chan struct{}), allowed: true}
 	go func() {
 		defer close(g.done)
 		t0 := time.Now()
-		p, err := w.check(spec)
+		p, counted, err := w.check(spec, key)
 		if err == nil && (spec.ContextVersion == ctxUncached || spec.ContextVersion == "") {
 			cp := *p
 			cp.ContextVersion = spec.ContextVersion
 			p = &cp
 		}
-		g.p, g.err = p, err
+		g.p, g.counted, g.err = p, counted, err
+		g.allowed = w.limit(key, counted).Allowed
 		g.ms = msSince(t0)
 	}()
 	return g
@@ -319,28 +448,59 @@ func requestID(raw json.RawMessage) string {
 
 func (w *wsConn) cancelRequest(id string) {
 	w.mu.Lock()
-	cancel := w.inflight[id]
-	w.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	defer w.mu.Unlock()
+	if r := w.inflight[id]; r != nil {
+		w.end(r)
 	}
+}
+
+// end cancels r, which stops counting as active at once: its goroutine
+// returns as soon as it notices. The caller holds w.mu.
+func (w *wsConn) end(r *wsRequest) {
+	if !r.ended {
+		r.ended = true
+		w.active--
+	}
+	r.cancel()
+}
+
+// room reports whether a request id for key may start without passing
+// WS_MAX_IN_FLIGHT: the requests it would end (the running
+// completion_request, which a new one supersedes, and the request of a
+// reused id) do not count. Only the reader starts requests, so the answer
+// holds until it calls start.
+func (w *wsConn) room(id, key string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.active
+	if r := w.inflight[id]; r != nil && !r.ended {
+		n--
+	}
+	if key == "completion_request" && w.completion != id {
+		if r := w.inflight[w.completion]; r != nil && !r.ended {
+			n--
+		}
+	}
+	return n < w.s.cfg.WSMaxInFlight
 }
 
 // start runs a request in its own goroutine. A completion_request cancels
 // the connection's previous one first.
 func (w *wsConn) start(id, key string, raw json.RawMessage, p *Principal, g *authGate) {
 	ctx, cancel := context.WithCancel(withGate(w.ctx, g))
+	r := &wsRequest{cancel: cancel}
 	w.mu.Lock()
 	if old := w.inflight[id]; old != nil {
-		old() // a reused id replaces its request
+		w.end(old) // a reused id replaces its request
 	}
-	w.inflight[id] = cancel
 	if key == "completion_request" {
 		if prev := w.inflight[w.completion]; prev != nil && w.completion != id {
-			prev()
+			w.end(prev)
 		}
 		w.completion = id
 	}
+	w.inflight[id] = r
+	w.active++
 	w.mu.Unlock()
 	w.wg.Add(1)
 	wsGoroutines.Add(1)
@@ -348,11 +508,11 @@ func (w *wsConn) start(id, key string, raw json.RawMessage, p *Principal, g *aut
 		defer wsGoroutines.Add(-1)
 		defer w.wg.Done()
 		defer func() {
-			cancel()
 			w.mu.Lock()
-			if w.inflight[id] != nil {
+			if w.inflight[id] == r {
 				delete(w.inflight, id)
 			}
+			w.end(r)
 			w.mu.Unlock()
 		}()
 		w.run(ctx, id, key, raw, p)
@@ -416,7 +576,7 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage, p
 	case "chat_get":
 		page := int64(1)
 		if f.has("page_number") {
-			page, _ = f.integer("page_number", false, 1)
+			page, _ = f.integerIn("page_number", false, 1, maxChatPage)
 		}
 		if err = f.err(); err == nil {
 			if content, err = w.s.chatPage(ctx, p, int(page)); err != nil {
@@ -434,6 +594,12 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage, p
 		}
 	}
 	if err := gateFrom(ctx).verdict(); err != nil && !errors.Is(err, errStalePrincipal) {
+		if g := gateFrom(ctx); g.err == nil {
+			// Over the route's rate limit (the verdict's other refusal):
+			// nothing of the request was sent, and the connection stays.
+			w.limited(id, w.limit(key, g.counted))
+			return
+		}
 		// The session or project ended: nothing of the request was sent,
 		// and the connection ends as when a check fails before a request.
 		w.refuse(id)
@@ -487,6 +653,9 @@ func rawFields(raw json.RawMessage) (*fields, error) {
 	}
 	// raw is part of a frame that decoded, so it is valid JSON.
 	if m, ok := splitObject(raw); ok {
+		if err := unicodeErr(raw); err != nil {
+			return nil, err
+		}
 		f.raw, f.inputRaw = m, raw
 		return f, nil
 	}

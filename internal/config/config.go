@@ -28,9 +28,11 @@ type Config struct {
 	DataDir         string   `env:"DATA_DIR" def:"./data" doc:"Directory for private Postgres/Redis data, synthetic models, mail files."`
 	LogLevel        string   `env:"LOG_LEVEL" def:"info" doc:"debug, info, warn or error."`
 	LogFormat       string   `env:"LOG_FORMAT" def:"text" doc:"text or json."`
-	MaxBodyBytes    int      `env:"MAX_BODY_BYTES" def:"4194304" doc:"Largest accepted request body; larger bodies get 413."`
+	MaxBodyBytes    int      `env:"MAX_BODY_BYTES" def:"4194304" doc:"Largest accepted request body; larger bodies get 413. Also the largest WebSocket frame: a larger one closes the connection with 1009 (message too big)."`
+	MaxHeaderBytes  int      `env:"MAX_HEADER_BYTES" def:"32768" doc:"Room for a request's line and headers (16384-1048576); a request that needs more gets 431. Browsers send cookies of up to 4 KiB each and proxies pass 8-16 KiB of headers."`
 	CookieSecure    bool     `env:"COOKIE_SECURE" def:"false" doc:"Set the Secure attribute on cookies (enable behind HTTPS)."`
-	CORSOrigins     []string `env:"CORS_ALLOWED_ORIGINS" def:"http://localhost:3000,http://127.0.0.1:3000" doc:"Comma-separated origins allowed by CORS (credentials allowed)."`
+	CORSOrigins     []string `env:"CORS_ALLOWED_ORIGINS" def:"http://localhost:3000,http://127.0.0.1:3000" doc:"Comma-separated origins allowed by CORS (credentials allowed), * for any. Also the origins allowed to open a WebSocket: a handshake with another Origin header gets 403 (editor plugins send none and are allowed)."`
+	WSMaxInFlight   int      `env:"WS_MAX_IN_FLIGHT" def:"4" doc:"Requests running at once on one WebSocket connection (1-64); a request frame over it gets an error frame (429) and starts nothing. A cancelled or superseded request stops counting at once, so a completion_request that supersedes the running one always starts."`
 	TrustedProxies  []string `env:"TRUSTED_PROXIES" def:"" doc:"Comma-separated proxy IPs/CIDRs whose X-Forwarded-For is trusted for the client IP."`
 
 	// Shutdown
@@ -197,6 +199,12 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 1024 {
 		return bad("MAX_BODY_BYTES", "%d is too small (at least 1024)", c.MaxBodyBytes)
 	}
+	if c.MaxHeaderBytes < 16384 || c.MaxHeaderBytes > 1<<20 {
+		return bad("MAX_HEADER_BYTES", "%d is out of range 16384-1048576", c.MaxHeaderBytes)
+	}
+	if c.WSMaxInFlight < 1 || c.WSMaxInFlight > 64 {
+		return bad("WS_MAX_IN_FLIGHT", "%d is out of range 1-64", c.WSMaxInFlight)
+	}
 	if c.DatabaseURL != "" {
 		u, err := url.Parse(c.DatabaseURL)
 		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
@@ -238,6 +246,9 @@ func (c Config) Validate() error {
 		}
 	}
 	for _, o := range c.CORSOrigins {
+		if o == "*" {
+			continue
+		}
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			return bad("CORS_ALLOWED_ORIGINS", "%q is not an origin like https://example.org", o)
 		}
