@@ -21,22 +21,24 @@ import (
 	"github.com/code4me/code4me/models"
 )
 
-// Chat (spec §3.5 and §7.1, with C1–C7 fixed):
+// Chat, as the Code4me V2 plugins call it, with the original's chat bugs
+// fixed (docs/compatibility.md lists them):
 //
 //   - the prompt uses the model's own chat template (GGUF
 //     tokenizer.chat_template, rendered by the engine); a model without one
 //     the backend recognises gets ChatML for qwen and generic models and a
-//     plain "### Role" layout for other families (C3);
+//     plain "### Role" layout for other families;
 //   - messages, prefix, suffix, selected text and completions are redacted
-//     (S5); the context files are rendered as text, never as list reprs (C1);
+//     like code; the context files are rendered as text, never as list reprs;
 //   - each model's prompt is built from the request alone, so parallel
-//     models cannot see each other's edits (C7);
+//     models cannot see each other's edits;
 //   - every turn's messages are stored, so the history shows what the user
 //     wrote, with the turn's real time, whether or not the context was
-//     stored (C2, C4); a page below 1 is a 422;
+//     stored; a page below 1 is a 422;
 //   - deleting a chat deletes its queries, generations and messages.
 
-// defaultSystemPrompt is the seeded models.systemPrompt (spec §5.2).
+// defaultSystemPrompt is the system prompt Code4me V2 seeded for its chat
+// models, kept so that studies compare like with like.
 const defaultSystemPrompt = "You are a helpful assistant that provides information and answers questions to the best of your ability. Please respond in a clear and concise manner."
 
 const titleInstruction = "Before you answer, give a very short 3-6 word title for the user's question inside [Title] tags, for example: [Title] How to use Python? [/Title]"

@@ -11,7 +11,7 @@ import (
 )
 
 // This file parses and validates the request bodies of the completion and
-// chat endpoints (spec §3.0) into typed values. Telemetry ids are checked
+// chat endpoints into typed values. Telemetry ids are checked
 // against the lookup tables later, in one round trip (checkTelemetry).
 
 // contextData is ContextData.

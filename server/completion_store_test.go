@@ -30,7 +30,7 @@ func TestCompletionStoreOverlapped(t *testing.T) {
 	if st.overlapped.Load() != 1 || st.single.Load() != 0 || st.discarded.Load() != 0 {
 		t.Fatalf("overlapped %d, single %d, discarded %d", st.overlapped.Load(), st.single.Load(), st.discarded.Load())
 	}
-	// Feedback right after the response finds the generation (T6).
+	// Feedback right after the response finds the generation.
 	c.expect("POST", "/api/completion/feedback", map[string]any{"meta_query_id": mq, "model_id": coder, "was_accepted": true}, 200)
 }
 

@@ -52,7 +52,7 @@ func TestCompletionRequestAndFeedback(t *testing.T) {
 		t.Fatal("context stored without store_context")
 	}
 
-	// Feedback immediately after the response (T6), twice: acceptance is
+	// Feedback immediately after the response, twice: acceptance is
 	// overwritten, shown_at appended, ground truths accumulate.
 	fb := map[string]any{"meta_query_id": mq, "model_id": coder, "was_accepted": true, "ground_truth": "a + b",
 		"shown_at": []string{"2026-01-02T03:04:05Z"}}
@@ -79,7 +79,7 @@ func TestCompletionRequestAndFeedback(t *testing.T) {
 }
 
 // TestCompletionMultiModel: several models run; an unknown id, a failing
-// model and a chat model give error items while the others answer (T5,
+// model and a chat model give error items while the others answer (
 // T7); duplicates are answered once; only answers are stored.
 func TestCompletionMultiModel(t *testing.T) {
 	e := newPluginEnv(t, nil)
@@ -221,7 +221,7 @@ func TestCompletionOwnerOnly(t *testing.T) {
 }
 
 // TestCompletionStorageFlags: with every store flag false the request
-// succeeds (the original's T6 500) and stores only the query and
+// succeeds (Code4me V2 answered 500) and stores only the query and
 // generations; the user's consent overrides a request's yes.
 func TestCompletionStorageFlags(t *testing.T) {
 	e := newPluginEnv(t, nil)

@@ -20,10 +20,11 @@ import (
 	"github.com/code4me/code4me/models"
 )
 
-// The project's multi-file context (spec §7.2) lives in Postgres:
+// The project's multi-file context lives in Postgres:
 // project_context_file holds each file's current, redacted lines and the
 // number of changes applied to it; project_context_change the redacted
-// change log. Lines are strings and stay strings (no R3 coercion).
+// change log. Lines are strings and stay strings (Code4me V2 turned a line such as
+// "1" or "null" into a number or null, and every later update failed).
 
 // fileChange is FileContextChangeData.
 type fileChange struct {
@@ -131,7 +132,7 @@ func (f *fields) strList(name string, required bool) []string {
 	return out
 }
 
-// applyChanges applies one file's changes (spec §7.2 steps 1–3): sorted by
+// applyChanges applies one file's changes as Code4me V2 did: sorted by
 // start line descending (stable), with Python slice semantics (0-based,
 // end-exclusive, out-of-range indices clamp). A new file starts as as many
 // empty lines as the largest end line of its non-insert changes.

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestApplyChanges is spec §7.2's algorithm as a table.
+// TestApplyChanges is the line-edit algorithm of the context update as a table.
 func TestApplyChanges(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -38,7 +38,7 @@ func TestApplyChanges(t *testing.T) {
 	}
 }
 
-// TestMultiFileContext: updates follow §7.2, lines stay strings (no R3
+// TestMultiFileContext: updates edit lines, lines stay strings (no JSON
 // coercion), secrets are redacted in the files and the change log with the
 // line count kept, and a completion uses the context with its file names
 // and records which state of each file it saw.
@@ -59,7 +59,7 @@ func TestMultiFileContext(t *testing.T) {
 	if !reflect.DeepEqual(data["file1.py"], []any{"import numpy as npp", "np.array([1,2,3])", ""}) || !reflect.DeepEqual(data["old.py"], []any{"old line"}) {
 		t.Fatalf("data = %s", r.raw)
 	}
-	// JSON-looking lines stay strings, and later updates still work (R3).
+	// JSON-looking lines stay strings, and later updates still work.
 	r = c.expect("POST", path, map[string]any{"context_updates": map[string]any{"vals.txt": []any{
 		map[string]any{"change_type": "insert", "start_line": 0, "end_line": 0, "new_lines": []string{"1", "true", "null", "{}", "[]", `"x"`}}}}}, 200)
 	r = c.expect("POST", path, map[string]any{"context_updates": map[string]any{"vals.txt": []any{

@@ -109,8 +109,8 @@ func (c *ctxCache) put(project uuid.UUID, version string, files []contextFile) {
 	}
 }
 
-// pick chooses a request's files from a project's files (spec §6.1 step
-// 4): none for an empty list; every file but the current one for ["*"];
+// pick chooses a request's files from a project's files (as Code4me V2
+// did): none for an empty list; every file but the current one for ["*"];
 // otherwise the named files that exist, in the order named, once each.
 func pick(all []contextFile, current string, want []string) []contextFile {
 	if len(want) == 0 {

@@ -15,7 +15,7 @@ import (
 	"github.com/code4me/code4me/internal/db"
 )
 
-// Emails are River jobs (DESIGN.md: River carries what must survive). A
+// Emails are River jobs: River carries work that must survive a restart. A
 // sign-up inserts its verification mail in the same transaction as the
 // user, so a user never exists without it; a mail that SMTP refuses is
 // retried with backoff, by whichever server process is running, even

@@ -21,7 +21,7 @@ type RegisteredModel struct {
 	Name   string // the engine's model name, also model.name
 	Family engine.Family
 	// Chat marks an instruction-tuned model: it serves /api/chat and is
-	// refused (an error item) by /api/completion (spec §11 T7).
+	// refused (an error item) by /api/completion, by the model's flag, not its name.
 	Chat      bool
 	Synthetic bool
 	SHA256    string

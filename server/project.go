@@ -33,7 +33,8 @@ func (s *Server) loginSession(ctx context.Context, p *Principal, errMsg string) 
 
 // POST /api/project/create: creates the project with the caller as owner,
 // activates it in the caller's session and answers a random project token
-// (S1) and, for clients that activate it later, the project id.
+// (never the project id itself) and, for clients that activate it later,
+// the project id.
 func (s *Server) projectCreate(c *fiber.Ctx) error {
 	ctx := c.UserContext()
 	f, err := jsonBody(c)
@@ -74,7 +75,7 @@ func (s *Server) projectCreate(c *fiber.Ctx) error {
 	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"message": MsgCreateProject, "project_token": pt.Token, "project_id": proj.ProjectID})
 }
 
-// PUT /api/project/activate: S3 fixed, only members may activate a
+// PUT /api/project/activate: only members may activate a
 // project. A project that does not exist and one the caller is not a
 // member of get the same answer, so ids cannot be probed.
 func (s *Server) projectActivate(c *fiber.Ctx) error {

@@ -32,7 +32,7 @@ func TestProjects(t *testing.T) {
 	}
 	owner.expect("GET", "/test/sp", nil, 200)
 
-	// S3: a non-member cannot activate the project, and a made-up id gets
+	// A non-member cannot activate the project, and a made-up id gets
 	// the same answer.
 	intruder := e.loggedIn("intruder@example.com")
 	r = intruder.expect("PUT", "/api/project/activate", map[string]any{"project_id": pid}, 401)

@@ -7,8 +7,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 )
 
-// Trailing slashes (spec §1.1): every route has one canonical path, listed
-// in spec §3 (most without a trailing slash; /api/user/verify/,
+// Trailing slashes: every route has one canonical path, as Code4me V2 listed
+// them (most without a trailing slash; /api/user/verify/,
 // /api/user/reset-password/ and /api/session/deactivate/ with one). The app
 // routes strictly, so the other variant finds no route, and the error
 // handler answers it with 307 to the canonical path, query string kept, so

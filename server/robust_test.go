@@ -163,7 +163,7 @@ func TestWSMalformedFramesKeepConnection(t *testing.T) {
 				t.Fatalf("%s: reply to %.40q is not a JSON object: %.100s", path, f, data)
 			}
 			// An error frame, or a result frame with a 4xx status_code
-			// (spec §4: validation errors come as the request's result).
+			// (validation errors come as the request's result frame).
 			if code, _ := reply["status_code"].(float64); reply["type"] != "error" && reply["error"] == nil && (code < 400 || code >= 500) {
 				t.Errorf("%s: frame %.40q got %.200s; want an error frame or a 4xx result", path, f, data)
 			}

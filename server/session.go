@@ -16,7 +16,8 @@ func (s *Server) sessionRoutes(api fiber.Router) {
 }
 
 // GET /api/session/acquire: the login's live session, or a new one. One
-// session per login (R2); every authenticated use extends it.
+// session per login (not one per user shared by every device); every
+// authenticated use extends it.
 func (s *Server) sessionAcquire(c *fiber.Ctx) error {
 	ctx := c.UserContext()
 	p := principal(c)

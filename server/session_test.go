@@ -18,7 +18,7 @@ func TestSessionAcquireAndDeactivate(t *testing.T) {
 	if r.msg() != MsgAcquireSession || tok == "" || c.cookies["session_token"] != tok {
 		t.Fatalf("acquire = %s", r.raw)
 	}
-	// The same login gets the same session; another login its own (R2).
+	// The same login gets the same session; another login its own.
 	if again := c.expect("GET", "/api/session/acquire", nil, 200).body["session_token"]; again != tok {
 		t.Fatal("acquire made a second session for one login")
 	}

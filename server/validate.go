@@ -431,7 +431,7 @@ func normalizeEmail(s string) (string, error) {
 
 var passwordRule = regexp.MustCompile(`^\S{8,}$`)
 
-// PasswordRuleMsg is the message of spec §3.0's password rule.
+// PasswordRuleMsg is the message of the password rule, worded as Code4me V2's.
 const PasswordRuleMsg = "Password must be at least 8 characters long, contain at least one uppercase letter, one lowercase letter, and one digit."
 
 // passwordOK applies the rule ^(?=.*[A-Z])(?=.*[a-z])(?=.*\d)\S{8,}$.
@@ -441,7 +441,7 @@ func passwordOK(p string) bool {
 }
 
 // password reads a password and applies the rule. The input is never
-// echoed in the error (unlike the original, §3.1 reset-password/change).
+// echoed in the error (Code4me V2's reset-password/change echoed it).
 func (f *fields) password(name string, required bool, max int) (string, bool) {
 	s, ok := f.str(name, required, 0, max)
 	if !ok {

@@ -69,7 +69,7 @@ func waitWSGoroutines(t *testing.T) {
 }
 
 // TestWSAuth: without valid cookies the handshake succeeds, then one
-// {"error"} frame and a normal close (spec §4.1); a plain GET is 426.
+// {"error"} frame and a normal close, as Code4me V2 did; a plain GET is 426.
 func TestWSAuth(t *testing.T) {
 	e := newPluginEnv(t, nil)
 	addr := e.listen()

@@ -312,7 +312,7 @@ func TestChatQueries(t *testing.T) {
 			t.Fatalf("store chat turn: %v", err)
 		}
 	}
-	// Ground truth is accepted for chat queries too (spec C5).
+	// Ground truth is accepted for chat queries too (Code4me V2 lost it).
 	ok(q.GroundTruthCreate(ctx, pool, models.GroundTruthCreateParams{MetaQueryID: turns[0], GroundTruth: "used it"})).get(t)
 
 	page := ok(q.ChatGetPage(ctx, pool, models.ChatGetPageParams{UserID: f.user.UserID, ProjectID: f.project.ProjectID, PageSize: 10, PageOffset: 0})).get(t)
