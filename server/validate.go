@@ -14,6 +14,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
+
+	"github.com/code4me/code4me/internal/jsonscan"
 )
 
 // fieldError is one entry of a 422 answer, in FastAPI's shape:
@@ -77,9 +79,9 @@ func jsonBytes(body []byte) (*fields, error) {
 		return nil, errNUL
 	}
 	// Fast path: valid JSON holding an object is checked once and split
-	// (jsonscan.go). Anything else takes the slow path, which tells
+	// (internal/jsonscan). Anything else takes the slow path, which tells
 	// malformed JSON from a non-object.
-	if m, ok := jsonObject(body); ok {
+	if m, ok := jsonscan.Object(body); ok {
 		if err := unicodeErr(body); err != nil {
 			return nil, err
 		}
@@ -112,7 +114,7 @@ func jsonErrorPos(body []byte, d *json.Decoder, err error) int {
 	case errors.As(err, &se):
 		off = int(se.Offset) - 1 // Offset counts the offending byte
 	case err == nil:
-		off = skipSpace(body, int(d.InputOffset()))
+		off = jsonscan.SkipSpace(body, int(d.InputOffset()))
 	}
 	return utf8.RuneCount(body[:min(max(off, 0), len(body))])
 }
@@ -144,7 +146,7 @@ func unicodeErr(body []byte) error {
 	if utf8.Valid(body) {
 		return nil
 	}
-	loc, text, _ := badUTF8(body)
+	loc, text, _ := jsonscan.BadUTF8(body)
 	return invalid("string_unicode", append([]any{"body"}, loc...), msgUnicode, text)
 }
 
@@ -202,7 +204,7 @@ func (f *fields) object(name string, required bool) *fields {
 	}
 	sub := &fields{loc: f.at(name), errs: f.errs}
 	// raw is part of a valid document, checked when it was read.
-	if m, ok := splitObject(raw); ok {
+	if m, ok := jsonscan.Split(raw); ok {
 		sub.raw = m
 	} else if err := json.Unmarshal(raw, &sub.raw); err != nil || sub.raw == nil {
 		var input any
@@ -277,7 +279,7 @@ func (f *fields) str(name string, required bool, min, max int) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	s, ok := unquote(raw)
+	s, ok := jsonscan.Unquote(raw)
 	if !ok {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			f.add("string_type", name, "Input should be a valid string", rawInput(raw), nil)

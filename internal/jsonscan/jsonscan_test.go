@@ -1,4 +1,4 @@
-package server
+package jsonscan
 
 import (
 	"bytes"
@@ -21,9 +21,9 @@ var jsonCorpus = []string{
 	`[]`, `"str"`, `12`, `null`, `true`, `[{"a":1}]`, `{"a":[]} `, `{"":""}`, `{"a":"` + strings.Repeat(`x\"`, 300) + `"}`,
 }
 
-// TestSplitObjectMatchesEncodingJSON: on valid JSON, splitObject accepts
+// TestSplitObjectMatchesEncodingJSON: on valid JSON, Split accepts
 // exactly the objects and gives the same members as encoding/json, and
-// unquote decodes every string value exactly as encoding/json does.
+// Unquote decodes every string value exactly as encoding/json does.
 func TestSplitObjectMatchesEncodingJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	docs := append([]string{}, jsonCorpus...)
@@ -38,52 +38,52 @@ func TestSplitObjectMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-// checkSplit fails t unless splitObject and unquote agree with
+// checkSplit fails t unless Split and Unquote agree with
 // encoding/json on b, a valid JSON text.
 func checkSplit(t *testing.T, b []byte) {
 	t.Helper()
 	checkBadUTF8(t, b)
 	var want map[string]json.RawMessage
 	wantErr := json.Unmarshal(b, &want)
-	got, ok := splitObject(b)
+	got, ok := Split(b)
 	if ok != (wantErr == nil && want != nil) {
-		t.Fatalf("splitObject(%q) ok = %v, encoding/json err %v map %v", b, ok, wantErr, want)
+		t.Fatalf("Split(%q) ok = %v, encoding/json err %v map %v", b, ok, wantErr, want)
 	}
 	if !ok {
 		return
 	}
 	if !reflect.DeepEqual(normalise(got), normalise(want)) {
-		t.Fatalf("splitObject(%q)\n got  %q\n want %q", b, got, want)
+		t.Fatalf("Split(%q)\n got  %q\n want %q", b, got, want)
 	}
 	for k, raw := range got {
 		var ws string
 		werr := json.Unmarshal(raw, &ws)
-		gs, gok := unquote(raw)
+		gs, gok := Unquote(raw)
 		if gok != (werr == nil && raw[0] == '"') {
-			t.Fatalf("unquote(%q) ok = %v, encoding/json err %v", raw, gok, werr)
+			t.Fatalf("Unquote(%q) ok = %v, encoding/json err %v", raw, gok, werr)
 		}
 		if gok && gs != ws {
-			t.Fatalf("unquote of %q (key %q)\n got  %q\n want %q", raw, k, gs, ws)
+			t.Fatalf("Unquote of %q (key %q)\n got  %q\n want %q", raw, k, gs, ws)
 		}
 	}
 }
 
-// checkBadUTF8 fails t unless badUTF8 finds, in b (a valid JSON text),
+// checkBadUTF8 fails t unless BadUTF8 finds, in b (a valid JSON text),
 // the string that encoding/json's tokenizer finds first to hold invalid
 // UTF-8, with the same path and the same decoded text.
 func checkBadUTF8(t *testing.T, b []byte) {
 	t.Helper()
 	wantLoc, wantText, wantOK := tokenBadUTF8(b)
-	loc, text, ok := badUTF8(b)
+	loc, text, ok := BadUTF8(b)
 	if ok != wantOK || ok != !utf8.Valid(b) {
-		t.Fatalf("badUTF8(%q) ok = %v, tokenizer %v", b, ok, wantOK)
+		t.Fatalf("BadUTF8(%q) ok = %v, tokenizer %v", b, ok, wantOK)
 	}
 	if ok && (!reflect.DeepEqual(loc, wantLoc) || text != wantText) {
-		t.Fatalf("badUTF8(%q) = %#v %q, tokenizer %#v %q", b, loc, text, wantLoc, wantText)
+		t.Fatalf("BadUTF8(%q) = %#v %q, tokenizer %#v %q", b, loc, text, wantLoc, wantText)
 	}
 }
 
-// tokenBadUTF8 is badUTF8 by encoding/json's tokenizer: the path of the
+// tokenBadUTF8 is BadUTF8 by encoding/json's tokenizer: the path of the
 // first string token (key or value) whose bytes are not valid UTF-8, and
 // the string as encoding/json decodes it.
 func tokenBadUTF8(b []byte) ([]any, string, bool) {
@@ -215,34 +215,8 @@ func randomString(rng *rand.Rand) string {
 	return b.String()
 }
 
-// TestJSONBytesFastPathSameFields: a completion body read through the
-// fast path gives the same request as one whose strings all carry
-// escapes (the decoder's slow path inside unquote).
-func TestJSONBytesFastPathSameFields(t *testing.T) {
-	prefix := "func f() {\n\treturn \"é\\u\" // \xff\n"
-	body, _ := json.Marshal(map[string]any{"model_ids": []int{1, 2}, "context": map[string]any{"prefix": prefix, "suffix": "}", "file_name": "a.go",
-		"selected_text": "", "context_files": []string{"x.go"}}, "contextual_telemetry": map[string]any{"version_id": 1, "trigger_type_id": 2, "language_id": 3},
-		"behavioral_telemetry": map[string]any{}, "store_context": true})
-	f, err := jsonBytes(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := parseCompletionRequest(f)
-	if err := f.err(); err != nil {
-		t.Fatal(err)
-	}
-	want := strings.ToValidUTF8(prefix, "\uFFFD")
-	if r.Context.Prefix != want || r.Context.Suffix != "}" || !reflect.DeepEqual(r.ModelIDs, []int64{1, 2}) ||
-		!reflect.DeepEqual(r.Context.ContextFiles, []string{"x.go"}) || r.Contextual == nil || r.Contextual.LanguageID != 3 {
-		t.Fatalf("parsed %+v, context %+v", r, r.Context)
-	}
-	if !utf8.ValidString(r.Context.Prefix) {
-		t.Fatal("prefix is not valid UTF-8")
-	}
-}
-
-// FuzzSplitObject: on any valid JSON text, splitObject and unquote agree
-// with encoding/json (`go test -fuzz FuzzSplitObject ./server/`).
+// FuzzSplitObject: on any valid JSON text, Split and Unquote agree
+// with encoding/json (`go test -fuzz FuzzSplitObject ./internal/jsonscan/`).
 func FuzzSplitObject(f *testing.F) {
 	for _, doc := range jsonCorpus {
 		f.Add([]byte(doc))
@@ -262,7 +236,7 @@ var invalidJSON = []string{
 	`{"a":-01}`, `[1,,2]`, `{"a"::1}`, `[true false]`,
 }
 
-// TestValidJSONMatchesEncodingJSON: validJSON agrees with json.Valid on
+// TestValidJSONMatchesEncodingJSON: Valid agrees with json.Valid on
 // the corpus, on random objects, on the texts above, on every prefix of
 // each, on every single-byte change of each to a JSON-significant byte,
 // and at encoding/json's nesting limit.
@@ -272,13 +246,13 @@ func TestValidJSONMatchesEncodingJSON(t *testing.T) {
 	for range 300 {
 		docs = append(docs, randomObject(rng, 0))
 	}
-	for _, d := range []int{maxJSONDepth - 1, maxJSONDepth, maxJSONDepth + 1} {
+	for _, d := range []int{MaxDepth - 1, MaxDepth, MaxDepth + 1} {
 		docs = append(docs, strings.Repeat("[", d)+strings.Repeat("]", d), strings.Repeat(`{"a":`, d)+"1"+strings.Repeat("}", d))
 	}
 	check := func(b []byte) {
 		t.Helper()
-		if got, want := validJSON(b), json.Valid(b); got != want {
-			t.Fatalf("validJSON(%q) = %v, json.Valid %v", b, got, want)
+		if got, want := Valid(b), json.Valid(b); got != want {
+			t.Fatalf("Valid(%q) = %v, json.Valid %v", b, got, want)
 		}
 	}
 	special := []byte("{}[]:,\"\\ \n0123456789-+.eEtfnulr\x00\x1f\x7f\xc3\xff")
@@ -306,15 +280,15 @@ func TestValidJSONMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-// FuzzValidJSON: validJSON and json.Valid agree on any input
-// (`go test -fuzz FuzzValidJSON ./server/`).
+// FuzzValidJSON: Valid and json.Valid agree on any input
+// (`go test -fuzz FuzzValidJSON ./internal/jsonscan/`).
 func FuzzValidJSON(f *testing.F) {
 	for _, d := range append(append([]string{}, jsonCorpus...), invalidJSON...) {
 		f.Add([]byte(d))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := validJSON(b), json.Valid(b); got != want {
-			t.Fatalf("validJSON(%q) = %v, json.Valid %v", b, got, want)
+		if got, want := Valid(b), json.Valid(b); got != want {
+			t.Fatalf("Valid(%q) = %v, json.Valid %v", b, got, want)
 		}
 	})
 }

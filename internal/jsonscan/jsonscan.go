@@ -1,4 +1,19 @@
-package server
+// Package jsonscan checks and takes apart JSON request bodies faster than
+// encoding/json, for the server's hot path.
+//
+// A completion request is mostly two long strings (prefix and suffix).
+// encoding/json checks a document's syntax on every Unmarshal, so reading
+// body → "context" → "prefix" scans the prefix several times. Here a body
+// is checked once (Valid, which agrees with json.Valid) and taken apart by
+// Split and Unquote, which assume valid JSON and decode exactly as
+// encoding/json does. Differential tests and fuzz targets against
+// encoding/json (jsonscan_test.go) hold every function to that: a fast
+// path is trusted only where the slow, obviously right one agrees.
+//
+// Like encoding/json, these functions accept invalid UTF-8 inside strings
+// and decode it as U+FFFD; BadUTF8 finds the first string that holds some,
+// so that a caller can refuse it.
+package jsonscan
 
 import (
 	"bytes"
@@ -9,38 +24,25 @@ import (
 	"unicode/utf8"
 )
 
-// A completion request is mostly two long strings (prefix and suffix).
-// encoding/json checks a document's syntax on every Unmarshal, so reading
-// body → "context" → "prefix" scanned the prefix six times; a keystroke's
-// parse took 0.33 ms of CPU on 20 KiB. Bodies are now checked once
-// (validJSON, which agrees with json.Valid) and taken apart by the two
-// functions below, which assume valid JSON and decode exactly as
-// encoding/json does (differential tests in jsonscan_test.go). Anything
-// else falls back to encoding/json, whose errors the 422 answers describe.
-//
-// Like encoding/json, these functions accept invalid UTF-8 inside strings
-// and decode it as U+FFFD; the server refuses such text before it reads a
-// field (unicodeErr), and badUTF8 names the string that holds it.
-
-// jsonObject returns the members of b when b is valid JSON holding an
-// object (validJSON, then splitObject); false otherwise.
-func jsonObject(b []byte) (map[string]json.RawMessage, bool) {
-	if !validJSON(b) {
+// Object returns the members of b when b is valid JSON holding an
+// object (Valid, then Split); false otherwise.
+func Object(b []byte) (map[string]json.RawMessage, bool) {
+	if !Valid(b) {
 		return nil, false
 	}
-	return splitObject(b)
+	return Split(b)
 }
 
-// splitObject returns the members of b, a valid JSON text, when it is an
+// Split returns the members of b, a valid JSON text, when it is an
 // object; false otherwise. The values alias b. A repeated key keeps its
 // last value, as encoding/json does.
-func splitObject(b []byte) (map[string]json.RawMessage, bool) {
-	i := skipSpace(b, 0)
+func Split(b []byte) (map[string]json.RawMessage, bool) {
+	i := SkipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return nil, false
 	}
 	m := map[string]json.RawMessage{}
-	i = skipSpace(b, i+1)
+	i = SkipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		return m, true
 	}
@@ -49,27 +51,27 @@ func splitObject(b []byte) (map[string]json.RawMessage, bool) {
 		if !ok {
 			return nil, false
 		}
-		key, ok := unquote(b[i:end])
+		key, ok := Unquote(b[i:end])
 		if !ok {
 			return nil, false
 		}
-		i = skipSpace(b, end)
+		i = SkipSpace(b, end)
 		if i >= len(b) || b[i] != ':' {
 			return nil, false
 		}
-		i = skipSpace(b, i+1)
+		i = SkipSpace(b, i+1)
 		vend, ok := skipValue(b, i)
 		if !ok {
 			return nil, false
 		}
 		m[key] = json.RawMessage(b[i:vend:vend])
-		i = skipSpace(b, vend)
+		i = SkipSpace(b, vend)
 		if i >= len(b) {
 			return nil, false
 		}
 		switch b[i] {
 		case ',':
-			i = skipSpace(b, i+1)
+			i = SkipSpace(b, i+1)
 		case '}':
 			return m, true
 		default:
@@ -79,7 +81,9 @@ func splitObject(b []byte) (map[string]json.RawMessage, bool) {
 	return nil, false
 }
 
-func skipSpace(b []byte, i int) int {
+// SkipSpace returns the index of the first byte at or after i in b that
+// is not JSON white space.
+func SkipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
 	}
@@ -146,9 +150,9 @@ func skipValue(b []byte, i int) (int, bool) {
 	}
 }
 
-// unquote decodes raw, a valid JSON value, when it is a string, as
+// Unquote decodes raw, a valid JSON value, when it is a string, as
 // encoding/json does: invalid UTF-8 and unpaired surrogates become U+FFFD.
-func unquote(raw []byte) (string, bool) {
+func Unquote(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return "", false
 	}
@@ -236,16 +240,16 @@ func hex4(s []byte, i int) (rune, bool) {
 	return rune(v), true
 }
 
-// maxJSONDepth is encoding/json's nesting limit, which validJSON keeps.
-const maxJSONDepth = 10000
+// MaxDepth is encoding/json's nesting limit, which Valid keeps.
+const MaxDepth = 10000
 
-// validJSON reports whether b is one JSON text, exactly as json.Valid does
+// Valid reports whether b is one JSON text, exactly as json.Valid does
 // (TestValidJSONMatchesEncodingJSON, FuzzValidJSON). A body is mostly long
 // strings, which it checks in a tight loop rather than json.Valid's call
 // per byte. Like json.Valid it does not check UTF-8.
-func validJSON(b []byte) bool {
+func Valid(b []byte) bool {
 	var open []byte // '{' or '[' of each container not yet closed
-	i := skipSpace(b, 0)
+	i := SkipSpace(b, 0)
 	for {
 		// A value starts at b[i].
 		if i >= len(b) {
@@ -254,11 +258,11 @@ func validJSON(b []byte) bool {
 		closed := true
 		switch c := b[i]; {
 		case c == '{' || c == '[':
-			if len(open) == maxJSONDepth {
+			if len(open) == MaxDepth {
 				return false
 			}
 			open = append(open, c)
-			i = skipSpace(b, i+1)
+			i = SkipSpace(b, i+1)
 			switch {
 			case i < len(b) && b[i] == c+2: // '}' or ']': empty
 				open = open[:len(open)-1]
@@ -291,7 +295,7 @@ func validJSON(b []byte) bool {
 		}
 		// After a value: close containers until a comma leads to the next.
 		for next := false; !next; {
-			i = skipSpace(b, i)
+			i = SkipSpace(b, i)
 			if len(open) == 0 {
 				return i == len(b)
 			}
@@ -304,7 +308,7 @@ func validJSON(b []byte) bool {
 				open = open[:len(open)-1]
 				i++
 			case b[i] == ',':
-				i = skipSpace(b, i+1)
+				i = SkipSpace(b, i+1)
 				if top == '{' {
 					if i = validMember(b, i); i < 0 {
 						return false
@@ -327,10 +331,10 @@ func validMember(b []byte, i int) int {
 	if i = validString(b, i); i < 0 {
 		return -1
 	}
-	if i = skipSpace(b, i); i >= len(b) || b[i] != ':' {
+	if i = SkipSpace(b, i); i >= len(b) || b[i] != ':' {
 		return -1
 	}
-	return skipSpace(b, i+1)
+	return SkipSpace(b, i+1)
 }
 
 // validString returns the index after the valid JSON string at b[i], or -1.
@@ -406,14 +410,14 @@ func validNumber(b []byte, i int) int {
 	return i
 }
 
-// badUTF8 finds the first string of b, a valid JSON text, that is not
+// BadUTF8 finds the first string of b, a valid JSON text, that is not
 // valid UTF-8. loc is the path to it: the keys and list indices that lead
 // to a value, ending with the key itself when the key is what is invalid
-// (nil for a text that is one string). text is the string as unquote
+// (nil for a text that is one string). text is the string as Unquote
 // decodes it. ok is false when b is valid UTF-8. It reads b once: invalid
 // bytes can only sit inside strings in valid JSON, so the string holding
 // the first one is the first whose end lies past it.
-func badUTF8(b []byte) (loc []any, text string, ok bool) {
+func BadUTF8(b []byte) (loc []any, text string, ok bool) {
 	off := firstInvalidUTF8(b)
 	if off < 0 {
 		return nil, "", false
@@ -450,12 +454,12 @@ func badUTF8(b []byte) (loc []any, text string, ok bool) {
 				loc = make([]any, len(open))
 				for k, l := range open {
 					if l.obj {
-						loc[k], _ = unquote(b[l.key[0]:l.key[1]])
+						loc[k], _ = Unquote(b[l.key[0]:l.key[1]])
 					} else {
 						loc[k] = l.n
 					}
 				}
-				text, _ = unquote(b[i:end])
+				text, _ = Unquote(b[i:end])
 				return loc, text, true
 			}
 			i = end
