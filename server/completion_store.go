@@ -53,13 +53,13 @@ type preStore struct {
 	err  error // valid once done is closed
 }
 
-// startPreStore sends the first batch (what queue adds) in a goroutine.
-// ctx's cancellation does not stop it: a cancelled request deletes what it
-// committed with discard.
+// startPreStore sends the first batch (what queue adds) in a background
+// goroutine (Drain waits for it). ctx's cancellation does not stop it: a
+// cancelled request deletes what it committed with discard.
 func (s *Server) startPreStore(ctx context.Context, mq uuid.UUID, queue func(ctx context.Context, b *batchTx) error) *preStore {
 	ps := &preStore{mq: mq, done: make(chan struct{})}
 	ctx = context.WithoutCancel(ctx)
-	go func() {
+	s.bg.Go(func() {
 		defer close(ps.done)
 		var b batchTx
 		if err := queue(ctx, &b); err != nil {
@@ -74,7 +74,7 @@ func (s *Server) startPreStore(ctx context.Context, mq uuid.UUID, queue func(ctx
 		if err := b.send(ctx, s.db); err != nil {
 			ps.err = fmt.Errorf("first commit: %w", err)
 		}
-	}()
+	})
 	return ps
 }
 
@@ -85,11 +85,11 @@ func (ps *preStore) wait() error {
 }
 
 // discard deletes the first commit's rows once it has ended, without
-// making the caller wait. Safe when the first batch failed (nothing to
-// delete).
+// making the caller wait (a background goroutine, which Drain waits for).
+// Safe when the first batch failed (nothing to delete).
 func (s *Server) discard(ps *preStore) {
 	s.plugin.stored.discarded.Add(1)
-	go func() {
+	s.bg.Go(func() {
 		if ps.wait() != nil {
 			return
 		}
@@ -99,5 +99,5 @@ func (s *Server) discard(ps *preStore) {
 			s.log.Warn("completion: cannot delete the rows of an unanswered query",
 				slog.String("meta_query_id", ps.mq.String()), slog.String("error", err.Error()))
 		}
-	}()
+	})
 }

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/code4me/code4me/internal/db"
 )
 
 // The message catalogue of spec §1.3, verbatim (typos included: plugins and
@@ -136,14 +138,39 @@ func unavailableMessage(dep string) string {
 	return "Service temporarily unavailable: the " + dep + " is not responding. Try again shortly."
 }
 
+// errShuttingDown answers the requests that arrive while the server drains
+// (drain.go): 503 with Retry-After, like an unavailable dependency.
+var errShuttingDown = errors.New("server shutting down")
+
+// msgShuttingDown is the body's message of errShuttingDown.
+const msgShuttingDown = "Service temporarily unavailable: the server is shutting down. Try again shortly."
+
+// unavailableDep returns the dependency that err says was unavailable: an
+// unavailableError's (Redis errors are made so when they happen, see
+// redisOutageHook), or the database for a Postgres failure of that kind
+// (db.Unavailable), found even under a handler's internal(msg, cause).
+func unavailableDep(err error) (string, bool) {
+	var ue *unavailableError
+	switch {
+	case errors.As(err, &ue):
+		return ue.dep, true
+	case db.Unavailable(err):
+		return depDatabase, true
+	}
+	return "", false
+}
+
 // errorResponse is the one mapping from errors to HTTP status and body:
 // handler errors are {"message"}, framework errors {"detail"} (spec §1.1).
-// What a 422 echoes is redacted first (redactInputs).
+// What a 422 echoes is redacted first (redactInputs). An unavailable
+// dependency and a drain answer 503 (the caller adds Retry-After).
 func (s *Server) errorResponse(ctx context.Context, err error) (int, any) {
 	s.redactInputs(ctx, err)
-	var ue *unavailableError
-	if errors.As(err, &ue) {
-		return fiber.StatusServiceUnavailable, fiber.Map{"message": unavailableMessage(ue.dep)}
+	if errors.Is(err, errShuttingDown) {
+		return fiber.StatusServiceUnavailable, fiber.Map{"message": msgShuttingDown}
+	}
+	if dep, ok := unavailableDep(err); ok {
+		return fiber.StatusServiceUnavailable, fiber.Map{"message": unavailableMessage(dep)}
 	}
 	var ae *apiError
 	if errors.As(err, &ae) {
@@ -185,7 +212,7 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	if status == fiber.StatusServiceUnavailable {
 		c.Set(fiber.HeaderRetryAfter, itoa(retryAfterUnavailable))
 	}
-	if status >= 500 {
+	if status >= 500 && !errors.Is(err, errShuttingDown) {
 		s.log.Error("request failed", slog.String("method", c.Method()), slog.String("route", c.Route().Path),
 			slog.Int("status", status), slog.String("error", err.Error()))
 	}

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -93,8 +92,9 @@ type Server struct {
 	// principals: token pairs confirmed recently (speculate.go).
 	principals principalCache
 
-	stop context.CancelFunc // ends background work (the session sweeper)
-	bg   sync.WaitGroup     // background work, waited for by Shutdown
+	stop  context.CancelFunc // ends background work (the session sweeper)
+	bg    bgGroup            // background work, waited for by Drain
+	drain drainState         // Drain's state (drain.go)
 }
 
 // New builds the application and registers every route.
@@ -107,6 +107,8 @@ func New(d Deps) (*Server, error) {
 	}
 	s := &Server{cfg: d.Config, log: d.Log, db: d.DB, rdb: d.Redis, status: d.Status, started: time.Now(),
 		q: models.New(), mail: d.Mail, oauth: d.OAuth}
+	// Redis errors that mean Redis is down answer 503 (redishook.go).
+	d.Redis.AddHook(redisOutageHook{})
 	trusted, err := ratelimit.ParseTrusted(d.Config.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("server: TRUSTED_PROXIES: %w", err)
@@ -141,6 +143,7 @@ func New(d Deps) (*Server, error) {
 		ReadBufferSize: d.Config.MaxHeaderBytes,
 	})
 	s.app.Use(s.cors())
+	s.app.Use(s.refuseWhileDraining)
 	if err := s.initPlugin(d); err != nil {
 		return nil, err
 	}
@@ -156,11 +159,7 @@ func New(d Deps) (*Server, error) {
 	if sweep <= 0 {
 		sweep = 10 * time.Second
 	}
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		s.tokens.RunSweeper(ctx, sweep)
-	}()
+	s.bg.Go(func() { s.tokens.RunSweeper(ctx, sweep) })
 	return s, nil
 }
 
@@ -201,40 +200,31 @@ func (s *Server) cors() fiber.Handler {
 	return cors.New(cfg)
 }
 
-// background runs fn in a goroutine that Shutdown waits for.
+// background runs fn in a goroutine that Drain waits for, with a context
+// of its own (one minute).
 func (s *Server) background(fn func(ctx context.Context)) {
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
+	s.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		fn(ctx)
-	}()
+	})
 }
 
 // App exposes the Fiber app, for tests (app.Test) and for embedding.
 func (s *Server) App() *fiber.App { return s.app }
 
-// Serve accepts connections on ln until Shutdown.
+// Serve accepts connections on ln until Drain or Shutdown.
 func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
 
-// Shutdown stops accepting connections and waits for handlers to finish, up
-// to ctx's deadline.
-// Background work (the session sweeper, the job queue's running jobs) is
-// stopped and waited for too; queued jobs stay in Postgres for the next
-// start. Tokens are left in Redis: a restart logs nobody out.
+// Shutdown drains the server (Drain, unless that was done) and then stops
+// the job queue, letting its running jobs finish, all up to ctx's
+// deadline. Queued jobs stay in Postgres for the next start. Tokens are
+// left in Redis: a restart logs nobody out. The engine and the pools are
+// the caller's: close the engine between Drain and Shutdown, the pools
+// after Shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.app.ShutdownWithContext(ctx)
-	err = errors.Join(err, s.stopJobs(ctx))
-	s.stop()
-	done := make(chan struct{})
-	go func() { s.bg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return errors.Join(err, ctx.Err())
-	}
-	return err
+	err := s.Drain(ctx)
+	return errors.Join(err, s.stopJobs(ctx))
 }
 
 // routes registers every route. Each feature has its own register method

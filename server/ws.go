@@ -115,8 +115,9 @@ func (s *Server) wsRoutes(api fiber.Router) {
 }
 
 // wsUpgrade checks the Origin, then authenticates and rate-limits the
-// handshake. Only a refused origin (403) and a rate-limit refusal (429)
-// answer HTTP; an auth failure is reported on the socket.
+// handshake. Only a refused origin (403), a rate-limit refusal (429) and an
+// unavailable dependency (503) answer HTTP; an auth failure is reported on
+// the socket.
 func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 	if !websocket.IsWebSocketUpgrade(c) {
 		return fiber.ErrUpgradeRequired
@@ -130,6 +131,9 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 	// the socket below, not here.
 	if rlErr := s.admit(c, ClassSP, p, counted, nil); rlErr != nil {
 		return rlErr
+	}
+	if _, down := unavailableDep(err); down {
+		return err // 503 with Retry-After, before the upgrade
 	}
 	if err != nil {
 		msg := MsgInvalidOrExpiredSession
@@ -208,9 +212,11 @@ func (s *Server) wsServe(kind wsKind) func(*websocket.Conn) {
 		w := &wsConn{s: s, c: c, kind: kind, inflight: map[string]*wsRequest{}}
 		w.ip, _ = c.Locals(localsWSIP).(netip.Addr)
 		w.ctx, w.cancel = context.WithCancel(context.Background())
+		s.wsOpened(w) // a drain stops its reads (drain.go)
 		defer func() {
 			w.cancel()
 			w.wg.Wait()
+			s.wsClosed(w)
 		}()
 		if msg, ok := c.Locals(localsWSAuthErr).(string); ok {
 			w.send(fiber.Map{"error": msg})
@@ -234,6 +240,7 @@ func (s *Server) wsServe(kind wsKind) func(*websocket.Conn) {
 		for {
 			_, data, err := c.ReadMessage()
 			if err != nil {
+				w.drainIfShuttingDown()
 				return
 			}
 			if !w.dispatch(data) {
@@ -324,8 +331,7 @@ func (w *wsConn) dispatch(data []byte) bool {
 		if key == "completion_request" {
 			g = w.recheck(p, key)
 		} else if confirmed, counted, err := w.check(p, key); err != nil {
-			w.refuse(id)
-			return false
+			return w.refuse(id, err)
 		} else if limit := w.limit(key, counted); !limit.Allowed {
 			w.limited(id, limit)
 			return true
@@ -339,10 +345,19 @@ func (w *wsConn) dispatch(data []byte) bool {
 	return true
 }
 
-// refuse answers a request whose session or project has ended; the
-// connection ends after it.
-func (w *wsConn) refuse(id string) {
+// refuse answers a request whose check failed with err and reports
+// whether the connection stays: a session or project that has ended
+// answers 401 and ends it; an unavailable Redis or Postgres answers 503
+// (errorResponse) and keeps it, for the client to try again.
+func (w *wsConn) refuse(id string, err error) bool {
+	if _, down := unavailableDep(err); down {
+		status, body := w.s.errorResponse(w.ctx, err)
+		msg := body.(fiber.Map)["message"]
+		w.send(fiber.Map{"type": "error", "request_id": id, "status_code": status, "error": msg})
+		return true
+	}
 	w.send(fiber.Map{"type": "error", "request_id": id, "status_code": fiber.StatusUnauthorized, "error": MsgInvalidOrExpiredSession})
+	return false
 }
 
 // limited answers a request refused by its route's rate limit; the
@@ -601,10 +616,12 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage, p
 			return
 		}
 		// The session or project ended: nothing of the request was sent,
-		// and the connection ends as when a check fails before a request.
-		w.refuse(id)
-		w.cancel()
-		w.wakeReader()
+		// and the connection ends as when a check fails before a request
+		// (unless the check could not be made: refuse).
+		if !w.refuse(id, err) {
+			w.cancel()
+			w.wakeReader()
+		}
 		return
 	}
 	if ctx.Err() != nil && w.ctx.Err() == nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/code4me/code4me/engine"
+	"github.com/code4me/code4me/internal/config"
 	"github.com/code4me/code4me/server"
 )
 
@@ -41,6 +42,7 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Closed by shutdown once serving has begun; on an error before, here.
 	defer svc.stop(log)
 
 	refs, err := serveModels(ctx, cfg, log)
@@ -79,13 +81,36 @@ func runServe(ctx context.Context, args []string) error {
 		return fmt.Errorf("server stopped: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("shutdown", slog.String("error", err.Error()))
-	}
+	shutdown(cfg, log, srv, eng, svc)
 	return nil
+}
+
+// shutdownMargin is how long shutdown waits, after the grace period, for
+// background work (a completion's first commit, bounded by its own 30 s
+// deadline at most) and the job queue's running jobs.
+const shutdownMargin = 15 * time.Second
+
+// shutdown ends serve after SIGTERM or SIGINT: the server drains (new
+// requests get 503, WebSockets the close frame 1001, requests in flight
+// finish within SHUTDOWN_GRACE, background goroutines end), then the
+// engine, the job queue (River) and the pools close, in that order, each
+// after everything that uses it has stopped. Errors are logged: the
+// process still exits 0, having stopped as asked.
+func shutdown(cfg config.Config, log *slog.Logger, srv *server.Server, eng *engine.Engine, svc *services) {
+	log.Info("shutting down", slog.Duration("grace", cfg.ShutdownGrace))
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace+shutdownMargin)
+	defer cancel()
+	if err := srv.Drain(ctx); err != nil {
+		log.Warn("shutdown: drain", slog.String("error", err.Error()))
+	}
+	if err := eng.Close(); err != nil {
+		log.Warn("shutdown: engine", slog.String("error", err.Error()))
+	}
+	if err := srv.Shutdown(ctx); err != nil { // the job queue; the drain is done
+		log.Warn("shutdown: job queue", slog.String("error", err.Error()))
+	}
+	svc.stop(log)
+	log.Info("stopped")
 }
 
 // modelStatus describes the loaded models for /api/ping: the effective

@@ -95,16 +95,25 @@ func startServices(ctx context.Context, c config.Config, log *slog.Logger, migra
 // defaults are 5 s to dial, 3 s to read and write, and to wait for a free
 // connection (plus retries), too long for a request a plugin is waiting on
 // while someone types.
+//
+// One retry (go-redis's default is three) still hides a pooled connection
+// that a restarted Redis closed; more would multiply the wait on a hung
+// one.
 const (
 	redisDialTimeout  = 2 * time.Second
 	redisReadTimeout  = 2 * time.Second
 	redisWriteTimeout = 2 * time.Second
 	redisPoolTimeout  = 3 * time.Second
+	redisMaxRetries   = 1
 )
 
-// setRedisTimeouts applies the Redis timeouts to opt, unless REDIS_URL set
-// them itself (dial_timeout, read_timeout, write_timeout, pool_timeout).
+// setRedisTimeouts applies the Redis timeouts and retries to opt, unless
+// REDIS_URL set them itself (dial_timeout, read_timeout, write_timeout,
+// pool_timeout, max_retries).
 func setRedisTimeouts(opt *redis.Options) {
+	if opt.MaxRetries == 0 {
+		opt.MaxRetries = redisMaxRetries
+	}
 	for _, d := range []struct {
 		field *time.Duration
 		value time.Duration

@@ -204,7 +204,7 @@ func startPostgres(ctx context.Context, dir string, log *slog.Logger) (*Postgres
 		return nil, err
 	}
 
-	if err := launchRetrying(func() error { return p.launch(ctx, bin, acct) }); err != nil {
+	if err := launchRetrying(func() error { return p.launch(ctx, bin, acct, 0) }); err != nil {
 		return nil, err
 	}
 	if err := p.ensureDatabase(ctx); err != nil {
@@ -440,9 +440,10 @@ func (p *Postgres) ensureDataDirOwner(acct account) error {
 	})
 }
 
-// launch starts the server on a free port and waits until it is ready.
-func (p *Postgres) launch(ctx context.Context, bin string, acct account) error {
-	port, err := freePort()
+// launch starts the server on port (a free one when 0) and waits until it
+// is ready.
+func (p *Postgres) launch(ctx context.Context, bin string, acct account, port int) error {
+	port, err := portOrFree(port)
 	if err != nil {
 		return err
 	}

@@ -107,7 +107,7 @@ func startRedis(ctx context.Context, dir string, log *slog.Logger) (*Redis, erro
 		return nil, err
 	}
 	began := time.Now()
-	if err := launchRetrying(func() error { return r.launch(ctx, bin) }); err != nil {
+	if err := launchRetrying(func() error { return r.launch(ctx, bin, 0) }); err != nil {
 		return nil, err
 	}
 	log.Info("redis started", slog.String("dir", abs), slog.Int("port", r.Port()), slog.Int("pid", r.PID()), slog.Duration("elapsed", time.Since(began)))
@@ -202,8 +202,10 @@ func confPort(path string) int {
 	return 0
 }
 
-func (r *Redis) launch(ctx context.Context, bin string) error {
-	port, err := freePort()
+// launch starts the server on port (a free one when 0) and waits until it
+// is ready.
+func (r *Redis) launch(ctx context.Context, bin string, port int) error {
+	port, err := portOrFree(port)
 	if err != nil {
 		return err
 	}
