@@ -96,7 +96,9 @@ func TestServeSIGTERM(t *testing.T) {
 		"MODELS=", "MODEL_DIR="+filepath.Join(cache, "code4me-test-models", "serve"), "SYNTHETIC_MODEL=tiny",
 		"ENGINE_PARALLEL=1", "ENGINE_THREADS=1",
 		"SHUTDOWN_GRACE=60", "DEFAULT_MAX_REQUEST_RATE_PER_HOUR=100000",
-		"EMAIL_HOST=", "LOG_LEVEL=info", "LOG_FORMAT=text")
+		// The pool's settings, checked in the log below.
+		"DB_POOL_SIZE=7", "DB_STATEMENT_TIMEOUT=3",
+		"EMAIL_HOST=", "LOG_LEVEL=debug", "LOG_FORMAT=text")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -326,8 +328,12 @@ func TestServeSIGTERM(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("code4me serve still running 2 minutes after SIGTERM")
 	}
-	if log := out.String(); !strings.Contains(log, "shutting down") || !strings.Contains(log, "msg=stopped") {
-		t.Errorf("the log does not show the shutdown and its end:\n%s", log)
+	log := out.String()
+	if !strings.Contains(log, "shutting down") || !strings.Contains(log, "msg=stopped") {
+		t.Errorf("the log does not show the shutdown and its end")
+	}
+	if !strings.Contains(log, `msg="postgres pool open"`) || !strings.Contains(log, "max_conns=7 statement_timeout=3s") {
+		t.Errorf("the pool was not opened with DB_POOL_SIZE and DB_STATEMENT_TIMEOUT")
 	}
 }
 
