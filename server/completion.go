@@ -23,20 +23,21 @@ import (
 	"github.com/code4me/code4me/models"
 )
 
-// Completion pipeline (spec §6, with T1–T7 fixed), shared by
+// Completion pipeline, shared by
 // POST /api/completion/request and the WebSocket completion_request:
 //
 //  1. validate the body; check telemetry ids against the lookup tables (a
-//     bad id is a 422 naming the field, T6);
+//     bad id is a 422 naming the field, never a query lost later);
 //  2. redact prefix, suffix and selected text (context files are stored
 //     redacted) before anything reaches a model;
 //  3. select the multi-file context;
 //  4. run every requested model in parallel, at most ModelWorkers at once,
 //     each under its own deadline; a model that fails, is unknown or is a
-//     chat model gives an error item while the others answer (T5, T7);
+//     chat model gives an error item while the others answer;
 //  5. redact every completion;
 //  6. write the query, its context, telemetry and generations in one
-//     transaction, committed before the response (T6).
+//     transaction, committed before the response, so feedback sent right
+//     after it finds its generation.
 //
 // Items are returned in model_ids order (duplicates answered once).
 
@@ -55,8 +56,8 @@ func LimitsOf(c config.Config) Limits {
 	return Limits{CompletionTokens: c.CompletionMaxTokens, ChatTokens: c.ChatMaxTokens}
 }
 
-// defaultSampling is spec §6.3's sampler; the seed is drawn per request
-// and stored with each generation.
+// defaultSampling is Code4me V2's completion sampler; the seed is drawn per
+// request and stored with each generation.
 var defaultSampling = engine.SamplingParams{Temperature: 0.2, TopK: 50, TopP: 0.95, RepeatPenalty: 1.1, RepeatLastN: 64}
 
 // tokens is the limit for a chat (true) or completion (false) request.
@@ -154,7 +155,8 @@ type modelOutcome struct {
 
 func (o *modelOutcome) ok() bool { return o.reason == "" }
 
-// item renders the outcome as a completion item (spec §3.4).
+// item renders the outcome as a completion item of the response
+// ({model_id, model_name, completion, generation_time, confidence}).
 func (o *modelOutcome) item(errMsg string) fiber.Map {
 	if !o.ok() {
 		name := "Model ID: " + strconv.FormatInt(o.id, 10)

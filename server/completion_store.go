@@ -21,7 +21,7 @@ import (
 // serving time go in a second batch, also one implicit transaction; its
 // WAL is a few hundred bytes, so its flush is short. The response is sent
 // only after that second commit, so every acknowledged meta_query_id is
-// committed with its generations (spec §11 T6).
+// committed with its generations: feedback can never race to a 404.
 //
 // Between the two commits the query exists without generations and with
 // total_serving_ms NULL. When the request then ends without an answer

@@ -19,10 +19,12 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/code4me/code4me/internal/auth"
+	"github.com/code4me/code4me/internal/jsonscan"
 	"github.com/code4me/code4me/internal/ratelimit"
 )
 
-// WebSockets (spec §4, with W1–W7 fixed). The three endpoints authenticate
+// WebSockets, as the Code4me V2 plugins use them, with the original's
+// WebSocket bugs fixed (docs/compatibility.md). The three endpoints authenticate
 // at connect time exactly like HTTP SP routes (cookies, the token headers or
 // a Bearer API key) and are rate-limited like them. A failed check still
 // completes the handshake, then sends {"error": <message>} and closes
@@ -271,7 +273,8 @@ func (w *wsConn) send(v any) {
 // connection from here does nothing while the handler runs).
 func (w *wsConn) wakeReader() { w.c.SetReadDeadline(time.Now()) }
 
-// truthy reports whether a frame value counts as present (spec §4.2).
+// truthy reports whether a frame value counts as present: as Code4me V2
+// read it, present and not null, false, 0, "", {} or [].
 func truthy(raw json.RawMessage) bool {
 	switch string(bytes.TrimSpace(raw)) {
 	case "", "null", "{}", `""`, "false", "[]", "0":
@@ -284,7 +287,7 @@ func truthy(raw json.RawMessage) bool {
 func (w *wsConn) dispatch(data []byte) bool {
 	// Checked and split like an HTTP body; the members alias data, which
 	// the reader does not reuse.
-	frame, ok := jsonObject(data)
+	frame, ok := jsonscan.Object(data)
 	if !ok {
 		w.send(fiber.Map{"type": "error", "request_id": nil, "error": "Invalid websocket request: not a JSON object"})
 		return true
@@ -374,7 +377,7 @@ func (w *wsConn) payloadUTF8(data []byte) bool {
 	if utf8.Valid(data) {
 		return true
 	}
-	loc, _, _ := badUTF8(data)
+	loc, _, _ := jsonscan.BadUTF8(data)
 	if len(loc) < 2 {
 		return false // a top-level key or value
 	}
@@ -669,7 +672,7 @@ func rawFields(raw json.RawMessage) (*fields, error) {
 		return nil, errNUL
 	}
 	// raw is part of a frame that decoded, so it is valid JSON.
-	if m, ok := splitObject(raw); ok {
+	if m, ok := jsonscan.Split(raw); ok {
 		if err := unicodeErr(raw); err != nil {
 			return nil, err
 		}
