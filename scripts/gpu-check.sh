@@ -3,7 +3,7 @@
 # nvcc and CMake but no Go toolchain and no network.
 #
 #   scripts/gpu-check.sh prepare   here (with Go): builds what travels into
-#                                  build/gpu (git-ignored, about 40 MiB)
+#                                  build/gpu.tgz (git-ignored, about 18 MiB)
 #   scripts/gpu-check.sh run       there, from the repository root, with
 #                                  build/gpu carried: builds ggml's CUDA
 #                                  backend (make run-cuda's build), runs the
@@ -27,7 +27,9 @@
 # and the benchmark measures 1 and 4 typists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-gpu=build/gpu
+# build/_gpu: the go command skips directories whose names start with "_",
+# and this one holds .go files (Go source, the ggml module tree).
+gpu=build/_gpu
 
 prepare() {
 	local flags="-O3 -march=x86-64-v3"
@@ -48,7 +50,7 @@ prepare() {
 		mkdir -p "$gpu/goroot/src/$d"
 		find "$goroot/src/$d" -maxdepth 1 -name '*.go' ! -name '*_test.go' -exec cp {} "$gpu/goroot/src/$d/" \;
 	done
-	tar -C build -czf build/gpu.tgz gpu
+	tar -C build -czf build/gpu.tgz _gpu
 	du -sh "$gpu" build/gpu.tgz
 	echo "carry build/gpu.tgz; on the GPU machine: tar -C build -xzf build/gpu.tgz && scripts/gpu-check.sh run"
 }
