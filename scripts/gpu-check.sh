@@ -5,7 +5,7 @@
 #   scripts/gpu-check.sh prepare   here (with Go): builds what travels into
 #                                  build/gpu.tgz (git-ignored, about 18 MiB)
 #   scripts/gpu-check.sh run       there, from the repository root, with
-#                                  build/gpu carried: builds ggml's CUDA
+#                                  build/gpu.tgz carried: builds ggml's CUDA
 #                                  backend (make run-cuda's build), runs the
 #                                  engine/llama tests with it loaded, then
 #                                  `code4me bench engine` on the

@@ -10,7 +10,7 @@ import (
 	"github.com/code4me/code4me/internal/db"
 )
 
-// The message catalogue of spec §1.3, verbatim (typos included: plugins and
+// The message catalogue of Code4me V2, verbatim (typos included: plugins and
 // the original test-suite compare these strings).
 const (
 	MsgCreateUser                  = "User created successfully. Please check your email for verification."
@@ -161,7 +161,8 @@ func unavailableDep(err error) (string, bool) {
 }
 
 // errorResponse is the one mapping from errors to HTTP status and body:
-// handler errors are {"message"}, framework errors {"detail"} (spec §1.1).
+// handler errors are {"message"}, framework errors {"detail"}, as Code4me V2's
+// FastAPI answered them.
 // What a 422 echoes is redacted first (redactInputs). An unavailable
 // dependency and a drain answer 503 (the caller adds Retry-After).
 func (s *Server) errorResponse(ctx context.Context, err error) (int, any) {
@@ -198,7 +199,7 @@ func (s *Server) errorResponse(ctx context.Context, err error) (int, any) {
 }
 
 // errorHandler writes errors that escape handlers. Unknown paths whose
-// trailing-slash twin exists are redirected first (spec §1.1). Only the
+// trailing-slash twin exists are redirected first (307, as FastAPI does). Only the
 // route template and the error text are logged, never the request.
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	var fe *fiber.Error

@@ -1,6 +1,9 @@
 // Package server is code4me's HTTP and WebSocket front end, built on Fiber:
-// the Code4me V2 plugin API, the compatibility APIs (llama.cpp /infill,
-// OpenAI, ollama, Tabby), the admin API and the dashboard's static files.
+// the Code4me V2 plugin API (users, sessions, projects, completions, chat,
+// multi-file context, over HTTP and WebSocket), API keys, and
+// /openapi.json. Every route authenticates and rate-limits its caller
+// (auth.go); errors map to status codes in one place (errors.go); a
+// dependency outage answers 503 and shutdown drains (drain.go).
 //
 // Handlers never touch llama.cpp directly: they talk to the engine package.
 // Fiber never cancels a handler when its client leaves, so every engine call
@@ -179,7 +182,8 @@ func (s *Server) sessionEnded(ctx context.Context, sid uuid.UUID, _ time.Time) e
 	return err
 }
 
-// cors allows the configured origins with credentials (spec §1.5).
+// cors allows the configured origins (CORS_ALLOWED_ORIGINS) with
+// credentials, so a browser page on one of them can use the cookies.
 // Wildcard origins cannot carry credentials, so "*" is served without them.
 func (s *Server) cors() fiber.Handler {
 	origins := slices.DeleteFunc(slices.Clone(s.cfg.CORSOrigins), func(o string) bool { return strings.TrimSpace(o) == "" })
