@@ -1,53 +1,262 @@
 package server
 
 import (
+	"encoding/json"
 	"html/template"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/code4me/code4me/internal/auth"
 )
 
-// apiOp documents one operation for /openapi.json and /docs. Files that add
-// routes append their operations in an init function.
-type apiOp struct {
-	Method, Path, Summary string
-	Auth                  AuthClass
-	// OK is the success status; Body names the request fields ("name: type").
-	OK   int
-	Body []string
-	// Form is true for form-urlencoded bodies; Query lists query parameters.
-	Form  bool
-	Query []string
-	// HTML is true when the success response is an HTML page.
-	HTML bool
+// /openapi.json and /docs describe every route the app registers, from the
+// table openAPIOps below: one row per route, written from what its
+// handler parses and answers. TestOpenAPIListsEveryRoute fails when a
+// registered route has no row or a row has no route, so a new route needs
+// its row here; the other TestOpenAPI tests check the rows' required
+// fields and authentication against the routes.
+
+// apiField is a top-level field of a request body or response, or a query
+// or path parameter. Type is a JSON Schema type, "uuid", "date-time", or
+// "[]T" for a list of T.
+type apiField struct {
+	Name, Type string
+	Required   bool
+	Doc        string
 }
 
+// reqField is a required field, optField an optional one, respField a
+// field of a response.
+func reqField(name, typ, doc string) apiField  { return apiField{name, typ, true, doc} }
+func optField(name, typ, doc string) apiField  { return apiField{name, typ, false, doc} }
+func respField(name, typ, doc string) apiField { return apiField{name, typ, false, doc} }
+
+// apiOp documents one route.
+type apiOp struct {
+	// Path is OpenAPI's: "{name}" where Fiber has ":name".
+	Method, Path, Summary string
+	// Doc, when set, is the description; what authentication the route
+	// needs is added to it.
+	Doc string
+	// Auth is the class the route's guard checks. Account: an API key
+	// needs the account scope (guardAccount) instead of completions.
+	// Public: a route of guardPublic, whose rate limit fails closed.
+	// Unlimited: the route has no guard, so no rate limit either.
+	Auth                       AuthClass
+	Account, Public, Unlimited bool
+	// OK is the success status; Resp the top-level fields of its JSON
+	// body, or HTML a page.
+	OK   int
+	Resp []apiField
+	HTML bool
+	// Body is the JSON body's top-level fields (Form: a form-urlencoded
+	// body). AnyOf lists the sets of fields one of which is required, for
+	// a body of several shapes.
+	Body  []apiField
+	Form  bool
+	AnyOf [][]string
+	// Query are the query parameters; Params the types of the path
+	// parameters ("string" for those not listed).
+	Query, Params []apiField
+	// Errors are the route's own error answers by status: added to those
+	// every route of its kind gives (401, 403, 422, 429, 503), or, for one
+	// of those, appended to its description. HTMLErrors: they are HTML
+	// pages, not {"message"}.
+	Errors     map[int]string
+	HTMLErrors bool
+	// WS are the request keys of a WebSocket route's client frames, and
+	// WSFrames the types of its server frames; WS routes are GET
+	// answered 101.
+	WS, WSFrames []string
+}
+
+// Fields several routes share.
+var (
+	contextField = reqField("context", "object", "{prefix, suffix (required strings), file_name, selected_text, context_files: names of "+
+		"files of the project's multi-file context (\"*\" for all)}; redacted before any model sees it")
+	contextualField = "{version_id, trigger_type_id, language_id (required ids of the lookup tables), file_path, caret_line, " +
+		"document_char_length, relative_document_position (0 to 1)}"
+	behavioralField = "{time_since_last_shown, time_since_last_accepted (ms), typing_speed}"
+	storeFields     = []apiField{
+		optField("store_context", "boolean", "store the context with the query (default false)"),
+		optField("store_contextual_telemetry", "boolean", "default true"),
+		optField("store_behavioral_telemetry", "boolean", "default true"),
+	}
+	messageResp = []apiField{respField("message", "string", "")}
+)
+
+// allOverloadedDoc is the 429 of the routes that run models (allOverloaded).
+const allOverloadedDoc = "Also, without Retry-After, when every model asked is overloaded."
+
+// passwordRuleDoc states the rule passwordOK applies.
+const passwordRuleDoc = "at least 8 characters without spaces, with an upper-case letter, a lower-case letter and a digit"
+
+// wsProtocol describes the frames every WebSocket route speaks.
+const wsProtocol = "A WebSocket (OpenAPI has no type for one): this GET is the handshake, with `Upgrade: websocket`, " +
+	"answered 101. Authentication is checked at connect time like the HTTP routes of a session and project; when it fails, " +
+	"the socket opens, sends {\"error\": <message>} and closes normally. A handshake with an Origin header that " +
+	"CORS_ALLOWED_ORIGINS does not list is refused with 403.\n\n" +
+	"Client frames are JSON objects with one request key (x-websocket.client_frames) and an optional string \"request_id\" " +
+	"(made up by the server when missing): {\"request_id\": \"r1\", \"<key>\": {...}}, the payload being the body of the HTTP " +
+	"route the key stands for, whose rate limit it counts against. {\"cancel\": \"r1\"} or {\"cancel\": {\"request_id\": \"r1\"}} " +
+	"cancels a request.\n\n" +
+	"Server frames always carry request_id: `*_token` frames {type, request_id, model_id, text, replace} stream redacted " +
+	"text as it is generated (replace: the text replaces all sent so far); `*_result` frames {type, request_id, status_code, " +
+	"content} carry the HTTP route's status and body; {type: \"cancelled\", request_id} ends a cancelled or superseded request; " +
+	"{type: \"error\", request_id, status_code, error, retry_after} refuses a frame: 429 over the route's rate limit " +
+	"(retry_after in seconds) or with WS_MAX_IN_FLIGHT requests running, 401 when the session or project has ended " +
+	"(the connection closes), 503 when Postgres or Redis does not answer (the connection stays), 422 for text that is not " +
+	"UTF-8 outside the payload; without status_code for a frame that is not a JSON object or has no known key. A frame " +
+	"larger than MAX_BODY_BYTES closes the connection with 1009."
+
+// openAPIOps documents every route, in the order of the /docs page.
 var openAPIOps = []apiOp{
-	{Method: "HEAD", Path: "/api/ping", Summary: "Health check (GET works too)", OK: 200},
-	{Method: "POST", Path: "/api/user/create", Summary: "Create a user; sends a verification email", OK: 201,
-		Body: []string{"email: string", "name: string", "password: string", "config_id: integer", "token: string", "provider: string"}},
-	{Method: "POST", Path: "/api/user/authenticate", Summary: "Log in with email and password or a Google ID token; sets auth_token", OK: 200,
-		Body: []string{"email: string", "password: string", "provider: string", "token: string"}},
-	{Method: "GET", Path: "/api/user/get", Summary: "The caller's user and config", Auth: ClassA, OK: 200},
-	{Method: "PUT", Path: "/api/user/update", Summary: "Update name, email or password (both need previous_password) or preference", Auth: ClassA, OK: 201,
-		Body: []string{"name: string", "email: string", "previous_password: string", "password: string", "preference: object"}},
-	{Method: "DELETE", Path: "/api/user/delete", Summary: "Delete the caller; every token stops working at once", Auth: ClassA, OK: 200, Query: []string{"delete_data"}},
-	{Method: "GET", Path: "/api/user/verify/check", Summary: "Whether the caller's email is verified", Auth: ClassA, OK: 200},
-	{Method: "POST", Path: "/api/user/verify/resend", Summary: "Send a new verification email", Auth: ClassA, OK: 200},
-	{Method: "GET", Path: "/api/user/verify/", Summary: "Verify an email (single-use link)", OK: 200, Query: []string{"token"}, HTML: true},
-	{Method: "POST", Path: "/api/user/reset-password/request", Summary: "Email a password reset link (same answer for unknown emails)", OK: 200, Query: []string{"email"}},
-	{Method: "GET", Path: "/api/user/reset-password/", Summary: "Password reset form", OK: 200, Query: []string{"token"}, HTML: true},
-	{Method: "POST", Path: "/api/user/reset-password/change", Summary: "Set a new password; revokes every login, session and API key", OK: 200, Form: true,
-		Body: []string{"token: string", "new_password: string", "confirm_password: string"}, HTML: true},
-	{Method: "POST", Path: "/api/user/api-keys", Summary: "Create an API key (returned once)", Auth: ClassA, OK: 201, Body: []string{"name: string", "expires_in_days: integer", "scopes: array"}},
-	{Method: "GET", Path: "/api/user/api-keys", Summary: "List the caller's API keys (no secrets)", Auth: ClassA, OK: 200},
-	{Method: "DELETE", Path: "/api/user/api-keys/{id}", Summary: "Revoke an API key", Auth: ClassA, OK: 200},
-	{Method: "GET", Path: "/api/session/acquire", Summary: "The login's session (created on first call); sets session_token", Auth: ClassA, OK: 200},
-	{Method: "PUT", Path: "/api/session/deactivate/", Summary: "Log out: end the session and the login, clear cookies", Auth: ClassA, OK: 200},
-	{Method: "POST", Path: "/api/project/create", Summary: "Create a project and activate it; sets project_token", Auth: ClassA, OK: 201, Body: []string{"project_name: string"}},
-	{Method: "PUT", Path: "/api/project/activate", Summary: "Activate a project the caller is a member of; sets project_token", Auth: ClassA, OK: 200, Body: []string{"project_id: string"}},
+	{Method: "GET", Path: "/api/ping", Summary: "Health check: 200 once Postgres and Redis answer (HEAD works too)", Unlimited: true, OK: 200,
+		Resp: []apiField{respField("Status", "string", "\"Ok\""), respField("details", "object", "models loaded, private services, version"),
+			respField("uptime_s", "integer", "")},
+		Errors: map[int]string{503: "The route's own check of Postgres and Redis answers {\"Status\": \"Unavailable\", \"message\"} " +
+			"without Retry-After."}},
+
+	{Method: "POST", Path: "/api/user/create", Summary: "Create a user; sends a verification email", Public: true, OK: 201,
+		Doc: "With a Google ID token (token), the token's email must equal email and be verified by Google; the account is bound to the Google account.",
+		Body: []apiField{reqField("email", "string", "3 to 50 characters"), reqField("name", "string", "3 to 50 characters"),
+			reqField("password", "string", "at most 50 characters; "+passwordRuleDoc),
+			reqField("config_id", "integer", "an existing config"), optField("token", "string", "a Google ID token"),
+			optField("provider", "string", "\"google\" or \"no_provider\"")},
+		Resp: []apiField{respField("message", "string", ""), respField("user_id", "uuid", "")},
+		Errors: map[int]string{401: "The Google token is invalid or not for this email", 403: "Google has not verified the token's email",
+			404: "No such config_id", 409: "The email is taken, or the Google account is bound to another user"}},
+	{Method: "POST", Path: "/api/user/authenticate", Summary: "Log in with email and password, or a Google ID token; sets the auth_token cookie",
+		Public: true, OK: 200,
+		Doc: "A Google token signs in to the account bound to its subject, or binds the account with the same email when Google " +
+			"and the account have both verified it.",
+		Body: []apiField{optField("email", "string", ""), optField("password", "string", ""), optField("token", "string", "a Google ID token"),
+			optField("provider", "string", "\"google\"")},
+		AnyOf: [][]string{{"email", "password"}, {"token"}},
+		Resp: []apiField{respField("message", "string", ""), respField("user", "object", "the user; auth_token is the login's token"),
+			respField("config", "string", "the user's config")},
+		Errors: map[int]string{401: "Wrong email or password, or an invalid Google token",
+			409: "The Google account is not linked to the account with its email (the message says how to link), or that account is linked to another"}},
+	{Method: "GET", Path: "/api/user/get", Summary: "The caller's user and config", Auth: ClassA, Account: true, OK: 200,
+		Resp: []apiField{respField("message", "string", ""), respField("user", "object", "the user, password masked"), respField("config", "string", "")}},
+	{Method: "PUT", Path: "/api/user/update", Summary: "Change name, email, password or preference", Auth: ClassA, Account: true, OK: 201,
+		Doc: "A new email or password needs previous_password. A new email is unverified: a verification mail goes to it. A new " +
+			"password revokes every login, session and API key of the user, and gives a caller signed in with a login a new " +
+			"auth_token (cookie and user.auth_token). config_id and verified are applied for admins only.",
+		Body: []apiField{optField("name", "string", "3 to 50 characters"), optField("email", "string", ""), optField("previous_password", "string", ""),
+			optField("password", "string", passwordRuleDoc), optField("preference", "object", "merged into the stored preference"),
+			optField("config_id", "integer", "admins only"), optField("verified", "boolean", "admins only")},
+		Resp: []apiField{respField("message", "string", ""), respField("user", "object", "")},
+		Errors: map[int]string{401: "Also when previous_password is missing or wrong (a new email or password).", 404: "No such config_id",
+			409: "The email is taken"}},
+	{Method: "DELETE", Path: "/api/user/delete", Summary: "Delete the caller; every token and API key stops working at once", Auth: ClassA, Account: true, OK: 200,
+		Query: []apiField{optField("delete_data", "boolean", "delete the user's data too, instead of keeping it pseudonymised")},
+		Resp:  messageResp},
+	{Method: "GET", Path: "/api/user/verify/check", Summary: "Whether the caller's email is verified", Auth: ClassA, Account: true, OK: 200,
+		Resp: []apiField{respField("message", "string", ""), respField("user_is_verified", "boolean", "")}},
+	{Method: "POST", Path: "/api/user/verify/resend", Summary: "Send a new verification email", Auth: ClassA, Account: true, OK: 200, Resp: messageResp},
+	{Method: "GET", Path: "/api/user/verify/", Summary: "Verify an email with the link's single-use token", OK: 200, HTML: true,
+		Query:  []apiField{reqField("token", "string", "")},
+		Errors: map[int]string{401: "The token is invalid, used, or for an address the account no longer has"}},
+	{Method: "POST", Path: "/api/user/reset-password/request", Summary: "Email a password reset link (the same answer for unknown emails)", Public: true, OK: 200,
+		Query: []apiField{reqField("email", "string", "")}, Resp: messageResp},
+	{Method: "GET", Path: "/api/user/reset-password/", Summary: "The password reset form", Public: true, OK: 200, HTML: true, HTMLErrors: true,
+		Query:  []apiField{reqField("token", "string", "")},
+		Errors: map[int]string{401: "The token is invalid or used"}},
+	{Method: "POST", Path: "/api/user/reset-password/change", Summary: "Set a new password; revokes every login, session and API key",
+		Public: true, OK: 200, HTML: true, HTMLErrors: true, Form: true,
+		Body: []apiField{reqField("token", "string", ""), reqField("new_password", "string", passwordRuleDoc),
+			optField("confirm_password", "string", "checked by the form's script only")},
+		Errors: map[int]string{401: "The token is invalid or used", 404: "The user is gone",
+			422: "Also, as the form again, when the new password breaks the password rule."}},
+
+	{Method: "POST", Path: "/api/user/api-keys", Summary: "Create an API key (shown once)", Auth: ClassA, Account: true, OK: 201,
+		Body: []apiField{reqField("name", "string", "1 to 100 characters"), optField("expires_in_days", "integer", "1 to 36500; never when absent"),
+			optField("scopes", "[]string", "\"completions\" (the default) and/or \"account\"")},
+		Resp: []apiField{respField("message", "string", ""), respField("api_key", "string", "the key, for Authorization: Bearer"),
+			respField("key", "object", "{api_key_id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at}")}},
+	{Method: "GET", Path: "/api/user/api-keys", Summary: "The caller's API keys, without secrets", Auth: ClassA, Account: true, OK: 200,
+		Resp: []apiField{respField("message", "string", ""), respField("api_keys", "[]object", "as key in the create answer")}},
+	{Method: "DELETE", Path: "/api/user/api-keys/{id}", Summary: "Revoke an API key at once", Auth: ClassA, Account: true, OK: 200,
+		Params: []apiField{reqField("id", "uuid", "")}, Resp: messageResp,
+		Errors: map[int]string{404: "No live key of the caller has this id"}},
+
+	{Method: "GET", Path: "/api/session/acquire", Summary: "The login's session, created on first call; sets the session_token cookie", Auth: ClassA, OK: 200,
+		Resp: []apiField{respField("message", "string", ""), respField("session_token", "string", "")}},
+	{Method: "PUT", Path: "/api/session/deactivate/", Summary: "Log out: end the session and the login, clear the cookies", Auth: ClassA, OK: 200,
+		Resp: messageResp, Errors: map[int]string{401: "Also when the login has no session."}},
+	{Method: "POST", Path: "/api/project/create", Summary: "Create a project and activate it in the session; sets the project_token cookie", Auth: ClassA, OK: 201,
+		Doc:    "Needs the login's (or API key's) session: GET /api/session/acquire first.",
+		Body:   []apiField{reqField("project_name", "string", "1 to 100 characters")},
+		Resp:   []apiField{respField("message", "string", ""), respField("project_token", "string", "random, not the project id"), respField("project_id", "uuid", "")},
+		Errors: map[int]string{401: "Also when the caller has no session (GET /api/session/acquire first)."}},
+	{Method: "PUT", Path: "/api/project/activate", Summary: "Activate a project the caller is a member of; sets the project_token cookie", Auth: ClassA, OK: 200,
+		Body: []apiField{reqField("project_id", "uuid", "")},
+		Resp: []apiField{respField("message", "string", ""), respField("project_token", "string", "")},
+		Errors: map[int]string{401: "Also when the caller has no session or is not a member of the project (the same answer for unknown ids).",
+			404: "The project is gone"}},
+
+	{Method: "POST", Path: "/api/completion/request", Summary: "Completions from one or several models, in parallel", Auth: ClassSP, OK: 200,
+		Doc: "Items come in model_ids order; a model that fails, is unknown or is a chat model gives an item with error and message " +
+			"while the others answer. The answer carries a Server-Timing header with the stages in milliseconds.",
+		Body: append([]apiField{reqField("model_ids", "[]integer", ""), contextField,
+			reqField("contextual_telemetry", "object", contextualField), reqField("behavioral_telemetry", "object", behavioralField),
+			optField("stop_sequences", "[]string", "")}, storeFields...),
+		Resp: []apiField{respField("message", "string", ""), respField("data", "object", "{meta_query_id, completions: [{model_id, model_name, "+
+			"completion, generation_time (ms), confidence, logprobs, stop_reason}]}")},
+		Errors: map[int]string{429: allOverloadedDoc}},
+	{Method: "POST", Path: "/api/completion/feedback", Summary: "Whether a completion was accepted, when it was shown, and the code that was written", Auth: ClassSP, OK: 200,
+		Body: []apiField{reqField("meta_query_id", "uuid", ""), reqField("model_id", "integer", ""), reqField("was_accepted", "boolean", ""),
+			optField("ground_truth", "string", "redacted before it is stored"),
+			optField("shown_at", "[]string", "instants: RFC 3339 strings or Unix milliseconds")},
+		Resp:   []apiField{respField("message", "string", ""), respField("data", "object", "{meta_query_id, model_id}")},
+		Errors: map[int]string{403: "Also when the query is another user's.", 404: "No generation of this model for the query"}},
+	{Method: "POST", Path: "/api/completion/multi-file-context/update", Summary: "Apply line edits to the project's multi-file context", Auth: ClassSP, OK: 200,
+		Body: []apiField{reqField("context_updates", "object", "file name -> list of {change_type: \"update\", \"insert\" or \"remove\", "+
+			"start_line, end_line, new_lines: [string]}, applied in order")},
+		Resp: []apiField{respField("message", "string", ""), respField("data", "object", "file name -> its lines (redacted), the whole context")}},
+	{Method: "GET", Path: "/api/completion/{query_id}", Summary: "A query of the caller and its generations", Auth: ClassS, OK: 200,
+		Params: []apiField{reqField("query_id", "uuid", "")},
+		Resp: []apiField{respField("message", "string", ""), respField("data", "object", "{meta_query_id, query_type, completions: [{model_id, "+
+			"model_name, completion, generation_time, confidence, logprobs, was_accepted, shown_at}]}")},
+		Errors: map[int]string{403: "Also when the query is another user's.", 404: "No such query"}},
+
+	{Method: "POST", Path: "/api/chat/request", Summary: "A chat answer from one or several models, with the project's context", Auth: ClassSP, OK: 200,
+		Doc: "Telemetry is optional here: absent objects are not stored. context.context_files defaults to every file.",
+		Body: append([]apiField{reqField("model_ids", "[]integer", ""), reqField("chat_id", "uuid", "a new id starts a chat"),
+			reqField("messages", "[][]string", "[role, content] pairs; role \"user\", \"assistant\" or \"system\" (first only)"), contextField,
+			optField("contextual_telemetry", "object", contextualField), optField("behavioral_telemetry", "object", behavioralField),
+			optField("web_enabled", "boolean", "")}, storeFields...),
+		Resp: []apiField{respField("chat_id", "uuid", ""), respField("title", "string", ""),
+			respField("history", "[]object", "one turn: {user_message: {role, content, timestamp, meta_query_id}, assistant_responses: "+
+				"[{model_id, model_name, completion, generation_time, confidence, was_accepted}]}")},
+		Errors: map[int]string{403: "Also when the chat is another user's or another project's.", 429: allOverloadedDoc}},
+	{Method: "GET", Path: "/api/chat/get/{page_number}", Summary: "A page of the caller's chats in the active project, newest first", Auth: ClassSP, OK: 200,
+		Params: []apiField{reqField("page_number", "integer", "1 to 214748365")},
+		Resp: []apiField{respField("page", "integer", ""), respField("per_page", "integer", ""),
+			respField("items", "[]object", "{chat_id, title, created_at, history: turns as in the chat answer}")}},
+	{Method: "DELETE", Path: "/api/chat/delete/{chat_id}", Summary: "Delete a chat with its queries, generations and messages", Auth: ClassSP, OK: 200,
+		Params: []apiField{reqField("chat_id", "uuid", "")}, Resp: messageResp,
+		Errors: map[int]string{403: "Also when the chat is another user's or another project's.", 404: "No such chat"}},
+
+	{Method: "GET", Path: "/api/ws/completion", Summary: "WebSocket for completions and feedback", Auth: ClassSP,
+		Doc: "completion_request streams completion_token frames and ends with completion_result; a new completion_request " +
+			"cancels the connection's previous one, in the engine too. completion_feedback answers completion_feedback_result.",
+		WS: wsKeys[wsCompletion], WSFrames: []string{"completion_token", "completion_result", "completion_feedback_result", "cancelled", "error"}},
+	{Method: "GET", Path: "/api/ws/chat", Summary: "WebSocket for chat", Auth: ClassSP,
+		Doc: "chat_request streams chat_token frames and ends with chat_result; chat_get {page_number} and chat_delete {chat_id} " +
+			"answer chat_get_result and chat_delete_result.",
+		WS: wsKeys[wsChat], WSFrames: []string{"chat_token", "chat_result", "chat_get_result", "chat_delete_result", "cancelled", "error"}},
+	{Method: "GET", Path: "/api/ws/completion/multi-file-context", Summary: "WebSocket for multi-file context updates", Auth: ClassSP,
+		Doc: "multi_file_context_update answers multi_file_context_update_result.",
+		WS:  wsKeys[wsContext], WSFrames: []string{"multi_file_context_update_result", "cancelled", "error"}},
+
+	{Method: "GET", Path: "/openapi.json", Summary: "This document", OK: 200},
+	{Method: "GET", Path: "/docs", Summary: "The routes as an HTML page", OK: 200, HTML: true},
 }
 
 func (s *Server) openAPIRoutes() {
@@ -55,88 +264,282 @@ func (s *Server) openAPIRoutes() {
 	s.app.Get("/docs", s.guard(ClassNone), s.docs)
 }
 
+// Both documents are built once, on first use.
 var (
-	openAPIOnce sync.Once
-	openAPIDoc  fiber.Map
+	openAPIJSON = sync.OnceValue(func() []byte {
+		b, err := json.Marshal(buildOpenAPI())
+		if err != nil {
+			panic("openapi: " + err.Error()) // the table holds only strings, numbers and maps
+		}
+		return b
+	})
+	docsHTML = sync.OnceValue(buildDocs)
 )
 
-func security(a AuthClass) []fiber.Map {
-	switch a {
+// schemaOf is the JSON Schema of an apiField type.
+func schemaOf(typ string) fiber.Map {
+	switch {
+	case strings.HasPrefix(typ, "[]"):
+		return fiber.Map{"type": "array", "items": schemaOf(typ[2:])}
+	case typ == "uuid":
+		return fiber.Map{"type": "string", "format": "uuid"}
+	case typ == "date-time":
+		return fiber.Map{"type": "string", "format": "date-time"}
+	}
+	return fiber.Map{"type": typ}
+}
+
+// objectSchema is the schema of an object with fields.
+func objectSchema(fields []apiField) fiber.Map {
+	props := fiber.Map{}
+	var required []string
+	for _, f := range fields {
+		p := schemaOf(f.Type)
+		if f.Doc != "" {
+			p["description"] = f.Doc
+		}
+		props[f.Name] = p
+		if f.Required {
+			required = append(required, f.Name)
+		}
+	}
+	s := fiber.Map{"type": "object", "properties": props}
+	if required != nil {
+		s["required"] = required
+	}
+	return s
+}
+
+// scopeOf is the API key scope op's route needs.
+func scopeOf(op apiOp) string {
+	if op.Account {
+		return auth.ScopeAccount
+	}
+	return auth.ScopeCompletions
+}
+
+// security lists the credentials that satisfy op's guard, any one
+// requirement of them.
+func security(op apiOp) []fiber.Map {
+	none := []string{}
+	key := []string{scopeOf(op)}
+	switch op.Auth {
 	case ClassA:
-		return []fiber.Map{{"authToken": []string{}}, {"apiKey": []string{}}}
+		return []fiber.Map{{"authToken": none}, {"apiKey": key}}
 	case ClassS:
-		return []fiber.Map{{"sessionToken": []string{}}, {"apiKey": []string{}}}
+		return []fiber.Map{{"sessionToken": none}, {"sessionTokenHeader": none}, {"apiKey": key}}
 	case ClassSP:
-		return []fiber.Map{{"sessionToken": []string{}, "projectToken": []string{}}, {"apiKey": []string{}, "projectToken": []string{}}}
+		var reqs []fiber.Map
+		for _, sess := range []string{"sessionToken", "sessionTokenHeader", "apiKey"} {
+			for _, proj := range []string{"projectToken", "projectTokenHeader"} {
+				r := fiber.Map{sess: none, proj: none}
+				if sess == "apiKey" {
+					r[sess] = key
+				}
+				reqs = append(reqs, r)
+			}
+		}
+		return reqs
 	}
 	return []fiber.Map{}
 }
 
+// authText says in words what op's route needs and how it is rate-limited.
+func authText(op apiOp) string {
+	key := "or `Authorization: Bearer <API key>` with the '" + scopeOf(op) + "' scope"
+	session := "A session: the session_token cookie or X-Session-Token header, " + key + " (the key's session is made on first use)"
+	switch {
+	case op.Unlimited:
+		return "No authentication, no rate limit."
+	case op.Public:
+		return "No authentication. Rate-limited per client IP whatever credentials the request carries; when Redis cannot " +
+			"count, the route answers 503 instead of letting the request through."
+	case op.Auth == ClassA:
+		return "A login: the auth_token cookie, " + key + ". Rate-limited per user."
+	case op.Auth == ClassS:
+		return session + ". Rate-limited per user."
+	case op.Auth == ClassSP:
+		return session + ", and a project token of that session: the project_token cookie or X-Project-Token header. " +
+			"Rate-limited per user."
+	}
+	return "No authentication. Rate-limited per client IP."
+}
+
+// Responses and headers every route shares.
+var (
+	messageRef   = fiber.Map{"$ref": "#/components/schemas/Message"}
+	retryAfter   = fiber.Map{"description": "Seconds to wait before trying again", "schema": fiber.Map{"type": "integer"}}
+	htmlContent  = fiber.Map{"text/html": fiber.Map{"schema": fiber.Map{"type": "string"}}}
+	rateHeaders  = fiber.Map{"X-RateLimit-Limit": fiber.Map{"schema": fiber.Map{"type": "integer"}}, "X-RateLimit-Remaining": fiber.Map{"schema": fiber.Map{"type": "integer"}}}
+	validationOf = fiber.Map{"description": "Validation error in FastAPI's shape: {\"detail\": [{type, loc, msg, input, ctx}]}, " +
+		"loc naming the field, e.g. [\"body\", \"context\", \"prefix\"].",
+		"content": fiber.Map{"application/json": fiber.Map{"schema": fiber.Map{"$ref": "#/components/schemas/ValidationError"}}}}
+)
+
+func jsonMessage(desc string) fiber.Map {
+	return fiber.Map{"description": desc, "content": fiber.Map{"application/json": fiber.Map{"schema": messageRef}}}
+}
+
+// responses are op's answers: its success, the errors every route of its
+// kind gives, and its own.
+func responses(op apiOp) fiber.Map {
+	r := fiber.Map{}
+	switch {
+	case op.WS != nil:
+		r["101"] = fiber.Map{"description": "Switching Protocols: the WebSocket is open"}
+		r["403"] = jsonMessage("The Origin header names an origin CORS_ALLOWED_ORIGINS does not list")
+		r["426"] = fiber.Map{"description": "Upgrade Required: not a WebSocket handshake"}
+	case op.HTML:
+		r[itoa(op.OK)] = fiber.Map{"description": "An HTML page", "content": htmlContent}
+	default:
+		r[itoa(op.OK)] = fiber.Map{"description": "Success", "content": fiber.Map{"application/json": fiber.Map{"schema": objectSchema(op.Resp)}}}
+	}
+	if op.Auth != ClassNone && op.WS == nil {
+		r["401"] = jsonMessage("Not authenticated: credentials missing, invalid, expired or revoked.")
+		r["403"] = jsonMessage("The API key lacks the '" + scopeOf(op) + "' scope.")
+	}
+	if len(op.Body) > 0 || len(op.Query) > 0 || strings.Contains(op.Path, "{") {
+		r["422"] = validationOf
+	}
+	if !op.Unlimited {
+		h := fiber.Map{"Retry-After": retryAfter}
+		for k, v := range rateHeaders {
+			h[k] = v
+		}
+		resp := jsonMessage("Too many requests: the rate limit of this route is spent.")
+		resp["headers"] = h
+		r["429"] = resp
+	}
+	unavailable := jsonMessage("Postgres or Redis does not answer (the message names which), or the server is shutting down.")
+	unavailable["headers"] = fiber.Map{"Retry-After": retryAfter}
+	r["503"] = unavailable
+	for status, desc := range op.Errors {
+		base, _ := r[itoa(status)].(fiber.Map)
+		e := jsonMessage(desc)
+		if op.HTMLErrors {
+			e["content"] = htmlContent
+		}
+		if base != nil {
+			// The shared words, then the route's; every shape the
+			// answer may take.
+			content := fiber.Map{}
+			for _, m := range []fiber.Map{asMap(base["content"]), asMap(e["content"])} {
+				for k, v := range m {
+					content[k] = v
+				}
+			}
+			e = fiber.Map{"description": base["description"].(string) + " " + desc, "content": content}
+			if h, ok := base["headers"]; ok {
+				e["headers"] = h
+			}
+		}
+		r[itoa(status)] = e
+	}
+	return r
+}
+
+func asMap(v any) fiber.Map { m, _ := v.(fiber.Map); return m }
+
+// operation is op as an OpenAPI operation.
+func operation(op apiOp) fiber.Map {
+	desc := authText(op)
+	if op.WS != nil {
+		desc = wsProtocol + "\n\n" + desc
+	}
+	if op.Doc != "" {
+		desc = op.Doc + "\n\n" + desc
+	}
+	o := fiber.Map{"summary": op.Summary, "description": desc, "responses": responses(op), "security": security(op)}
+	var params []fiber.Map
+	for _, seg := range strings.Split(op.Path, "/") {
+		if !strings.HasPrefix(seg, "{") {
+			continue
+		}
+		name, typ := strings.Trim(seg, "{}"), "string"
+		if i := slices.IndexFunc(op.Params, func(f apiField) bool { return f.Name == name }); i >= 0 {
+			typ = op.Params[i].Type
+		}
+		params = append(params, fiber.Map{"name": name, "in": "path", "required": true, "schema": schemaOf(typ)})
+	}
+	for _, q := range op.Query {
+		p := fiber.Map{"name": q.Name, "in": "query", "required": q.Required, "schema": schemaOf(q.Type)}
+		if q.Doc != "" {
+			p["description"] = q.Doc
+		}
+		params = append(params, p)
+	}
+	if params != nil {
+		o["parameters"] = params
+	}
+	if len(op.Body) > 0 {
+		schema := objectSchema(op.Body)
+		if op.AnyOf != nil {
+			var alts []fiber.Map
+			for _, a := range op.AnyOf {
+				alts = append(alts, fiber.Map{"required": a})
+			}
+			schema["anyOf"] = alts
+		}
+		ct := "application/json"
+		if op.Form {
+			ct = "application/x-www-form-urlencoded"
+		}
+		o["requestBody"] = fiber.Map{"required": true, "content": fiber.Map{ct: fiber.Map{"schema": schema}}}
+	}
+	if op.WS != nil {
+		o["x-websocket"] = fiber.Map{"client_frames": append(slices.Clone(op.WS), "cancel"), "server_frames": op.WSFrames}
+	}
+	return o
+}
+
 func buildOpenAPI() fiber.Map {
 	paths := fiber.Map{}
-	msg := fiber.Map{"type": "object", "properties": fiber.Map{"message": fiber.Map{"type": "string"}}}
 	for _, op := range openAPIOps {
 		item, _ := paths[op.Path].(fiber.Map)
 		if item == nil {
 			item = fiber.Map{}
 			paths[op.Path] = item
 		}
-		content := fiber.Map{"application/json": fiber.Map{"schema": msg}}
-		if op.HTML {
-			content = fiber.Map{"text/html": fiber.Map{"schema": fiber.Map{"type": "string"}}}
-		}
-		responses := fiber.Map{
-			itoa(op.OK): fiber.Map{"description": "Success", "content": content},
-			"422":       fiber.Map{"description": "Validation error: {\"detail\":[{type,loc,msg,input}]}"},
-			"429":       fiber.Map{"description": "Too many requests (Retry-After header)", "content": fiber.Map{"application/json": fiber.Map{"schema": msg}}},
-		}
-		if op.Auth != ClassNone {
-			responses["401"] = fiber.Map{"description": "Not authenticated", "content": fiber.Map{"application/json": fiber.Map{"schema": msg}}}
-		}
-		o := fiber.Map{"summary": op.Summary, "responses": responses, "security": security(op.Auth)}
-		var params []fiber.Map
-		for _, q := range op.Query {
-			params = append(params, fiber.Map{"name": q, "in": "query", "schema": fiber.Map{"type": "string"}})
-		}
-		for _, seg := range strings.Split(op.Path, "/") {
-			if strings.HasPrefix(seg, "{") {
-				params = append(params, fiber.Map{"name": strings.Trim(seg, "{}"), "in": "path", "required": true, "schema": fiber.Map{"type": "string"}})
-			}
-		}
-		if params != nil {
-			o["parameters"] = params
-		}
-		if len(op.Body) > 0 {
-			props := fiber.Map{}
-			for _, b := range op.Body {
-				name, typ, _ := strings.Cut(b, ": ")
-				props[name] = fiber.Map{"type": typ}
-			}
-			ct := "application/json"
-			if op.Form {
-				ct = "application/x-www-form-urlencoded"
-			}
-			o["requestBody"] = fiber.Map{"content": fiber.Map{ct: fiber.Map{"schema": fiber.Map{"type": "object", "properties": props}}}}
-		}
-		item[strings.ToLower(op.Method)] = o
+		item[strings.ToLower(op.Method)] = operation(op)
 	}
+	str := fiber.Map{"type": "string"}
 	return fiber.Map{
 		"openapi": "3.1.0",
-		"info":    fiber.Map{"title": "code4me plugin API", "version": "2"},
-		"paths":   paths,
-		"components": fiber.Map{"securitySchemes": fiber.Map{
-			"authToken":    fiber.Map{"type": "apiKey", "in": "cookie", "name": cookieAuth},
-			"sessionToken": fiber.Map{"type": "apiKey", "in": "cookie", "name": cookieSession},
-			"projectToken": fiber.Map{"type": "apiKey", "in": "cookie", "name": cookieProject},
-			"apiKey":       fiber.Map{"type": "http", "scheme": "bearer"},
-		}},
+		"info": fiber.Map{"title": "code4me plugin API", "version": "2",
+			"description": "Handler errors are {\"message\"}; framework errors {\"detail\"} (404, 405, 413 for bodies over " +
+				"MAX_BODY_BYTES). A path with its trailing slash toggled answers 307 to the route's path."},
+		"paths": paths,
+		"components": fiber.Map{
+			"schemas": fiber.Map{
+				"Message": fiber.Map{"type": "object", "required": []string{"message"}, "properties": fiber.Map{"message": str}},
+				"ValidationError": fiber.Map{"type": "object", "required": []string{"detail"}, "properties": fiber.Map{
+					"detail": fiber.Map{"type": "array", "items": fiber.Map{"type": "object", "required": []string{"type", "loc", "msg"},
+						"properties": fiber.Map{
+							"type":  str,
+							"loc":   fiber.Map{"type": "array", "items": fiber.Map{"type": []string{"string", "integer"}}},
+							"msg":   str,
+							"input": fiber.Map{"description": "the value refused; passwords and tokens masked, text redacted"},
+							"ctx":   fiber.Map{"type": "object"},
+						}}},
+				}},
+			},
+			"securitySchemes": fiber.Map{
+				"authToken":          fiber.Map{"type": "apiKey", "in": "cookie", "name": cookieAuth, "description": "A login (POST /api/user/authenticate)"},
+				"sessionToken":       fiber.Map{"type": "apiKey", "in": "cookie", "name": cookieSession, "description": "A session (GET /api/session/acquire)"},
+				"sessionTokenHeader": fiber.Map{"type": "apiKey", "in": "header", "name": headerSession, "description": "The session token, for clients without cookies"},
+				"projectToken":       fiber.Map{"type": "apiKey", "in": "cookie", "name": cookieProject, "description": "An active project (POST /api/project/create or PUT /api/project/activate)"},
+				"projectTokenHeader": fiber.Map{"type": "apiKey", "in": "header", "name": headerProject, "description": "The project token, for clients without cookies"},
+				"apiKey": fiber.Map{"type": "http", "scheme": "bearer", "description": "An API key (POST /api/user/api-keys). Its scopes, " +
+					"named in each requirement: 'completions' for completion, chat, context, sessions and projects; 'account' for the account itself."},
+			},
+		},
 	}
 }
 
 // GET /openapi.json
 func (s *Server) openAPI(c *fiber.Ctx) error {
-	openAPIOnce.Do(func() { openAPIDoc = buildOpenAPI() })
-	return c.JSON(openAPIDoc)
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(openAPIJSON())
 }
 
 var docsTmpl = template.Must(template.New("docs").Parse(`<!DOCTYPE html>
@@ -144,22 +547,34 @@ var docsTmpl = template.Must(template.New("docs").Parse(`<!DOCTYPE html>
 <style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{padding:.3em .8em;text-align:left;border-bottom:1px solid #ddd}code{font-size:1.05em}</style></head>
 <body><h1>code4me plugin API</h1>
 <p>Machine-readable schema: <a href="/openapi.json">/openapi.json</a>. Authenticate with the <code>auth_token</code>,
-<code>session_token</code> and <code>project_token</code> cookies, or <code>Authorization: Bearer &lt;api key&gt;</code>.</p>
+<code>session_token</code> and <code>project_token</code> cookies (or the <code>X-Session-Token</code> and
+<code>X-Project-Token</code> headers), or <code>Authorization: Bearer &lt;api key&gt;</code>.</p>
 <table><tr><th>Method</th><th>Path</th><th>Auth</th><th>Summary</th></tr>
 {{range .}}<tr><td>{{.Method}}</td><td><code>{{.Path}}</code></td><td>{{.AuthName}}</td><td>{{.Summary}}</td></tr>
 {{end}}</table></body></html>`))
 
-// GET /docs
-func (s *Server) docs(c *fiber.Ctx) error {
+// buildDocs renders the /docs page.
+func buildDocs() []byte {
 	type row struct{ Method, Path, AuthName, Summary string }
-	names := map[AuthClass]string{ClassNone: "none", ClassA: "auth", ClassS: "session", ClassSP: "session + project"}
+	names := map[AuthClass]string{ClassNone: "none", ClassA: "login", ClassS: "session", ClassSP: "session + project"}
 	rows := make([]row, 0, len(openAPIOps))
 	for _, op := range openAPIOps {
-		rows = append(rows, row{op.Method, op.Path, names[op.Auth], op.Summary})
+		name := names[op.Auth]
+		if op.Account {
+			name += " (account scope)"
+		}
+		rows = append(rows, row{op.Method, op.Path, name, op.Summary})
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Path < rows[j].Path })
-	c.Type("html", "utf-8")
 	var b strings.Builder
-	docsTmpl.Execute(&b, rows)
-	return c.SendString(b.String())
+	if err := docsTmpl.Execute(&b, rows); err != nil {
+		panic("docs: " + err.Error()) // a fixed template over fixed rows
+	}
+	return []byte(b.String())
+}
+
+// GET /docs
+func (s *Server) docs(c *fiber.Ctx) error {
+	c.Type("html", "utf-8")
+	return c.Send(docsHTML())
 }
