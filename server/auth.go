@@ -214,8 +214,7 @@ func (s *Server) authenticate(ctx context.Context, c *fiber.Ctx, class AuthClass
 }
 
 // sessionCreds are a request's session and project tokens and what
-// counting it against its rate limit needs: enough to authenticate it on
-// another goroutine than the request's (speculate.go).
+// counting it against its rate limit needs.
 type sessionCreds struct {
 	session, project string
 	route            string
@@ -225,8 +224,8 @@ type sessionCreds struct {
 func (s *Server) sessionCredsOf(c *fiber.Ctx) sessionCreds {
 	// Copies: a token read from a request is a view of fasthttp's buffer,
 	// which the next request on the connection overwrites, and the
-	// Principal made from it outlives the request (a WebSocket connection,
-	// the speculation cache) or is made on another goroutine (authGate).
+	// Principal made from it outlives the request (a WebSocket connection
+	// keeps it and checks its tokens again with every message).
 	return sessionCreds{session: strings.Clone(cookieOrHeader(c, cookieSession, headerSession)),
 		project: strings.Clone(cookieOrHeader(c, cookieProject, headerProject)), route: c.Route().Path, ip: s.clientIP(c)}
 }

@@ -123,7 +123,7 @@ func (s *Server) initPlugin(d Deps) error {
 // pluginRoutes registers the completion, chat and WebSocket routes.
 func (s *Server) pluginRoutes(api fiber.Router) {
 	cp := api.Group("/completion")
-	cp.Post("/request", s.guardSpeculative(s.parseCompletionBody), s.completionRequest)
+	cp.Post("/request", s.guardOverlap(ClassSP, s.parseCompletionBody), s.completionRequest)
 	cp.Post("/feedback", s.guard(ClassSP), s.completionFeedback)
 	cp.Post("/multi-file-context/update", s.guard(ClassSP), s.contextUpdate)
 	cp.Get("/:query_id", s.guard(ClassS), s.completionGet)
@@ -518,23 +518,15 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	if err != nil {
 		return nil, err
 	}
-	// The caller's check (a speculatively authenticated caller's gate) and
-	// state: nothing is written, streamed or returned before both pass.
-	confirmed := sync.OnceValue(func() error {
-		if err := gateFrom(ctx).verdict(); err != nil {
-			pr.waitState() // its goroutine reads pr; let it end
-			return err
-		}
-		return pr.waitState()
-	})
-	// The models start now; a refused check or state (unknown telemetry
+	// The models start now. Nothing is written, streamed or returned before
+	// the caller's state passes (waitState); its refusal (unknown telemetry
 	// ids, the user gone) cancels them.
 	mctx, cancelModels := context.WithCancel(ctx)
 	defer cancelModels()
 	if sink != nil {
 		stream := sink
 		sink = func(modelID int64, text string, replace bool) {
-			if confirmed() != nil {
+			if pr.waitState() != nil {
 				cancelModels()
 				return
 			}
@@ -554,7 +546,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		return s.storeQueryData(ctx, b, mq, pr, r)
 	}
 	pre := s.startPreStore(ctx, mq, func(ctx context.Context, b *batchTx) error {
-		if err := confirmed(); err != nil {
+		if err := pr.waitState(); err != nil {
 			cancelModels()
 			return err
 		}
@@ -568,7 +560,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		s.discard(pre)
 		return nil, errCancelled
 	}
-	if err := confirmed(); err != nil {
+	if err := pr.waitState(); err != nil {
 		return nil, err // nothing was stored: the first batch was never sent
 	}
 	st.add(StageLookup, pr.lookupMS)
@@ -781,22 +773,11 @@ func (s *Server) completionRequest(c *fiber.Ctx) error {
 	lap := time.Now()
 	pc := overlapped(c).(*parsedCompletion)
 	if pc.err != nil {
-		if err := s.settle(c); err != nil {
-			return err // the caller's refusal wins over the body's
-		}
 		return pc.err
 	}
 	st.lap(StageBodyWait, &lap)
 	st.add(StageParse, pc.parseMS)
-	res, err := s.runCompletion(withGate(c.UserContext(), gate(c)), principal(c), pc.r, nil, st, pc.red)
-	if serr := s.settle(c); serr != nil {
-		return serr
-	}
-	if errors.Is(err, errStalePrincipal) {
-		// Confirmed as someone else than remembered: run again as that.
-		s.principals.stale.Add(1)
-		res, err = s.runCompletion(c.UserContext(), principal(c), pc.r, nil, st, pc.red)
-	}
+	res, err := s.runCompletion(c.UserContext(), principal(c), pc.r, nil, st, pc.red)
 	if err != nil {
 		return pipelineError(err, MsgGenerateCompletionsError)
 	}

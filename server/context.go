@@ -299,12 +299,10 @@ func (s *Server) updateContext(ctx context.Context, p *Principal, updates []file
 	if err != nil {
 		return nil, fmt.Errorf("update multi-file context: %w", err)
 	}
-	// Committed: cached copies of the old context are no longer used, nor
-	// remembered token pairs that carry its version (speculate.go).
+	// Committed: cached copies of the old context are no longer used.
 	if err := s.tokens.BumpContextVersion(ctx, p.ProjectID); err != nil {
 		s.log.Warn("multi-file context: "+err.Error(), slog.String("project_id", p.ProjectID.String()))
 	}
-	s.principals.forgetProject(p.ProjectID)
 	all, err := s.q.ProjectContextFileListAll(ctx, s.db, p.ProjectID)
 	if err != nil {
 		return nil, fmt.Errorf("list multi-file context: %w", err)

@@ -36,12 +36,6 @@ const (
 	ctxCacheMaxBytes = 64 << 20
 )
 
-// ctxUncached is the context version of callers that must not use the
-// cache nor give the project a version: a WebSocket request after a
-// context update through this server, until the connection's next check
-// reads the new version (ws.go).
-const ctxUncached = "-"
-
 type ctxCacheEntry struct {
 	version string
 	files   []contextFile // every non-empty file, in the database's order
@@ -60,7 +54,7 @@ type ctxCache struct {
 
 // get returns the project's files if the copy is of version and fresh.
 func (c *ctxCache) get(project uuid.UUID, version string) ([]contextFile, bool) {
-	if version == "" || version == ctxUncached {
+	if version == "" {
 		return nil, false
 	}
 	c.mu.Lock()
@@ -76,7 +70,7 @@ func (c *ctxCache) get(project uuid.UUID, version string) ([]contextFile, bool) 
 
 // put keeps files as the project's context of version.
 func (c *ctxCache) put(project uuid.UUID, version string, files []contextFile) {
-	if version == "" || version == ctxUncached {
+	if version == "" {
 		return
 	}
 	n := 0
@@ -159,13 +153,11 @@ func (s *Server) projectContext(ctx context.Context, project uuid.UUID, version 
 			files = append(files, contextFile{r.FileName, r.ChangeCount, strings.Join(r.Lines, "\n")})
 		}
 	}
-	switch version {
-	case ctxUncached:
-	case "":
+	if version == "" {
 		if err := s.tokens.InitContextVersion(ctx, project); err != nil {
 			s.log.Warn("completion: " + err.Error())
 		}
-	default:
+	} else {
 		s.ctxCache.put(project, version, files)
 	}
 	return files, nil

@@ -92,8 +92,6 @@ type Server struct {
 	plugin    plugin   // completion, chat and WebSocket state (completion.go)
 	jobs      jobs     // River client: mail (mailjob.go)
 	ctxCache  ctxCache // projects' multi-file context (contextcache.go)
-	// principals: token pairs confirmed recently (speculate.go).
-	principals principalCache
 
 	stop  context.CancelFunc // ends background work (the session sweeper)
 	bg    bgGroup            // background work, waited for by Drain

@@ -58,10 +58,9 @@ import (
 //
 //   - Every request frame counts against the rate limit of the HTTP route
 //     it stands for (wsRoutes), for the connection's user, in the Redis
-//     round trip that re-checks the session: over it, status_code 429 and
-//     retry_after (seconds), and the request sends and stores nothing (a
-//     completion_request, which starts before its check returns, is
-//     cancelled then).
+//     round trip that re-checks the session before the request starts:
+//     over it, status_code 429 and retry_after (seconds), and nothing of
+//     the request runs.
 //   - At most WS_MAX_IN_FLIGHT requests of a connection run at once; a
 //     request frame over it gets status_code 429 and starts nothing. A
 //     request stops counting when it ends or is cancelled or superseded, so
@@ -189,12 +188,10 @@ type wsConn struct {
 	// WS_MAX_IN_FLIGHT bounds.
 	active     int
 	completion string // request id of the running completion_request
+
 	// p is the Principal the connection's last check gave (at connect,
-	// then with each message), and epoch the count of its project's
-	// context updates through this server read before that check
-	// (principalCache.epochOf).
-	p     *Principal
-	epoch ctxEpoch
+	// then with each message). Only the reader uses it.
+	p *Principal
 }
 
 // wsRequest is one request of a connection in flight.
@@ -231,11 +228,7 @@ func (s *Server) wsServe(kind wsKind) func(*websocket.Conn) {
 		if p == nil {
 			return
 		}
-		// Each message checks the session and project again, and the
-		// check's context version is what the next request starts with
-		// (principal). The count is read after the connect-time check: an
-		// update in between is caught by the first message's check.
-		w.p, w.epoch = p, w.s.principals.epochOf(p.ProjectID)
+		w.p = p
 		// A larger frame is refused unread: the reader sends close 1009
 		// and the read fails, which ends the connection.
 		c.SetReadLimit(int64(s.cfg.MaxBodyBytes))
@@ -324,24 +317,19 @@ func (w *wsConn) dispatch(data []byte) bool {
 			return true
 		}
 		// Each message re-checks the connection's session and project
-		// (they may have ended since connect), refreshes them and counts
-		// against the HTTP route's rate limit in the same round trip. A
-		// completion starts while they are checked, with the Principal of
-		// the last check; its tokens and result wait for this one
-		// (speculate.go). Other requests start after their check.
-		p := w.principal()
-		var g *authGate
-		if key == "completion_request" {
-			g = w.recheck(p, key)
-		} else if confirmed, counted, err := w.check(p, key); err != nil {
+		// (they may have ended since connect) and counts against the HTTP
+		// route's rate limit in the same round trip, before the request
+		// starts; the request runs as the Principal the check gives, whose
+		// context version picks the cached context files.
+		p, counted, err := w.check(key)
+		if err != nil {
 			return w.refuse(id, err)
-		} else if limit := w.limit(key, counted); !limit.Allowed {
+		}
+		if limit := w.limit(key, counted); !limit.Allowed {
 			w.limited(id, limit)
 			return true
-		} else {
-			p = confirmed
 		}
-		w.start(id, key, raw, p, g)
+		w.start(id, key, raw, p)
 		return true
 	}
 	w.send(fiber.Map{"type": "error", "request_id": id, "error": "Invalid websocket request"})
@@ -385,37 +373,19 @@ func (w *wsConn) payloadUTF8(data []byte) bool {
 	return slices.Contains(wsKeys[w.kind], key)
 }
 
-// principal returns a copy of the Principal of the connection's last
-// check for a request to start with. Its context version is that check's
-// unless the project's context was updated through this server since:
-// then it is ctxUncached, and the request reads the context from Postgres
-// instead of using a copy that is known to be old.
-func (w *wsConn) principal() *Principal {
-	w.mu.Lock()
-	p, epoch := *w.p, w.epoch
-	w.mu.Unlock()
-	if w.s.principals.epochOf(p.ProjectID) != epoch {
-		p.ContextVersion = ctxUncached
-	}
-	return &p
-}
-
-// check looks the connection's session and project tokens (those of p) up
-// again and returns the Principal they give now, which the connection
-// keeps for its next requests. The same Redis round trip counts the
-// request against the rate limit of key's HTTP route, as that route's
-// guard does (authSession), and the count is returned (limit gives the
-// verdict).
-func (w *wsConn) check(p *Principal, key string) (*Principal, *auth.Counted, error) {
-	epoch := w.s.principals.epochOf(p.ProjectID)
-	creds := sessionCreds{session: p.SessionToken, project: p.ProjectToken, route: wsRoutes[key], ip: w.ip}
+// check looks the connection's session and project tokens up again and
+// returns the Principal they give now, which the connection keeps for its
+// next check. The same Redis round trip counts the request against the
+// rate limit of key's HTTP route, as that route's guard does
+// (authSession), and the count is returned (limit gives the verdict).
+// Only the reader calls it.
+func (w *wsConn) check(key string) (*Principal, *auth.Counted, error) {
+	creds := sessionCreds{session: w.p.SessionToken, project: w.p.ProjectToken, route: wsRoutes[key], ip: w.ip}
 	now, counted, err := w.s.authSession(w.ctx, creds, ClassSP)
 	if err != nil {
 		return nil, nil, err
 	}
-	w.mu.Lock()
-	w.p, w.epoch = now, epoch
-	w.mu.Unlock()
+	w.p = now
 	return now, counted, nil
 }
 
@@ -426,30 +396,6 @@ func (w *wsConn) limit(key string, counted *auth.Counted) ratelimit.Result {
 		return ratelimit.Result{Allowed: true}
 	}
 	return w.s.limiter.Result(wsRoutes[key], counted.N, counted.TTL)
-}
-
-// recheck runs check on another goroutine, as the authGate of a request
-// started with spec. The check confirms spec when it gives the same
-// Principal; another one makes the request run again with it
-// (errStalePrincipal). A spec without a usable context version (ctxUncached
-// or unknown) read the context from Postgres, so its version is not
-// compared.
-func (w *wsConn) recheck(spec *Principal, key string) *authGate {
-	g := &authGate{spec: spec, done: make(chan struct{}), allowed: true}
-	go func() {
-		defer close(g.done)
-		t0 := time.Now()
-		p, counted, err := w.check(spec, key)
-		if err == nil && (spec.ContextVersion == ctxUncached || spec.ContextVersion == "") {
-			cp := *p
-			cp.ContextVersion = spec.ContextVersion
-			p = &cp
-		}
-		g.p, g.counted, g.err = p, counted, err
-		g.allowed = w.limit(key, counted).Allowed
-		g.ms = msSince(t0)
-	}()
-	return g
 }
 
 // requestID reads a request id: a string, or any other JSON value as text.
@@ -504,8 +450,8 @@ func (w *wsConn) room(id, key string) bool {
 
 // start runs a request in its own goroutine. A completion_request cancels
 // the connection's previous one first.
-func (w *wsConn) start(id, key string, raw json.RawMessage, p *Principal, g *authGate) {
-	ctx, cancel := context.WithCancel(withGate(w.ctx, g))
+func (w *wsConn) start(id, key string, raw json.RawMessage, p *Principal) {
+	ctx, cancel := context.WithCancel(w.ctx)
 	r := &wsRequest{cancel: cancel}
 	w.mu.Lock()
 	if old := w.inflight[id]; old != nil {
@@ -553,12 +499,6 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage, p
 			var res *completionResult
 			sink := w.tokens(id, "completion_token")
 			res, err = w.s.runCompletion(ctx, p, r, sink, nil, nil)
-			if errors.Is(err, errStalePrincipal) {
-				// Confirmed with another context version (an update
-				// through another server): nothing was sent or stored.
-				w.s.principals.stale.Add(1)
-				res, err = w.s.runCompletion(withoutGate(ctx), gateFrom(ctx).p, r, sink, nil, nil)
-			}
 			if err == nil {
 				content = fiber.Map{"message": MsgCompletion, "data": fiber.Map{"meta_query_id": res.MetaQueryID, "completions": res.Items}}
 			} else {
@@ -610,22 +550,6 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage, p
 				err = pipelineError(err, MsgDeleteChatError)
 			}
 		}
-	}
-	if err := gateFrom(ctx).verdict(); err != nil && !errors.Is(err, errStalePrincipal) {
-		if g := gateFrom(ctx); g.err == nil {
-			// Over the route's rate limit (the verdict's other refusal):
-			// nothing of the request was sent, and the connection stays.
-			w.limited(id, w.limit(key, g.counted))
-			return
-		}
-		// The session or project ended: nothing of the request was sent,
-		// and the connection ends as when a check fails before a request
-		// (unless the check could not be made: refuse).
-		if !w.refuse(id, err) {
-			w.cancel()
-			w.wakeReader()
-		}
-		return
 	}
 	if ctx.Err() != nil && w.ctx.Err() == nil {
 		w.send(fiber.Map{"type": "cancelled", "request_id": id})

@@ -10,6 +10,8 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/google/uuid"
+
+	"github.com/code4me/code4me/internal/config"
 )
 
 // wsClient dials a WebSocket endpoint with the client's cookies.
@@ -297,20 +299,15 @@ func TestWSContextCache(t *testing.T) {
 		t.Fatalf("second completion: cache hits %d → %d, want one more", hits, e.srv.ctxCache.hits.Load())
 	}
 
-	// An update through this server: the next completion reads it, and is
-	// not run twice.
+	// An update through this server: the next completion reads it.
 	set("ws_ctx_second = 2")
-	stale := e.srv.principals.stale.Load()
 	if p, _, _ := complete(); !strings.Contains(p, "ws_ctx_second") {
 		t.Fatalf("after an update through this server the engine got %q", p)
 	}
-	if got := e.srv.principals.stale.Load(); got != stale {
-		t.Fatalf("stale runs %d → %d after an update through this server, want none", stale, got)
-	}
-	complete() // caches the context under the connection's new version
+	complete() // caches the context under its new version
 
 	// An update through another server: the rows change and the version
-	// is bumped in Redis, but this server's counts do not move.
+	// is bumped in Redis; the next message's check reads the new version.
 	var project uuid.UUID
 	if err := e.srv.db.QueryRow(t.Context(), `SELECT project_id FROM project_context_file WHERE 'ws_ctx_second = 2' = ANY(lines)`).Scan(&project); err != nil {
 		t.Fatal(err)
@@ -323,26 +320,90 @@ func TestWSContextCache(t *testing.T) {
 	}
 	stored := e.storedQueries(email)
 	p, streamed, final := complete()
-	if got := e.srv.principals.stale.Load(); got != stale+1 {
-		t.Fatalf("stale runs %d → %d after an update through another server, want one", stale, got)
-	}
 	if !strings.Contains(p, "ws_ctx_other") {
-		t.Fatalf("the rerun did not use the new context; the engine got %q", p)
+		t.Fatalf("the completion after an update through another server did not use the new context; the engine got %q", p)
 	}
 	if !strings.HasPrefix(final, streamed) {
-		t.Fatalf("streamed %q is not a prefix of the answer %q: the thrown-away run streamed", streamed, final)
+		t.Fatalf("streamed %q is not a prefix of the answer %q", streamed, final)
 	}
 	if got := e.storedQueries(email); got != stored+1 {
-		t.Fatalf("%d queries stored by the rerun request, want 1", got-stored)
+		t.Fatalf("%d queries stored by one request, want 1", got-stored)
 	}
-	// The rerun cached the new context under the new version, which the
-	// connection now starts with.
+	// That completion cached the new context under the new version.
 	hits = e.srv.ctxCache.hits.Load()
 	complete()
-	if e.srv.principals.stale.Load() != stale+1 || e.srv.ctxCache.hits.Load() != hits+1 {
-		t.Fatalf("the completion after the rerun: stale %d (want %d), cache hits %d → %d (want one more)",
-			e.srv.principals.stale.Load(), stale+1, hits, e.srv.ctxCache.hits.Load())
+	if e.srv.ctxCache.hits.Load() != hits+1 {
+		t.Fatalf("the completion after it: cache hits %d → %d, want one more", hits, e.srv.ctxCache.hits.Load())
 	}
 	conn.Close()
+	waitWSGoroutines(t)
+}
+
+// TestWSCheckedBeforeWork: every request frame re-checks the connection's
+// session and project and counts against its route's rate limit before
+// the request reaches a model (checkWatch). Over the limit, the frame gets
+// a 429 error frame and the connection stays; once the session has ended,
+// a 401 error frame ends the connection. Neither refused prompt reaches a
+// model, and neither stores anything.
+func TestWSCheckedBeforeWork(t *testing.T) {
+	e := newPluginEnv(t, func(c *config.Config) {
+		c.RatePerHourByRoute = map[string]int{"/api/completion/request": 3}
+	})
+	addr := e.listen()
+	const email = "ws-checked-first@example.com"
+	c := e.member(email)
+	w := e.watchChecks(c.cookies[cookieSession])
+	conn := e.wsDial(addr, "/api/ws/completion", c)
+	complete := func(id, marker string) map[string]any {
+		t.Helper()
+		send(t, conn, map[string]any{"request_id": id, "completion_request": completionBody([]int64{e.ids["tiny-coder"]}, marker+" = ", "\n")})
+		frames := readUntil(t, conn, func(f map[string]any) bool { return f["type"] != "completion_token" })
+		if len(frames) > 1 && frames[len(frames)-1]["type"] != "completion_result" {
+			t.Fatalf("%s: a refused request streamed %v", id, frames[0])
+		}
+		return frames[len(frames)-1]
+	}
+	for i, marker := range []string{"ws_checked_warm", "ws_checked_passed", "ws_checked_budget"} {
+		if i == 1 {
+			w.arm(marker)
+		}
+		if f := complete(fmt.Sprint("r", i), marker); f["type"] != "completion_result" || f["status_code"] != float64(200) {
+			t.Fatalf("r%d: %v", i, f)
+		}
+		w.arm("")
+	}
+	if !strings.Contains(e.rec.all(), "ws_checked_passed") {
+		t.Fatal("the engine never saw the answered request's marker: the watch proves nothing")
+	}
+
+	w.arm("ws_checked_limited")
+	if f := complete("limited", "ws_checked_limited"); !isLimited(f) || f["request_id"] != "limited" {
+		t.Fatalf("over the limit: %v", f)
+	}
+	w.arm("")
+	c.expect("PUT", "/api/session/deactivate/", nil, 200)
+	w.arm("ws_checked_ended")
+	if f := complete("ended", "ws_checked_ended"); f["type"] != "error" || f["status_code"] != float64(401) ||
+		f["request_id"] != "ended" || f["error"] != MsgInvalidOrExpiredSession {
+		t.Fatalf("after the session ended: %v", f)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, data, err := conn.ReadMessage(); err == nil {
+		t.Fatalf("connection goes on after the 401: %s", data)
+	}
+
+	for _, m := range []string{"ws_checked_limited", "ws_checked_ended"} {
+		if strings.Contains(e.rec.all(), m) {
+			t.Errorf("the prompt of a refused request (%s) reached a model", m)
+		}
+	}
+	// A script call that Redis answers NOSCRIPT is made again with the
+	// script: a request may show two checks.
+	if n, early := w.result(); n < 3 || len(early) != 0 {
+		t.Errorf("%d checks watched (want 3); the engine had seen %q before their check returned", n, early)
+	}
+	if n := e.storedQueries(email); n != 3 {
+		t.Fatalf("%d queries stored, want the 3 answered", n)
+	}
 	waitWSGoroutines(t)
 }
