@@ -9,6 +9,49 @@ import (
 	"context"
 )
 
+// iteratorForEvalResultInsert implements pgx.CopyFromSource.
+type iteratorForEvalResultInsert struct {
+	rows                 []EvalResultInsertParams
+	skippedFirstNextCall bool
+}
+
+func (r *iteratorForEvalResultInsert) Next() bool {
+	if len(r.rows) == 0 {
+		return false
+	}
+	if !r.skippedFirstNextCall {
+		r.skippedFirstNextCall = true
+		return true
+	}
+	r.rows = r.rows[1:]
+	return len(r.rows) > 0
+}
+
+func (r iteratorForEvalResultInsert) Values() ([]interface{}, error) {
+	return []interface{}{
+		r.rows[0].EvalRunID,
+		r.rows[0].TaskIndex,
+		r.rows[0].FilePath,
+		r.rows[0].Language,
+		r.rows[0].Kind,
+		r.rows[0].Expected,
+		r.rows[0].Output,
+		r.rows[0].Exact,
+		r.rows[0].EditSimilarity,
+		r.rows[0].LatencyMs,
+		r.rows[0].PromptTokens,
+		r.rows[0].GeneratedTokens,
+	}, nil
+}
+
+func (r iteratorForEvalResultInsert) Err() error {
+	return nil
+}
+
+func (q *Queries) EvalResultInsert(ctx context.Context, db DBTX, arg []EvalResultInsertParams) (int64, error) {
+	return db.CopyFrom(ctx, []string{"eval_result"}, []string{"eval_run_id", "task_index", "file_path", "language", "kind", "expected", "output", "exact", "edit_similarity", "latency_ms", "prompt_tokens", "generated_tokens"}, &iteratorForEvalResultInsert{rows: arg})
+}
+
 // iteratorForProjectContextChangeCreate implements pgx.CopyFromSource.
 type iteratorForProjectContextChangeCreate struct {
 	rows                 []ProjectContextChangeCreateParams

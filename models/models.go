@@ -106,6 +106,39 @@ type Documentation struct {
 	UpdatedAt       time.Time        `json:"updated_at"`
 }
 
+type EvalResult struct {
+	EvalRunID       int64   `json:"eval_run_id"`
+	TaskIndex       int32   `json:"task_index"`
+	FilePath        string  `json:"file_path"`
+	Language        string  `json:"language"`
+	Kind            string  `json:"kind"`
+	Expected        string  `json:"expected"`
+	Output          string  `json:"output"`
+	Exact           bool    `json:"exact"`
+	EditSimilarity  float64 `json:"edit_similarity"`
+	LatencyMs       float64 `json:"latency_ms"`
+	PromptTokens    int32   `json:"prompt_tokens"`
+	GeneratedTokens int32   `json:"generated_tokens"`
+}
+
+type EvalRun struct {
+	EvalRunID          int64      `json:"eval_run_id"`
+	StartedAt          time.Time  `json:"started_at"`
+	FinishedAt         *time.Time `json:"finished_at"`
+	ModelName          string     `json:"model_name"`
+	ModelSha256        string     `json:"model_sha256"`
+	Arm                string     `json:"arm"`
+	Seed               int64      `json:"seed"`
+	Repo               string     `json:"repo"`
+	TaskCount          int32      `json:"task_count"`
+	MaxTokens          int32      `json:"max_tokens"`
+	ExactMatchRate     *float64   `json:"exact_match_rate"`
+	MeanEditSimilarity *float64   `json:"mean_edit_similarity"`
+	LatencyP50Ms       *float64   `json:"latency_p50_ms"`
+	LatencyP95Ms       *float64   `json:"latency_p95_ms"`
+	LatencyP99Ms       *float64   `json:"latency_p99_ms"`
+}
+
 type Generation struct {
 	MetaQueryID      uuid.UUID       `json:"meta_query_id"`
 	ModelID          int64           `json:"model_id"`

@@ -1,5 +1,5 @@
 // Command code4me is the one binary of the code4me completion server:
-// serve, migrate, model, complete, bench and version. It wires packages
+// serve, migrate, model, complete, bench, eval and version. It wires packages
 // together and reads the environment; all logic lives in the packages.
 package main
 
@@ -34,6 +34,7 @@ func commands() []command {
 		{"model", "list, pull, synth or add models", runModel},
 		{"complete", "complete one prefix/suffix with a model and print timings", runComplete},
 		{"bench", "run benchmarks (bench engine: the typing workload)", runBench},
+		{"eval", "score a model on fill-in-the-middle tasks cut from a source tree; store the run", runEval},
 		{"version", "print the version", runVersion},
 	}
 }

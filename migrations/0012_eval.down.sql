@@ -1,0 +1,2 @@
+DROP TABLE eval_result;
+DROP TABLE eval_run;
