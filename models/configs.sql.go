@@ -94,6 +94,37 @@ func (q *Queries) ConfigList(ctx context.Context, db DBTX) ([]Config, error) {
 	return items, nil
 }
 
+const configReferenceCounts = `-- name: ConfigReferenceCounts :one
+SELECT
+    (SELECT count(*) FROM users WHERE users.config_id = $1)::bigint AS users,
+    (SELECT count(*) FROM study WHERE study.default_config_id = $1)::bigint AS studies,
+    (SELECT count(*) FROM study_arm WHERE study_arm.config_id = $1)::bigint AS study_arms,
+    (SELECT count(*) FROM config_assignment_history h WHERE h.assigned_config_id = $1)::bigint AS assignments,
+    (SELECT count(*) FROM meta_query WHERE meta_query.config_id = $1)::bigint AS queries
+`
+
+type ConfigReferenceCountsRow struct {
+	Users       int64 `json:"users"`
+	Studies     int64 `json:"studies"`
+	StudyArms   int64 `json:"study_arms"`
+	Assignments int64 `json:"assignments"`
+	Queries     int64 `json:"queries"`
+}
+
+// What still uses a config, for the answer to a refused delete.
+func (q *Queries) ConfigReferenceCounts(ctx context.Context, db DBTX, configID int64) (ConfigReferenceCountsRow, error) {
+	row := db.QueryRow(ctx, configReferenceCounts, configID)
+	var i ConfigReferenceCountsRow
+	err := row.Scan(
+		&i.Users,
+		&i.Studies,
+		&i.StudyArms,
+		&i.Assignments,
+		&i.Queries,
+	)
+	return i, err
+}
+
 const configUpdate = `-- name: ConfigUpdate :one
 UPDATE config SET config_data = $1, updated_at = now()
 WHERE config_id = $2

@@ -10,6 +10,19 @@ import (
 	"encoding/json"
 )
 
+const modelDelete = `-- name: ModelDelete :execrows
+DELETE FROM model WHERE model_id = $1
+`
+
+// Fails with a foreign-key violation while generations or ground truths use it.
+func (q *Queries) ModelDelete(ctx context.Context, db DBTX, modelID int64) (int64, error) {
+	result, err := db.Exec(ctx, modelDelete, modelID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const modelGetByID = `-- name: ModelGetByID :one
 SELECT model_id, name, family, file_sha256, file_size, parameters, prompt_templates, is_chat, is_synthetic, registered_at, last_loaded_at FROM model WHERE model_id = $1
 `

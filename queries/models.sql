@@ -23,3 +23,7 @@ SELECT * FROM model ORDER BY model_id;
 
 -- name: ModelListByIDs :many
 SELECT * FROM model WHERE model_id = ANY(@model_ids::bigint[]) ORDER BY model_id;
+
+-- name: ModelDelete :execrows
+-- Fails with a foreign-key violation while generations or ground truths use it.
+DELETE FROM model WHERE model_id = @model_id;

@@ -90,6 +90,9 @@ type apiError struct {
 	status int
 	msg    string
 	cause  error
+	// detail: answer {"detail": msg} instead, the shape of the config
+	// administration routes' errors (failDetail).
+	detail bool
 }
 
 func (e *apiError) Error() string {
@@ -175,6 +178,9 @@ func (s *Server) errorResponse(ctx context.Context, err error) (int, any) {
 	}
 	var ae *apiError
 	if errors.As(err, &ae) {
+		if ae.detail {
+			return ae.status, fiber.Map{"detail": ae.msg}
+		}
 		return ae.status, fiber.Map{"message": ae.msg}
 	}
 	var ve *validationError

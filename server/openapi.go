@@ -113,6 +113,28 @@ const wsProtocol = "A WebSocket (OpenAPI has no type for one): this GET is the h
 	"UTF-8 outside the payload; without status_code for a frame that is not a JSON object or has no known key. A frame " +
 	"larger than MAX_BODY_BYTES closes the connection with 1009."
 
+// Documentation shared by the config administration routes.
+const (
+	adminDoc = "Only for admins (users.is_admin, read on every request): others get 403 {\"detail\": \"Admin privileges " +
+		"required\"}. The route's own errors are {\"detail\": text}."
+	configDataDoc = "the document: an object (stored as JSON) or a string of HOCON text (JSON is HOCON), stored as given once it " +
+		"parses; text that does not is a 422 whose msg gives the line, column and problem"
+)
+
+var (
+	configResp   = []apiField{respField("config_id", "integer", ""), respField("config_data", "object", "parsed when it is a JSON object, else the text")}
+	languageResp = []apiField{respField("language_id", "integer", ""), respField("language_name", "string", "")}
+)
+
+// adminErrors is errs with the 403 every admin route gives.
+func adminErrors(errs map[int]string) map[int]string {
+	out := map[int]string{403: "Also {\"detail\": \"Admin privileges required\"} when the caller is not an admin."}
+	for k, v := range errs {
+		out[k] = v
+	}
+	return out
+}
+
 // openAPIOps documents every route, in the order of the /docs page.
 var openAPIOps = []apiOp{
 	{Method: "GET", Path: "/api/ping", Summary: "Health check: 200 once Postgres and Redis answer (HEAD works too)", Unlimited: true, OK: 200,
@@ -242,6 +264,54 @@ var openAPIOps = []apiOp{
 	{Method: "DELETE", Path: "/api/chat/delete/{chat_id}", Summary: "Delete a chat with its queries, generations and messages", Auth: ClassSP, OK: 200,
 		Params: []apiField{reqField("chat_id", "uuid", "")}, Resp: messageResp,
 		Errors: map[int]string{403: "Also when the chat is another user's or another project's.", 404: "No such chat"}},
+
+	{Method: "GET", Path: "/api/config/", Summary: "Admin: every config", Auth: ClassA, Account: true, OK: 200, Doc: adminDoc,
+		Resp:   []apiField{respField("configs", "[]object", "{config_id, config_data: the document, parsed when it is a JSON object, else its text}")},
+		Errors: adminErrors(nil)},
+	{Method: "POST", Path: "/api/config/", Summary: "Admin: add a config", Auth: ClassA, Account: true, OK: 201, Doc: adminDoc,
+		Body: []apiField{reqField("config_data", "object", configDataDoc)}, Resp: configResp,
+		Errors: adminErrors(nil)},
+	{Method: "GET", Path: "/api/config/languages", Summary: "Admin: the programming languages telemetry refers to", Auth: ClassA, Account: true,
+		OK: 200, Doc: adminDoc,
+		Resp:   []apiField{respField("languages", "[]object", "{language_id, language_name}"), respField("mapping", "object", "name: id")},
+		Errors: adminErrors(nil)},
+	{Method: "POST", Path: "/api/config/languages", Summary: "Admin: add a programming language", Auth: ClassA, Account: true, OK: 201, Doc: adminDoc,
+		Body: []apiField{reqField("language_name", "string", "1 to 100 characters, unique")}, Resp: languageResp,
+		Errors: adminErrors(map[int]string{409: "A language of that name exists"})},
+	{Method: "PUT", Path: "/api/config/languages/{language_id}", Summary: "Admin: rename a programming language", Auth: ClassA, Account: true,
+		OK: 200, Doc: adminDoc, Params: []apiField{reqField("language_id", "integer", "")},
+		Body: []apiField{reqField("language_name", "string", "1 to 100 characters, unique")}, Resp: languageResp,
+		Errors: adminErrors(map[int]string{404: "No such language", 409: "Another language has that name"})},
+	{Method: "DELETE", Path: "/api/config/languages/{language_id}", Summary: "Admin: delete a programming language no telemetry uses",
+		Auth: ClassA, Account: true, OK: 200, Doc: adminDoc, Params: []apiField{reqField("language_id", "integer", "")},
+		Resp:   []apiField{respField("deleted", "boolean", "true"), respField("language_id", "integer", "")},
+		Errors: adminErrors(map[int]string{404: "No such language", 409: "Recorded telemetry uses the language"})},
+	{Method: "GET", Path: "/api/config/models", Summary: "Admin: every registered model", Auth: ClassA, Account: true, OK: 200, Doc: adminDoc,
+		Resp: []apiField{respField("models", "[]object", "{model_id, model_name, family, is_chat, is_synthetic, loaded: served by this "+
+			"server now, registered_at, last_loaded_at}")},
+		Errors: adminErrors(nil)},
+	{Method: "DELETE", Path: "/api/config/models/{model_id}", Summary: "Admin: delete a registered model that is not loaded and not used",
+		Auth: ClassA, Account: true, OK: 200, Doc: adminDoc + " Models are registered by the server when it loads their files; no route creates one.",
+		Params: []apiField{reqField("model_id", "integer", "")},
+		Resp:   []apiField{respField("deleted", "boolean", "true"), respField("model_id", "integer", "")},
+		Errors: adminErrors(map[int]string{404: "No such model", 409: "The server has the model loaded, or generations or ground truths use it"})},
+	{Method: "PUT", Path: "/api/config/users/{user_id}/admin", Summary: "Admin: grant or revoke a user's admin privileges", Auth: ClassA,
+		Account: true, OK: 200, Doc: adminDoc + " The only way to change is_admin; an admin cannot revoke their own.",
+		Params: []apiField{reqField("user_id", "uuid", "")}, Body: []apiField{reqField("is_admin", "boolean", "")},
+		Resp:   []apiField{respField("user_id", "uuid", ""), respField("is_admin", "boolean", "")},
+		Errors: adminErrors(map[int]string{404: "No such user", 409: "The caller tried to revoke their own admin privileges"})},
+	{Method: "GET", Path: "/api/config/{config_id}", Summary: "Admin: one config", Auth: ClassA, Account: true, OK: 200, Doc: adminDoc,
+		Params: []apiField{reqField("config_id", "integer", "")}, Resp: configResp,
+		Errors: adminErrors(map[int]string{404: "No such config"})},
+	{Method: "PUT", Path: "/api/config/{config_id}", Summary: "Admin: replace a config's document", Auth: ClassA, Account: true, OK: 200,
+		Doc: adminDoc, Params: []apiField{reqField("config_id", "integer", "")},
+		Body: []apiField{reqField("config_data", "object", configDataDoc)}, Resp: configResp,
+		Errors: adminErrors(map[int]string{404: "No such config"})},
+	{Method: "DELETE", Path: "/api/config/{config_id}", Summary: "Admin: delete a config nothing uses", Auth: ClassA, Account: true, OK: 200,
+		Doc: adminDoc, Params: []apiField{reqField("config_id", "integer", "")},
+		Resp: []apiField{respField("deleted", "boolean", "true"), respField("config_id", "integer", "")},
+		Errors: adminErrors(map[int]string{404: "No such config",
+			409: "Users, studies, study arms, config assignments or recorded queries use the config; detail counts them"})},
 
 	{Method: "GET", Path: "/api/ws/completion", Summary: "WebSocket for completions and feedback", Auth: ClassSP,
 		Doc: "completion_request streams completion_token frames and ends with completion_result; a new completion_request " +

@@ -184,7 +184,8 @@ func TestOpenAPIRequiredFields(t *testing.T) {
 	e := newEnv(t, nil)
 	_, ops := fetchOpenAPI(t, e)
 	email := "openapi-" + uuid.NewString()[:8] + "@example.com"
-	e.signup(email)
+	// An admin, so that the admin routes get as far as reading the body.
+	e.exec("UPDATE users SET is_admin = true WHERE user_id = $1", e.signup(email))
 	member := e.loggedIn(email)
 	member.expect("POST", "/api/project/create", map[string]any{"project_name": "demo"}, 201)
 

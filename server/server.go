@@ -239,6 +239,7 @@ func (s *Server) routes() {
 	s.projectRoutes(api)
 	s.apiKeyRoutes(api)
 	s.pluginRoutes(api)
+	s.configAdminRoutes(api)
 	s.openAPIRoutes()
 }
 
