@@ -7,7 +7,7 @@
 // Building tasks is deterministic: the same tree, options and seed give the
 // same tasks on every machine, so runs of different models or arms on them
 // compare task by task. The package runs tasks one at a time through a
-// caller-supplied function and knows nothing of the engine or the network.
+// function the caller supplies, and knows nothing of the engine.
 package eval
 
 import (
@@ -145,8 +145,9 @@ func SourceFiles(root string, maxFile int) (map[string][]string, error) {
 // Build cuts o.Tasks tasks out of the source files under root. Task i has
 // kind Kinds[i%3] and takes the languages in turn (sorted by name, one per
 // three tasks), so every kind and language gets its share; the file and the
-// cut within it are drawn from a generator seeded with o.Seed. A file with
-// no place for a task of that kind is passed over for another draw.
+// cut within it are drawn from a generator seeded with o.Seed. A drawn file
+// without room for a task of every kind (see usable) is not drawn again,
+// and a language whose files are all passed over leaves the rotation.
 func Build(root string, o Options) ([]Task, error) {
 	o = o.withDefaults()
 	if o.Tasks <= 0 {
@@ -185,36 +186,56 @@ func Build(root string, o Options) ([]Task, error) {
 		return contents[rel], nil
 	}
 	tasks := make([]Task, 0, o.Tasks)
-	for i := 0; i < o.Tasks; i++ {
+	for i := 0; len(tasks) < o.Tasks; {
+		if len(langs) == 0 {
+			return nil, fmt.Errorf("eval: no source file under %s has room for every kind of task", root)
+		}
 		kind := Kinds[i%len(Kinds)]
 		lang := langs[(i/len(Kinds))%len(langs)]
 		files := byLang[lang]
-		var t Task
-		ok := false
-		// Files too short or blank for this kind are passed over; a bounded
-		// number of draws keeps a tree with no usable file from looping.
-		for try := 0; try < 64 && !ok; try++ {
-			rel := files[rng.IntN(len(files))]
-			text, err := read(rel)
-			if err != nil {
-				return nil, fmt.Errorf("eval: %w", err)
-			}
-			var cut, end int
-			if cut, end, ok = pick(kind, text, rng); ok {
-				t = Task{
-					Index: i, File: rel, Language: lang, Kind: kind,
-					Prefix:   tail(text[:cut], o.MaxPrefix),
-					Suffix:   head(text[end:], o.MaxSuffix),
-					Expected: text[cut:end],
-				}
-			}
+		if len(files) == 0 {
+			// Every file of the language was passed over: the others
+			// share its turns from here on.
+			langs = slices.DeleteFunc(langs, func(l string) bool { return l == lang })
+			continue
+		}
+		fi := rng.IntN(len(files))
+		text, err := read(files[fi])
+		if err != nil {
+			return nil, fmt.Errorf("eval: %w", err)
+		}
+		cut, end, ok := 0, 0, usable(text)
+		if ok {
+			cut, end, ok = pick(kind, text, rng)
 		}
 		if !ok {
-			return nil, fmt.Errorf("eval: no %s files under %s have room for a %s task", lang, root, kind)
+			byLang[lang] = slices.Delete(files, fi, fi+1)
+			continue
 		}
-		tasks = append(tasks, t)
+		tasks = append(tasks, Task{
+			Index: i, File: files[fi], Language: lang, Kind: kind,
+			Prefix:   tail(text[:cut], o.MaxPrefix),
+			Suffix:   head(text[end:], o.MaxSuffix),
+			Expected: text[cut:end],
+		})
+		i++
 	}
 	return tasks, nil
+}
+
+// usable reports whether text has room for a task of every kind: a line
+// with at least two characters besides spaces (single line), a line that
+// is not blank with four more after it (multi-line), and more than 64
+// characters (span).
+func usable(text string) bool {
+	lines := lineStarts(text)
+	single, multi := false, false
+	for i := range lines {
+		l := strings.TrimSpace(lineAt(text, lines, i))
+		single = single || utf8.RuneCountInString(l) >= 2
+		multi = multi || (l != "" && i+4 < len(lines))
+	}
+	return single && multi && utf8.RuneCountInString(text) > 64
 }
 
 // pick chooses where to cut a task of kind k out of text: the expected text
@@ -228,7 +249,7 @@ func pick(k Kind, text string, rng *rand.Rand) (cut, end int, ok bool) {
 		// non-space character to complete.
 		var cand []int
 		for i := range lines {
-			if len([]rune(strings.TrimSpace(lineAt(text, lines, i)))) >= 2 {
+			if utf8.RuneCountInString(strings.TrimSpace(lineAt(text, lines, i))) >= 2 {
 				cand = append(cand, i)
 			}
 		}
@@ -239,9 +260,9 @@ func pick(k Kind, text string, rng *rand.Rand) (cut, end int, ok bool) {
 		line := lineAt(text, lines, li)
 		body := strings.TrimRightFunc(line, unicode.IsSpace)
 		indent := len(line) - len(strings.TrimLeftFunc(line, unicode.IsSpace))
-		var cuts []int // rune boundaries from the indentation to before the last character
+		var cuts []int // character boundaries from the indentation on
 		for j := range body {
-			if j >= indent && j < len(body)-1 {
+			if j >= indent {
 				cuts = append(cuts, j)
 			}
 		}
@@ -253,8 +274,8 @@ func pick(k Kind, text string, rng *rand.Rand) (cut, end int, ok bool) {
 		// ends with the last line's newline.
 		n := 2 + rng.IntN(3)
 		var cand []int
-		for i := 0; i+n <= len(lines); i++ {
-			if strings.TrimSpace(lineAt(text, lines, i)) != "" && i+n < len(lines) {
+		for i := 0; i+n < len(lines); i++ { // a line after them starts the suffix
+			if strings.TrimSpace(lineAt(text, lines, i)) != "" {
 				cand = append(cand, i)
 			}
 		}
@@ -264,25 +285,23 @@ func pick(k Kind, text string, rng *rand.Rand) (cut, end int, ok bool) {
 		li := cand[rng.IntN(len(cand))]
 		return lines[li], lines[li+n], true
 	case Span:
-		// 8 to 64 characters starting at any character, holding at least
-		// one that is not a space.
-		runes := []int{}
+		// 8 to 64 characters starting at a character that is not a space.
+		var runes []int // byte offset of every character
 		for j := range text {
 			runes = append(runes, j)
 		}
 		n := 8 + rng.IntN(57)
-		if len(runes) <= n {
+		var starts []int
+		for s := 0; s+n < len(runes); s++ {
+			if r, _ := utf8.DecodeRuneInString(text[runes[s]:]); !unicode.IsSpace(r) {
+				starts = append(starts, s)
+			}
+		}
+		if len(starts) == 0 {
 			return 0, 0, false
 		}
-		s := rng.IntN(len(runes) - n)
-		e := len(text)
-		if s+n < len(runes) {
-			e = runes[s+n]
-		}
-		if strings.TrimSpace(text[runes[s]:e]) == "" {
-			return 0, 0, false
-		}
-		return runes[s], e, true
+		s := starts[rng.IntN(len(starts))]
+		return runes[s], runes[s+n], true
 	}
 	return 0, 0, false
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -135,7 +136,7 @@ func TestBuild(t *testing.T) {
 				t.Errorf("task %d: single line %q, suffix %q", i, tk.Expected, tk.Suffix)
 			}
 			line := tk.Prefix[strings.LastIndexByte(tk.Prefix, '\n')+1:]
-			if strings.TrimSpace(line) == "" && strings.HasPrefix(tk.Expected, " ") {
+			if strings.TrimSpace(line) == "" && strings.TrimSpace(tk.Expected) != tk.Expected {
 				t.Errorf("task %d: cut inside the indentation: %q", i, line+tk.Expected)
 			}
 		case MultiLine:
@@ -145,7 +146,7 @@ func TestBuild(t *testing.T) {
 				t.Errorf("task %d: multi-line %q after %q", i, tk.Expected, tk.Prefix)
 			}
 		case Span:
-			if r := len([]rune(tk.Expected)); r < 8 || r > 64 {
+			if r := []rune(tk.Expected); len(r) < 8 || len(r) > 64 || unicode.IsSpace(r[0]) {
 				t.Errorf("task %d: span of %d characters", i, r)
 			}
 		}
@@ -203,13 +204,55 @@ func TestBuildWindows(t *testing.T) {
 	}
 }
 
+func TestBuildPassesOver(t *testing.T) {
+	// Files without room for every kind of task: one line, five blank
+	// lines and one short line, under 65 characters. Their languages
+	// leave the rotation; Go takes every turn.
+	root := writeTree(t, map[string]string{
+		"main.go":    goSrc,
+		"run.sh":     "echo hi\n",
+		"tiny.py":    "\n\n\n\n\nx = 1\n",
+		"short.rb":   "a\nb\nc\nd\ne\nf\n",
+		"lib/one.js": strings.Repeat("var x = 1;", 20),
+	})
+	tasks, err := Build(root, Options{Tasks: 12, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range tasks {
+		if tk.File != "main.go" || tk.Kind != Kinds[tk.Index%3] {
+			t.Errorf("task %d: %s %s", tk.Index, tk.Kind, tk.File)
+		}
+	}
+	if len(tasks) != 12 {
+		t.Errorf("%d tasks, want 12", len(tasks))
+	}
+}
+
+func TestUsable(t *testing.T) {
+	long := strings.Repeat("x", 70)
+	for _, tc := range []struct {
+		text string
+		want bool
+	}{
+		{goSrc, true},
+		{long + "\n\n\n\n\n", true},                             // a line of content with four after it
+		{"\n" + long + "\n\n\n\n", false},                       // three after it
+		{"a\nb\nc\nd\ne\nf\n" + strings.Repeat(" ", 70), false}, // no line of two characters
+		{"ab\n\n\n\n\n", false},                                 // under 65 characters
+	} {
+		if got := usable(tc.text); got != tc.want {
+			t.Errorf("usable(%q) = %v, want %v", tc.text, got, tc.want)
+		}
+	}
+}
+
 func TestBuildErrors(t *testing.T) {
 	if _, err := Build(writeTree(t, map[string]string{"a.txt": "x"}), Options{Tasks: 3}); err == nil || !strings.Contains(err.Error(), "no source files") {
 		t.Errorf("tree without source: %v", err)
 	}
-	// One line: no place for a multi-line task.
-	if _, err := Build(writeTree(t, map[string]string{"a.go": "package a\n"}), Options{Tasks: 3}); err == nil || !strings.Contains(err.Error(), "multi_line") {
-		t.Errorf("one-line tree: %v", err)
+	if _, err := Build(writeTree(t, map[string]string{"a.go": "package a\n", "b.py": "x = 1\n"}), Options{Tasks: 3}); err == nil || !strings.Contains(err.Error(), "room for every kind") {
+		t.Errorf("tree of one-line files: %v", err)
 	}
 	if _, err := Build(t.TempDir(), Options{}); err == nil {
 		t.Error("zero tasks: no error")
