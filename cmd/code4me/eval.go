@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,11 +51,12 @@ func evalCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	langs := fs.String("languages", "", "comma-separated languages to draw tasks from (default: every language found)")
 	maxTokens := fs.Int("max-tokens", 64, "tokens generated per task at most")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	withResults := fs.Bool("json-results", false, "with --json, also print every task's result")
+	withResults := fs.Bool("json-results", false, "print the JSON report with every task's result")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	if *repo == "" || *tasks < 1 || *maxTokens < 1 || fs.NArg() > 0 {
+	// The seed is stored as a Postgres bigint.
+	if *repo == "" || *tasks < 1 || *maxTokens < 1 || *seed > math.MaxInt64 || fs.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: code4me eval --repo DIR [--model M] [--arm A] [--tasks N] [--seed S] [--languages L,...] [--max-tokens N] [--json]")
 		return errUsage
 	}
@@ -104,7 +106,7 @@ func evalCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := eval.Finish(ctx, svc.pool, id, results, s); err != nil {
 		return err
 	}
-	if *asJSON {
+	if *asJSON || *withResults {
 		r := evalReport{RunID: id, Model: ref.Name, SHA256: sum, Arm: *arm, Seed: *seed, Repo: repoName, MaxTokens: *maxTokens, Summary: s}
 		if *withResults {
 			r.Results = results

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -232,6 +234,23 @@ func TestEval(t *testing.T) {
 		a, b := rows[i], rows2[i]
 		if a.FilePath != b.FilePath || a.Kind != b.Kind || a.Expected != b.Expected || a.Output != b.Output || a.PromptTokens != b.PromptTokens {
 			t.Errorf("task %d differs between runs with the same seed:\n%+v\n%+v", i, a, b)
+		}
+	}
+}
+
+func TestEvalUsage(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{},
+		{"--tasks", "10"},
+		{"--repo", dir, "--tasks", "0"},
+		{"--repo", dir, "--max-tokens", "0"},
+		{"--repo", dir, "--seed", "9223372036854775808"}, // over a bigint
+		{"--repo", dir, "extra"},
+		{"--repo", dir, "--no-such-flag"},
+	} {
+		if err := evalCommand(context.Background(), args, io.Discard); !errors.Is(err, errUsage) {
+			t.Errorf("eval %q: %v, want the usage error", args, err)
 		}
 	}
 }
