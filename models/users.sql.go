@@ -63,6 +63,44 @@ func (q *Queries) UserCreate(ctx context.Context, db DBTX, arg UserCreateParams)
 	return i, err
 }
 
+const userDataClearSharedContext = `-- name: UserDataClearSharedContext :many
+WITH p AS (
+    SELECT pu.project_id FROM project_users pu
+    WHERE pu.user_id = $1::uuid
+      AND NOT EXISTS (SELECT 1 FROM project_users o JOIN users u ON u.user_id = o.user_id
+                      WHERE o.project_id = pu.project_id AND o.user_id <> $1::uuid AND u.store_context)
+), files AS (
+    DELETE FROM project_context_file f USING p WHERE f.project_id = p.project_id
+), changes AS (
+    DELETE FROM project_context_change c USING p WHERE c.project_id = p.project_id
+)
+SELECT p.project_id FROM p
+`
+
+// Drops the multi-file context (files and change log) of the user's
+// remaining projects where no other member consents to storing context,
+// and returns those projects. Run after UserDataDeleteSoleProjects and
+// before the memberships go.
+func (q *Queries) UserDataClearSharedContext(ctx context.Context, db DBTX, userID uuid.UUID) ([]uuid.UUID, error) {
+	rows, err := db.Query(ctx, userDataClearSharedContext, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []uuid.UUID{}
+	for rows.Next() {
+		var project_id uuid.UUID
+		if err := rows.Scan(&project_id); err != nil {
+			return nil, err
+		}
+		items = append(items, project_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const userDataDeleteAssignments = `-- name: UserDataDeleteAssignments :execrows
 DELETE FROM config_assignment_history WHERE user_id = $1::uuid
 `

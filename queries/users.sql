@@ -85,6 +85,23 @@ DELETE FROM project p
 WHERE EXISTS (SELECT 1 FROM project_users pu WHERE pu.project_id = p.project_id AND pu.user_id = @user_id::uuid)
   AND NOT EXISTS (SELECT 1 FROM project_users pu WHERE pu.project_id = p.project_id AND pu.user_id <> @user_id::uuid);
 
+-- name: UserDataClearSharedContext :many
+-- Drops the multi-file context (files and change log) of the user's
+-- remaining projects where no other member consents to storing context,
+-- and returns those projects. Run after UserDataDeleteSoleProjects and
+-- before the memberships go.
+WITH p AS (
+    SELECT pu.project_id FROM project_users pu
+    WHERE pu.user_id = @user_id::uuid
+      AND NOT EXISTS (SELECT 1 FROM project_users o JOIN users u ON u.user_id = o.user_id
+                      WHERE o.project_id = pu.project_id AND o.user_id <> @user_id::uuid AND u.store_context)
+), files AS (
+    DELETE FROM project_context_file f USING p WHERE f.project_id = p.project_id
+), changes AS (
+    DELETE FROM project_context_change c USING p WHERE c.project_id = p.project_id
+)
+SELECT p.project_id FROM p;
+
 -- name: UserDataDeleteChats :execrows
 DELETE FROM chat WHERE user_id = @user_id::uuid;
 

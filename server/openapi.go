@@ -178,6 +178,14 @@ var openAPIOps = []apiOp{
 	{Method: "DELETE", Path: "/api/user/delete", Summary: "Delete the caller; every token and API key stops working at once", Auth: ClassA, Account: true, OK: 200,
 		Query: []apiField{optField("delete_data", "boolean", "delete the user's data too, instead of keeping it pseudonymised")},
 		Resp:  messageResp},
+	{Method: "GET", Path: "/api/user/export", Summary: "Download all of the caller's data as one JSON document", Auth: ClassA, Account: true, OK: 200,
+		Doc: "Streamed as an attachment: schema_version, exported_at, the user (no password hash), api_keys (no key hashes), " +
+			"config_assignments, projects (with the multi-file context of those where the caller is the only member), sessions, " +
+			"queries (each with its context, context files, telemetry, generations and ground truth) and chats with their messages. " +
+			"An export that fails after the status was sent ends with the document unterminated (invalid JSON). See docs/api.md.",
+		Resp: []apiField{respField("schema_version", "integer", "the layout's version"), respField("user", "object", ""),
+			respField("api_keys", "array", ""), respField("config_assignments", "array", ""), respField("projects", "array", ""),
+			respField("sessions", "array", ""), respField("queries", "array", ""), respField("chats", "array", "")}},
 	{Method: "GET", Path: "/api/user/verify/check", Summary: "Whether the caller's email is verified", Auth: ClassA, Account: true, OK: 200,
 		Resp: []apiField{respField("message", "string", ""), respField("user_is_verified", "boolean", "")}},
 	{Method: "POST", Path: "/api/user/verify/resend", Summary: "Send a new verification email", Auth: ClassA, Account: true, OK: 200, Resp: messageResp},

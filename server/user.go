@@ -28,6 +28,7 @@ func (s *Server) userRoutes(api fiber.Router) {
 	u.Get("/get", s.guardAccount(), s.userGet)
 	u.Put("/update", s.guardAccount(), s.userUpdate)
 	u.Delete("/delete", s.guardAccount(), s.userDelete)
+	u.Get("/export", s.guardAccount(), s.userExport)
 	u.Get("/verify/check", s.guardAccount(), s.userVerifyCheck)
 	u.Post("/verify/resend", s.guardAccount(), s.userVerifyResend)
 	u.Get("/verify/", s.guard(ClassNone), s.userVerify)
@@ -468,11 +469,19 @@ func (s *Server) userDelete(c *fiber.Ctx) error {
 	if _, err := s.q.SessionEndAllForUser(ctx, s.db, p.UserID); err != nil {
 		return internal(MsgDeleteUserError, err)
 	}
-	if err := db.DeleteUser(ctx, s.db, p.UserID, deleteData); err != nil {
+	cleared, err := db.DeleteUser(ctx, s.db, p.UserID, deleteData)
+	if err != nil {
 		if errors.Is(err, db.ErrNotFound) {
 			return fail(fiber.StatusNotFound, MsgUserNotFound)
 		}
 		return internal(MsgDeleteUserError, err)
+	}
+	// Committed: cached copies of the cleared contexts are no longer used.
+	// The user is gone either way, so a failure here is only logged.
+	for _, pid := range cleared {
+		if err := s.tokens.BumpContextVersion(ctx, pid); err != nil {
+			s.log.Warn("delete user: drop cached context", slog.String("project_id", pid.String()), slog.String("error", err.Error()))
+		}
 	}
 	// Again now that the keys are gone, as apiKeyOwner requires: a key
 	// lookup that read the generation between the first bump and the

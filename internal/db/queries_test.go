@@ -352,7 +352,7 @@ func TestDeleteUser(t *testing.T) {
 		key := sha256.Sum256([]byte("c4m_secret"))
 		ok(q.ApiKeyCreate(ctx, pool, models.ApiKeyCreateParams{UserID: f.user.UserID, Name: "cli", KeyHash: key[:], Prefix: "c4m_sec"})).get(t)
 
-		if err := db.DeleteUser(ctx, pool, f.user.UserID, false); err != nil {
+		if _, err := db.DeleteUser(ctx, pool, f.user.UserID, false); err != nil {
 			t.Fatal(err)
 		}
 		mq := ok(q.MetaQueryGetByID(ctx, pool, id)).get(t)
@@ -372,7 +372,7 @@ func TestDeleteUser(t *testing.T) {
 		if n := count(t, pool, "SELECT count(*) FROM project_users"); n != 0 {
 			t.Errorf("%d memberships survive their user", n)
 		}
-		if err := db.DeleteUser(ctx, pool, f.user.UserID, false); !errors.Is(err, db.ErrNotFound) {
+		if _, err := db.DeleteUser(ctx, pool, f.user.UserID, false); !errors.Is(err, db.ErrNotFound) {
 			t.Errorf("deleting a deleted user: %v, want ErrNotFound", err)
 		}
 	})
@@ -391,7 +391,7 @@ func TestDeleteUser(t *testing.T) {
 			}
 		}
 
-		if err := db.DeleteUser(ctx, pool, f.user.UserID, true); err != nil {
+		if _, err := db.DeleteUser(ctx, pool, f.user.UserID, true); err != nil {
 			t.Fatal(err)
 		}
 		for sql, want := range map[string]int64{

@@ -18,11 +18,15 @@ import (
 // while memberships and API keys go. With deleteData every query the user
 // made (with its context, telemetry, generations, ground truth and chat
 // messages), their chats, sessions and assignments, and the projects where
-// they were the only member are deleted too. Revoking the user's tokens in
-// Redis is the caller's job.
-func DeleteUser(ctx context.Context, b Beginner, userID uuid.UUID, deleteData bool) error {
+// they were the only member are deleted too, and so is the multi-file
+// context of the user's other projects where no remaining member consents
+// to storing context (users.store_context); those projects are returned,
+// for the caller to drop cached copies of their context. Revoking the
+// user's tokens in Redis is the caller's job.
+func DeleteUser(ctx context.Context, b Beginner, userID uuid.UUID, deleteData bool) (cleared []uuid.UUID, err error) {
 	q := models.New()
-	return WithTx(ctx, b, func(tx pgx.Tx) error {
+	err = WithTx(ctx, b, func(tx pgx.Tx) error {
+		cleared = nil
 		if _, err := q.UserGetByID(ctx, tx, userID); err != nil {
 			return fmt.Errorf("look up user: %w", Translate(err))
 		}
@@ -33,6 +37,11 @@ func DeleteUser(ctx context.Context, b Beginner, userID uuid.UUID, deleteData bo
 			}{
 				{"queries", q.UserDataDeleteMetaQueries},
 				{"sole projects", q.UserDataDeleteSoleProjects},
+				{"shared project context", func(ctx context.Context, db models.DBTX, id uuid.UUID) (int64, error) {
+					ids, err := q.UserDataClearSharedContext(ctx, db, id)
+					cleared = ids
+					return int64(len(ids)), err
+				}},
 				{"chats", q.UserDataDeleteChats},
 				{"sessions", q.UserDataDeleteSessions},
 				{"assignments", q.UserDataDeleteAssignments},
@@ -48,4 +57,8 @@ func DeleteUser(ctx context.Context, b Beginner, userID uuid.UUID, deleteData bo
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return cleared, nil
 }
