@@ -17,12 +17,13 @@ const generationCreate = `-- name: GenerationCreate :exec
 INSERT INTO generation (
     meta_query_id, model_id, completion, generation_time_ms, shown_at, confidence, logprobs,
     stop_reason, queue_ms, prefill_ms, decode_ms, tokens_cached, tokens_evaluated, tokens_generated,
-    sampler, seed, template_version)
+    sampler, seed, template_version, engine_build, context_policy, trigger)
 VALUES (
     $1, $2, $3, $4, $5, $6, $7,
     $8, $9, $10, $11,
     $12, $13, $14,
-    $15, $16, $17)
+    $15, $16, $17, $18,
+    $19, $20)
 `
 
 type GenerationCreateParams struct {
@@ -43,6 +44,9 @@ type GenerationCreateParams struct {
 	Sampler          json.RawMessage `json:"sampler"`
 	Seed             *int64          `json:"seed"`
 	TemplateVersion  *string         `json:"template_version"`
+	EngineBuild      *string         `json:"engine_build"`
+	ContextPolicy    *string         `json:"context_policy"`
+	Trigger          *string         `json:"trigger"`
 }
 
 func (q *Queries) GenerationCreate(ctx context.Context, db DBTX, arg GenerationCreateParams) error {
@@ -64,12 +68,15 @@ func (q *Queries) GenerationCreate(ctx context.Context, db DBTX, arg GenerationC
 		arg.Sampler,
 		arg.Seed,
 		arg.TemplateVersion,
+		arg.EngineBuild,
+		arg.ContextPolicy,
+		arg.Trigger,
 	)
 	return err
 }
 
 const generationGet = `-- name: GenerationGet :one
-SELECT meta_query_id, model_id, completion, generation_time_ms, shown_at, was_accepted, feedback_at, confidence, logprobs, stop_reason, queue_ms, prefill_ms, decode_ms, tokens_cached, tokens_evaluated, tokens_generated, sampler, seed, template_version, created_at FROM generation WHERE meta_query_id = $1 AND model_id = $2
+SELECT meta_query_id, model_id, completion, generation_time_ms, shown_at, was_accepted, feedback_at, confidence, logprobs, stop_reason, queue_ms, prefill_ms, decode_ms, tokens_cached, tokens_evaluated, tokens_generated, sampler, seed, template_version, created_at, engine_build, context_policy, trigger FROM generation WHERE meta_query_id = $1 AND model_id = $2
 `
 
 type GenerationGetParams struct {
@@ -101,6 +108,9 @@ func (q *Queries) GenerationGet(ctx context.Context, db DBTX, arg GenerationGetP
 		&i.Seed,
 		&i.TemplateVersion,
 		&i.CreatedAt,
+		&i.EngineBuild,
+		&i.ContextPolicy,
+		&i.Trigger,
 	)
 	return i, err
 }
@@ -152,7 +162,7 @@ func (q *Queries) GenerationListByMetaQueries(ctx context.Context, db DBTX, meta
 }
 
 const generationListByMetaQuery = `-- name: GenerationListByMetaQuery :many
-SELECT g.meta_query_id, g.model_id, g.completion, g.generation_time_ms, g.shown_at, g.was_accepted, g.feedback_at, g.confidence, g.logprobs, g.stop_reason, g.queue_ms, g.prefill_ms, g.decode_ms, g.tokens_cached, g.tokens_evaluated, g.tokens_generated, g.sampler, g.seed, g.template_version, g.created_at, m.name AS model_name
+SELECT g.meta_query_id, g.model_id, g.completion, g.generation_time_ms, g.shown_at, g.was_accepted, g.feedback_at, g.confidence, g.logprobs, g.stop_reason, g.queue_ms, g.prefill_ms, g.decode_ms, g.tokens_cached, g.tokens_evaluated, g.tokens_generated, g.sampler, g.seed, g.template_version, g.created_at, g.engine_build, g.context_policy, g.trigger, m.name AS model_name
 FROM generation g JOIN model m USING (model_id)
 WHERE g.meta_query_id = $1
 ORDER BY g.model_id
@@ -179,6 +189,9 @@ type GenerationListByMetaQueryRow struct {
 	Seed             *int64          `json:"seed"`
 	TemplateVersion  *string         `json:"template_version"`
 	CreatedAt        time.Time       `json:"created_at"`
+	EngineBuild      *string         `json:"engine_build"`
+	ContextPolicy    *string         `json:"context_policy"`
+	Trigger          *string         `json:"trigger"`
 	ModelName        string          `json:"model_name"`
 }
 
@@ -213,6 +226,9 @@ func (q *Queries) GenerationListByMetaQuery(ctx context.Context, db DBTX, metaQu
 			&i.Seed,
 			&i.TemplateVersion,
 			&i.CreatedAt,
+			&i.EngineBuild,
+			&i.ContextPolicy,
+			&i.Trigger,
 			&i.ModelName,
 		); err != nil {
 			return nil, err
@@ -223,6 +239,78 @@ func (q *Queries) GenerationListByMetaQuery(ctx context.Context, db DBTX, metaQu
 		return nil, err
 	}
 	return items, nil
+}
+
+const generationReplayGet = `-- name: GenerationReplayGet :one
+SELECT g.completion, g.stop_reason, g.tokens_generated, g.logprobs, g.sampler, g.seed, g.template_version,
+       g.engine_build, g.context_policy, g.trigger, m.name AS model_name, m.file_sha256,
+       mq.study_id, mq.config_id, cq.stop_sequences,
+       (c.meta_query_id IS NOT NULL)::boolean AS has_context,
+       coalesce(c.prefix, '')::text AS prefix, coalesce(c.suffix, '')::text AS suffix,
+       coalesce(c.file_name, '')::text AS file_name
+FROM generation g
+JOIN model m USING (model_id)
+JOIN meta_query mq USING (meta_query_id)
+JOIN completion_query cq USING (meta_query_id)
+LEFT JOIN context c USING (meta_query_id)
+WHERE g.meta_query_id = $1 AND g.model_id = $2
+`
+
+type GenerationReplayGetParams struct {
+	MetaQueryID uuid.UUID `json:"meta_query_id"`
+	ModelID     int64     `json:"model_id"`
+}
+
+type GenerationReplayGetRow struct {
+	Completion      string          `json:"completion"`
+	StopReason      *string         `json:"stop_reason"`
+	TokensGenerated *int32          `json:"tokens_generated"`
+	Logprobs        []float64       `json:"logprobs"`
+	Sampler         json.RawMessage `json:"sampler"`
+	Seed            *int64          `json:"seed"`
+	TemplateVersion *string         `json:"template_version"`
+	EngineBuild     *string         `json:"engine_build"`
+	ContextPolicy   *string         `json:"context_policy"`
+	Trigger         *string         `json:"trigger"`
+	ModelName       string          `json:"model_name"`
+	FileSha256      string          `json:"file_sha256"`
+	StudyID         *uuid.UUID      `json:"study_id"`
+	ConfigID        int64           `json:"config_id"`
+	StopSequences   []string        `json:"stop_sequences"`
+	HasContext      bool            `json:"has_context"`
+	Prefix          string          `json:"prefix"`
+	Suffix          string          `json:"suffix"`
+	FileName        string          `json:"file_name"`
+}
+
+// What re-running a completion generation needs: the generation, its
+// model's file, the query's stop sequences and study arm, and the stored
+// context (has_context false: the context was not stored).
+func (q *Queries) GenerationReplayGet(ctx context.Context, db DBTX, arg GenerationReplayGetParams) (GenerationReplayGetRow, error) {
+	row := db.QueryRow(ctx, generationReplayGet, arg.MetaQueryID, arg.ModelID)
+	var i GenerationReplayGetRow
+	err := row.Scan(
+		&i.Completion,
+		&i.StopReason,
+		&i.TokensGenerated,
+		&i.Logprobs,
+		&i.Sampler,
+		&i.Seed,
+		&i.TemplateVersion,
+		&i.EngineBuild,
+		&i.ContextPolicy,
+		&i.Trigger,
+		&i.ModelName,
+		&i.FileSha256,
+		&i.StudyID,
+		&i.ConfigID,
+		&i.StopSequences,
+		&i.HasContext,
+		&i.Prefix,
+		&i.Suffix,
+		&i.FileName,
+	)
+	return i, err
 }
 
 const generationUpdateFeedback = `-- name: GenerationUpdateFeedback :execrows

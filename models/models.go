@@ -160,6 +160,9 @@ type Generation struct {
 	Seed             *int64          `json:"seed"`
 	TemplateVersion  *string         `json:"template_version"`
 	CreatedAt        time.Time       `json:"created_at"`
+	EngineBuild      *string         `json:"engine_build"`
+	ContextPolicy    *string         `json:"context_policy"`
+	Trigger          *string         `json:"trigger"`
 }
 
 type GroundTruth struct {

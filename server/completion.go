@@ -60,6 +60,13 @@ func LimitsOf(c config.Config) Limits {
 // request and stored with each generation.
 var defaultSampling = engine.SamplingParams{Temperature: 0.2, TopK: 50, TopP: 0.95, RepeatPenalty: 1.1, RepeatLastN: 64}
 
+// completionMode is the stop mode of every completion, stored in
+// generation.sampler under "mode"; completionModes maps the stored names.
+const completionMode = "blank-line"
+
+var completionModes = map[string]engine.Mode{
+	"multi-line": engine.ModeMultiLine, "single-line": engine.ModeSingleLine, "blank-line": engine.ModeBlankLine}
+
 // tokens is the limit for a chat (true) or completion (false) request.
 func (l Limits) tokens(chat bool) int {
 	if chat {
@@ -84,6 +91,8 @@ type plugin struct {
 	stored storeCounts
 	// seed draws a request's sampler seed (Deps.Seed, else random).
 	seed func() uint32
+	// build is generation.engine_build (Deps.Build).
+	build string
 	// preStoreHook, when set (tests), may add to every first batch.
 	preStoreHook func(*batchTx)
 }
@@ -93,7 +102,7 @@ type plugin struct {
 func (s *Server) initPlugin(d Deps) error {
 	s.plugin = plugin{engine: d.Engine, redactor: d.Redactor, models: d.Models, workers: d.Config.ModelWorkers,
 		version: strconv.FormatInt(d.Config.ServerVersionID, 10), limits: LimitsOf(d.Config)}
-	s.plugin.seed = d.Seed
+	s.plugin.seed, s.plugin.build = d.Seed, d.Build
 	if s.plugin.seed == nil {
 		s.plugin.seed = rand.Uint32
 	}
@@ -505,7 +514,7 @@ func FIMRequest(prefix, suffix, fileName string, extra []engine.Chunk, stop []st
 	return engine.Request{
 		Prefix: prefix, Suffix: suffix, FilePath: fileName, Extra: extra,
 		Sampling: withSeed(defaultSampling, seed), MaxTokens: maxTokens, Stop: stop,
-		Mode: engine.ModeBlankLine, CachePrompt: true, SupersedeKey: key,
+		Mode: completionModes[completionMode], CachePrompt: true, SupersedeKey: key,
 	}
 }
 
@@ -574,7 +583,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	var b batchTx
 	if perr := pre.wait(); perr == nil {
 		// The second commit: generations and the total serving time.
-		err = s.storeGenerations(ctx, &b, mq, pr.t0, outs)
+		err = s.storeGenerationsOf(ctx, &b, mq, pr.t0, outs, queryOriginOf(r, pr))
 		if err == nil {
 			err = s.q.MetaQuerySetTotalServing(ctx, &b, models.MetaQuerySetTotalServingParams{MetaQueryID: mq, TotalServingMs: &total})
 		}
@@ -593,7 +602,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		s.plugin.stored.single.Add(1)
 		err = queueQuery(ctx, &b, &total)
 		if err == nil {
-			err = s.storeGenerations(ctx, &b, mq, pr.t0, outs)
+			err = s.storeGenerationsOf(ctx, &b, mq, pr.t0, outs, queryOriginOf(r, pr))
 		}
 		if err == nil {
 			err = b.send(ctx, s.db)
@@ -700,15 +709,32 @@ func (s *Server) storeQueryData(ctx context.Context, tx models.DBTX, mq uuid.UUI
 	return nil
 }
 
+// samplerParams is generation.sampler: every sampling parameter, the token
+// limit and (completions) the stop mode, so that a replay (replay.go)
+// rebuilds the request from the row, not from today's defaults.
 func samplerParams(l Limits, chat bool) []byte {
-	b, _ := json.Marshal(map[string]any{"temperature": defaultSampling.Temperature, "top_k": defaultSampling.TopK,
-		"top_p": defaultSampling.TopP, "repeat_penalty": defaultSampling.RepeatPenalty, "repeat_last_n": defaultSampling.RepeatLastN,
-		"max_tokens": l.tokens(chat)})
+	m := map[string]any{"temperature": defaultSampling.Temperature, "top_k": defaultSampling.TopK,
+		"top_p": defaultSampling.TopP, "min_p": defaultSampling.MinP, "repeat_penalty": defaultSampling.RepeatPenalty,
+		"repeat_last_n": defaultSampling.RepeatLastN, "max_tokens": l.tokens(chat)}
+	if !chat {
+		m["mode"] = completionMode
+	}
+	b, _ := json.Marshal(m)
 	return b
 }
 
 // storeGenerations writes one generation row per model that answered.
 func (s *Server) storeGenerations(ctx context.Context, tx models.DBTX, mq uuid.UUID, shown time.Time, outs []*modelOutcome) error {
+	return s.storeGenerationsOf(ctx, tx, mq, shown, outs, queryOrigin{})
+}
+
+// storeGenerationsOf is storeGenerations with how a completion's context
+// was chosen and what triggered it (queryOriginOf).
+func (s *Server) storeGenerationsOf(ctx context.Context, tx models.DBTX, mq uuid.UUID, shown time.Time, outs []*modelOutcome, qo queryOrigin) error {
+	var build *string
+	if s.plugin.build != "" {
+		build = &s.plugin.build
+	}
 	for _, o := range outs {
 		if !o.ok() {
 			continue
@@ -729,6 +755,7 @@ func (s *Server) storeGenerations(ctx context.Context, tx models.DBTX, mq uuid.U
 			QueueMs: &t.QueueMS, PrefillMs: &t.PrefillMS, DecodeMs: &t.DecodeMS,
 			TokensCached: &cached, TokensEvaluated: &evald, TokensGenerated: &gend,
 			Sampler: sampler, Seed: &seed, TemplateVersion: &tmpl,
+			EngineBuild: build, ContextPolicy: qo.contextPolicy, Trigger: qo.trigger,
 		}); err != nil {
 			return err
 		}

@@ -101,3 +101,44 @@ func (s *Server) discard(ps *preStore) {
 		}
 	})
 }
+
+// queryOrigin is what a generation row records of how its completion query
+// was made: nil fields are stored as NULL.
+type queryOrigin struct {
+	contextPolicy *string // generation.context_policy
+	trigger       *string // generation.trigger
+}
+
+// Context policies (generation.context_policy), as pick applies them.
+const (
+	policyNone          = "none"
+	policyAllButCurrent = "files:all-but-current"
+	policyNamed         = "files:named"
+)
+
+// triggers maps the trigger types seeded in the lookup tables onto
+// generation.trigger: "manual" (1) is explicit, "auto" (2) and "idle" (3),
+// where the editor asked while the user typed or paused, are typed. A
+// trigger type added later has no mapping: NULL.
+var triggers = map[int64]string{1: "explicit", 2: "typed", 3: "typed"}
+
+// queryOriginOf derives r's context policy from the files it asked for, and
+// its trigger from its contextual telemetry's trigger type (triggers). The
+// trigger is part of the contextual telemetry, so it is recorded only when
+// that telemetry is stored.
+func queryOriginOf(r *completionRequest, pr *prepared) queryOrigin {
+	policy := policyNamed
+	switch want := r.Context.ContextFiles; {
+	case len(want) == 0:
+		policy = policyNone
+	case len(want) == 1 && want[0] == "*":
+		policy = policyAllButCurrent
+	}
+	qo := queryOrigin{contextPolicy: &policy}
+	if t := r.Contextual; t != nil && r.StoreContextualTelemetry && pr.state.StoreContextualTelemetry {
+		if trigger, ok := triggers[t.TriggerTypeID]; ok {
+			qo.trigger = &trigger
+		}
+	}
+	return qo
+}

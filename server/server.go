@@ -67,6 +67,10 @@ type Deps struct {
 	// Nil: random. The server benchmark sets it to give the bare engine
 	// the same seed, so that both generate the same tokens.
 	Seed func() uint32
+	// Build names the code4me build and the llama.cpp build that run the
+	// models; each generation stores it (generation.engine_build). Empty:
+	// not recorded.
+	Build string
 	// JobQueue is the River queue this server inserts its jobs in and
 	// works ("default" when empty). Tests give each server its own.
 	JobQueue string

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/code4me/code4me/engine"
+	"github.com/code4me/code4me/engine/llama"
 	"github.com/code4me/code4me/internal/config"
 	"github.com/code4me/code4me/server"
 )
@@ -61,6 +63,7 @@ func runServe(ctx context.Context, args []string) error {
 		DB:     svc.pool,
 		Redis:  svc.rdb,
 		Engine: eng,
+		Build:  engineBuild(),
 		Status: func() map[string]any {
 			return map[string]any{
 				"version":          buildVersion(),
@@ -160,4 +163,20 @@ func runMigrate(ctx context.Context, args []string) error {
 	svc.stop(log)
 	log.Info("migrations applied")
 	return nil
+}
+
+// engineBuild is what each generation records of the build that ran it
+// (generation.engine_build): this binary's version, the ollama module whose
+// llama.cpp it compiles, and the CPU features llama.cpp was built with, all
+// of which can change a model's numerics.
+func engineBuild() string {
+	b := "code4me " + buildVersion()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/ollama/ollama" {
+				b += "; llama.cpp from github.com/ollama/ollama " + d.Version
+			}
+		}
+	}
+	return b + "; " + llama.SystemInfo()
 }
