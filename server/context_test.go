@@ -149,7 +149,11 @@ func TestContextCache(t *testing.T) {
 	// Without a version (expired, Redis restarted) requests read Postgres
 	// and give the project a version again.
 	var pid string
-	if err := e.srv.db.QueryRow(t.Context(), `SELECT project_id FROM project_context_file WHERE file_name = 'lib.py'`).Scan(&pid); err != nil {
+	// This test's own project: other tests of the package share the
+	// database and may have a lib.py too.
+	if err := e.srv.db.QueryRow(t.Context(), `SELECT f.project_id FROM project_context_file f
+		JOIN project_users pu ON pu.project_id = f.project_id JOIN users u ON u.user_id = pu.user_id
+		WHERE f.file_name = 'lib.py' AND u.email = 'ctxcache@example.com'`).Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.srv.rdb.Del(t.Context(), "project_ctx:"+pid).Err(); err != nil {
