@@ -127,6 +127,20 @@ var (
 )
 
 // adminErrors is errs with the 403 every admin route gives.
+// analyticsQuery are the query parameters every analytics route takes.
+var analyticsQuery = []apiField{
+	optField("from", "string", "RFC 3339; the window is [from, to) of the queries' requested_at; default 30 days before to"),
+	optField("to", "string", "RFC 3339; default now"),
+	optField("user_id", "uuid", "only this user's queries"),
+}
+
+const (
+	analyticsDoc = " Counts completion queries only (chat is left out); a generation is shown when it has a shown_at, accepted " +
+		"when shown and accepted. Formulas: docs/research.md, Analytics."
+	analyticsUsageDoc = "{completions: queries, shown, accepted: generations, acceptance_rate: accepted/shown or null, users, " +
+		"user_days: distinct (user, UTC day), completions_per_user_day: completions/user_days or null}"
+)
+
 func adminErrors(errs map[int]string) map[int]string {
 	out := map[int]string{403: "Also {\"detail\": \"Admin privileges required\"} when the caller is not an admin."}
 	for k, v := range errs {
@@ -320,6 +334,19 @@ var openAPIOps = []apiOp{
 		Resp: []apiField{respField("deleted", "boolean", "true"), respField("config_id", "integer", "")},
 		Errors: adminErrors(map[int]string{404: "No such config",
 			409: "Users, studies, study arms, config assignments or recorded queries use the config; detail counts them"})},
+
+	{Method: "GET", Path: "/api/analytics/usage", Summary: "Admin: completion usage and acceptance rate, in total and per day or hour",
+		Auth: ClassA, Account: true, OK: 200, Doc: adminDoc + analyticsDoc,
+		Query: append(analyticsQuery, optField("granularity", "string", "\"day\" (default) or \"hour\", in UTC")),
+		Resp: []apiField{respField("from", "string", ""), respField("to", "string", ""), respField("granularity", "string", ""),
+			respField("total", "object", analyticsUsageDoc), respField("buckets", "[]object", "{bucket: its start, and the figures of total}")},
+		Errors: adminErrors(nil)},
+	{Method: "GET", Path: "/api/analytics/calibration", Summary: "Admin: per model, reliability bins, ECE and Brier score of the confidence",
+		Auth: ClassA, Account: true, OK: 200, Doc: adminDoc + analyticsDoc + " Over shown completion generations with a confidence.",
+		Query: append(analyticsQuery, optField("bins", "integer", "equal-width bins, 1 to 100, default 10")),
+		Resp: []apiField{respField("from", "string", ""), respField("to", "string", ""), respField("bins", "integer", ""),
+			respField("models", "[]object", "{model_id, model_name, n, ece, brier, bins: [{bin, lower, upper, n, mean_confidence, accept_rate}]}")},
+		Errors: adminErrors(nil)},
 
 	{Method: "GET", Path: "/api/ws/completion", Summary: "WebSocket for completions and feedback", Auth: ClassSP,
 		Doc: "completion_request streams completion_token frames and ends with completion_result; a new completion_request " +

@@ -244,6 +244,7 @@ func (s *Server) routes() {
 	s.apiKeyRoutes(api)
 	s.pluginRoutes(api)
 	s.configAdminRoutes(api)
+	s.analyticsRoutes(api)
 	s.openAPIRoutes()
 }
 

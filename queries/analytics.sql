@@ -1,0 +1,65 @@
+-- Queries of the research analytics (GET /api/analytics/*). Every query
+-- counts completion queries only (query_type = 'completion': chat turns
+-- never enter completion metrics), takes the queries requested in
+-- [from_time, to_time), optionally of one user, and counts each
+-- generation once (no join multiplies rows).
+
+-- name: AnalyticsUsage :many
+-- Per bucket (the UTC day or hour of requested_at): completion queries,
+-- generations shown (at least one shown_at), shown generations accepted,
+-- distinct users and distinct (user, UTC day) pairs.
+SELECT date_trunc(sqlc.arg('granularity')::text, mq.requested_at, 'UTC')::timestamptz AS bucket,
+    count(*)::bigint AS completions,
+    coalesce(sum(g.shown), 0)::bigint AS shown,
+    coalesce(sum(g.accepted), 0)::bigint AS accepted,
+    count(DISTINCT mq.user_id)::bigint AS users,
+    count(DISTINCT mq.user_id::text || date_trunc('day', mq.requested_at, 'UTC')::text)::bigint AS user_days
+FROM meta_query mq
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE cardinality(x.shown_at) > 0) AS shown,
+        count(*) FILTER (WHERE cardinality(x.shown_at) > 0 AND x.was_accepted) AS accepted
+    FROM generation x WHERE x.meta_query_id = mq.meta_query_id
+) g ON true
+WHERE mq.query_type = 'completion'
+    AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
+    AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid)
+GROUP BY 1
+ORDER BY 1;
+
+-- name: AnalyticsUsageTotal :one
+-- AnalyticsUsage over the whole window.
+SELECT count(*)::bigint AS completions,
+    coalesce(sum(g.shown), 0)::bigint AS shown,
+    coalesce(sum(g.accepted), 0)::bigint AS accepted,
+    count(DISTINCT mq.user_id)::bigint AS users,
+    count(DISTINCT mq.user_id::text || date_trunc('day', mq.requested_at, 'UTC')::text)::bigint AS user_days
+FROM meta_query mq
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE cardinality(x.shown_at) > 0) AS shown,
+        count(*) FILTER (WHERE cardinality(x.shown_at) > 0 AND x.was_accepted) AS accepted
+    FROM generation x WHERE x.meta_query_id = mq.meta_query_id
+) g ON true
+WHERE mq.query_type = 'completion'
+    AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
+    AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid);
+
+-- name: AnalyticsCalibration :many
+-- Reliability bins per model over shown completion generations with a
+-- confidence: bin b of @bins holds confidences in [b/bins, (b+1)/bins),
+-- the last bin also 1. brier_sum is the bin's sum of (confidence -
+-- accepted)².
+SELECT g.model_id, m.name AS model_name,
+    LEAST(floor(g.confidence * sqlc.arg('bins')::int)::int, sqlc.arg('bins')::int - 1)::int AS bin,
+    count(*)::bigint AS n,
+    avg(g.confidence)::float8 AS mean_confidence,
+    avg(CASE WHEN g.was_accepted THEN 1.0 ELSE 0.0 END)::float8 AS accept_rate,
+    sum(power(g.confidence - CASE WHEN g.was_accepted THEN 1.0 ELSE 0.0 END, 2))::float8 AS brier_sum
+FROM generation g
+JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
+JOIN model m ON m.model_id = g.model_id
+WHERE mq.query_type = 'completion'
+    AND cardinality(g.shown_at) > 0 AND g.confidence IS NOT NULL
+    AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
+    AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid)
+GROUP BY g.model_id, m.name, 3
+ORDER BY g.model_id, 3;

@@ -1,0 +1,195 @@
+package server
+
+import (
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+
+	"github.com/code4me/code4me/models"
+)
+
+// Research analytics: admin-only (guardAdmin) read-outs of the recorded
+// completion queries. Every route takes the window [from, to) of
+// meta_query.requested_at (RFC 3339; default the 30 days before now) and
+// an optional user_id, and counts completion queries only: chat turns
+// never enter completion metrics. A generation is "shown" when it has at
+// least one shown_at, "accepted" when it is shown and was_accepted. The
+// formulas are written out in docs/research.md.
+
+// MsgAnalyticsError is the 500 detail of the analytics routes.
+const MsgAnalyticsError = "Server failed to compute the analytics."
+
+// analyticsDefaultWindow is the window a request without from gets.
+const analyticsDefaultWindow = 30 * 24 * time.Hour
+
+func (s *Server) analyticsRoutes(api fiber.Router) {
+	g := api.Group("/analytics")
+	g.Get("/usage", s.guardAdmin(s.analyticsUsage)...)
+	g.Get("/calibration", s.guardAdmin(s.analyticsCalibration)...)
+}
+
+// analyticsFilter is the window and user every analytics route takes.
+type analyticsFilter struct {
+	from, to time.Time
+	userID   *uuid.UUID
+}
+
+// queryError is a 422 entry for the query parameter name.
+func queryError(name, typ, msg, input string) fieldError {
+	return fieldError{Type: typ, Loc: []any{"query", name}, Msg: msg, Input: input}
+}
+
+// readAnalyticsFilter reads from, to and user_id; bad ones are added to errs.
+func readAnalyticsFilter(c *fiber.Ctx, errs *[]fieldError) analyticsFilter {
+	var f analyticsFilter
+	f.to = time.Now()
+	if raw := c.Query("to"); raw != "" {
+		t, err := time.Parse(time.RFC3339Nano, raw)
+		if err != nil {
+			*errs = append(*errs, queryError("to", "datetime_parsing", "Input should be a valid RFC 3339 datetime", raw))
+		}
+		f.to = t
+	}
+	f.from = f.to.Add(-analyticsDefaultWindow)
+	if raw := c.Query("from"); raw != "" {
+		t, err := time.Parse(time.RFC3339Nano, raw)
+		if err != nil {
+			*errs = append(*errs, queryError("from", "datetime_parsing", "Input should be a valid RFC 3339 datetime", raw))
+		}
+		f.from = t
+	}
+	if raw := c.Query("user_id"); raw != "" {
+		id, err := uuid.Parse(raw)
+		if err != nil {
+			*errs = append(*errs, queryError("user_id", "uuid_parsing", "Input should be a valid UUID", raw))
+		} else {
+			f.userID = &id
+		}
+	}
+	return f
+}
+
+// ratio is num/den, or nil (JSON null) when den is 0.
+func ratio(num, den int64) *float64 {
+	if den == 0 {
+		return nil
+	}
+	r := float64(num) / float64(den)
+	return &r
+}
+
+// usageJSON is one usage figure set: acceptance_rate = accepted / shown;
+// completions_per_user_day = completions / the number of (user, UTC day)
+// pairs with at least one completion.
+func usageJSON(completions, shown, accepted, users, userDays int64) fiber.Map {
+	return fiber.Map{
+		"completions": completions, "shown": shown, "accepted": accepted,
+		"acceptance_rate": ratio(accepted, shown), "users": users,
+		"user_days": userDays, "completions_per_user_day": ratio(completions, userDays),
+	}
+}
+
+// analyticsUsage answers GET /api/analytics/usage: the totals over the
+// window and per UTC day or hour (granularity, default day).
+func (s *Server) analyticsUsage(c *fiber.Ctx) error {
+	var errs []fieldError
+	f := readAnalyticsFilter(c, &errs)
+	gran := c.Query("granularity", "day")
+	if gran != "day" && gran != "hour" {
+		errs = append(errs, fieldError{Type: "literal_error", Loc: []any{"query", "granularity"},
+			Msg: "Input should be 'day' or 'hour'", Input: gran, Ctx: map[string]any{"expected": "'day' or 'hour'"}})
+	}
+	if len(errs) > 0 {
+		return &validationError{errs: errs}
+	}
+	ctx := c.UserContext()
+	total, err := s.q.AnalyticsUsageTotal(ctx, s.db, models.AnalyticsUsageTotalParams{FromTime: f.from, ToTime: f.to, UserID: f.userID})
+	if err != nil {
+		return internalDetail(MsgAnalyticsError, err)
+	}
+	rows, err := s.q.AnalyticsUsage(ctx, s.db, models.AnalyticsUsageParams{Granularity: gran, FromTime: f.from, ToTime: f.to, UserID: f.userID})
+	if err != nil {
+		return internalDetail(MsgAnalyticsError, err)
+	}
+	buckets := make([]fiber.Map, 0, len(rows))
+	for _, r := range rows {
+		b := usageJSON(r.Completions, r.Shown, r.Accepted, r.Users, r.UserDays)
+		b["bucket"] = r.Bucket.UTC()
+		buckets = append(buckets, b)
+	}
+	return c.JSON(fiber.Map{
+		"from": f.from.UTC(), "to": f.to.UTC(), "granularity": gran,
+		"total":   usageJSON(total.Completions, total.Shown, total.Accepted, total.Users, total.UserDays),
+		"buckets": buckets,
+	})
+}
+
+// calibrationModel is one model's calibration over its shown completion
+// generations with a confidence: N of them, ECE = Σ_b (n_b/N)·|acc_b −
+// conf_b| over the non-empty bins, Brier = (1/N)·Σ (confidence −
+// accepted)² with accepted 1 or 0.
+type calibrationModel struct {
+	ModelID   int64            `json:"model_id"`
+	ModelName string           `json:"model_name"`
+	N         int64            `json:"n"`
+	ECE       float64          `json:"ece"`
+	Brier     float64          `json:"brier"`
+	Bins      []calibrationBin `json:"bins"`
+	brierSum  float64
+}
+
+// calibrationBin is one reliability-diagram bin: confidences in [lower,
+// upper) (the last bin includes 1).
+type calibrationBin struct {
+	Bin            int32   `json:"bin"`
+	Lower          float64 `json:"lower"`
+	Upper          float64 `json:"upper"`
+	N              int64   `json:"n"`
+	MeanConfidence float64 `json:"mean_confidence"`
+	AcceptRate     float64 `json:"accept_rate"`
+}
+
+// analyticsCalibration answers GET /api/analytics/calibration: per model,
+// the reliability bins (bins equal-width bins, default 10, 1 to 100), ECE
+// and Brier score.
+func (s *Server) analyticsCalibration(c *fiber.Ctx) error {
+	var errs []fieldError
+	f := readAnalyticsFilter(c, &errs)
+	bins := 10
+	if raw := c.Query("bins"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > 100 {
+			errs = append(errs, queryError("bins", "int_parsing", "Input should be an integer from 1 to 100", raw))
+		}
+		bins = n
+	}
+	if len(errs) > 0 {
+		return &validationError{errs: errs}
+	}
+	rows, err := s.q.AnalyticsCalibration(c.UserContext(), s.db, models.AnalyticsCalibrationParams{
+		Bins: int32(bins), FromTime: f.from, ToTime: f.to, UserID: f.userID})
+	if err != nil {
+		return internalDetail(MsgAnalyticsError, err)
+	}
+	out := []*calibrationModel{}
+	for _, r := range rows {
+		if len(out) == 0 || out[len(out)-1].ModelID != r.ModelID {
+			out = append(out, &calibrationModel{ModelID: r.ModelID, ModelName: r.ModelName, Bins: []calibrationBin{}})
+		}
+		m := out[len(out)-1]
+		m.N += r.N
+		m.brierSum += r.BrierSum
+		m.Bins = append(m.Bins, calibrationBin{Bin: r.Bin, Lower: float64(r.Bin) / float64(bins),
+			Upper: float64(r.Bin+1) / float64(bins), N: r.N, MeanConfidence: r.MeanConfidence, AcceptRate: r.AcceptRate})
+	}
+	for _, m := range out {
+		for _, b := range m.Bins {
+			m.ECE += float64(b.N) / float64(m.N) * math.Abs(b.AcceptRate-b.MeanConfidence)
+		}
+		m.Brier = m.brierSum / float64(m.N)
+	}
+	return c.JSON(fiber.Map{"from": f.from.UTC(), "to": f.to.UTC(), "bins": bins, "models": out})
+}
