@@ -84,6 +84,99 @@ func (q *Queries) AnalyticsCalibration(ctx context.Context, db DBTX, arg Analyti
 	return items, nil
 }
 
+const analyticsLatency = `-- name: AnalyticsLatency :many
+SELECT g.model_id, m.name AS model_name,
+    count(*)::bigint AS n_generation_time,
+    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY g.generation_time_ms::float8)::float8[] AS generation_time,
+    count(g.queue_ms)::bigint AS n_queue,
+    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY g.queue_ms)::float8[] AS queue,
+    count(g.prefill_ms)::bigint AS n_prefill,
+    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY g.prefill_ms)::float8[] AS prefill,
+    count(g.decode_ms)::bigint AS n_decode,
+    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY g.decode_ms)::float8[] AS decode,
+    count(mq.total_serving_ms)::bigint AS n_total_serving,
+    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY mq.total_serving_ms)::float8[] AS total_serving,
+    count(mq.redact_ms)::bigint AS n_redact,
+    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY mq.redact_ms)::float8[] AS redact,
+    count(mq.context_ms)::bigint AS n_context,
+    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY mq.context_ms)::float8[] AS context
+FROM generation g
+JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
+JOIN model m ON m.model_id = g.model_id
+WHERE mq.query_type = 'completion'
+    AND mq.requested_at >= $1::timestamptz AND mq.requested_at < $2::timestamptz
+    AND ($3::uuid IS NULL OR mq.user_id = $3::uuid)
+GROUP BY g.model_id, m.name
+ORDER BY g.model_id
+`
+
+type AnalyticsLatencyParams struct {
+	FromTime time.Time  `json:"from_time"`
+	ToTime   time.Time  `json:"to_time"`
+	UserID   *uuid.UUID `json:"user_id"`
+}
+
+type AnalyticsLatencyRow struct {
+	ModelID         int64     `json:"model_id"`
+	ModelName       string    `json:"model_name"`
+	NGenerationTime int64     `json:"n_generation_time"`
+	GenerationTime  []float64 `json:"generation_time"`
+	NQueue          int64     `json:"n_queue"`
+	Queue           []float64 `json:"queue"`
+	NPrefill        int64     `json:"n_prefill"`
+	Prefill         []float64 `json:"prefill"`
+	NDecode         int64     `json:"n_decode"`
+	Decode          []float64 `json:"decode"`
+	NTotalServing   int64     `json:"n_total_serving"`
+	TotalServing    []float64 `json:"total_serving"`
+	NRedact         int64     `json:"n_redact"`
+	Redact          []float64 `json:"redact"`
+	NContext        int64     `json:"n_context"`
+	Context         []float64 `json:"context"`
+}
+
+// Per model, the nearest-rank 50th, 95th and 99th percentiles (p: the
+// smallest value that at least p of the values are at or below) of each
+// stage of its completion generations, and how many generations record
+// the stage (NULLs are left out). The meta_query stages are those of the
+// queries the model answered.
+func (q *Queries) AnalyticsLatency(ctx context.Context, db DBTX, arg AnalyticsLatencyParams) ([]AnalyticsLatencyRow, error) {
+	rows, err := db.Query(ctx, analyticsLatency, arg.FromTime, arg.ToTime, arg.UserID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []AnalyticsLatencyRow{}
+	for rows.Next() {
+		var i AnalyticsLatencyRow
+		if err := rows.Scan(
+			&i.ModelID,
+			&i.ModelName,
+			&i.NGenerationTime,
+			&i.GenerationTime,
+			&i.NQueue,
+			&i.Queue,
+			&i.NPrefill,
+			&i.Prefill,
+			&i.NDecode,
+			&i.Decode,
+			&i.NTotalServing,
+			&i.TotalServing,
+			&i.NRedact,
+			&i.Redact,
+			&i.NContext,
+			&i.Context,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const analyticsUsage = `-- name: AnalyticsUsage :many
 
 SELECT date_trunc($1::text, mq.requested_at, 'UTC')::timestamptz AS bucket,

@@ -63,3 +63,33 @@ WHERE mq.query_type = 'completion'
     AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid)
 GROUP BY g.model_id, m.name, 3
 ORDER BY g.model_id, 3;
+
+-- name: AnalyticsLatency :many
+-- Per model, the nearest-rank 50th, 95th and 99th percentiles (p: the
+-- smallest value that at least p of the values are at or below) of each
+-- stage of its completion generations, and how many generations record
+-- the stage (NULLs are left out). The meta_query stages are those of the
+-- queries the model answered.
+SELECT g.model_id, m.name AS model_name,
+    count(*)::bigint AS n_generation_time,
+    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY g.generation_time_ms::float8)::float8[] AS generation_time,
+    count(g.queue_ms)::bigint AS n_queue,
+    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY g.queue_ms)::float8[] AS queue,
+    count(g.prefill_ms)::bigint AS n_prefill,
+    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY g.prefill_ms)::float8[] AS prefill,
+    count(g.decode_ms)::bigint AS n_decode,
+    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY g.decode_ms)::float8[] AS decode,
+    count(mq.total_serving_ms)::bigint AS n_total_serving,
+    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY mq.total_serving_ms)::float8[] AS total_serving,
+    count(mq.redact_ms)::bigint AS n_redact,
+    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY mq.redact_ms)::float8[] AS redact,
+    count(mq.context_ms)::bigint AS n_context,
+    percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY mq.context_ms)::float8[] AS context
+FROM generation g
+JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
+JOIN model m ON m.model_id = g.model_id
+WHERE mq.query_type = 'completion'
+    AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
+    AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid)
+GROUP BY g.model_id, m.name
+ORDER BY g.model_id;

@@ -29,6 +29,7 @@ func (s *Server) analyticsRoutes(api fiber.Router) {
 	g := api.Group("/analytics")
 	g.Get("/usage", s.guardAdmin(s.analyticsUsage)...)
 	g.Get("/calibration", s.guardAdmin(s.analyticsCalibration)...)
+	g.Get("/latency", s.guardAdmin(s.analyticsLatency)...)
 }
 
 // analyticsFilter is the window and user every analytics route takes.
@@ -192,4 +193,51 @@ func (s *Server) analyticsCalibration(c *fiber.Ctx) error {
 		m.Brier = m.brierSum / float64(m.N)
 	}
 	return c.JSON(fiber.Map{"from": f.from.UTC(), "to": f.to.UTC(), "bins": bins, "models": out})
+}
+
+// latencyStage is one stage's distribution: how many generations record
+// it, and its nearest-rank percentiles (null when none does).
+type latencyStage struct {
+	N   int64    `json:"n"`
+	P50 *float64 `json:"p50"`
+	P95 *float64 `json:"p95"`
+	P99 *float64 `json:"p99"`
+}
+
+func newLatencyStage(n int64, ps []float64) latencyStage {
+	st := latencyStage{N: n}
+	if len(ps) == 3 {
+		st.P50, st.P95, st.P99 = &ps[0], &ps[1], &ps[2]
+	}
+	return st
+}
+
+// analyticsLatency answers GET /api/analytics/latency: per model, the
+// p50, p95 and p99 of each latency stage, in milliseconds. The
+// generation's stages (generation_time_ms, queue_ms, prefill_ms,
+// decode_ms) are its own; the query's (total_serving_ms, redact_ms,
+// context_ms) are those of the queries the model answered.
+func (s *Server) analyticsLatency(c *fiber.Ctx) error {
+	var errs []fieldError
+	f := readAnalyticsFilter(c, &errs)
+	if len(errs) > 0 {
+		return &validationError{errs: errs}
+	}
+	rows, err := s.q.AnalyticsLatency(c.UserContext(), s.db, models.AnalyticsLatencyParams{FromTime: f.from, ToTime: f.to, UserID: f.userID})
+	if err != nil {
+		return internalDetail(MsgAnalyticsError, err)
+	}
+	out := make([]fiber.Map, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, fiber.Map{"model_id": r.ModelID, "model_name": r.ModelName, "stages": map[string]latencyStage{
+			"generation_time_ms": newLatencyStage(r.NGenerationTime, r.GenerationTime),
+			"queue_ms":           newLatencyStage(r.NQueue, r.Queue),
+			"prefill_ms":         newLatencyStage(r.NPrefill, r.Prefill),
+			"decode_ms":          newLatencyStage(r.NDecode, r.Decode),
+			"total_serving_ms":   newLatencyStage(r.NTotalServing, r.TotalServing),
+			"redact_ms":          newLatencyStage(r.NRedact, r.Redact),
+			"context_ms":         newLatencyStage(r.NContext, r.Context),
+		}})
+	}
+	return c.JSON(fiber.Map{"from": f.from.UTC(), "to": f.to.UTC(), "models": out})
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/code4me/code4me/internal/eval"
 )
 
 // Analytics tests seed queries directly in Postgres, in a window of the
@@ -349,3 +351,90 @@ func TestAnalyticsCalibration(t *testing.T) {
 	}
 	s.admin.expect("GET", "/api/analytics/calibration?bins=0", nil, 422)
 }
+
+// TestAnalyticsLatency: per model, n and the nearest-rank p50, p95 and
+// p99 of every stage equal eval.Percentile over the seeded values (NULLs
+// left out, a stage nobody recorded has null percentiles); chat turns,
+// whose times are far larger, are left out.
+func TestAnalyticsLatency(t *testing.T) {
+	s := newAnalyticsSeed(t, 1)
+	rng := rand.New(rand.NewPCG(5, 6))
+	ctx := context.Background()
+	stages := []string{"generation_time_ms", "queue_ms", "prefill_ms", "decode_ms", "total_serving_ms", "redact_ms", "context_ms"}
+	want := map[int64]map[string][]float64{s.models[0]: {}, s.models[1]: {}}
+	// opt is a random value, or NULL when i is a multiple of every.
+	opt := func(i, every int) *float64 {
+		if every > 0 && i%every == 0 {
+			return nil
+		}
+		v := math.Round(rng.Float64()*1e6) / 1e3
+		return &v
+	}
+	for i := range 42 {
+		chat := i >= 37
+		mq := []*float64{opt(i, 4), opt(i, 6), nil} // total_serving, redact, context
+		var chatID *uuid.UUID
+		typ := "completion"
+		if chat {
+			typ, chatID = "chat", &s.chat
+			big := 1e9
+			mq = []*float64{&big, &big, &big}
+		}
+		var id uuid.UUID
+		if err := s.e.srv.db.QueryRow(ctx, `INSERT INTO meta_query (query_type, user_id, chat_id, project_id, config_id, server_version,
+			requested_at, total_serving_ms, redact_ms, context_ms) VALUES ($1, $2, $3, $4, 1, 'test', $5, $6, $7, $8) RETURNING meta_query_id`,
+			typ, s.users[0], chatID, s.project, s.from.Add(time.Duration(i)*time.Minute), mq[0], mq[1], mq[2]).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		for k, model := range s.models {
+			if k == 1 && i%2 == 1 { // the second model answers about half
+				continue
+			}
+			gt := rng.IntN(2000)
+			g := []*float64{opt(i, 5+k), opt(i, 7), opt(i, 3)} // queue, prefill, decode
+			if chat {
+				gt = 1e9
+			}
+			s.e.exec(`INSERT INTO generation (meta_query_id, model_id, completion, generation_time_ms, queue_ms, prefill_ms, decode_ms)
+				VALUES ($1, $2, 'x', $3, $4, $5, $6)`, id, model, gt, g[0], g[1], g[2])
+			if chat {
+				continue
+			}
+			for j, v := range append([]*float64{ptr(float64(gt))}, append(g, mq...)...) {
+				if v != nil {
+					want[model][stages[j]] = append(want[model][stages[j]], *v)
+				}
+			}
+		}
+	}
+
+	r := s.get("/api/analytics/latency", nil)
+	got := r["models"].([]any)
+	if len(got) != 2 {
+		t.Fatalf("%d models, want 2: %v", len(got), r)
+	}
+	for _, gm := range got {
+		gm := gm.(map[string]any)
+		w := want[int64(gm["model_id"].(float64))]
+		st := gm["stages"].(map[string]any)
+		for _, name := range stages {
+			g := st[name].(map[string]any)
+			xs := w[name]
+			near(t, name+".n", g["n"], float64(len(xs)))
+			for _, p := range []struct {
+				key string
+				p   float64
+			}{{"p50", 50}, {"p95", 95}, {"p99", 99}} {
+				if len(xs) == 0 {
+					if g[p.key] != nil {
+						t.Errorf("%s.%s = %v with no values", name, p.key, g[p.key])
+					}
+					continue
+				}
+				near(t, name+"."+p.key, g[p.key], eval.Percentile(xs, p.p))
+			}
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

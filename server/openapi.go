@@ -347,6 +347,13 @@ var openAPIOps = []apiOp{
 		Resp: []apiField{respField("from", "string", ""), respField("to", "string", ""), respField("bins", "integer", ""),
 			respField("models", "[]object", "{model_id, model_name, n, ece, brier, bins: [{bin, lower, upper, n, mean_confidence, accept_rate}]}")},
 		Errors: adminErrors(nil)},
+	{Method: "GET", Path: "/api/analytics/latency", Summary: "Admin: per model, p50/p95/p99 of each latency stage",
+		Auth: ClassA, Account: true, OK: 200, Doc: adminDoc + analyticsDoc + " Nearest-rank percentiles in milliseconds; a query's stages " +
+			"count for every model that answered it.", Query: analyticsQuery,
+		Resp: []apiField{respField("from", "string", ""), respField("to", "string", ""),
+			respField("models", "[]object", "{model_id, model_name, stages: {generation_time_ms, queue_ms, prefill_ms, decode_ms, "+
+				"total_serving_ms, redact_ms, context_ms: {n, p50, p95, p99}}}")},
+		Errors: adminErrors(nil)},
 
 	{Method: "GET", Path: "/api/ws/completion", Summary: "WebSocket for completions and feedback", Auth: ClassSP,
 		Doc: "completion_request streams completion_token frames and ends with completion_result; a new completion_request " +
