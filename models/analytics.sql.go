@@ -177,6 +177,72 @@ func (q *Queries) AnalyticsLatency(ctx context.Context, db DBTX, arg AnalyticsLa
 	return items, nil
 }
 
+const analyticsQualityList = `-- name: AnalyticsQualityList :many
+SELECT g.model_id, m.name AS model_name, g.completion, g.was_accepted,
+    coalesce(g.feedback_at, g.shown_at[cardinality(g.shown_at)])::timestamptz AS accepted_at,
+    coalesce(array_agg(gt.ground_truth ORDER BY gt.truth_timestamp, gt.ground_truth_id)
+        FILTER (WHERE gt.ground_truth_id IS NOT NULL), '{}')::text[] AS truths,
+    coalesce(array_agg(gt.truth_timestamp ORDER BY gt.truth_timestamp, gt.ground_truth_id)
+        FILTER (WHERE gt.ground_truth_id IS NOT NULL), '{}')::timestamptz[] AS truth_times
+FROM generation g
+JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
+JOIN model m ON m.model_id = g.model_id
+LEFT JOIN ground_truth gt ON gt.meta_query_id = g.meta_query_id AND (gt.model_id IS NULL OR gt.model_id = g.model_id)
+WHERE mq.query_type = 'completion' AND cardinality(g.shown_at) > 0
+    AND mq.requested_at >= $1::timestamptz AND mq.requested_at < $2::timestamptz
+    AND ($3::uuid IS NULL OR mq.user_id = $3::uuid)
+GROUP BY g.meta_query_id, g.model_id, m.name
+ORDER BY g.model_id, g.meta_query_id
+`
+
+type AnalyticsQualityListParams struct {
+	FromTime time.Time  `json:"from_time"`
+	ToTime   time.Time  `json:"to_time"`
+	UserID   *uuid.UUID `json:"user_id"`
+}
+
+type AnalyticsQualityListRow struct {
+	ModelID     int64       `json:"model_id"`
+	ModelName   string      `json:"model_name"`
+	Completion  string      `json:"completion"`
+	WasAccepted bool        `json:"was_accepted"`
+	AcceptedAt  time.Time   `json:"accepted_at"`
+	Truths      []string    `json:"truths"`
+	TruthTimes  []time.Time `json:"truth_times"`
+}
+
+// The shown completion generations with the ground truths that apply to
+// them (those of their query for their model or for no model), oldest
+// first. accepted_at is when the acceptance was recorded (feedback_at),
+// else the last time the completion was shown.
+func (q *Queries) AnalyticsQualityList(ctx context.Context, db DBTX, arg AnalyticsQualityListParams) ([]AnalyticsQualityListRow, error) {
+	rows, err := db.Query(ctx, analyticsQualityList, arg.FromTime, arg.ToTime, arg.UserID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []AnalyticsQualityListRow{}
+	for rows.Next() {
+		var i AnalyticsQualityListRow
+		if err := rows.Scan(
+			&i.ModelID,
+			&i.ModelName,
+			&i.Completion,
+			&i.WasAccepted,
+			&i.AcceptedAt,
+			&i.Truths,
+			&i.TruthTimes,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const analyticsUsage = `-- name: AnalyticsUsage :many
 
 SELECT date_trunc($1::text, mq.requested_at, 'UTC')::timestamptz AS bucket,

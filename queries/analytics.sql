@@ -93,3 +93,24 @@ WHERE mq.query_type = 'completion'
     AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid)
 GROUP BY g.model_id, m.name
 ORDER BY g.model_id;
+
+-- name: AnalyticsQualityList :many
+-- The shown completion generations with the ground truths that apply to
+-- them (those of their query for their model or for no model), oldest
+-- first. accepted_at is when the acceptance was recorded (feedback_at),
+-- else the last time the completion was shown.
+SELECT g.model_id, m.name AS model_name, g.completion, g.was_accepted,
+    coalesce(g.feedback_at, g.shown_at[cardinality(g.shown_at)])::timestamptz AS accepted_at,
+    coalesce(array_agg(gt.ground_truth ORDER BY gt.truth_timestamp, gt.ground_truth_id)
+        FILTER (WHERE gt.ground_truth_id IS NOT NULL), '{}')::text[] AS truths,
+    coalesce(array_agg(gt.truth_timestamp ORDER BY gt.truth_timestamp, gt.ground_truth_id)
+        FILTER (WHERE gt.ground_truth_id IS NOT NULL), '{}')::timestamptz[] AS truth_times
+FROM generation g
+JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
+JOIN model m ON m.model_id = g.model_id
+LEFT JOIN ground_truth gt ON gt.meta_query_id = g.meta_query_id AND (gt.model_id IS NULL OR gt.model_id = g.model_id)
+WHERE mq.query_type = 'completion' AND cardinality(g.shown_at) > 0
+    AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
+    AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid)
+GROUP BY g.meta_query_id, g.model_id, m.name
+ORDER BY g.model_id, g.meta_query_id;

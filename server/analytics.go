@@ -8,6 +8,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 
+	"github.com/code4me/code4me/internal/eval"
 	"github.com/code4me/code4me/models"
 )
 
@@ -30,6 +31,7 @@ func (s *Server) analyticsRoutes(api fiber.Router) {
 	g.Get("/usage", s.guardAdmin(s.analyticsUsage)...)
 	g.Get("/calibration", s.guardAdmin(s.analyticsCalibration)...)
 	g.Get("/latency", s.guardAdmin(s.analyticsLatency)...)
+	g.Get("/quality", s.guardAdmin(s.analyticsQuality)...)
 }
 
 // analyticsFilter is the window and user every analytics route takes.
@@ -238,6 +240,136 @@ func (s *Server) analyticsLatency(c *fiber.Ctx) error {
 			"redact_ms":          newLatencyStage(r.NRedact, r.Redact),
 			"context_ms":         newLatencyStage(r.NContext, r.Context),
 		}})
+	}
+	return c.JSON(fiber.Map{"from": f.from.UTC(), "to": f.to.UTC(), "models": out})
+}
+
+// survivalHorizons are the times after acceptance at which survival of
+// accepted code is measured.
+var survivalHorizons = []time.Duration{30 * time.Second, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute}
+
+// matchFigures are exact match and edit similarity (eval.ExactMatch,
+// eval.EditSimilarity) of completions against their latest ground truth,
+// averaged over the N generations that have one.
+type matchFigures struct {
+	N              int64    `json:"n"`
+	ExactMatch     *float64 `json:"exact_match"`
+	EditSimilarity *float64 `json:"edit_similarity"`
+	em, es         float64
+}
+
+func (m *matchFigures) add(completion, truth string) {
+	m.N++
+	if eval.ExactMatch(completion, truth) {
+		m.em++
+	}
+	m.es += eval.EditSimilarity(completion, truth)
+}
+
+func (m *matchFigures) finish() {
+	if m.N > 0 {
+		em, es := m.em/float64(m.N), m.es/float64(m.N)
+		m.ExactMatch, m.EditSimilarity = &em, &es
+	}
+}
+
+// survivalFigure is the mean survival at one horizon over the N accepted
+// generations with a ground truth by then (null when N is 0).
+type survivalFigure struct {
+	HorizonS int64    `json:"horizon_s"`
+	N        int64    `json:"n"`
+	Mean     *float64 `json:"mean"`
+	sum      float64
+}
+
+// qualityModel is one model's quality figures.
+type qualityModel struct {
+	ModelID   int64            `json:"model_id"`
+	ModelName string           `json:"model_name"`
+	Shown     matchFigures     `json:"shown"`
+	Accepted  matchFigures     `json:"accepted"`
+	Survival  []survivalFigure `json:"survival"`
+}
+
+// survival is the share of completion's characters (runes) that survive
+// in truth: the length of their longest common subsequence divided by
+// the completion's length. The completion must not be empty.
+func survival(completion, truth string) float64 {
+	a, b := []rune(completion), []rune(truth)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			if a[i-1] == b[j-1] {
+				cur[j] = prev[j-1] + 1
+			} else {
+				cur[j] = max(prev[j], cur[j-1])
+			}
+		}
+		prev, cur = cur, prev
+	}
+	return float64(prev[len(b)]) / float64(len(a))
+}
+
+// analyticsQuality answers GET /api/analytics/quality: per model, exact
+// match and edit similarity of shown and of accepted completions against
+// their latest ground truth, and the survival of accepted code: at
+// horizon h, an accepted, non-empty completion's survival against the
+// latest ground truth reported at or before accepted_at + h, averaged
+// over the accepted generations that have one.
+func (s *Server) analyticsQuality(c *fiber.Ctx) error {
+	var errs []fieldError
+	f := readAnalyticsFilter(c, &errs)
+	if len(errs) > 0 {
+		return &validationError{errs: errs}
+	}
+	rows, err := s.q.AnalyticsQualityList(c.UserContext(), s.db, models.AnalyticsQualityListParams{FromTime: f.from, ToTime: f.to, UserID: f.userID})
+	if err != nil {
+		return internalDetail(MsgAnalyticsError, err)
+	}
+	out := []*qualityModel{}
+	for _, r := range rows {
+		if len(out) == 0 || out[len(out)-1].ModelID != r.ModelID {
+			m := &qualityModel{ModelID: r.ModelID, ModelName: r.ModelName}
+			for _, h := range survivalHorizons {
+				m.Survival = append(m.Survival, survivalFigure{HorizonS: int64(h / time.Second)})
+			}
+			out = append(out, m)
+		}
+		m := out[len(out)-1]
+		if len(r.Truths) == 0 {
+			continue
+		}
+		latest := r.Truths[len(r.Truths)-1]
+		m.Shown.add(r.Completion, latest)
+		if !r.WasAccepted {
+			continue
+		}
+		m.Accepted.add(r.Completion, latest)
+		if r.Completion == "" {
+			continue
+		}
+		for k, h := range survivalHorizons {
+			// The truths are oldest first: take the last one by the horizon.
+			i := len(r.TruthTimes) - 1
+			for i >= 0 && r.TruthTimes[i].After(r.AcceptedAt.Add(h)) {
+				i--
+			}
+			if i >= 0 {
+				m.Survival[k].N++
+				m.Survival[k].sum += survival(r.Completion, r.Truths[i])
+			}
+		}
+	}
+	for _, m := range out {
+		m.Shown.finish()
+		m.Accepted.finish()
+		for k := range m.Survival {
+			if sv := &m.Survival[k]; sv.N > 0 {
+				mean := sv.sum / float64(sv.N)
+				sv.Mean = &mean
+			}
+		}
 	}
 	return c.JSON(fiber.Map{"from": f.from.UTC(), "to": f.to.UTC(), "models": out})
 }

@@ -438,3 +438,175 @@ func TestAnalyticsLatency(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// lcsTable is the length of the longest common subsequence of a and b,
+// from the full dynamic-programming table.
+func lcsTable(a, b []rune) int {
+	t := make([][]int, len(a)+1)
+	for i := range t {
+		t[i] = make([]int, len(b)+1)
+	}
+	for i := len(a) - 1; i >= 0; i-- {
+		for j := len(b) - 1; j >= 0; j-- {
+			if a[i] == b[j] {
+				t[i][j] = 1 + t[i+1][j+1]
+			} else {
+				t[i][j] = max(t[i+1][j], t[i][j+1])
+			}
+		}
+	}
+	return t[0][0]
+}
+
+// TestAnalyticsQuality: per model, exact match and edit similarity of
+// shown and accepted completions against their latest applicable ground
+// truth, and the survival of accepted code at each horizon against the
+// latest ground truth reported by then, match figures computed from the
+// seeded rows. Ground truths of the other model, generations never shown
+// and chat turns do not count.
+func TestAnalyticsQuality(t *testing.T) {
+	s := newAnalyticsSeed(t, 1)
+	rng := rand.New(rand.NewPCG(7, 8))
+	ctx := context.Background()
+	text := func() string {
+		r := make([]rune, rng.IntN(10))
+		for i := range r {
+			r[i] = []rune("abcé\n ")[rng.IntN(6)]
+		}
+		return string(r)
+	}
+	type fig struct{ n, em, es float64 }
+	type want struct {
+		shown, accepted fig
+		surv            [4]fig
+	}
+	horizons := []time.Duration{30 * time.Second, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute}
+	wants := map[int64]*want{s.models[0]: {}, s.models[1]: {}}
+	for i := range 80 {
+		chat := i%10 == 9
+		at := s.from.Add(time.Duration(i) * time.Minute)
+		var chatID *uuid.UUID
+		typ := "completion"
+		if chat {
+			typ, chatID = "chat", &s.chat
+		}
+		var id uuid.UUID
+		if err := s.e.srv.db.QueryRow(ctx, `INSERT INTO meta_query (query_type, user_id, chat_id, project_id, config_id, server_version,
+			requested_at) VALUES ($1, $2, $3, $4, 1, 'test', $5) RETURNING meta_query_id`,
+			typ, s.users[0], chatID, s.project, at).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		type gen struct {
+			model           int64
+			completion      string
+			shown, accepted bool
+			acceptedAt      time.Time
+			truths          []string
+			truthTimes      []time.Time
+		}
+		var gens []*gen
+		for _, model := range s.models {
+			g := &gen{model: model, completion: text(), shown: rng.IntN(5) != 0, accepted: rng.IntN(3) != 0,
+				acceptedAt: at.Add(time.Duration(1+rng.IntN(5)) * time.Second)}
+			shown := []time.Time{}
+			if g.shown {
+				shown = append(shown, g.acceptedAt.Add(-time.Second))
+			}
+			s.e.exec(`INSERT INTO generation (meta_query_id, model_id, completion, generation_time_ms, shown_at, was_accepted, feedback_at)
+				VALUES ($1, $2, $3, 10, $4, $5, $6)`, id, model, g.completion, shown, g.accepted, g.acceptedAt)
+			gens = append(gens, g)
+		}
+		// Ground truths: for no model (both), or for one model; at times
+		// around the horizons, in random order of insertion.
+		for range rng.IntN(4) {
+			truth := text()
+			if rng.IntN(3) == 0 {
+				truth = gens[0].completion // an exact match now and then
+			}
+			when := gens[0].acceptedAt.Add(time.Duration(rng.IntN(800)) * time.Second)
+			var model *int64
+			switch rng.IntN(3) {
+			case 1:
+				model = &s.models[0]
+			case 2:
+				model = &s.models[1]
+			}
+			s.e.exec(`INSERT INTO ground_truth (meta_query_id, model_id, ground_truth, truth_timestamp) VALUES ($1, $2, $3, $4)`,
+				id, model, truth, when)
+			for _, g := range gens {
+				if model == nil || *model == g.model {
+					// Keep each generation's truths in time order.
+					k := len(g.truthTimes)
+					for k > 0 && g.truthTimes[k-1].After(when) {
+						k--
+					}
+					g.truths = append(g.truths[:k], append([]string{truth}, g.truths[k:]...)...)
+					g.truthTimes = append(g.truthTimes[:k], append([]time.Time{when}, g.truthTimes[k:]...)...)
+				}
+			}
+		}
+		if chat {
+			continue
+		}
+		for _, g := range gens {
+			if !g.shown || len(g.truths) == 0 {
+				continue
+			}
+			w := wants[g.model]
+			latest := g.truths[len(g.truths)-1]
+			add := func(f *fig) {
+				f.n++
+				if eval.ExactMatch(g.completion, latest) {
+					f.em++
+				}
+				f.es += eval.EditSimilarity(g.completion, latest)
+			}
+			add(&w.shown)
+			if !g.accepted {
+				continue
+			}
+			add(&w.accepted)
+			if g.completion == "" {
+				continue
+			}
+			for k, h := range horizons {
+				last := -1
+				for j, tt := range g.truthTimes {
+					if !tt.After(g.acceptedAt.Add(h)) {
+						last = j
+					}
+				}
+				if last >= 0 {
+					w.surv[k].n++
+					w.surv[k].es += float64(lcsTable([]rune(g.completion), []rune(g.truths[last]))) / float64(len([]rune(g.completion)))
+				}
+			}
+		}
+	}
+
+	r := s.get("/api/analytics/quality", nil)
+	got := r["models"].([]any)
+	if len(got) != 2 {
+		t.Fatalf("%d models, want 2: %v", len(got), r)
+	}
+	for _, gm := range got {
+		gm := gm.(map[string]any)
+		w := wants[int64(gm["model_id"].(float64))]
+		for name, f := range map[string]fig{"shown": w.shown, "accepted": w.accepted} {
+			g := gm[name].(map[string]any)
+			near(t, name+".n", g["n"], f.n)
+			near(t, name+".exact_match", g["exact_match"], f.em/f.n)
+			near(t, name+".edit_similarity", g["edit_similarity"], f.es/f.n)
+		}
+		sv := gm["survival"].([]any)
+		for k, h := range horizons {
+			g := sv[k].(map[string]any)
+			near(t, "survival horizon_s", g["horizon_s"], h.Seconds())
+			near(t, "survival n", g["n"], w.surv[k].n)
+			near(t, "survival mean", g["mean"], w.surv[k].es/w.surv[k].n)
+		}
+		if w.surv[0].n == 0 || w.surv[0].n >= w.surv[3].n {
+			t.Errorf("survival counts %v do not grow with the horizon", w.surv)
+		}
+	}
+}

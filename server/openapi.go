@@ -354,6 +354,13 @@ var openAPIOps = []apiOp{
 			respField("models", "[]object", "{model_id, model_name, stages: {generation_time_ms, queue_ms, prefill_ms, decode_ms, "+
 				"total_serving_ms, redact_ms, context_ms: {n, p50, p95, p99}}}")},
 		Errors: adminErrors(nil)},
+	{Method: "GET", Path: "/api/analytics/quality", Summary: "Admin: per model, exact match, edit similarity and survival of accepted code",
+		Auth: ClassA, Account: true, OK: 200, Doc: adminDoc + analyticsDoc + " Against the ground truth the plugin reports; survival of " +
+			"accepted code at 30 s, 2 min, 5 min and 10 min after acceptance.", Query: analyticsQuery,
+		Resp: []apiField{respField("from", "string", ""), respField("to", "string", ""),
+			respField("models", "[]object", "{model_id, model_name, shown and accepted: {n, exact_match, edit_similarity}, "+
+				"survival: [{horizon_s, n, mean}]}")},
+		Errors: adminErrors(nil)},
 
 	{Method: "GET", Path: "/api/ws/completion", Summary: "WebSocket for completions and feedback", Auth: ClassSP,
 		Doc: "completion_request streams completion_token frames and ends with completion_result; a new completion_request " +
