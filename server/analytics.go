@@ -2,7 +2,6 @@ package server
 
 import (
 	"math"
-	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -40,37 +39,20 @@ type analyticsFilter struct {
 	userID   *uuid.UUID
 }
 
-// queryError is a 422 entry for the query parameter name.
-func queryError(name, typ, msg, input string) fieldError {
-	return fieldError{Type: typ, Loc: []any{"query", name}, Msg: msg, Input: input}
-}
-
-// readAnalyticsFilter reads from, to and user_id; bad ones are added to errs.
-func readAnalyticsFilter(c *fiber.Ctx, errs *[]fieldError) analyticsFilter {
-	var f analyticsFilter
-	f.to = time.Now()
-	if raw := c.Query("to"); raw != "" {
-		t, err := time.Parse(time.RFC3339Nano, raw)
-		if err != nil {
-			*errs = append(*errs, queryError("to", "datetime_parsing", "Input should be a valid RFC 3339 datetime", raw))
-		}
+// readAnalyticsFilter reads from and to (RFC 3339; default: the
+// analyticsDefaultWindow up to now) and user_id from the query q; bad
+// values are recorded in q.
+func readAnalyticsFilter(q *fields) analyticsFilter {
+	f := analyticsFilter{to: time.Now()}
+	if t, ok := q.datetime("to", false); ok {
 		f.to = t
 	}
 	f.from = f.to.Add(-analyticsDefaultWindow)
-	if raw := c.Query("from"); raw != "" {
-		t, err := time.Parse(time.RFC3339Nano, raw)
-		if err != nil {
-			*errs = append(*errs, queryError("from", "datetime_parsing", "Input should be a valid RFC 3339 datetime", raw))
-		}
+	if t, ok := q.datetime("from", false); ok {
 		f.from = t
 	}
-	if raw := c.Query("user_id"); raw != "" {
-		id, err := uuid.Parse(raw)
-		if err != nil {
-			*errs = append(*errs, queryError("user_id", "uuid_parsing", "Input should be a valid UUID", raw))
-		} else {
-			f.userID = &id
-		}
+	if id, ok := q.uuidField("user_id", false); ok {
+		f.userID = &id
 	}
 	return f
 }
@@ -98,15 +80,16 @@ func usageJSON(completions, shown, accepted, users, userDays int64) fiber.Map {
 // analyticsUsage answers GET /api/analytics/usage: the totals over the
 // window and per UTC day or hour (granularity, default day).
 func (s *Server) analyticsUsage(c *fiber.Ctx) error {
-	var errs []fieldError
-	f := readAnalyticsFilter(c, &errs)
-	gran := c.Query("granularity", "day")
-	if gran != "day" && gran != "hour" {
-		errs = append(errs, fieldError{Type: "literal_error", Loc: []any{"query", "granularity"},
-			Msg: "Input should be 'day' or 'hour'", Input: gran, Ctx: map[string]any{"expected": "'day' or 'hour'"}})
+	q := queryFields(c)
+	f := readAnalyticsFilter(q)
+	gran, ok := q.str("granularity", false, 0, 0)
+	if !ok {
+		gran = "day"
+	} else if gran != "day" && gran != "hour" {
+		q.add("literal_error", "granularity", "Input should be 'day' or 'hour'", gran, map[string]any{"expected": "'day' or 'hour'"})
 	}
-	if len(errs) > 0 {
-		return &validationError{errs: errs}
+	if err := q.err(); err != nil {
+		return err
 	}
 	ctx := c.UserContext()
 	total, err := s.q.AnalyticsUsageTotal(ctx, s.db, models.AnalyticsUsageTotalParams{FromTime: f.from, ToTime: f.to, UserID: f.userID})
@@ -159,18 +142,14 @@ type calibrationBin struct {
 // the reliability bins (bins equal-width bins, default 10, 1 to 100), ECE
 // and Brier score.
 func (s *Server) analyticsCalibration(c *fiber.Ctx) error {
-	var errs []fieldError
-	f := readAnalyticsFilter(c, &errs)
-	bins := 10
-	if raw := c.Query("bins"); raw != "" {
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < 1 || n > 100 {
-			errs = append(errs, queryError("bins", "int_parsing", "Input should be an integer from 1 to 100", raw))
-		}
+	q := queryFields(c)
+	f := readAnalyticsFilter(q)
+	bins := int64(10)
+	if n, ok := q.integerIn("bins", false, 1, 100); ok {
 		bins = n
 	}
-	if len(errs) > 0 {
-		return &validationError{errs: errs}
+	if err := q.err(); err != nil {
+		return err
 	}
 	rows, err := s.q.AnalyticsCalibration(c.UserContext(), s.db, models.AnalyticsCalibrationParams{
 		Bins: int32(bins), FromTime: f.from, ToTime: f.to, UserID: f.userID})
@@ -220,10 +199,10 @@ func newLatencyStage(n int64, ps []float64) latencyStage {
 // decode_ms) are its own; the query's (total_serving_ms, redact_ms,
 // context_ms) are those of the queries the model answered.
 func (s *Server) analyticsLatency(c *fiber.Ctx) error {
-	var errs []fieldError
-	f := readAnalyticsFilter(c, &errs)
-	if len(errs) > 0 {
-		return &validationError{errs: errs}
+	q := queryFields(c)
+	f := readAnalyticsFilter(q)
+	if err := q.err(); err != nil {
+		return err
 	}
 	rows, err := s.q.AnalyticsLatency(c.UserContext(), s.db, models.AnalyticsLatencyParams{FromTime: f.from, ToTime: f.to, UserID: f.userID})
 	if err != nil {
@@ -318,10 +297,10 @@ func survival(completion, truth string) float64 {
 // latest ground truth reported at or before accepted_at + h, averaged
 // over the accepted generations that have one.
 func (s *Server) analyticsQuality(c *fiber.Ctx) error {
-	var errs []fieldError
-	f := readAnalyticsFilter(c, &errs)
-	if len(errs) > 0 {
-		return &validationError{errs: errs}
+	q := queryFields(c)
+	f := readAnalyticsFilter(q)
+	if err := q.err(); err != nil {
+		return err
 	}
 	rows, err := s.q.AnalyticsQualityList(c.UserContext(), s.db, models.AnalyticsQualityListParams{FromTime: f.from, ToTime: f.to, UserID: f.userID})
 	if err != nil {

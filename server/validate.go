@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
@@ -399,6 +400,20 @@ func (f *fields) uuidField(name string, required bool) (uuid.UUID, bool) {
 		return uuid.Nil, false
 	}
 	return id, true
+}
+
+// datetime reads an RFC 3339 instant.
+func (f *fields) datetime(name string, required bool) (time.Time, bool) {
+	s, ok := f.str(name, required, 0, 0)
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		f.add("datetime_parsing", name, "Input should be a valid RFC 3339 datetime", s, nil)
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 // email reads an email address, trimmed and lower-cased (EmailStr).

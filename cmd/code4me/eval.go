@@ -15,9 +15,6 @@ import (
 	"time"
 
 	"github.com/code4me/code4me/engine"
-	"github.com/code4me/code4me/internal/config"
-	"github.com/code4me/code4me/internal/db"
-	"github.com/code4me/code4me/internal/devsvc"
 	"github.com/code4me/code4me/internal/eval"
 )
 
@@ -73,8 +70,11 @@ func evalCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg)
+	if err := cfg.CheckDataDir(); err != nil {
+		return err
+	}
 	// The database first: a wrong URL is reported before the model runs.
-	svc, err := startDatabase(ctx, cfg, log)
+	svc, err := startServices(ctx, cfg, log, false)
 	if err != nil {
 		return err
 	}
@@ -147,38 +147,4 @@ func engineCompleter(e *engine.Engine, model string, maxTokens int) eval.Complet
 		}
 		return eval.Completion{Text: res.Text, PromptTokens: res.Timings.PromptTokens, GeneratedTokens: res.Timings.GeneratedTokens}, nil
 	}
-}
-
-// startDatabase connects to the configured Postgres, or starts the private
-// one under DATA_DIR when none is configured, and migrates it. Eval needs
-// no Redis.
-func startDatabase(ctx context.Context, c config.Config, log *slog.Logger) (_ *services, err error) {
-	s := &services{pgURL: c.PostgresURL()}
-	defer func() {
-		if err != nil {
-			s.stop(log)
-		}
-	}()
-	if c.ManagedPostgres() {
-		if err := c.CheckDataDir(); err != nil {
-			return nil, err
-		}
-		log.Info("starting private postgres", slog.String("dir", filepath.Join(c.DataDir, "postgres")))
-		pg, err := devsvc.StartPostgres(ctx, filepath.Join(c.DataDir, "postgres"), log)
-		if err != nil {
-			return nil, err
-		}
-		s.privatePG = pg
-		s.pgURL = pg.URL("code4me")
-	} else if err := checkPostgres(ctx, s.pgURL); err != nil {
-		return nil, err
-	}
-	if err := db.Migrate(ctx, s.pgURL, log); err != nil {
-		return nil, fmt.Errorf("migrate %s: %w", safeURL(s.pgURL), err)
-	}
-	s.pool, err = db.Open(ctx, s.pgURL, db.Options{MaxConns: 2, StatementTimeout: c.DBStatementTimeout}, log)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
 }

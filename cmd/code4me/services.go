@@ -32,8 +32,9 @@ type services struct {
 }
 
 // startServices starts private servers where nothing is configured,
-// migrates, and connects. On error everything started is stopped again.
-func startServices(ctx context.Context, c config.Config, log *slog.Logger, migrate bool) (_ *services, err error) {
+// migrates, and connects; Redis only when withRedis is set (eval needs
+// only Postgres). On error everything started is stopped again.
+func startServices(ctx context.Context, c config.Config, log *slog.Logger, withRedis bool) (_ *services, err error) {
 	s := &services{pgURL: c.PostgresURL(), redisURL: c.RedisAddrURL()}
 	defer func() {
 		if err != nil {
@@ -47,7 +48,7 @@ func startServices(ctx context.Context, c config.Config, log *slog.Logger, migra
 			return nil, err
 		}
 	}
-	if !c.ManagedRedis() {
+	if withRedis && !c.ManagedRedis() {
 		if err := checkRedis(ctx, s.redisURL); err != nil {
 			return nil, err
 		}
@@ -61,7 +62,7 @@ func startServices(ctx context.Context, c config.Config, log *slog.Logger, migra
 		s.privatePG = pg
 		s.pgURL = pg.URL("code4me")
 	}
-	if c.ManagedRedis() {
+	if withRedis && c.ManagedRedis() {
 		log.Info("starting private redis", slog.String("dir", filepath.Join(c.DataDir, "redis")))
 		r, err := devsvc.StartRedis(ctx, filepath.Join(c.DataDir, "redis"), log)
 		if err != nil {
@@ -70,14 +71,15 @@ func startServices(ctx context.Context, c config.Config, log *slog.Logger, migra
 		s.privateRedis = r
 		s.redisURL = r.URL()
 	}
-	if migrate {
-		if err := db.Migrate(ctx, s.pgURL, log); err != nil {
-			return nil, fmt.Errorf("migrate %s: %w", safeURL(s.pgURL), err)
-		}
+	if err := db.Migrate(ctx, s.pgURL, log); err != nil {
+		return nil, fmt.Errorf("migrate %s: %w", safeURL(s.pgURL), err)
 	}
 	s.pool, err = db.Open(ctx, s.pgURL, db.Options{MaxConns: int32(c.DBPoolSize), StatementTimeout: c.DBStatementTimeout}, log)
 	if err != nil {
 		return nil, err
+	}
+	if !withRedis {
+		return s, nil
 	}
 	opt, err := redis.ParseURL(s.redisURL)
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/code4me/code4me/internal/testenv"
 )
 
 // Docs and comments describe the product as it is. Two kinds of words make
@@ -207,7 +209,7 @@ func repoFiles(t *testing.T) (root string, files []string) {
 		}
 		return root, files
 	}
-	root, err = moduleRoot()
+	root, err = testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,23 +232,6 @@ func repoFiles(t *testing.T) (root string, files []string) {
 		t.Fatal(err)
 	}
 	return root, files
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			return "", errors.New("no go.mod above the test's directory")
-		}
-		dir = up
-	}
 }
 
 func skipped(path string) bool {
