@@ -31,6 +31,8 @@ func (s *Server) analyticsRoutes(api fiber.Router) {
 	g.Get("/calibration", s.guardAdmin(s.analyticsCalibration)...)
 	g.Get("/latency", s.guardAdmin(s.analyticsLatency)...)
 	g.Get("/quality", s.guardAdmin(s.analyticsQuality)...)
+	g.Get("/trends", s.guardAdmin(s.analyticsTrends)...)
+	g.Get("/models", s.guardAdmin(s.analyticsModels)...)
 }
 
 // analyticsFilter is the window and user every analytics route takes.

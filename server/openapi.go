@@ -361,6 +361,22 @@ var openAPIOps = []apiOp{
 			respField("models", "[]object", "{model_id, model_name, shown and accepted: {n, exact_match, edit_similarity}, "+
 				"survival: [{horizon_s, n, mean}]}")},
 		Errors: adminErrors(nil)},
+	{Method: "GET", Path: "/api/analytics/trends", Summary: "Admin: completion usage and serving time per hour, day or week, empty buckets included",
+		Auth: ClassA, Account: true, OK: 200, Doc: adminDoc + analyticsDoc + " Every bucket from the one holding from to the last one " +
+			"starting before to is listed, those without queries with zeros; a window of more than 1000 buckets is a 422.",
+		Query: append(analyticsQuery, optField("granularity", "string", "\"hour\", \"day\" (default) or \"week\" (from Monday), in UTC"),
+			optField("model_id", "integer", "only the queries this model answered, and only its generations")),
+		Resp: []apiField{respField("from", "string", ""), respField("to", "string", ""), respField("granularity", "string", ""),
+			respField("model_id", "integer", "null without the filter"),
+			respField("buckets", "[]object", "{bucket: its start, the figures of /usage's total, total_serving_ms: {n, p50, p95, p99}}")},
+		Errors: adminErrors(nil)},
+	{Method: "GET", Path: "/api/analytics/models", Summary: "Admin: per model, generations, acceptance, confidence, generation time and failures",
+		Auth: ClassA, Account: true, OK: 200, Doc: adminDoc + analyticsDoc + " Over each model's completion generations.", Query: analyticsQuery,
+		Resp: []apiField{respField("from", "string", ""), respField("to", "string", ""),
+			respField("models", "[]object", "{model_id, model_name, generations, shown, accepted, acceptance_rate: accepted/shown or null, "+
+				"confidence: {n, mean}, generation_time_ms: {n, p50, p95, p99}, empty, empty_share: empty/generations, "+
+				"with_stop_reason, failed: stop_reason error, cancelled or deadline, failed_share: failed/with_stop_reason or null}")},
+		Errors: adminErrors(nil)},
 
 	{Method: "GET", Path: "/api/ws/completion", Summary: "WebSocket for completions and feedback", Auth: ClassSP,
 		Doc: "completion_request streams completion_token frames and ends with completion_result; a new completion_request " +
