@@ -29,7 +29,7 @@ const configDelete = `-- name: ConfigDelete :execrows
 DELETE FROM config WHERE config_id = $1
 `
 
-// Fails with a foreign-key violation while users, studies or queries use it.
+// Fails with a foreign-key violation while users, study arms or queries use it.
 func (q *Queries) ConfigDelete(ctx context.Context, db DBTX, configID int64) (int64, error) {
 	result, err := db.Exec(ctx, configDelete, configID)
 	if err != nil {
@@ -97,7 +97,6 @@ func (q *Queries) ConfigList(ctx context.Context, db DBTX) ([]Config, error) {
 const configReferenceCounts = `-- name: ConfigReferenceCounts :one
 SELECT
     (SELECT count(*) FROM users WHERE users.config_id = $1)::bigint AS users,
-    (SELECT count(*) FROM study WHERE study.default_config_id = $1)::bigint AS studies,
     (SELECT count(*) FROM study_arm WHERE study_arm.config_id = $1)::bigint AS study_arms,
     (SELECT count(*) FROM config_assignment_history h WHERE h.assigned_config_id = $1)::bigint AS assignments,
     (SELECT count(*) FROM meta_query WHERE meta_query.config_id = $1)::bigint AS queries
@@ -105,7 +104,6 @@ SELECT
 
 type ConfigReferenceCountsRow struct {
 	Users       int64 `json:"users"`
-	Studies     int64 `json:"studies"`
 	StudyArms   int64 `json:"study_arms"`
 	Assignments int64 `json:"assignments"`
 	Queries     int64 `json:"queries"`
@@ -117,7 +115,6 @@ func (q *Queries) ConfigReferenceCounts(ctx context.Context, db DBTX, configID i
 	var i ConfigReferenceCountsRow
 	err := row.Scan(
 		&i.Users,
-		&i.Studies,
 		&i.StudyArms,
 		&i.Assignments,
 		&i.Queries,

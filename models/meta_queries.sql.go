@@ -139,13 +139,13 @@ func (q *Queries) ContextualTelemetryCreate(ctx context.Context, db DBTX, arg Co
 
 const metaQueryCreate = `-- name: MetaQueryCreate :one
 INSERT INTO meta_query (
-    meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id,
+    meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id, arm_id,
     client, server_version, requested_at, total_serving_ms, redact_ms, context_ms)
 VALUES (
     $1, $2, $3::uuid, $4, $5, $6,
-    $7, $8, $9, $10, $11,
-    $12, $13, $14)
-RETURNING meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id, client, server_version, requested_at, total_serving_ms, redact_ms, context_ms
+    $7, $8, $9, $10, $11, $12,
+    $13, $14, $15)
+RETURNING meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id, client, server_version, requested_at, total_serving_ms, redact_ms, context_ms, arm_id
 `
 
 type MetaQueryCreateParams struct {
@@ -157,6 +157,7 @@ type MetaQueryCreateParams struct {
 	ChatID         *uuid.UUID `json:"chat_id"`
 	ConfigID       int64      `json:"config_id"`
 	StudyID        *uuid.UUID `json:"study_id"`
+	ArmID          *int64     `json:"arm_id"`
 	Client         string     `json:"client"`
 	ServerVersion  string     `json:"server_version"`
 	RequestedAt    time.Time  `json:"requested_at"`
@@ -175,6 +176,7 @@ func (q *Queries) MetaQueryCreate(ctx context.Context, db DBTX, arg MetaQueryCre
 		arg.ChatID,
 		arg.ConfigID,
 		arg.StudyID,
+		arg.ArmID,
 		arg.Client,
 		arg.ServerVersion,
 		arg.RequestedAt,
@@ -198,6 +200,7 @@ func (q *Queries) MetaQueryCreate(ctx context.Context, db DBTX, arg MetaQueryCre
 		&i.TotalServingMs,
 		&i.RedactMs,
 		&i.ContextMs,
+		&i.ArmID,
 	)
 	return i, err
 }
@@ -215,7 +218,7 @@ func (q *Queries) MetaQueryDelete(ctx context.Context, db DBTX, metaQueryID uuid
 }
 
 const metaQueryGetByID = `-- name: MetaQueryGetByID :one
-SELECT meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id, client, server_version, requested_at, total_serving_ms, redact_ms, context_ms FROM meta_query WHERE meta_query_id = $1
+SELECT meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id, client, server_version, requested_at, total_serving_ms, redact_ms, context_ms, arm_id FROM meta_query WHERE meta_query_id = $1
 `
 
 func (q *Queries) MetaQueryGetByID(ctx context.Context, db DBTX, metaQueryID uuid.UUID) (MetaQuery, error) {
@@ -236,6 +239,7 @@ func (q *Queries) MetaQueryGetByID(ctx context.Context, db DBTX, metaQueryID uui
 		&i.TotalServingMs,
 		&i.RedactMs,
 		&i.ContextMs,
+		&i.ArmID,
 	)
 	return i, err
 }

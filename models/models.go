@@ -76,6 +76,8 @@ type ConfigAssignmentHistory struct {
 	AssignedConfigID int64      `json:"assigned_config_id"`
 	Reason           string     `json:"reason"`
 	AssignedAt       time.Time  `json:"assigned_at"`
+	ArmID            *int64     `json:"arm_id"`
+	SessionID        *uuid.UUID `json:"session_id"`
 }
 
 type Context struct {
@@ -137,6 +139,11 @@ type EvalRun struct {
 	LatencyP50Ms       *float64   `json:"latency_p50_ms"`
 	LatencyP95Ms       *float64   `json:"latency_p95_ms"`
 	LatencyP99Ms       *float64   `json:"latency_p99_ms"`
+	Status             string     `json:"status"`
+	Error              *string    `json:"error"`
+	RequestedBy        *uuid.UUID `json:"requested_by"`
+	JobID              *int64     `json:"job_id"`
+	Languages          []string   `json:"languages"`
 }
 
 type Generation struct {
@@ -188,6 +195,7 @@ type MetaQuery struct {
 	TotalServingMs *float64   `json:"total_serving_ms"`
 	RedactMs       *float64   `json:"redact_ms"`
 	ContextMs      *float64   `json:"context_ms"`
+	ArmID          *int64     `json:"arm_id"`
 }
 
 type Model struct {
@@ -281,15 +289,29 @@ type Study struct {
 	CreatedBy       *uuid.UUID `json:"created_by"`
 	StartsAt        time.Time  `json:"starts_at"`
 	EndsAt          *time.Time `json:"ends_at"`
-	IsActive        bool       `json:"is_active"`
-	DefaultConfigID int64      `json:"default_config_id"`
 	CreatedAt       time.Time  `json:"created_at"`
+	Unit            string     `json:"unit"`
+	Seed            int64      `json:"seed"`
+	MaxParticipants *int32     `json:"max_participants"`
+	Status          string     `json:"status"`
+	UpdatedAt       time.Time  `json:"updated_at"`
 }
 
 type StudyArm struct {
-	StudyID  uuid.UUID `json:"study_id"`
-	ConfigID int64     `json:"config_id"`
-	Weight   int32     `json:"weight"`
+	StudyID    uuid.UUID       `json:"study_id"`
+	ConfigID   int64           `json:"config_id"`
+	Weight     int32           `json:"weight"`
+	ArmID      int64           `json:"arm_id"`
+	Name       string          `json:"name"`
+	IsBaseline bool            `json:"is_baseline"`
+	Policy     json.RawMessage `json:"policy"`
+}
+
+type StudyParticipant struct {
+	ParticipantID int64      `json:"participant_id"`
+	StudyID       uuid.UUID  `json:"study_id"`
+	UserID        *uuid.UUID `json:"user_id"`
+	EnrolledAt    time.Time  `json:"enrolled_at"`
 }
 
 type TriggerType struct {

@@ -13,22 +13,12 @@ import (
 )
 
 const completionRequestState = `-- name: CompletionRequestState :one
-SELECT u.config_id AS user_config_id,
-       coalesce(a.assigned_config_id, u.config_id)::bigint AS config_id,
-       coalesce(a.study_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS study_id,
+SELECT u.config_id,
        u.store_context, u.store_contextual_telemetry, u.store_behavioral_telemetry,
        EXISTS (SELECT 1 FROM plugin_version WHERE version_id = $1)::boolean AS version_ok,
        EXISTS (SELECT 1 FROM trigger_type WHERE trigger_type_id = $2)::boolean AS trigger_type_ok,
        EXISTS (SELECT 1 FROM programming_language WHERE language_id = $3)::boolean AS language_ok
 FROM users u
-LEFT JOIN LATERAL (
-    SELECT s.study_id, h.assigned_config_id
-    FROM study s
-    JOIN config_assignment_history h ON h.study_id = s.study_id AND h.user_id = u.user_id
-    WHERE s.is_active
-    ORDER BY h.assigned_at DESC, h.assignment_id DESC
-    LIMIT 1
-) a ON true
 WHERE u.user_id = $4
 `
 
@@ -40,19 +30,18 @@ type CompletionRequestStateParams struct {
 }
 
 type CompletionRequestStateRow struct {
-	UserConfigID             int64     `json:"user_config_id"`
-	ConfigID                 int64     `json:"config_id"`
-	StudyID                  uuid.UUID `json:"study_id"`
-	StoreContext             bool      `json:"store_context"`
-	StoreContextualTelemetry bool      `json:"store_contextual_telemetry"`
-	StoreBehavioralTelemetry bool      `json:"store_behavioral_telemetry"`
-	VersionOk                bool      `json:"version_ok"`
-	TriggerTypeOk            bool      `json:"trigger_type_ok"`
-	LanguageOk               bool      `json:"language_ok"`
+	ConfigID                 int64 `json:"config_id"`
+	StoreContext             bool  `json:"store_context"`
+	StoreContextualTelemetry bool  `json:"store_contextual_telemetry"`
+	StoreBehavioralTelemetry bool  `json:"store_behavioral_telemetry"`
+	VersionOk                bool  `json:"version_ok"`
+	TriggerTypeOk            bool  `json:"trigger_type_ok"`
+	LanguageOk               bool  `json:"language_ok"`
 }
 
-// CompletionUserState and TelemetryIDsCheck in one round trip: no row when
-// the user is gone.
+// The caller's own config and consent flags, and whether the telemetry
+// lookup ids exist, in one round trip: no row when the user is gone. (A
+// running study's arm, when the caller has one, is decided in memory.)
 func (q *Queries) CompletionRequestState(ctx context.Context, db DBTX, arg CompletionRequestStateParams) (CompletionRequestStateRow, error) {
 	row := db.QueryRow(ctx, completionRequestState,
 		arg.VersionID,
@@ -62,9 +51,7 @@ func (q *Queries) CompletionRequestState(ctx context.Context, db DBTX, arg Compl
 	)
 	var i CompletionRequestStateRow
 	err := row.Scan(
-		&i.UserConfigID,
 		&i.ConfigID,
-		&i.StudyID,
 		&i.StoreContext,
 		&i.StoreContextualTelemetry,
 		&i.StoreBehavioralTelemetry,
@@ -75,51 +62,8 @@ func (q *Queries) CompletionRequestState(ctx context.Context, db DBTX, arg Compl
 	return i, err
 }
 
-const completionUserState = `-- name: CompletionUserState :one
-
-SELECT u.config_id AS user_config_id,
-       coalesce(a.assigned_config_id, u.config_id)::bigint AS config_id,
-       coalesce(a.study_id, '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS study_id,
-       u.store_context, u.store_contextual_telemetry, u.store_behavioral_telemetry
-FROM users u
-LEFT JOIN LATERAL (
-    SELECT s.study_id, h.assigned_config_id
-    FROM study s
-    JOIN config_assignment_history h ON h.study_id = s.study_id AND h.user_id = u.user_id
-    WHERE s.is_active
-    ORDER BY h.assigned_at DESC, h.assignment_id DESC
-    LIMIT 1
-) a ON true
-WHERE u.user_id = $1
-`
-
-type CompletionUserStateRow struct {
-	UserConfigID             int64     `json:"user_config_id"`
-	ConfigID                 int64     `json:"config_id"`
-	StudyID                  uuid.UUID `json:"study_id"`
-	StoreContext             bool      `json:"store_context"`
-	StoreContextualTelemetry bool      `json:"store_contextual_telemetry"`
-	StoreBehavioralTelemetry bool      `json:"store_behavioral_telemetry"`
-}
-
-// Queries of the plugin API's completion and chat handlers (server package).
-// The caller's config in effect (the arm of the active study, else the
-// user's own), that study (nil UUID: none), and the consent flags.
-func (q *Queries) CompletionUserState(ctx context.Context, db DBTX, userID uuid.UUID) (CompletionUserStateRow, error) {
-	row := db.QueryRow(ctx, completionUserState, userID)
-	var i CompletionUserStateRow
-	err := row.Scan(
-		&i.UserConfigID,
-		&i.ConfigID,
-		&i.StudyID,
-		&i.StoreContext,
-		&i.StoreContextualTelemetry,
-		&i.StoreBehavioralTelemetry,
-	)
-	return i, err
-}
-
 const generationRecordFeedback = `-- name: GenerationRecordFeedback :execrows
+
 UPDATE generation SET
     was_accepted = $1,
     feedback_at = now(),
@@ -134,6 +78,7 @@ type GenerationRecordFeedbackParams struct {
 	ModelID     int64       `json:"model_id"`
 }
 
+// Queries of the plugin API's completion and chat handlers (server package).
 // Records acceptance for one (query, model) and appends the times the
 // completion was shown; 0 rows when there is no such generation.
 func (q *Queries) GenerationRecordFeedback(ctx context.Context, db DBTX, arg GenerationRecordFeedbackParams) (int64, error) {
@@ -151,12 +96,12 @@ func (q *Queries) GenerationRecordFeedback(ctx context.Context, db DBTX, arg Gen
 
 const metaQueryInsert = `-- name: MetaQueryInsert :exec
 INSERT INTO meta_query (
-    meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id,
+    meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id, arm_id,
     client, server_version, requested_at, total_serving_ms, redact_ms, context_ms)
 VALUES (
     $1, $2, $3::uuid, $4, $5, $6,
-    $7, $8, $9, $10, $11,
-    $12, $13, $14)
+    $7, $8, $9, $10, $11, $12,
+    $13, $14, $15)
 `
 
 type MetaQueryInsertParams struct {
@@ -168,6 +113,7 @@ type MetaQueryInsertParams struct {
 	ChatID         *uuid.UUID `json:"chat_id"`
 	ConfigID       int64      `json:"config_id"`
 	StudyID        *uuid.UUID `json:"study_id"`
+	ArmID          *int64     `json:"arm_id"`
 	Client         string     `json:"client"`
 	ServerVersion  string     `json:"server_version"`
 	RequestedAt    time.Time  `json:"requested_at"`
@@ -188,6 +134,7 @@ func (q *Queries) MetaQueryInsert(ctx context.Context, db DBTX, arg MetaQueryIns
 		arg.ChatID,
 		arg.ConfigID,
 		arg.StudyID,
+		arg.ArmID,
 		arg.Client,
 		arg.ServerVersion,
 		arg.RequestedAt,

@@ -7,45 +7,14 @@ package models
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
 )
 
-const configAssignmentCreate = `-- name: ConfigAssignmentCreate :one
-INSERT INTO config_assignment_history (user_id, study_id, assigned_config_id, reason)
-VALUES ($1::uuid, $2, $3, $4)
-RETURNING assignment_id, user_id, study_id, assigned_config_id, reason, assigned_at
-`
-
-type ConfigAssignmentCreateParams struct {
-	UserID           uuid.UUID  `json:"user_id"`
-	StudyID          *uuid.UUID `json:"study_id"`
-	AssignedConfigID int64      `json:"assigned_config_id"`
-	Reason           string     `json:"reason"`
-}
-
-func (q *Queries) ConfigAssignmentCreate(ctx context.Context, db DBTX, arg ConfigAssignmentCreateParams) (ConfigAssignmentHistory, error) {
-	row := db.QueryRow(ctx, configAssignmentCreate,
-		arg.UserID,
-		arg.StudyID,
-		arg.AssignedConfigID,
-		arg.Reason,
-	)
-	var i ConfigAssignmentHistory
-	err := row.Scan(
-		&i.AssignmentID,
-		&i.UserID,
-		&i.StudyID,
-		&i.AssignedConfigID,
-		&i.Reason,
-		&i.AssignedAt,
-	)
-	return i, err
-}
-
 const configAssignmentListByUser = `-- name: ConfigAssignmentListByUser :many
-SELECT assignment_id, user_id, study_id, assigned_config_id, reason, assigned_at FROM config_assignment_history WHERE user_id = $1::uuid ORDER BY assigned_at, assignment_id
+SELECT assignment_id, user_id, study_id, assigned_config_id, reason, assigned_at, arm_id, session_id FROM config_assignment_history WHERE user_id = $1::uuid ORDER BY assigned_at, assignment_id
 `
 
 func (q *Queries) ConfigAssignmentListByUser(ctx context.Context, db DBTX, userID uuid.UUID) ([]ConfigAssignmentHistory, error) {
@@ -64,6 +33,8 @@ func (q *Queries) ConfigAssignmentListByUser(ctx context.Context, db DBTX, userI
 			&i.AssignedConfigID,
 			&i.Reason,
 			&i.AssignedAt,
+			&i.ArmID,
+			&i.SessionID,
 		); err != nil {
 			return nil, err
 		}
@@ -75,59 +46,45 @@ func (q *Queries) ConfigAssignmentListByUser(ctx context.Context, db DBTX, userI
 	return items, nil
 }
 
-const studyActivate = `-- name: StudyActivate :execrows
-UPDATE study SET is_active = true WHERE study_id = $1
-`
-
-func (q *Queries) StudyActivate(ctx context.Context, db DBTX, studyID uuid.UUID) (int64, error) {
-	result, err := db.Exec(ctx, studyActivate, studyID)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
-const studyActiveForUser = `-- name: StudyActiveForUser :one
-SELECT s.study_id, h.assigned_config_id
-FROM study s
-JOIN LATERAL (
-    SELECT assigned_config_id FROM config_assignment_history
-    WHERE study_id = s.study_id AND user_id = $1::uuid
-    ORDER BY assigned_at DESC, assignment_id DESC LIMIT 1
-) h ON true
-WHERE s.is_active
-`
-
-type StudyActiveForUserRow struct {
-	StudyID          uuid.UUID `json:"study_id"`
-	AssignedConfigID int64     `json:"assigned_config_id"`
-}
-
-// The active study and the user's arm in it, if the user was assigned one.
-func (q *Queries) StudyActiveForUser(ctx context.Context, db DBTX, userID uuid.UUID) (StudyActiveForUserRow, error) {
-	row := db.QueryRow(ctx, studyActiveForUser, userID)
-	var i StudyActiveForUserRow
-	err := row.Scan(&i.StudyID, &i.AssignedConfigID)
-	return i, err
-}
-
-const studyArmCreate = `-- name: StudyArmCreate :exec
-INSERT INTO study_arm (study_id, config_id, weight) VALUES ($1, $2, $3)
+const studyArmCreate = `-- name: StudyArmCreate :one
+INSERT INTO study_arm (study_id, name, config_id, weight, is_baseline, policy)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING study_id, config_id, weight, arm_id, name, is_baseline, policy
 `
 
 type StudyArmCreateParams struct {
-	StudyID  uuid.UUID `json:"study_id"`
-	ConfigID int64     `json:"config_id"`
-	Weight   int32     `json:"weight"`
+	StudyID    uuid.UUID       `json:"study_id"`
+	Name       string          `json:"name"`
+	ConfigID   int64           `json:"config_id"`
+	Weight     int32           `json:"weight"`
+	IsBaseline bool            `json:"is_baseline"`
+	Policy     json.RawMessage `json:"policy"`
 }
 
-func (q *Queries) StudyArmCreate(ctx context.Context, db DBTX, arg StudyArmCreateParams) error {
-	_, err := db.Exec(ctx, studyArmCreate, arg.StudyID, arg.ConfigID, arg.Weight)
-	return err
+func (q *Queries) StudyArmCreate(ctx context.Context, db DBTX, arg StudyArmCreateParams) (StudyArm, error) {
+	row := db.QueryRow(ctx, studyArmCreate,
+		arg.StudyID,
+		arg.Name,
+		arg.ConfigID,
+		arg.Weight,
+		arg.IsBaseline,
+		arg.Policy,
+	)
+	var i StudyArm
+	err := row.Scan(
+		&i.StudyID,
+		&i.ConfigID,
+		&i.Weight,
+		&i.ArmID,
+		&i.Name,
+		&i.IsBaseline,
+		&i.Policy,
+	)
+	return i, err
 }
 
 const studyArmList = `-- name: StudyArmList :many
-SELECT study_id, config_id, weight FROM study_arm WHERE study_id = $1 ORDER BY config_id
+SELECT study_id, config_id, weight, arm_id, name, is_baseline, policy FROM study_arm WHERE study_id = $1 ORDER BY arm_id
 `
 
 func (q *Queries) StudyArmList(ctx context.Context, db DBTX, studyID uuid.UUID) ([]StudyArm, error) {
@@ -139,7 +96,15 @@ func (q *Queries) StudyArmList(ctx context.Context, db DBTX, studyID uuid.UUID) 
 	items := []StudyArm{}
 	for rows.Next() {
 		var i StudyArm
-		if err := rows.Scan(&i.StudyID, &i.ConfigID, &i.Weight); err != nil {
+		if err := rows.Scan(
+			&i.StudyID,
+			&i.ConfigID,
+			&i.Weight,
+			&i.ArmID,
+			&i.Name,
+			&i.IsBaseline,
+			&i.Policy,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -150,29 +115,31 @@ func (q *Queries) StudyArmList(ctx context.Context, db DBTX, studyID uuid.UUID) 
 	return items, nil
 }
 
-const studyAssignedUsers = `-- name: StudyAssignedUsers :many
-SELECT DISTINCT ON (user_id) user_id, assigned_config_id
-FROM config_assignment_history
-WHERE study_id = $1::uuid AND user_id IS NOT NULL
-ORDER BY user_id, assigned_at DESC, assignment_id DESC
+const studyAssignmentCounts = `-- name: StudyAssignmentCounts :many
+SELECT a.arm_id,
+       (SELECT count(*) FROM config_assignment_history h WHERE h.arm_id = a.arm_id)::bigint AS assigned_units,
+       (SELECT count(*) FROM meta_query q WHERE q.arm_id = a.arm_id)::bigint AS exposed_queries
+FROM study_arm a WHERE a.study_id = $1
+ORDER BY a.arm_id
 `
 
-type StudyAssignedUsersRow struct {
-	UserID           *uuid.UUID `json:"user_id"`
-	AssignedConfigID int64      `json:"assigned_config_id"`
+type StudyAssignmentCountsRow struct {
+	ArmID          int64 `json:"arm_id"`
+	AssignedUnits  int64 `json:"assigned_units"`
+	ExposedQueries int64 `json:"exposed_queries"`
 }
 
-// Each user assigned in the study with their latest arm.
-func (q *Queries) StudyAssignedUsers(ctx context.Context, db DBTX, studyID uuid.UUID) ([]StudyAssignedUsersRow, error) {
-	rows, err := db.Query(ctx, studyAssignedUsers, studyID)
+// Per arm: units assigned (logged user or session units) and queries exposed.
+func (q *Queries) StudyAssignmentCounts(ctx context.Context, db DBTX, studyID uuid.UUID) ([]StudyAssignmentCountsRow, error) {
+	rows, err := db.Query(ctx, studyAssignmentCounts, studyID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []StudyAssignedUsersRow{}
+	items := []StudyAssignmentCountsRow{}
 	for rows.Next() {
-		var i StudyAssignedUsersRow
-		if err := rows.Scan(&i.UserID, &i.AssignedConfigID); err != nil {
+		var i StudyAssignmentCountsRow
+		if err := rows.Scan(&i.ArmID, &i.AssignedUnits, &i.ExposedQueries); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -183,22 +150,53 @@ func (q *Queries) StudyAssignedUsers(ctx context.Context, db DBTX, studyID uuid.
 	return items, nil
 }
 
+const studyAssignmentLog = `-- name: StudyAssignmentLog :exec
+INSERT INTO config_assignment_history (user_id, study_id, arm_id, assigned_config_id, session_id, reason)
+VALUES ($1::uuid, $2, $3, $4, $5, 'enrol')
+ON CONFLICT (study_id, user_id, coalesce(session_id, '00000000-0000-0000-0000-000000000000'::uuid)) WHERE reason = 'enrol'
+DO NOTHING
+`
+
+type StudyAssignmentLogParams struct {
+	UserID           uuid.UUID  `json:"user_id"`
+	StudyID          *uuid.UUID `json:"study_id"`
+	ArmID            *int64     `json:"arm_id"`
+	AssignedConfigID int64      `json:"assigned_config_id"`
+	SessionID        *uuid.UUID `json:"session_id"`
+}
+
+// A user or session unit's arm, logged at its first exposure (once: a
+// second server node logging the same unit changes nothing).
+func (q *Queries) StudyAssignmentLog(ctx context.Context, db DBTX, arg StudyAssignmentLogParams) error {
+	_, err := db.Exec(ctx, studyAssignmentLog,
+		arg.UserID,
+		arg.StudyID,
+		arg.ArmID,
+		arg.AssignedConfigID,
+		arg.SessionID,
+	)
+	return err
+}
+
 const studyCreate = `-- name: StudyCreate :one
-INSERT INTO study (name, description, created_by, starts_at, ends_at, is_active, default_config_id)
-VALUES ($1, $2, $3::uuid, $4, $5, $6, $7)
-RETURNING study_id, name, description, created_by, starts_at, ends_at, is_active, default_config_id, created_at
+
+INSERT INTO study (name, description, created_by, starts_at, ends_at, unit, seed, max_participants)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING study_id, name, description, created_by, starts_at, ends_at, created_at, unit, seed, max_participants, status, updated_at
 `
 
 type StudyCreateParams struct {
 	Name            string     `json:"name"`
 	Description     *string    `json:"description"`
-	CreatedBy       uuid.UUID  `json:"created_by"`
+	CreatedBy       *uuid.UUID `json:"created_by"`
 	StartsAt        time.Time  `json:"starts_at"`
 	EndsAt          *time.Time `json:"ends_at"`
-	IsActive        bool       `json:"is_active"`
-	DefaultConfigID int64      `json:"default_config_id"`
+	Unit            string     `json:"unit"`
+	Seed            int64      `json:"seed"`
+	MaxParticipants *int32     `json:"max_participants"`
 }
 
+// Studies, their arms, enrolment and assignments (server/study.go).
 func (q *Queries) StudyCreate(ctx context.Context, db DBTX, arg StudyCreateParams) (Study, error) {
 	row := db.QueryRow(ctx, studyCreate,
 		arg.Name,
@@ -206,8 +204,9 @@ func (q *Queries) StudyCreate(ctx context.Context, db DBTX, arg StudyCreateParam
 		arg.CreatedBy,
 		arg.StartsAt,
 		arg.EndsAt,
-		arg.IsActive,
-		arg.DefaultConfigID,
+		arg.Unit,
+		arg.Seed,
+		arg.MaxParticipants,
 	)
 	var i Study
 	err := row.Scan(
@@ -217,75 +216,18 @@ func (q *Queries) StudyCreate(ctx context.Context, db DBTX, arg StudyCreateParam
 		&i.CreatedBy,
 		&i.StartsAt,
 		&i.EndsAt,
-		&i.IsActive,
-		&i.DefaultConfigID,
 		&i.CreatedAt,
-	)
-	return i, err
-}
-
-const studyDeactivate = `-- name: StudyDeactivate :execrows
-UPDATE study SET is_active = false, ends_at = coalesce(ends_at, greatest(now(), starts_at + interval '1 microsecond'))
-WHERE study_id = $1 AND is_active
-`
-
-func (q *Queries) StudyDeactivate(ctx context.Context, db DBTX, studyID uuid.UUID) (int64, error) {
-	result, err := db.Exec(ctx, studyDeactivate, studyID)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
-const studyDeactivateAll = `-- name: StudyDeactivateAll :many
-UPDATE study SET is_active = false, ends_at = coalesce(ends_at, greatest(now(), starts_at + interval '1 microsecond'))
-WHERE is_active
-RETURNING study_id
-`
-
-func (q *Queries) StudyDeactivateAll(ctx context.Context, db DBTX) ([]uuid.UUID, error) {
-	rows, err := db.Query(ctx, studyDeactivateAll)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []uuid.UUID{}
-	for rows.Next() {
-		var study_id uuid.UUID
-		if err := rows.Scan(&study_id); err != nil {
-			return nil, err
-		}
-		items = append(items, study_id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const studyGetActive = `-- name: StudyGetActive :one
-SELECT study_id, name, description, created_by, starts_at, ends_at, is_active, default_config_id, created_at FROM study WHERE is_active
-`
-
-func (q *Queries) StudyGetActive(ctx context.Context, db DBTX) (Study, error) {
-	row := db.QueryRow(ctx, studyGetActive)
-	var i Study
-	err := row.Scan(
-		&i.StudyID,
-		&i.Name,
-		&i.Description,
-		&i.CreatedBy,
-		&i.StartsAt,
-		&i.EndsAt,
-		&i.IsActive,
-		&i.DefaultConfigID,
-		&i.CreatedAt,
+		&i.Unit,
+		&i.Seed,
+		&i.MaxParticipants,
+		&i.Status,
+		&i.UpdatedAt,
 	)
 	return i, err
 }
 
 const studyGetByID = `-- name: StudyGetByID :one
-SELECT study_id, name, description, created_by, starts_at, ends_at, is_active, default_config_id, created_at FROM study WHERE study_id = $1
+SELECT study_id, name, description, created_by, starts_at, ends_at, created_at, unit, seed, max_participants, status, updated_at FROM study WHERE study_id = $1
 `
 
 func (q *Queries) StudyGetByID(ctx context.Context, db DBTX, studyID uuid.UUID) (Study, error) {
@@ -298,37 +240,60 @@ func (q *Queries) StudyGetByID(ctx context.Context, db DBTX, studyID uuid.UUID) 
 		&i.CreatedBy,
 		&i.StartsAt,
 		&i.EndsAt,
-		&i.IsActive,
-		&i.DefaultConfigID,
 		&i.CreatedAt,
+		&i.Unit,
+		&i.Seed,
+		&i.MaxParticipants,
+		&i.Status,
+		&i.UpdatedAt,
 	)
 	return i, err
 }
 
+const studyIsParticipant = `-- name: StudyIsParticipant :one
+SELECT EXISTS (SELECT 1 FROM study_participant WHERE study_id = $1 AND user_id = $2::uuid)::boolean
+`
+
+type StudyIsParticipantParams struct {
+	StudyID uuid.UUID `json:"study_id"`
+	UserID  uuid.UUID `json:"user_id"`
+}
+
+func (q *Queries) StudyIsParticipant(ctx context.Context, db DBTX, arg StudyIsParticipantParams) (bool, error) {
+	row := db.QueryRow(ctx, studyIsParticipant, arg.StudyID, arg.UserID)
+	var column_1 bool
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const studyList = `-- name: StudyList :many
-SELECT s.study_id, s.name, s.description, s.created_by, s.starts_at, s.ends_at, s.is_active, s.default_config_id, s.created_at, u.name AS creator_name,
-       (SELECT count(DISTINCT h.user_id) FROM config_assignment_history h WHERE h.study_id = s.study_id)::bigint AS assigned_users_count
+SELECT s.study_id, s.name, s.description, s.created_by, s.starts_at, s.ends_at, s.created_at, s.unit, s.seed, s.max_participants, s.status, s.updated_at, u.name AS creator_name,
+       (SELECT count(*) FROM study_participant p WHERE p.study_id = s.study_id)::bigint AS participants
 FROM study s LEFT JOIN users u ON u.user_id = s.created_by
-WHERE s.is_active OR $1::boolean
-ORDER BY s.created_at DESC
+WHERE $1::text = '' OR s.status = $1::text
+ORDER BY s.created_at DESC, s.study_id
 `
 
 type StudyListRow struct {
-	StudyID            uuid.UUID  `json:"study_id"`
-	Name               string     `json:"name"`
-	Description        *string    `json:"description"`
-	CreatedBy          *uuid.UUID `json:"created_by"`
-	StartsAt           time.Time  `json:"starts_at"`
-	EndsAt             *time.Time `json:"ends_at"`
-	IsActive           bool       `json:"is_active"`
-	DefaultConfigID    int64      `json:"default_config_id"`
-	CreatedAt          time.Time  `json:"created_at"`
-	CreatorName        *string    `json:"creator_name"`
-	AssignedUsersCount int64      `json:"assigned_users_count"`
+	StudyID         uuid.UUID  `json:"study_id"`
+	Name            string     `json:"name"`
+	Description     *string    `json:"description"`
+	CreatedBy       *uuid.UUID `json:"created_by"`
+	StartsAt        time.Time  `json:"starts_at"`
+	EndsAt          *time.Time `json:"ends_at"`
+	CreatedAt       time.Time  `json:"created_at"`
+	Unit            string     `json:"unit"`
+	Seed            int64      `json:"seed"`
+	MaxParticipants *int32     `json:"max_participants"`
+	Status          string     `json:"status"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+	CreatorName     *string    `json:"creator_name"`
+	Participants    int64      `json:"participants"`
 }
 
-func (q *Queries) StudyList(ctx context.Context, db DBTX, includeInactive bool) ([]StudyListRow, error) {
-	rows, err := db.Query(ctx, studyList, includeInactive)
+// Newest first, with who created each and how many users it enrolled.
+func (q *Queries) StudyList(ctx context.Context, db DBTX, status string) ([]StudyListRow, error) {
+	rows, err := db.Query(ctx, studyList, status)
 	if err != nil {
 		return nil, err
 	}
@@ -343,11 +308,14 @@ func (q *Queries) StudyList(ctx context.Context, db DBTX, includeInactive bool) 
 			&i.CreatedBy,
 			&i.StartsAt,
 			&i.EndsAt,
-			&i.IsActive,
-			&i.DefaultConfigID,
 			&i.CreatedAt,
+			&i.Unit,
+			&i.Seed,
+			&i.MaxParticipants,
+			&i.Status,
+			&i.UpdatedAt,
 			&i.CreatorName,
-			&i.AssignedUsersCount,
+			&i.Participants,
 		); err != nil {
 			return nil, err
 		}
@@ -357,4 +325,147 @@ func (q *Queries) StudyList(ctx context.Context, db DBTX, includeInactive bool) 
 		return nil, err
 	}
 	return items, nil
+}
+
+const studyLock = `-- name: StudyLock :one
+SELECT max_participants FROM study WHERE study_id = $1 AND status = 'running' FOR UPDATE
+`
+
+// Locks a running study's row for an enrolment: concurrent enrolments wait,
+// so the count after it is exact. No row when the study no longer runs.
+func (q *Queries) StudyLock(ctx context.Context, db DBTX, studyID uuid.UUID) (*int32, error) {
+	row := db.QueryRow(ctx, studyLock, studyID)
+	var max_participants *int32
+	err := row.Scan(&max_participants)
+	return max_participants, err
+}
+
+const studyParticipantAdd = `-- name: StudyParticipantAdd :exec
+INSERT INTO study_participant (study_id, user_id) VALUES ($1, $2::uuid)
+ON CONFLICT (study_id, user_id) DO NOTHING
+`
+
+type StudyParticipantAddParams struct {
+	StudyID uuid.UUID `json:"study_id"`
+	UserID  uuid.UUID `json:"user_id"`
+}
+
+func (q *Queries) StudyParticipantAdd(ctx context.Context, db DBTX, arg StudyParticipantAddParams) error {
+	_, err := db.Exec(ctx, studyParticipantAdd, arg.StudyID, arg.UserID)
+	return err
+}
+
+const studyParticipantCount = `-- name: StudyParticipantCount :one
+SELECT count(*) FROM study_participant WHERE study_id = $1
+`
+
+func (q *Queries) StudyParticipantCount(ctx context.Context, db DBTX, studyID uuid.UUID) (int64, error) {
+	row := db.QueryRow(ctx, studyParticipantCount, studyID)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
+const studyRunning = `-- name: StudyRunning :one
+SELECT study_id, name, description, created_by, starts_at, ends_at, created_at, unit, seed, max_participants, status, updated_at FROM study WHERE status = 'running'
+`
+
+func (q *Queries) StudyRunning(ctx context.Context, db DBTX) (Study, error) {
+	row := db.QueryRow(ctx, studyRunning)
+	var i Study
+	err := row.Scan(
+		&i.StudyID,
+		&i.Name,
+		&i.Description,
+		&i.CreatedBy,
+		&i.StartsAt,
+		&i.EndsAt,
+		&i.CreatedAt,
+		&i.Unit,
+		&i.Seed,
+		&i.MaxParticipants,
+		&i.Status,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const studySetStatus = `-- name: StudySetStatus :one
+UPDATE study SET status = $1::text, updated_at = now(),
+    ends_at = CASE WHEN $1::text = 'ended'
+                   THEN greatest(starts_at + interval '1 millisecond', least(coalesce(ends_at, now()), now()))
+                   ELSE ends_at END
+WHERE study_id = $2 AND status = ANY ($3::text[])
+RETURNING study_id, name, description, created_by, starts_at, ends_at, created_at, unit, seed, max_participants, status, updated_at
+`
+
+type StudySetStatusParams struct {
+	Status       string    `json:"status"`
+	StudyID      uuid.UUID `json:"study_id"`
+	FromStatuses []string  `json:"from_statuses"`
+}
+
+// Moves a study from one of the statuses in from_statuses to status; no
+// row when it is not in one of them. Ending a study closes its window now
+// (kept after starts_at, which the table's check needs).
+func (q *Queries) StudySetStatus(ctx context.Context, db DBTX, arg StudySetStatusParams) (Study, error) {
+	row := db.QueryRow(ctx, studySetStatus, arg.Status, arg.StudyID, arg.FromStatuses)
+	var i Study
+	err := row.Scan(
+		&i.StudyID,
+		&i.Name,
+		&i.Description,
+		&i.CreatedBy,
+		&i.StartsAt,
+		&i.EndsAt,
+		&i.CreatedAt,
+		&i.Unit,
+		&i.Seed,
+		&i.MaxParticipants,
+		&i.Status,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const studyUpdate = `-- name: StudyUpdate :one
+UPDATE study SET description = $1, ends_at = $2,
+    max_participants = $3, updated_at = now()
+WHERE study_id = $4 AND status <> 'ended'
+RETURNING study_id, name, description, created_by, starts_at, ends_at, created_at, unit, seed, max_participants, status, updated_at
+`
+
+type StudyUpdateParams struct {
+	Description     *string    `json:"description"`
+	EndsAt          *time.Time `json:"ends_at"`
+	MaxParticipants *int32     `json:"max_participants"`
+	StudyID         uuid.UUID  `json:"study_id"`
+}
+
+// What may change once a study exists: its description, its end and its
+// enrolment cap (never below the users already enrolled: checked by the
+// caller). Ended studies are final.
+func (q *Queries) StudyUpdate(ctx context.Context, db DBTX, arg StudyUpdateParams) (Study, error) {
+	row := db.QueryRow(ctx, studyUpdate,
+		arg.Description,
+		arg.EndsAt,
+		arg.MaxParticipants,
+		arg.StudyID,
+	)
+	var i Study
+	err := row.Scan(
+		&i.StudyID,
+		&i.Name,
+		&i.Description,
+		&i.CreatedBy,
+		&i.StartsAt,
+		&i.EndsAt,
+		&i.CreatedAt,
+		&i.Unit,
+		&i.Seed,
+		&i.MaxParticipants,
+		&i.Status,
+		&i.UpdatedAt,
+	)
+	return i, err
 }

@@ -16,14 +16,13 @@ WHERE config_id = @config_id
 RETURNING *;
 
 -- name: ConfigDelete :execrows
--- Fails with a foreign-key violation while users, studies or queries use it.
+-- Fails with a foreign-key violation while users, study arms or queries use it.
 DELETE FROM config WHERE config_id = @config_id;
 
 -- name: ConfigReferenceCounts :one
 -- What still uses a config, for the answer to a refused delete.
 SELECT
     (SELECT count(*) FROM users WHERE users.config_id = @config_id)::bigint AS users,
-    (SELECT count(*) FROM study WHERE study.default_config_id = @config_id)::bigint AS studies,
     (SELECT count(*) FROM study_arm WHERE study_arm.config_id = @config_id)::bigint AS study_arms,
     (SELECT count(*) FROM config_assignment_history h WHERE h.assigned_config_id = @config_id)::bigint AS assignments,
     (SELECT count(*) FROM meta_query WHERE meta_query.config_id = @config_id)::bigint AS queries;

@@ -1,10 +1,10 @@
 -- name: MetaQueryCreate :one
 INSERT INTO meta_query (
-    meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id,
+    meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id, arm_id,
     client, server_version, requested_at, total_serving_ms, redact_ms, context_ms)
 VALUES (
     @meta_query_id, @query_type, @user_id::uuid, sqlc.narg('session_id'), sqlc.narg('project_id'), sqlc.narg('chat_id'),
-    @config_id, sqlc.narg('study_id'), @client, @server_version, @requested_at,
+    @config_id, sqlc.narg('study_id'), sqlc.narg('arm_id'), @client, @server_version, @requested_at,
     sqlc.narg('total_serving_ms'), sqlc.narg('redact_ms'), sqlc.narg('context_ms'))
 RETURNING *;
 

@@ -205,7 +205,7 @@ func configInUse(id int64, r models.ConfigReferenceCountsRow) string {
 		n         int64
 		one, many string
 	}{
-		{r.Users, "user", "users"}, {r.Studies, "study (its default config)", "studies (their default config)"},
+		{r.Users, "user", "users"},
 		{r.StudyArms, "study arm", "study arms"}, {r.Assignments, "config assignment", "config assignments"},
 		{r.Queries, "recorded query", "recorded queries"},
 	} {

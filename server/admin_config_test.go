@@ -199,10 +199,10 @@ func TestConfigAdminConfigs(t *testing.T) {
 	e.exec("UPDATE users SET config_id = $1 WHERE user_id = $2", hoconID, memberID)
 	var studyID string
 	if err := e.srv.db.QueryRow(context.Background(),
-		"INSERT INTO study (name, starts_at, default_config_id) VALUES ('trial', now(), 1) RETURNING study_id").Scan(&studyID); err != nil {
+		"INSERT INTO study (name, starts_at) VALUES ('trial', now()) RETURNING study_id").Scan(&studyID); err != nil {
 		t.Fatal(err)
 	}
-	e.exec("INSERT INTO study_arm (study_id, config_id) VALUES ($1, $2)", studyID, hoconID)
+	e.exec("INSERT INTO study_arm (study_id, name, config_id) VALUES ($1, 'arm', $2)", studyID, hoconID)
 	e.exec("INSERT INTO meta_query (query_type, config_id, server_version) VALUES ('completion', $1, 'test')", hoconID)
 	path := fmt.Sprintf("/api/config/%d", hoconID)
 	r = admin.expect("DELETE", path, nil, 409)

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/google/uuid"
 
 	"github.com/code4me/code4me/internal/auth"
 	"github.com/code4me/code4me/models"
@@ -115,9 +114,9 @@ func (s *Server) apiKeyList(c *fiber.Ctx) error {
 // and its session go too).
 func (s *Server) apiKeyDelete(c *fiber.Ctx) error {
 	ctx := c.UserContext()
-	id, err := uuid.Parse(c.Params("id"))
+	id, err := pathUUID(c, "id")
 	if err != nil {
-		return invalid("uuid_parsing", []any{"path", "id"}, "Input should be a valid UUID, invalid character or length", c.Params("id"))
+		return err
 	}
 	p := principal(c)
 	keys, err := s.q.ApiKeyListByUser(ctx, s.db, p.UserID)

@@ -400,9 +400,9 @@ func (s *Server) chatPage(ctx context.Context, p *Principal, page int) (fiber.Ma
 
 // chatDelete handles DELETE /api/chat/delete/{chat_id}.
 func (s *Server) chatDelete(c *fiber.Ctx) error {
-	id, err := uuid.Parse(c.Params("chat_id"))
+	id, err := pathUUID(c, "chat_id")
 	if err != nil {
-		return invalid("uuid_parsing", []any{"path", "chat_id"}, "Input should be a valid UUID, invalid character or length", c.Params("chat_id"))
+		return err
 	}
 	if err := s.deleteChat(c.UserContext(), principal(c), id); err != nil {
 		return pipelineError(err, MsgDeleteChatError)

@@ -411,6 +411,10 @@ type prepared struct {
 	state     models.CompletionRequestStateRow
 	stateErr  error
 	lookupMS  float64
+
+	// asg is the study arm answering the request (nil: none, and always
+	// for chat).
+	asg *assignment
 }
 
 // waitState waits for the caller's state: nil, a 422 for unknown telemetry
@@ -523,10 +527,19 @@ func FIMRequest(prefix, suffix, fileName string, extra []engine.Chunk, stop []st
 //
 // red, when not nil, is r.Context already redacted.
 func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionRequest, sink tokenSink, st *stageTimes, red *redactedContext) (*completionResult, error) {
+	mq := uuid.New()
+	// A running study's arm, when the caller has one, decides the models,
+	// budgets and context (study.go).
+	asg, err := s.assign(ctx, p.UserID, p.SessionID, mq, false)
+	if err != nil {
+		return nil, err
+	}
+	r = asg.applyPolicy(r)
 	pr, err := s.prepare(ctx, p, r.Context, r.Contextual, st, red)
 	if err != nil {
 		return nil, err
 	}
+	pr.asg = asg
 	// The models start now. Nothing is written, streamed or returned before
 	// the caller's state passes (waitState); its refusal (unknown telemetry
 	// ids, the user gone) cancels them.
@@ -542,7 +555,6 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 			stream(modelID, text, replace)
 		}
 	}
-	mq := uuid.New()
 	// The query's rows that do not depend on the models' output, queued in
 	// b; total is nil when it is not known yet. Called after waitState.
 	queueQuery := func(ctx context.Context, b *batchTx, total *float64) error {
@@ -562,9 +574,17 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		return queueQuery(ctx, b, nil)
 	})
 	key := p.SessionID.String() + "\x00" + r.Context.FileName
-	outs := s.runModels(mctx, r.ModelIDs, completionTimeout, false, func(m RegisteredModel) engine.Request {
-		return FIMRequest(pr.ctx.Prefix, pr.ctx.Suffix, pr.ctx.FileName, chunks(pr.files), r.StopSequences, key, s.plugin.limits.CompletionTokens, s.plugin.seed())
-	}, sink)
+	var outs []*modelOutcome
+	run, debounced := s.debounce(mctx, asg, key, pr.t0)
+	defer debounced()
+	if run {
+		outs = s.runModels(mctx, r.ModelIDs, asg.timeout(completionTimeout), false, func(m RegisteredModel) engine.Request {
+			return FIMRequest(pr.ctx.Prefix, asg.suffix(pr.ctx.Suffix), pr.ctx.FileName, chunks(pr.files), r.StopSequences, key,
+				asg.maxTokens(s.plugin.limits.CompletionTokens), s.plugin.seed())
+		}, sink)
+	} else {
+		outs = supersededOutcomes(r.ModelIDs)
+	}
 	if ctx.Err() != nil {
 		s.discard(pre)
 		return nil, errCancelled
@@ -583,7 +603,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	var b batchTx
 	if perr := pre.wait(); perr == nil {
 		// The second commit: generations and the total serving time.
-		err = s.storeGenerationsOf(ctx, &b, mq, pr.t0, outs, queryOriginOf(r, pr))
+		err = s.storeGenerationsOf(ctx, &b, mq, pr.t0, outs, queryOriginOf(r, pr, s.plugin.limits.CompletionTokens))
 		if err == nil {
 			err = s.q.MetaQuerySetTotalServing(ctx, &b, models.MetaQuerySetTotalServingParams{MetaQueryID: mq, TotalServingMs: &total})
 		}
@@ -602,7 +622,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		s.plugin.stored.single.Add(1)
 		err = queueQuery(ctx, &b, &total)
 		if err == nil {
-			err = s.storeGenerationsOf(ctx, &b, mq, pr.t0, outs, queryOriginOf(r, pr))
+			err = s.storeGenerationsOf(ctx, &b, mq, pr.t0, outs, queryOriginOf(r, pr, s.plugin.limits.CompletionTokens))
 		}
 		if err == nil {
 			err = b.send(ctx, s.db)
@@ -623,6 +643,20 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		res.Items = []fiber.Map{}
 	}
 	return res, nil
+}
+
+// supersededOutcomes answers every model of ids as superseded: a newer
+// request replaced this one while it waited out its debounce.
+func supersededOutcomes(ids []int64) []*modelOutcome {
+	var outs []*modelOutcome
+	seen := map[int64]bool{}
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			outs = append(outs, &modelOutcome{id: id, reason: "superseded"})
+		}
+	}
+	return outs
 }
 
 // allOverloaded answers 429 when every model that ran was overloaded.
@@ -648,9 +682,9 @@ func withSeed(p engine.SamplingParams, seed uint32) engine.SamplingParams {
 // createMetaQuery inserts the meta_query row.
 // total is nil while it is not known.
 func (s *Server) createMetaQuery(ctx context.Context, tx models.DBTX, p *Principal, pr *prepared, mq uuid.UUID, typ string, chatID *uuid.UUID, total *float64) error {
-	var study *uuid.UUID
-	if pr.state.StudyID != uuid.Nil {
-		study = &pr.state.StudyID
+	config := pr.state.ConfigID
+	if pr.asg != nil {
+		config = pr.asg.arm.ConfigID
 	}
 	client := "plugin"
 	if p.KeyID != uuid.Nil {
@@ -658,7 +692,7 @@ func (s *Server) createMetaQuery(ctx context.Context, tx models.DBTX, p *Princip
 	}
 	return s.q.MetaQueryInsert(ctx, tx, models.MetaQueryInsertParams{
 		MetaQueryID: mq, QueryType: typ, UserID: p.UserID, SessionID: &p.SessionID, ProjectID: &p.ProjectID, ChatID: chatID,
-		ConfigID: pr.state.ConfigID, StudyID: study, Client: client, ServerVersion: s.plugin.version, RequestedAt: pr.t0,
+		ConfigID: config, StudyID: pr.asg.studyIDPtr(), ArmID: pr.asg.armIDPtr(), Client: client, ServerVersion: s.plugin.version, RequestedAt: pr.t0,
 		TotalServingMs: total, RedactMs: &pr.redactMS, ContextMs: &pr.ctxMS,
 	})
 }
@@ -713,11 +747,20 @@ func (s *Server) storeQueryData(ctx context.Context, tx models.DBTX, mq uuid.UUI
 // limit and (completions) the stop mode, so that a replay (replay.go)
 // rebuilds the request from the row, not from today's defaults.
 func samplerParams(l Limits, chat bool) []byte {
+	return samplerJSON(l.tokens(chat), chat, true)
+}
+
+// samplerJSON is generation.sampler with maxTokens; suffix false (a study
+// arm's policy) records that the prompt left the suffix out.
+func samplerJSON(maxTokens int, chat, suffix bool) []byte {
 	m := map[string]any{"temperature": defaultSampling.Temperature, "top_k": defaultSampling.TopK,
 		"top_p": defaultSampling.TopP, "min_p": defaultSampling.MinP, "repeat_penalty": defaultSampling.RepeatPenalty,
-		"repeat_last_n": defaultSampling.RepeatLastN, "max_tokens": l.tokens(chat)}
+		"repeat_last_n": defaultSampling.RepeatLastN, "max_tokens": maxTokens}
 	if !chat {
 		m["mode"] = completionMode
+	}
+	if !suffix {
+		m["suffix"] = false
 	}
 	b, _ := json.Marshal(m)
 	return b
@@ -748,6 +791,9 @@ func (s *Server) storeGenerationsOf(ctx context.Context, tx models.DBTX, mq uuid
 			tmpl = s.chatTemplateID(o.model)
 		}
 		sampler := s.plugin.sampler[o.model.Chat]
+		if qo.sampler != nil && !o.model.Chat {
+			sampler = qo.sampler
+		}
 		cached, evald, gend := int32(t.CachedTokens), int32(t.EvaluatedTokens), int32(t.GeneratedTokens)
 		if err := s.q.GenerationCreate(ctx, tx, models.GenerationCreateParams{
 			MetaQueryID: mq, ModelID: o.id, Completion: o.text, GenerationTimeMs: int32(o.gen.Milliseconds()),
@@ -825,9 +871,9 @@ func pipelineError(err error, msg string) error {
 
 // completionGet handles GET /api/completion/{query_id}: the owner only.
 func (s *Server) completionGet(c *fiber.Ctx) error {
-	id, err := uuid.Parse(c.Params("query_id"))
+	id, err := pathUUID(c, "query_id")
 	if err != nil {
-		return invalid("uuid_parsing", []any{"path", "query_id"}, "Input should be a valid UUID, invalid character or length", c.Params("query_id"))
+		return err
 	}
 	data, err := s.getCompletion(c.UserContext(), principal(c), id)
 	if err != nil {

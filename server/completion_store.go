@@ -107,6 +107,7 @@ func (s *Server) discard(ps *preStore) {
 type queryOrigin struct {
 	contextPolicy *string // generation.context_policy
 	trigger       *string // generation.trigger
+	sampler       []byte  // generation.sampler of completions, when a study arm changed it
 }
 
 // Context policies (generation.context_policy), as pick applies them.
@@ -126,7 +127,7 @@ var triggers = map[int64]string{1: "explicit", 2: "typed", 3: "typed"}
 // its trigger from its contextual telemetry's trigger type (triggers). The
 // trigger is part of the contextual telemetry, so it is recorded only when
 // that telemetry is stored.
-func queryOriginOf(r *completionRequest, pr *prepared) queryOrigin {
+func queryOriginOf(r *completionRequest, pr *prepared, limit int) queryOrigin {
 	policy := policyNamed
 	switch want := r.Context.ContextFiles; {
 	case len(want) == 0:
@@ -135,6 +136,9 @@ func queryOriginOf(r *completionRequest, pr *prepared) queryOrigin {
 		policy = policyAllButCurrent
 	}
 	qo := queryOrigin{contextPolicy: &policy}
+	if a := pr.asg; a != nil && (a.arm.policy.MaxTokens > 0 || a.arm.policy.Suffix != nil) {
+		qo.sampler = samplerJSON(a.maxTokens(limit), false, a.keepsSuffix())
+	}
 	if t := r.Contextual; t != nil && r.StoreContextualTelemetry && pr.state.StoreContextualTelemetry {
 		if trigger, ok := triggers[t.TriggerTypeID]; ok {
 			qo.trigger = &trigger

@@ -149,8 +149,11 @@ func adminErrors(errs map[int]string) map[int]string {
 	return out
 }
 
-// openAPIOps documents every route, in the order of the /docs page.
-var openAPIOps = []apiOp{
+// openAPIOps documents every route, in the order of the /docs page; the
+// study routes' rows are in study_admin.go.
+var openAPIOps = append(coreOps, append(studyOps, studyStatusOps()...)...)
+
+var coreOps = []apiOp{
 	{Method: "GET", Path: "/api/ping", Summary: "Health check: 200 once Postgres and Redis answer (HEAD works too)", Unlimited: true, OK: 200,
 		Resp: []apiField{respField("Status", "string", "\"Ok\""), respField("details", "object", "models loaded, private services, version"),
 			respField("uptime_s", "integer", "")},

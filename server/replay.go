@@ -58,6 +58,8 @@ type storedSampler struct {
 	RepeatLastN   int     `json:"repeat_last_n"`
 	MaxTokens     int     `json:"max_tokens"`
 	Mode          string  `json:"mode"`
+	// Suffix false: the prompt left the suffix out (a study arm's policy).
+	Suffix *bool `json:"suffix,omitempty"`
 }
 
 // ReplayGeneration rebuilds the engine request of the completion generation
@@ -104,8 +106,12 @@ func (s *Server) ReplayGeneration(ctx context.Context, queryID uuid.UUID, modelI
 		}
 		extra[i] = engine.Chunk{Path: f.FileName, Text: *f.Content}
 	}
+	suffix := row.Suffix
+	if sp.Suffix != nil && !*sp.Suffix {
+		suffix = ""
+	}
 	req := engine.Request{
-		Prefix: row.Prefix, Suffix: row.Suffix, FilePath: row.FileName, Extra: extra,
+		Prefix: row.Prefix, Suffix: suffix, FilePath: row.FileName, Extra: extra,
 		Sampling: engine.SamplingParams{Temperature: sp.Temperature, TopK: sp.TopK, TopP: sp.TopP, MinP: sp.MinP,
 			RepeatPenalty: sp.RepeatPenalty, RepeatLastN: sp.RepeatLastN, Seed: uint32(*row.Seed)},
 		MaxTokens: sp.MaxTokens, Stop: row.StopSequences, Mode: mode,

@@ -96,6 +96,7 @@ type Server struct {
 	plugin    plugin   // completion, chat and WebSocket state (completion.go)
 	jobs      jobs     // River client: mail (mailjob.go)
 	ctxCache  ctxCache // projects' multi-file context (contextcache.go)
+	studies   studies  // the running study (study.go)
 
 	stop  context.CancelFunc // ends background work (the session sweeper)
 	bg    bgGroup            // background work, waited for by Drain
@@ -245,6 +246,7 @@ func (s *Server) routes() {
 	s.pluginRoutes(api)
 	s.configAdminRoutes(api)
 	s.analyticsRoutes(api)
+	s.studyRoutes(api)
 	s.openAPIRoutes()
 }
 

@@ -87,6 +87,21 @@ func (s *Server) loadConfig(ctx context.Context, id int64, errMsg string) (strin
 	return cfg.ConfigData, nil
 }
 
+// loadPluginConfig returns the config document the plugin of u reads: the
+// arm's when a running study randomises users and u takes part (enrolled
+// now when the cap allows), else u's own.
+func (s *Server) loadPluginConfig(ctx context.Context, u models.User, errMsg string) (string, error) {
+	id := u.ConfigID
+	asg, err := s.assign(ctx, u.UserID, uuid.Nil, uuid.Nil, true)
+	if err != nil {
+		return "", internal(errMsg, err)
+	}
+	if asg != nil {
+		id = asg.arm.ConfigID
+	}
+	return s.loadConfig(ctx, id, errMsg)
+}
+
 // POST /api/user/create
 func (s *Server) userCreate(c *fiber.Ctx) error {
 	ctx := c.UserContext()
@@ -226,7 +241,7 @@ func (s *Server) userAuthenticate(c *fiber.Ctx) error {
 			return fail(fiber.StatusUnauthorized, MsgInvalidEmailOrPassword)
 		}
 	}
-	cfgText, err := s.loadConfig(ctx, u.ConfigID, MsgAuthenticateError)
+	cfgText, err := s.loadPluginConfig(ctx, u, MsgAuthenticateError)
 	if err != nil {
 		return err
 	}
@@ -292,7 +307,7 @@ func (s *Server) userGet(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	cfgText, err := s.loadConfig(ctx, u.ConfigID, MsgGetUserError)
+	cfgText, err := s.loadPluginConfig(ctx, u, MsgGetUserError)
 	if err != nil {
 		return err
 	}

@@ -503,3 +503,12 @@ func redactMap(m map[string]any, names []string) map[string]any {
 	}
 	return out
 }
+
+// pathUUID reads the UUID path parameter name (422 when malformed).
+func pathUUID(c *fiber.Ctx, name string) (uuid.UUID, error) {
+	id, err := uuid.Parse(c.Params(name))
+	if err != nil {
+		return uuid.Nil, invalid("uuid_parsing", []any{"path", name}, "Input should be a valid UUID, invalid character or length", c.Params(name))
+	}
+	return id, nil
+}

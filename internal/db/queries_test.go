@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -444,38 +445,54 @@ func TestStudyAssignment(t *testing.T) {
 	f := newFixture(t, pool, "ada@example.com")
 	arm := ok(q.ConfigCreate(ctx, pool, `config { models { available = [] } }`)).get(t)
 
-	if _, err := q.StudyActiveForUser(ctx, pool, f.user.UserID); !errors.Is(db.Translate(err), db.ErrNotFound) {
-		t.Errorf("StudyActiveForUser without a study: %v", err)
+	if _, err := q.StudyRunning(ctx, pool); !errors.Is(db.Translate(err), db.ErrNotFound) {
+		t.Errorf("StudyRunning without a study: %v", err)
 	}
+	creator := f.user.UserID
 	st := ok(q.StudyCreate(ctx, pool, models.StudyCreateParams{
-		Name: "s", CreatedBy: f.user.UserID, StartsAt: time.Now().Add(-time.Hour), IsActive: true, DefaultConfigID: 1})).get(t)
-	for _, c := range []int64{1, arm.ConfigID} {
-		if err := q.StudyArmCreate(ctx, pool, models.StudyArmCreateParams{StudyID: st.StudyID, ConfigID: c, Weight: 1}); err != nil {
+		Name: "s", CreatedBy: &creator, StartsAt: time.Now().Add(-time.Hour), Unit: "user", Seed: 7})).get(t)
+	var arms []models.StudyArm
+	for i, c := range []int64{1, arm.ConfigID} {
+		arms = append(arms, ok(q.StudyArmCreate(ctx, pool, models.StudyArmCreateParams{StudyID: st.StudyID,
+			Name: fmt.Sprint("arm ", i), ConfigID: c, Weight: 1, IsBaseline: i == 0, Policy: []byte(`{}`)})).get(t))
+	}
+	// Two baselines are refused.
+	if _, err := q.StudyArmCreate(ctx, pool, models.StudyArmCreateParams{StudyID: st.StudyID, Name: "again",
+		ConfigID: 1, Weight: 1, IsBaseline: true, Policy: []byte(`{}`)}); !db.IsUniqueViolation(err, "study_arm_one_baseline_idx") {
+		t.Errorf("second baseline: %v, want unique violation", err)
+	}
+	ok(q.StudySetStatus(ctx, pool, models.StudySetStatusParams{Status: "running", StudyID: st.StudyID, FromStatuses: []string{"draft"}})).get(t)
+	if got := ok(q.StudyRunning(ctx, pool)).get(t); got.StudyID != st.StudyID {
+		t.Errorf("StudyRunning = %v, want %v", got.StudyID, st.StudyID)
+	}
+	// An assignment is logged once per unit.
+	for range 2 {
+		if err := q.StudyAssignmentLog(ctx, pool, models.StudyAssignmentLogParams{UserID: f.user.UserID, StudyID: &st.StudyID,
+			ArmID: &arms[1].ArmID, AssignedConfigID: arm.ConfigID}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ok(q.ConfigAssignmentCreate(ctx, pool, models.ConfigAssignmentCreateParams{
-		UserID: f.user.UserID, StudyID: &st.StudyID, AssignedConfigID: arm.ConfigID, Reason: "study_start"})).get(t)
-	got := ok(q.StudyActiveForUser(ctx, pool, f.user.UserID)).get(t)
-	if got.StudyID != st.StudyID || got.AssignedConfigID != arm.ConfigID {
-		t.Errorf("StudyActiveForUser = %+v", got)
+	if h := ok(q.ConfigAssignmentListByUser(ctx, pool, f.user.UserID)).get(t); len(h) != 1 || *h[0].ArmID != arms[1].ArmID {
+		t.Errorf("assignment history = %+v, want one row for arm %d", h, arms[1].ArmID)
 	}
 
-	// Only one study may be active.
-	_, err := q.StudyCreate(ctx, pool, models.StudyCreateParams{
-		Name: "t", CreatedBy: f.user.UserID, StartsAt: time.Now(), IsActive: true, DefaultConfigID: 1})
-	if !db.IsUniqueViolation(err, "study_one_active_idx") {
-		t.Errorf("second active study: %v, want unique violation", err)
+	// Only one study may run.
+	other := ok(q.StudyCreate(ctx, pool, models.StudyCreateParams{Name: "t", StartsAt: time.Now(), Unit: "user", Seed: 1})).get(t)
+	_, err := q.StudySetStatus(ctx, pool, models.StudySetStatusParams{Status: "running", StudyID: other.StudyID, FromStatuses: []string{"draft"}})
+	if !db.IsUniqueViolation(err, "study_one_running_idx") {
+		t.Errorf("second running study: %v, want unique violation", err)
 	}
 	// A config in use cannot be deleted.
 	if _, err := q.ConfigDelete(ctx, pool, arm.ConfigID); !db.IsForeignKeyViolation(err, "") {
 		t.Errorf("deleting a config in use: %v, want foreign-key violation", err)
 	}
-	if ids := ok(q.StudyDeactivateAll(ctx, pool)).get(t); len(ids) != 1 {
-		t.Errorf("StudyDeactivateAll = %v", ids)
+	ended := ok(q.StudySetStatus(ctx, pool, models.StudySetStatusParams{Status: "ended", StudyID: st.StudyID,
+		FromStatuses: []string{"running"}})).get(t)
+	if ended.EndsAt == nil || time.Since(*ended.EndsAt) > time.Minute {
+		t.Errorf("ended study's ends_at = %v, want now", ended.EndsAt)
 	}
-	if _, err := q.StudyActiveForUser(ctx, pool, f.user.UserID); !errors.Is(db.Translate(err), db.ErrNotFound) {
-		t.Errorf("StudyActiveForUser after deactivation: %v", err)
+	if _, err := q.StudyRunning(ctx, pool); !errors.Is(db.Translate(err), db.ErrNotFound) {
+		t.Errorf("StudyRunning after the end: %v", err)
 	}
 }
 
