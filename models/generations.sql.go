@@ -244,7 +244,7 @@ func (q *Queries) GenerationListByMetaQuery(ctx context.Context, db DBTX, metaQu
 const generationReplayGet = `-- name: GenerationReplayGet :one
 SELECT g.completion, g.stop_reason, g.tokens_generated, g.logprobs, g.sampler, g.seed, g.template_version,
        g.engine_build, g.context_policy, g.trigger, m.name AS model_name, m.file_sha256,
-       mq.study_id, mq.config_id, cq.stop_sequences,
+       mq.study_id, mq.arm_id, mq.config_id, cq.stop_sequences,
        (c.meta_query_id IS NOT NULL)::boolean AS has_context,
        coalesce(c.prefix, '')::text AS prefix, coalesce(c.suffix, '')::text AS suffix,
        coalesce(c.file_name, '')::text AS file_name
@@ -275,6 +275,7 @@ type GenerationReplayGetRow struct {
 	ModelName       string          `json:"model_name"`
 	FileSha256      string          `json:"file_sha256"`
 	StudyID         *uuid.UUID      `json:"study_id"`
+	ArmID           *int64          `json:"arm_id"`
 	ConfigID        int64           `json:"config_id"`
 	StopSequences   []string        `json:"stop_sequences"`
 	HasContext      bool            `json:"has_context"`
@@ -303,6 +304,7 @@ func (q *Queries) GenerationReplayGet(ctx context.Context, db DBTX, arg Generati
 		&i.ModelName,
 		&i.FileSha256,
 		&i.StudyID,
+		&i.ArmID,
 		&i.ConfigID,
 		&i.StopSequences,
 		&i.HasContext,

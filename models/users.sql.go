@@ -139,6 +139,18 @@ func (q *Queries) UserDataDeleteMetaQueries(ctx context.Context, db DBTX, userID
 	return result.RowsAffected(), nil
 }
 
+const userDataDeleteParticipation = `-- name: UserDataDeleteParticipation :execrows
+DELETE FROM study_participant WHERE user_id = $1::uuid
+`
+
+func (q *Queries) UserDataDeleteParticipation(ctx context.Context, db DBTX, userID uuid.UUID) (int64, error) {
+	result, err := db.Exec(ctx, userDataDeleteParticipation, userID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const userDataDeleteSessions = `-- name: UserDataDeleteSessions :execrows
 DELETE FROM session WHERE user_id = $1::uuid
 `

@@ -16,7 +16,7 @@ VALUES (
 -- context (has_context false: the context was not stored).
 SELECT g.completion, g.stop_reason, g.tokens_generated, g.logprobs, g.sampler, g.seed, g.template_version,
        g.engine_build, g.context_policy, g.trigger, m.name AS model_name, m.file_sha256,
-       mq.study_id, mq.config_id, cq.stop_sequences,
+       mq.study_id, mq.arm_id, mq.config_id, cq.stop_sequences,
        (c.meta_query_id IS NOT NULL)::boolean AS has_context,
        coalesce(c.prefix, '')::text AS prefix, coalesce(c.suffix, '')::text AS suffix,
        coalesce(c.file_name, '')::text AS file_name

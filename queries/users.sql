@@ -110,3 +110,6 @@ DELETE FROM session WHERE user_id = @user_id::uuid;
 
 -- name: UserDataDeleteAssignments :execrows
 DELETE FROM config_assignment_history WHERE user_id = @user_id::uuid;
+
+-- name: UserDataDeleteParticipation :execrows
+DELETE FROM study_participant WHERE user_id = @user_id::uuid;

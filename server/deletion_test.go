@@ -20,6 +20,7 @@ type seededUser struct {
 	other   uuid.UUID // another user, member of shared
 	otherP  uuid.UUID // other's own project
 	apiKey  string
+	study   uuid.UUID
 	chatID  uuid.UUID
 	queries []uuid.UUID // the user's meta queries
 }
@@ -82,12 +83,21 @@ func seedUser(e *pluginEnv, email, otherEmail string) seededUser {
 
 	r = c.expect("POST", "/api/user/api-keys", map[string]any{"name": "laptop"}, 201)
 	su.apiKey = r.body["api_key"].(string)
-	// A config assignment each (admins and studies write them).
+	// A config assignment each (admins and studies write them), and both
+	// take part in a (draft) study.
+	var study uuid.UUID
+	if err := e.srv.db.QueryRow(ctx, `INSERT INTO study (name, starts_at) VALUES ('deletion', now()) RETURNING study_id`).Scan(&study); err != nil {
+		t.Fatal(err)
+	}
 	for _, u := range []uuid.UUID{su.id, su.other} {
 		if _, err := e.srv.db.Exec(ctx, `INSERT INTO config_assignment_history (user_id, assigned_config_id, reason) VALUES ($1, 1, 'admin')`, u); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := e.srv.db.Exec(ctx, `INSERT INTO study_participant (study_id, user_id) VALUES ($1, $2)`, study, u); err != nil {
+			t.Fatal(err)
+		}
 	}
+	su.study = study
 	return su
 }
 
@@ -109,6 +119,7 @@ var deletionTables = []struct{ table, world, mine string }{
 	{"project_context_file", `project_id = ANY(w.ps)`, `project_id IN (SELECT project_id FROM project_users WHERE user_id = w.u)`},
 	{"project_context_change", `project_id = ANY(w.ps)`, `project_id IN (SELECT project_id FROM project_users WHERE user_id = w.u)`},
 	{"config_assignment_history", `user_id = ANY(w.us) OR assignment_id = ANY(w.asg)`, `user_id = w.u`},
+	{"study_participant", `study_id = w.st`, `user_id = w.u`},
 	{"chat", `project_id = ANY(w.ps)`, `user_id = w.u`},
 	{"chat_message", `chat_id IN (SELECT chat_id FROM chat WHERE project_id = ANY(w.ps))`, `chat_id IN (SELECT chat_id FROM chat WHERE user_id = w.u)`},
 	{"meta_query", `project_id = ANY(w.ps)`, `user_id = w.u`},
@@ -124,6 +135,7 @@ type deletionWorld struct {
 	projects []uuid.UUID
 	sessions []uuid.UUID
 	assigns  []int64
+	study    uuid.UUID
 }
 
 // counts returns each table's rows of the world (mine: only those a full
@@ -131,9 +143,9 @@ type deletionWorld struct {
 func (w deletionWorld) counts(e *pluginEnv, mine bool) map[string]int {
 	e.t.Helper()
 	out := map[string]int{}
-	cte := `WITH w AS (SELECT $1::uuid AS u, $2::uuid[] AS us, $3::uuid[] AS ps, $4::uuid[] AS ss, $5::bigint[] AS asg) `
+	cte := `WITH w AS (SELECT $1::uuid AS u, $2::uuid[] AS us, $3::uuid[] AS ps, $4::uuid[] AS ss, $5::bigint[] AS asg, $6::uuid AS st) `
 	run := func(table, where string) {
-		out[table] = e.count(cte+`SELECT count(*) FROM `+table+` x, w WHERE `+where, w.u, w.users, w.projects, w.sessions, w.assigns)
+		out[table] = e.count(cte+`SELECT count(*) FROM `+table+` x, w WHERE `+where, w.u, w.users, w.projects, w.sessions, w.assigns, w.study)
 	}
 	for _, tb := range deletionTables {
 		if mine {
@@ -205,7 +217,7 @@ func TestUserDeletionCounts(t *testing.T) {
 		t.Run(fmt.Sprintf("delete_data=%v", deleteData), func(t *testing.T) {
 			e := newPluginEnv(t, nil)
 			su := seedUser(e, fmt.Sprintf("gone-%v@example.com", deleteData), fmt.Sprintf("stays-%v@example.com", deleteData))
-			w := deletionWorld{u: su.id, users: []uuid.UUID{su.id, su.other}, projects: []uuid.UUID{su.sole, su.shared, su.otherP}}
+			w := deletionWorld{u: su.id, users: []uuid.UUID{su.id, su.other}, projects: []uuid.UUID{su.sole, su.shared, su.otherP}, study: su.study}
 			ctx := context.Background()
 			if err := e.srv.db.QueryRow(ctx, `SELECT array_agg(session_id) FROM session WHERE user_id = ANY($1)`, w.users).Scan(&w.sessions); err != nil {
 				t.Fatal(err)

@@ -14,10 +14,12 @@ import (
 // ErrNotFound when there is no such user.
 //
 // Without deleteData the research data stays, pseudonymised: sessions,
-// queries, chats and study assignments keep their rows with user_id NULL,
+// queries, chats, study assignments and study participation keep their
+// rows with user_id NULL,
 // while memberships and API keys go. With deleteData every query the user
 // made (with its context, telemetry, generations, ground truth and chat
-// messages), their chats, sessions and assignments, and the projects where
+// messages), their chats, sessions, assignments and study participation,
+// and the projects where
 // they were the only member are deleted too, and so is the multi-file
 // context of the user's other projects where no remaining member consents
 // to storing context (users.store_context); those projects are returned,
@@ -45,6 +47,7 @@ func DeleteUser(ctx context.Context, b Beginner, userID uuid.UUID, deleteData bo
 				{"chats", q.UserDataDeleteChats},
 				{"sessions", q.UserDataDeleteSessions},
 				{"assignments", q.UserDataDeleteAssignments},
+				{"study participation", q.UserDataDeleteParticipation},
 			}
 			for _, s := range steps {
 				if _, err := s.run(ctx, tx, userID); err != nil {
