@@ -108,6 +108,25 @@ type Documentation struct {
 	UpdatedAt       time.Time        `json:"updated_at"`
 }
 
+type EngineWorker struct {
+	WorkerID    uuid.UUID `json:"worker_id"`
+	Host        string    `json:"host"`
+	Pid         int32     `json:"pid"`
+	Version     string    `json:"version"`
+	StartedAt   time.Time `json:"started_at"`
+	HeartbeatAt time.Time `json:"heartbeat_at"`
+	Draining    bool      `json:"draining"`
+}
+
+type EngineWorkerModel struct {
+	WorkerID     uuid.UUID `json:"worker_id"`
+	ModelID      int64     `json:"model_id"`
+	Slots        int32     `json:"slots"`
+	SlotsBusy    int32     `json:"slots_busy"`
+	QueueLen     int32     `json:"queue_len"`
+	ChatTemplate *string   `json:"chat_template"`
+}
+
 type EvalResult struct {
 	EvalRunID       int64   `json:"eval_run_id"`
 	TaskIndex       int32   `json:"task_index"`
@@ -338,4 +357,17 @@ type User struct {
 	PasswordChangedAt        *time.Time      `json:"password_changed_at"`
 	UpdatedAt                time.Time       `json:"updated_at"`
 	GoogleSub                *string         `json:"google_sub"`
+}
+
+type UserExport struct {
+	ExportID   uuid.UUID  `json:"export_id"`
+	UserID     uuid.UUID  `json:"user_id"`
+	Status     string     `json:"status"`
+	Error      *string    `json:"error"`
+	CreatedAt  time.Time  `json:"created_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	ExpiresAt  time.Time  `json:"expires_at"`
+	Bytes      *int64     `json:"bytes"`
+	Sha256     []byte     `json:"sha256"`
+	Content    []byte     `json:"content"`
 }

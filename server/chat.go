@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -72,13 +70,10 @@ func neutralise(s string) string { return strings.ReplaceAll(s, "<|", "< |") }
 // generation's template_version: "gguf:" and a hash of the model's own
 // template, or the fallback layout's name.
 func (s *Server) chatTemplateID(m RegisteredModel) string {
-	if s.plugin.engine != nil {
-		if sc, err := s.plugin.engine.Get(m.Name); err == nil {
-			if t := sc.Model().Info().ChatTemplate; t != "" {
-				if _, err := s.plugin.engine.ChatPrompt(m.Name, []engine.ChatMessage{{Role: "user", Content: "x"}}, true); err == nil {
-					sum := sha256.Sum256([]byte(t))
-					return "gguf:" + hex.EncodeToString(sum[:6])
-				}
+	if r := s.plugin.runner; r != nil {
+		if t := r.ChatTemplate(m.Name); t != "" {
+			if _, err := r.ChatPrompt(m.Name, []engine.ChatMessage{{Role: "user", Content: "x"}}, true); err == nil {
+				return chatTemplateHash(t)
 			}
 		}
 	}
@@ -89,13 +84,13 @@ func (s *Server) chatTemplateID(m RegisteredModel) string {
 // falling back to chatPrompt when it has none the engine can render. User
 // text is neutralised first in both cases.
 func (s *Server) modelChatPrompt(m RegisteredModel, systemText string, msgs []chatMessage) string {
-	if s.plugin.engine != nil {
+	if s.plugin.runner != nil {
 		turns := make([]engine.ChatMessage, 0, len(msgs)+1)
 		turns = append(turns, engine.ChatMessage{Role: "system", Content: neutralise(systemText)})
 		for _, msg := range msgs {
 			turns = append(turns, engine.ChatMessage{Role: msg.Role, Content: neutralise(msg.Content)})
 		}
-		if p, err := s.plugin.engine.ChatPrompt(m.Name, turns, true); err == nil {
+		if p, err := s.plugin.runner.ChatPrompt(m.Name, turns, true); err == nil {
 			return p
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/code4me/code4me/internal/config"
 	"github.com/code4me/code4me/internal/db"
 	"github.com/code4me/code4me/internal/redact"
+	"github.com/code4me/code4me/internal/remote"
 	"github.com/code4me/code4me/models"
 )
 
@@ -77,7 +78,10 @@ func (l Limits) tokens(chat bool) int {
 
 // plugin is the state of the completion, chat and WebSocket handlers.
 type plugin struct {
+	// engine is the in-process engine (nil on an API node of the worker
+	// tier); runner runs every request, on it or on the workers.
 	engine   *engine.Engine
+	runner   Runner
 	redactor *redact.Redactor
 	models   *ModelRegistry
 	workers  int
@@ -116,6 +120,15 @@ func (s *Server) initPlugin(d Deps) error {
 			return fmt.Errorf("server: redactor: %w", err)
 		}
 		s.plugin.redactor = r
+	}
+	switch {
+	case d.Remote != nil:
+		if s.plugin.models == nil {
+			s.plugin.models = NewModelRegistry(nil)
+		}
+		s.plugin.runner = remoteRunner{c: d.Remote, reg: s.plugin.models}
+	case d.Engine != nil:
+		s.plugin.runner = engineRunner{e: d.Engine}
 	}
 	if s.plugin.models == nil && d.Engine != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -218,7 +231,7 @@ func (s *Server) runModels(ctx context.Context, ids []int64, timeout time.Durati
 		m, ok := s.plugin.models.Get(o.id)
 		o.model, o.known = m, ok
 		switch {
-		case !ok || s.plugin.engine == nil:
+		case !ok || s.plugin.runner == nil:
 			o.reason = "unknown model"
 		case wantChat && !m.Chat:
 			o.reason = "Model is not a ChatCompletionModel"
@@ -268,7 +281,7 @@ func (s *Server) runModel(ctx context.Context, o *modelOutcome, req engine.Reque
 	var res *engine.Result
 	var err error
 	if sink == nil {
-		res, err = s.plugin.engine.Complete(ctx, o.model.Name, req)
+		res, err = s.plugin.runner.Complete(ctx, o.model.Name, req)
 	} else {
 		res, err = s.streamModel(ctx, o, req, sink)
 	}
@@ -276,6 +289,9 @@ func (s *Server) runModel(ctx context.Context, o *modelOutcome, req engine.Reque
 	switch {
 	case errors.Is(err, engine.ErrOverloaded):
 		o.reason, o.err = "overloaded", err
+		return
+	case errors.Is(err, remote.ErrNoWorker):
+		o.reason, o.err = "no worker", err
 		return
 	case err != nil:
 		o.reason, o.err = "failed", err
@@ -317,7 +333,7 @@ func pgText(s string) string {
 // streamModel runs req as a stream, passing redacted text to sink as it
 // comes.
 func (s *Server) streamModel(ctx context.Context, o *modelOutcome, req engine.Request, sink tokenSink) (*engine.Result, error) {
-	st, err := s.plugin.engine.Stream(ctx, o.model.Name, req)
+	st, err := s.plugin.runner.Stream(ctx, o.model.Name, req)
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +347,6 @@ func (s *Server) streamModel(ctx context.Context, o *modelOutcome, req engine.Re
 			sink(o.id, out, replace)
 		}
 	}
-	<-st.Done()
 	return st.Wait()
 }
 
@@ -659,19 +674,22 @@ func supersededOutcomes(ids []int64) []*modelOutcome {
 	return outs
 }
 
-// allOverloaded answers 429 when every model that ran was overloaded.
+// allOverloaded answers 429 when every model that ran was overloaded, and
+// 503 when no live worker of the worker tier serves any of them.
 func allOverloaded(outs []*modelOutcome) error {
-	n := 0
+	counts := map[string]int{}
 	for _, o := range outs {
-		if o.reason != "overloaded" {
-			return nil
-		}
-		n++
+		counts[o.reason]++
 	}
-	if n == 0 {
+	switch n := len(outs); {
+	case n == 0:
 		return nil
+	case counts["overloaded"] == n:
+		return fail(fiber.StatusTooManyRequests, MsgTooManyRequests)
+	case counts["no worker"] == n:
+		return fail(fiber.StatusServiceUnavailable, MsgNoWorker)
 	}
-	return fail(fiber.StatusTooManyRequests, MsgTooManyRequests)
+	return nil
 }
 
 func withSeed(p engine.SamplingParams, seed uint32) engine.SamplingParams {

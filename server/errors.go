@@ -56,6 +56,7 @@ const (
 	MsgNoAccessToFeedback          = "You are not allowed to provide feedback for this query."
 	MsgNoAccessToQuery             = "You do not have permission to access this query."
 	MsgTooManyRequests             = "Too many requests. Please try again later."
+	MsgNoWorker                    = "No worker serves the requested models right now; try again shortly."
 	MsgDeleteChatError             = "Server failed to delete chat"
 	MsgDeleteChat                  = "Chat deleted successfully"
 	MsgResendVerification          = "Verification email sent successfully. Please check your inbox."

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/code4me/code4me/engine"
 	"github.com/code4me/code4me/models"
@@ -25,16 +26,53 @@ type RegisteredModel struct {
 	Chat      bool
 	Synthetic bool
 	SHA256    string
+	// ChatTemplate is the model's chat template text (worker tier only:
+	// an in-process engine reads it from the model).
+	ChatTemplate string
 }
 
 // Completion reports whether the model can fill in the middle.
 func (m RegisteredModel) Completion() bool { return !m.Chat && m.Family != engine.FamilyNone }
 
-// ModelRegistry maps model ids to the engine's loaded models. It is built
-// once at start-up and never changes, so it is safe for concurrent use.
+// ModelRegistry maps model ids to the engine's loaded models. With an
+// in-process engine it is built once at start-up; with the worker tier it
+// follows the models live workers serve (Replace). It is safe for
+// concurrent use.
 type ModelRegistry struct {
+	snap atomic.Pointer[modelSnapshot]
+}
+
+// modelSnapshot is the registry's content at one time.
+type modelSnapshot struct {
 	byID  map[int64]RegisteredModel
 	order []int64
+}
+
+// NewModelRegistry returns a registry of list.
+func NewModelRegistry(list []RegisteredModel) *ModelRegistry {
+	r := &ModelRegistry{}
+	r.Replace(list)
+	return r
+}
+
+// Replace makes list the registry's models.
+func (r *ModelRegistry) Replace(list []RegisteredModel) {
+	sn := &modelSnapshot{byID: map[int64]RegisteredModel{}}
+	for _, m := range list {
+		if _, dup := sn.byID[m.ID]; !dup {
+			sn.order = append(sn.order, m.ID)
+		}
+		sn.byID[m.ID] = m
+	}
+	slices.Sort(sn.order)
+	r.snap.Store(sn)
+}
+
+func (r *ModelRegistry) load() *modelSnapshot {
+	if r == nil {
+		return nil
+	}
+	return r.snap.Load()
 }
 
 // instructName matches names of instruction-tuned (chat) models.
@@ -49,9 +87,9 @@ func IsChatName(name string) bool { return instructName.MatchString(name) }
 // registry. chat says which models are chat models; nil means IsChatName.
 // A backend that reports no file hash gets the sha256 of the model path.
 func RegisterModels(ctx context.Context, db models.DBTX, eng *engine.Engine, chat func(name string) bool, lim Limits) (*ModelRegistry, error) {
-	r := &ModelRegistry{byID: map[int64]RegisteredModel{}}
+	var list []RegisteredModel
 	if eng == nil {
-		return r, nil
+		return NewModelRegistry(nil), nil
 	}
 	if chat == nil {
 		chat = IsChatName
@@ -78,31 +116,31 @@ func RegisterModels(ctx context.Context, db models.DBTX, eng *engine.Engine, cha
 		if err != nil {
 			return nil, fmt.Errorf("register model %q: %w", st.Model, err)
 		}
-		r.byID[row.ModelID] = RegisteredModel{ID: row.ModelID, Name: st.Model, Family: st.Family, Chat: isChat,
-			Synthetic: st.Info.Synthetic, SHA256: sum}
-		r.order = append(r.order, row.ModelID)
+		list = append(list, RegisteredModel{ID: row.ModelID, Name: st.Model, Family: st.Family, Chat: isChat,
+			Synthetic: st.Info.Synthetic, SHA256: sum})
 	}
-	slices.Sort(r.order)
-	return r, nil
+	return NewModelRegistry(list), nil
 }
 
 // Get returns the model with that id.
 func (r *ModelRegistry) Get(id int64) (RegisteredModel, bool) {
-	if r == nil {
+	sn := r.load()
+	if sn == nil {
 		return RegisteredModel{}, false
 	}
-	m, ok := r.byID[id]
+	m, ok := sn.byID[id]
 	return m, ok
 }
 
 // List returns every registered model by id.
 func (r *ModelRegistry) List() []RegisteredModel {
-	if r == nil {
+	sn := r.load()
+	if sn == nil {
 		return nil
 	}
-	out := make([]RegisteredModel, 0, len(r.order))
-	for _, id := range r.order {
-		out = append(out, r.byID[id])
+	out := make([]RegisteredModel, 0, len(sn.order))
+	for _, id := range sn.order {
+		out = append(out, sn.byID[id])
 	}
 	return out
 }

@@ -78,7 +78,7 @@ func (s *Server) ReplayGeneration(ctx context.Context, queryID uuid.UUID, modelI
 		return nil, fmt.Errorf("replay: %w", errReplayNoContext)
 	}
 	m, ok := s.plugin.models.Get(modelID)
-	if !ok || s.plugin.engine == nil || m.SHA256 != row.FileSha256 {
+	if !ok || s.plugin.runner == nil || m.SHA256 != row.FileSha256 {
 		return nil, fmt.Errorf("replay: model %d: %w", modelID, errReplayModel)
 	}
 	if row.TemplateVersion == nil || *row.TemplateVersion != "engine/"+string(m.Family) {
@@ -118,7 +118,7 @@ func (s *Server) ReplayGeneration(ctx context.Context, queryID uuid.UUID, modelI
 	}
 	ctx, cancel := context.WithTimeout(ctx, completionTimeout)
 	defer cancel()
-	res, err := s.plugin.engine.Complete(ctx, m.Name, req)
+	res, err := s.plugin.runner.Complete(ctx, m.Name, req)
 	if err != nil {
 		return nil, fmt.Errorf("replay: model %q: %w", m.Name, err)
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/code4me/code4me/internal/oauth"
 	"github.com/code4me/code4me/internal/ratelimit"
 	"github.com/code4me/code4me/internal/redact"
+	"github.com/code4me/code4me/internal/remote"
 	"github.com/code4me/code4me/models"
 )
 
@@ -57,6 +58,9 @@ type Deps struct {
 	// Engine runs completions and chat. Nil: every requested model answers
 	// with an error item.
 	Engine *engine.Engine
+	// Remote, instead of Engine, sends every request to the worker tier
+	// (`serve --engine=remote`); the models are those live workers serve.
+	Remote *remote.Client
 	// Redactor removes secrets from code before inference, storage and
 	// responses. Nil: one is built from gitleaks' default rules.
 	Redactor *redact.Redactor
@@ -166,6 +170,10 @@ func New(d Deps) (*Server, error) {
 		sweep = 10 * time.Second
 	}
 	s.bg.Go(func() { s.tokens.RunSweeper(ctx, sweep) })
+	if d.Remote != nil {
+		s.loadRemoteModels(ctx, d.Remote)
+		s.bg.Go(func() { s.refreshRemoteModels(ctx, d.Remote) })
+	}
 	return s, nil
 }
 

@@ -30,6 +30,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the HTTP/WebSocket server (starts private Postgres/Redis when none is configured)", runServe},
+		{"worker", "run models for API nodes started with serve --engine=remote (needs DATABASE_URL and REDIS_URL)", runWorker},
 		{"migrate", "apply database migrations (ours and River's) and exit", runMigrate},
 		{"model", "list, pull, synth or add models", runModel},
 		{"complete", "complete one prefix/suffix with a model and print timings", runComplete},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -14,12 +15,19 @@ import (
 	"github.com/code4me/code4me/engine"
 	"github.com/code4me/code4me/engine/llama"
 	"github.com/code4me/code4me/internal/config"
+	"github.com/code4me/code4me/internal/remote"
 	"github.com/code4me/code4me/server"
 )
 
 func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	engineMode := fs.String("engine", "local", "local: load the models in this process; remote: load none and send "+
+		"every request to `code4me worker` processes")
 	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if *engineMode != "local" && *engineMode != "remote" {
+		fmt.Fprintln(os.Stderr, "usage: code4me serve [--engine local|remote]")
 		return errUsage
 	}
 	cfg, err := loadConfig()
@@ -47,32 +55,41 @@ func runServe(ctx context.Context, args []string) error {
 	// Closed by shutdown once serving has begun; on an error before, here.
 	defer svc.stop(log)
 
-	refs, err := serveModels(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	eng, err := newEngine(cfg, log, refs)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-
-	srv, err := server.New(server.Deps{
-		Config: cfg,
-		Log:    log,
-		DB:     svc.pool,
-		Redis:  svc.rdb,
-		Engine: eng,
-		Build:  engineBuild(),
-		Status: func() map[string]any {
+	deps := server.Deps{Config: cfg, Log: log, DB: svc.pool, Redis: svc.rdb, Build: engineBuild()}
+	var eng *engine.Engine
+	var rc *remote.Client
+	if *engineMode == "remote" {
+		// An API node: the models run in `code4me worker` processes.
+		if rc, err = remote.NewClient(ctx, svc.pool, svc.rdb, log); err != nil {
+			return err
+		}
+		defer rc.Close()
+		deps.Remote = rc
+		deps.Status = func() map[string]any {
+			return map[string]any{"version": buildVersion(), "engine": "remote", "private_postgres": svc.privatePG != nil,
+				"private_redis": svc.privateRedis != nil, "workers": workerStatus(rc)}
+		}
+	} else {
+		refs, err := serveModels(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		if eng, err = newEngine(cfg, log, refs); err != nil {
+			return err
+		}
+		defer eng.Close()
+		deps.Engine = eng
+		deps.Status = func() map[string]any {
 			return map[string]any{
 				"version":          buildVersion(),
+				"engine":           "local",
 				"private_postgres": svc.privatePG != nil,
 				"private_redis":    svc.privateRedis != nil,
 				"models":           modelStatus(eng, refs),
 			}
-		},
-	})
+		}
+	}
+	srv, err := server.New(deps)
 	if err != nil {
 		return err
 	}
@@ -106,8 +123,10 @@ func shutdown(cfg config.Config, log *slog.Logger, srv *server.Server, eng *engi
 	if err := srv.Drain(ctx); err != nil {
 		log.Warn("shutdown: drain", slog.String("error", err.Error()))
 	}
-	if err := eng.Close(); err != nil {
-		log.Warn("shutdown: engine", slog.String("error", err.Error()))
+	if eng != nil {
+		if err := eng.Close(); err != nil {
+			log.Warn("shutdown: engine", slog.String("error", err.Error()))
+		}
 	}
 	if err := srv.Shutdown(ctx); err != nil { // the job queue; the drain is done
 		log.Warn("shutdown: job queue", slog.String("error", err.Error()))

@@ -30,6 +30,23 @@ func (m *Model) ApplyChatTemplate(msgs []engine.ChatMessage, addAssistant bool) 
 	if tmpl == nil {
 		return "", engine.ErrNoChatTemplate
 	}
+	return applyTemplate(tmpl, msgs, addAssistant)
+}
+
+// ApplyTemplate renders msgs with the chat template text tmpl (a GGUF
+// tokenizer.chat_template) without a loaded model: an API node of the
+// worker tier renders prompts with the template its workers report. It
+// returns engine.ErrNoChatTemplate when llama.cpp does not recognise it.
+func ApplyTemplate(tmpl string, msgs []engine.ChatMessage, addAssistant bool) (string, error) {
+	if tmpl == "" {
+		return "", engine.ErrNoChatTemplate
+	}
+	ct := C.CString(tmpl)
+	defer C.free(unsafe.Pointer(ct))
+	return applyTemplate(ct, msgs, addAssistant)
+}
+
+func applyTemplate(tmpl *C.char, msgs []engine.ChatMessage, addAssistant bool) (string, error) {
 	n := len(msgs)
 	if n == 0 {
 		return "", fmt.Errorf("llama: chat template: no messages")

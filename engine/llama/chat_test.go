@@ -27,3 +27,21 @@ func TestApplyChatTemplate(t *testing.T) {
 		t.Fatal("no messages must be an error")
 	}
 }
+
+// ApplyTemplate renders the model's template text without the model, as
+// the model itself does.
+func TestApplyTemplateText(t *testing.T) {
+	m := loadTiny(t)
+	msgs := []engine.ChatMessage{{Role: "system", Content: "s"}, {Role: "user", Content: "u"}}
+	want, err := m.ApplyChatTemplate(msgs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ApplyTemplate(m.Info().ChatTemplate, msgs, true)
+	if err != nil || got != want {
+		t.Fatalf("ApplyTemplate = %q, %v; want %q", got, err, want)
+	}
+	if _, err := ApplyTemplate("", msgs, true); err != engine.ErrNoChatTemplate {
+		t.Errorf("empty template: %v", err)
+	}
+}

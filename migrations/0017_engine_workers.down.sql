@@ -1,0 +1,2 @@
+DROP TABLE engine_worker_model;
+DROP TABLE engine_worker;
