@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -211,4 +212,58 @@ func TestRemoteNoWorker(t *testing.T) {
 		t.Errorf("503 body: %s", r.raw)
 	}
 	t.Logf("answered in %v", time.Since(start))
+}
+
+// TestRemoteStreamAndChat: through the worker tier a WebSocket client
+// gets the completion's tokens as they are generated, and a chat turn is
+// rendered with the model's own chat template (reported by the worker)
+// and stored with the same template version as on an in-process engine.
+func TestRemoteStreamAndChat(t *testing.T) {
+	names := uniqueNames("stream-coder", "stream-instruct")
+	eng := workerEngine(t, names...)
+	startTestWorker(t, eng)
+	e := newRemoteEnv(t)
+	addr := e.listen()
+	c := e.member("remote-ws-" + uuid.NewString()[:8] + "@example.com")
+	conn := e.wsDial(addr, "/api/ws/completion", c)
+	defer conn.Close()
+	send(t, conn, map[string]any{"request_id": "r1", "completion_request": completionBody([]int64{e.ids[names[0]]}, "def main():\n    ", "\n")})
+	frames := readUntil(t, conn, func(f map[string]any) bool { return f["type"] == "completion_result" })
+	var streamed strings.Builder
+	tokens := 0
+	for _, f := range frames {
+		if f["type"] == "completion_token" {
+			streamed.WriteString(f["text"].(string))
+			tokens++
+		}
+	}
+	res := frames[len(frames)-1]
+	if res["status_code"] != float64(200) {
+		t.Fatalf("result = %v", res)
+	}
+	item := res["content"].(map[string]any)["data"].(map[string]any)["completions"].([]any)[0].(map[string]any)
+	completion, _ := item["completion"].(string)
+	if tokens == 0 || !strings.HasPrefix(completion, streamed.String()) {
+		t.Fatalf("%d token frames streamed %q; completion %q", tokens, streamed.String(), completion)
+	}
+
+	chatID := uuid.NewString()
+	r := c.expect("POST", "/api/chat/request", chatBody([]int64{e.ids[names[1]]}, chatID, [2]string{"user", "hello"}), 200)
+	ans := r.body["history"].([]any)[0].(map[string]any)["assistant_responses"].([]any)[0].(map[string]any)
+	if ans["completion"] == nil {
+		t.Fatalf("chat answer: %v", ans)
+	}
+	tmpl, err := eng.Get(names[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := chatTemplateHash(tmpl.Model().Info().ChatTemplate)
+	var got string
+	if err := e.srv.db.QueryRow(context.Background(), `SELECT g.template_version FROM generation g JOIN meta_query q USING (meta_query_id)
+		WHERE q.chat_id = $1`, chatID).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Errorf("chat template_version %q, want %q (the worker's model template)", got, want)
+	}
 }
