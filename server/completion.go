@@ -168,7 +168,12 @@ type modelOutcome struct {
 	res    *engine.Result
 	text   string // redacted completion
 	seed   uint32
-	reason string // user-visible failure reason; "" on success
+	// sampling, maxTokens and mode are the engine request's, stored with
+	// the generation (generation.sampler).
+	sampling  engine.SamplingParams
+	maxTokens int
+	mode      engine.Mode
+	reason    string // user-visible failure reason; "" on success
 	err    error  // logged cause
 	gen    time.Duration
 	// redactMS is the time spent redacting the completion.
@@ -243,7 +248,7 @@ func (s *Server) runModels(ctx context.Context, ids []int64, timeout time.Durati
 	}
 	start := func(o *modelOutcome) {
 		req := build(o.model)
-		o.seed = req.Sampling.Seed
+		o.seed, o.sampling, o.maxTokens, o.mode = req.Sampling.Seed, req.Sampling, req.MaxTokens, req.Mode
 		s.runModel(ctx, o, req, timeout, sink)
 	}
 	if len(run) == 1 {
@@ -430,6 +435,8 @@ type prepared struct {
 	// asg is the study arm answering the request (nil: none, and always
 	// for chat).
 	asg *assignment
+	// client is meta_query.client when an editor-client API asks.
+	client string
 }
 
 // waitState waits for the caller's state: nil, a 422 for unknown telemetry
@@ -523,6 +530,9 @@ func recordModels(st *stageTimes, outs []*modelOutcome) {
 type completionResult struct {
 	MetaQueryID uuid.UUID
 	Items       []fiber.Map
+	// Outcomes are the models' answers, for the editor-client APIs that
+	// render them their own way.
+	Outcomes []*modelOutcome
 }
 
 // FIMRequest is the engine request the completion pipeline makes for one
@@ -554,7 +564,10 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	if err != nil {
 		return nil, err
 	}
-	pr.asg = asg
+	pr.asg, pr.client = asg, r.Client
+	if len(r.Extra) > 0 {
+		pr.files = s.redactChunks(ctx, r.Extra)
+	}
 	// The models start now. Nothing is written, streamed or returned before
 	// the caller's state passes (waitState); its refusal (unknown telemetry
 	// ids, the user gone) cancels them.
@@ -594,8 +607,12 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	defer debounced()
 	if run {
 		outs = s.runModels(mctx, r.ModelIDs, asg.timeout(completionTimeout), false, func(m RegisteredModel) engine.Request {
-			return FIMRequest(pr.ctx.Prefix, asg.suffix(pr.ctx.Suffix), pr.ctx.FileName, chunks(pr.files), r.StopSequences, key,
+			req := FIMRequest(pr.ctx.Prefix, asg.suffix(pr.ctx.Suffix), pr.ctx.FileName, chunks(pr.files), r.StopSequences, key,
 				asg.maxTokens(s.plugin.limits.CompletionTokens), s.plugin.seed())
+			if r.Tune != nil {
+				r.Tune(&req)
+			}
+			return req
 		}, sink)
 	} else {
 		outs = supersededOutcomes(r.ModelIDs)
@@ -618,7 +635,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	var b batchTx
 	if perr := pre.wait(); perr == nil {
 		// The second commit: generations and the total serving time.
-		err = s.storeGenerationsOf(ctx, &b, mq, pr.t0, outs, queryOriginOf(r, pr, s.plugin.limits.CompletionTokens))
+		err = s.storeGenerationsOf(ctx, &b, mq, pr.t0, outs, queryOriginOf(r, pr))
 		if err == nil {
 			err = s.q.MetaQuerySetTotalServing(ctx, &b, models.MetaQuerySetTotalServingParams{MetaQueryID: mq, TotalServingMs: &total})
 		}
@@ -637,7 +654,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		s.plugin.stored.single.Add(1)
 		err = queueQuery(ctx, &b, &total)
 		if err == nil {
-			err = s.storeGenerationsOf(ctx, &b, mq, pr.t0, outs, queryOriginOf(r, pr, s.plugin.limits.CompletionTokens))
+			err = s.storeGenerationsOf(ctx, &b, mq, pr.t0, outs, queryOriginOf(r, pr))
 		}
 		if err == nil {
 			err = b.send(ctx, s.db)
@@ -647,7 +664,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		return nil, fmt.Errorf("store completion query: %w", err)
 	}
 	st.lap(StageStore, &lap)
-	res := &completionResult{MetaQueryID: mq}
+	res := &completionResult{MetaQueryID: mq, Outcomes: outs}
 	for _, o := range outs {
 		if o.err != nil && o.reason == "failed" {
 			s.log.Warn("completion: model failed", slog.Int64("model_id", o.id), slog.String("error", o.err.Error()))
@@ -705,7 +722,10 @@ func (s *Server) createMetaQuery(ctx context.Context, tx models.DBTX, p *Princip
 		config = pr.asg.arm.ConfigID
 	}
 	client := "plugin"
-	if p.KeyID != uuid.Nil {
+	switch {
+	case pr.client != "":
+		client = pr.client
+	case p.KeyID != uuid.Nil:
 		client = "api-key"
 	}
 	return s.q.MetaQueryInsert(ctx, tx, models.MetaQueryInsertParams{
@@ -765,23 +785,37 @@ func (s *Server) storeQueryData(ctx context.Context, tx models.DBTX, mq uuid.UUI
 // limit and (completions) the stop mode, so that a replay (replay.go)
 // rebuilds the request from the row, not from today's defaults.
 func samplerParams(l Limits, chat bool) []byte {
-	return samplerJSON(l.tokens(chat), chat, true)
+	mode := ""
+	if !chat {
+		mode = completionMode
+	}
+	return samplerJSON(defaultSampling, l.tokens(chat), mode, true)
 }
 
-// samplerJSON is generation.sampler with maxTokens; suffix false (a study
-// arm's policy) records that the prompt left the suffix out.
-func samplerJSON(maxTokens int, chat, suffix bool) []byte {
-	m := map[string]any{"temperature": defaultSampling.Temperature, "top_k": defaultSampling.TopK,
-		"top_p": defaultSampling.TopP, "min_p": defaultSampling.MinP, "repeat_penalty": defaultSampling.RepeatPenalty,
-		"repeat_last_n": defaultSampling.RepeatLastN, "max_tokens": maxTokens}
-	if !chat {
-		m["mode"] = completionMode
+// samplerJSON is generation.sampler: the sampler, the token limit, the
+// stop mode's name (none for chat) and, when the prompt left the suffix
+// out (suffix false: a study arm's policy), "suffix": false.
+func samplerJSON(p engine.SamplingParams, maxTokens int, mode string, suffix bool) []byte {
+	m := map[string]any{"temperature": p.Temperature, "top_k": p.TopK, "top_p": p.TopP, "min_p": p.MinP,
+		"repeat_penalty": p.RepeatPenalty, "repeat_last_n": p.RepeatLastN, "max_tokens": maxTokens}
+	if mode != "" {
+		m["mode"] = mode
 	}
 	if !suffix {
 		m["suffix"] = false
 	}
 	b, _ := json.Marshal(m)
 	return b
+}
+
+// modeName is the stored name of a completion's stop mode.
+func modeName(m engine.Mode) string {
+	for name, v := range completionModes {
+		if v == m {
+			return name
+		}
+	}
+	return completionMode
 }
 
 // storeGenerations writes one generation row per model that answered.
@@ -809,8 +843,10 @@ func (s *Server) storeGenerationsOf(ctx context.Context, tx models.DBTX, mq uuid
 			tmpl = s.chatTemplateID(o.model)
 		}
 		sampler := s.plugin.sampler[o.model.Chat]
-		if qo.sampler != nil && !o.model.Chat {
-			sampler = qo.sampler
+		if !o.model.Chat && o.maxTokens > 0 {
+			// What the engine request used: a study arm or a client API may
+			// have changed the defaults.
+			sampler = samplerJSON(o.sampling, o.maxTokens, modeName(o.mode), !qo.dropSuffix)
 		}
 		cached, evald, gend := int32(t.CachedTokens), int32(t.EvaluatedTokens), int32(t.GeneratedTokens)
 		if err := s.q.GenerationCreate(ctx, tx, models.GenerationCreateParams{

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/code4me/code4me/engine"
 )
 
 // This file parses and validates the request bodies of the completion and
@@ -46,6 +48,24 @@ type completionRequest struct {
 	Behavioral               *behavioralTelemetry
 	StoreBehavioralTelemetry bool
 	StopSequences            []string
+
+	// Set by the editor-client APIs (llama.cpp, OpenAI, ollama, Tabby),
+	// never by the plugin API's parser:
+	//
+	// Client names the caller in meta_query.client ("" : the plugin, or
+	// "api-key" for a key).
+	Client string
+	// Extra is context the client sent with the request (llama.cpp's
+	// input_extra, Tabby's snippets), used in place of the project's
+	// files; redacted by the pipeline like everything else.
+	Extra []engine.Chunk
+	// Tune adjusts each model's engine request (the client's token limit,
+	// samplers and stop rules).
+	Tune func(*engine.Request)
+	// Trigger is generation.trigger when the request itself says it
+	// ("warm-up" for a cache-warming request), stored whatever the
+	// telemetry consent: it describes the request, not the user.
+	Trigger string
 }
 
 // parseCompletionRequest reads RequestCompletion; telemetry objects are

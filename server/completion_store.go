@@ -107,7 +107,7 @@ func (s *Server) discard(ps *preStore) {
 type queryOrigin struct {
 	contextPolicy *string // generation.context_policy
 	trigger       *string // generation.trigger
-	sampler       []byte  // generation.sampler of completions, when a study arm changed it
+	dropSuffix    bool    // the prompt left the suffix out (a study arm's policy)
 }
 
 // Context policies (generation.context_policy), as pick applies them.
@@ -127,19 +127,20 @@ var triggers = map[int64]string{1: "explicit", 2: "typed", 3: "typed"}
 // its trigger from its contextual telemetry's trigger type (triggers). The
 // trigger is part of the contextual telemetry, so it is recorded only when
 // that telemetry is stored.
-func queryOriginOf(r *completionRequest, pr *prepared, limit int) queryOrigin {
+func queryOriginOf(r *completionRequest, pr *prepared) queryOrigin {
 	policy := policyNamed
 	switch want := r.Context.ContextFiles; {
+	case len(r.Extra) > 0:
+		// Files the client sent itself: named by it.
 	case len(want) == 0:
 		policy = policyNone
 	case len(want) == 1 && want[0] == "*":
 		policy = policyAllButCurrent
 	}
-	qo := queryOrigin{contextPolicy: &policy}
-	if a := pr.asg; a != nil && (a.arm.policy.MaxTokens > 0 || a.arm.policy.Suffix != nil) {
-		qo.sampler = samplerJSON(a.maxTokens(limit), false, a.keepsSuffix())
-	}
-	if t := r.Contextual; t != nil && r.StoreContextualTelemetry && pr.state.StoreContextualTelemetry {
+	qo := queryOrigin{contextPolicy: &policy, dropSuffix: !pr.asg.keepsSuffix()}
+	if r.Trigger != "" {
+		qo.trigger = &r.Trigger
+	} else if t := r.Contextual; t != nil && r.StoreContextualTelemetry && pr.state.StoreContextualTelemetry {
 		if trigger, ok := triggers[t.TriggerTypeID]; ok {
 			qo.trigger = &trigger
 		}

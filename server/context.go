@@ -344,6 +344,18 @@ func (s *Server) selectContext(ctx context.Context, projectID uuid.UUID, version
 	return pick(all, current, want), nil
 }
 
+// redactChunks redacts context a client sent with its request, as
+// context files: names and text redacted, in the client's order.
+func (s *Server) redactChunks(ctx context.Context, in []engine.Chunk) []contextFile {
+	out := make([]contextFile, 0, len(in))
+	for _, c := range in {
+		name, _ := s.plugin.redactor.Text(ctx, pgText(c.Path))
+		text, _ := s.plugin.redactor.Text(ctx, pgText(c.Text))
+		out = append(out, contextFile{name: name, content: text})
+	}
+	return out
+}
+
 // chunks turns context files into engine chunks with their real names.
 func chunks(files []contextFile) []engine.Chunk {
 	out := make([]engine.Chunk, len(files))
