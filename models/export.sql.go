@@ -144,6 +144,26 @@ func (q *Queries) ExportProjects(ctx context.Context, db DBTX, userID uuid.UUID)
 	return items, nil
 }
 
+const exportQueryCountUpTo = `-- name: ExportQueryCountUpTo :one
+SELECT count(*) FROM (
+    SELECT 1 FROM meta_query WHERE user_id = $1::uuid LIMIT $2::bigint) q
+`
+
+type ExportQueryCountUpToParams struct {
+	UserID  uuid.UUID `json:"user_id"`
+	MaxRows int64     `json:"max_rows"`
+}
+
+// The user's queries, counted up to @max_rows: whether the export is
+// larger than EXPORT_SYNC_MAX_QUERIES, without counting all of a heavy
+// user's rows.
+func (q *Queries) ExportQueryCountUpTo(ctx context.Context, db DBTX, arg ExportQueryCountUpToParams) (int64, error) {
+	row := db.QueryRow(ctx, exportQueryCountUpTo, arg.UserID, arg.MaxRows)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const exportQueryPage = `-- name: ExportQueryPage :many
 SELECT m.meta_query_id AS id, ((to_jsonb(m) - 'user_id') || jsonb_build_object(
     'completion', (SELECT to_jsonb(c) - 'meta_query_id' FROM completion_query c WHERE c.meta_query_id = m.meta_query_id),
@@ -255,4 +275,153 @@ func (q *Queries) ExportUser(ctx context.Context, db DBTX, userID uuid.UUID) (js
 	var doc json.RawMessage
 	err := row.Scan(&doc)
 	return doc, err
+}
+
+const userExportClaim = `-- name: UserExportClaim :one
+UPDATE user_export SET status = 'running'
+WHERE export_id = $1::uuid AND status IN ('queued', 'running')
+RETURNING user_id
+`
+
+// The job's claim: the export is running, unless it is ready, failed or
+// gone (no row).
+func (q *Queries) UserExportClaim(ctx context.Context, db DBTX, exportID uuid.UUID) (uuid.UUID, error) {
+	row := db.QueryRow(ctx, userExportClaim, exportID)
+	var user_id uuid.UUID
+	err := row.Scan(&user_id)
+	return user_id, err
+}
+
+const userExportCreate = `-- name: UserExportCreate :one
+INSERT INTO user_export (user_id, expires_at)
+VALUES ($1::uuid, now() + make_interval(secs => $2::float8))
+ON CONFLICT (user_id) WHERE status IN ('queued', 'running') DO NOTHING
+RETURNING export_id
+`
+
+type UserExportCreateParams struct {
+	UserID     uuid.UUID `json:"user_id"`
+	TtlSeconds float64   `json:"ttl_seconds"`
+}
+
+// A queued export, built by a job (server/export_job.go) and expiring
+// @ttl_seconds from now; no row when one of the user's is queued or
+// running already (user_export_in_progress).
+func (q *Queries) UserExportCreate(ctx context.Context, db DBTX, arg UserExportCreateParams) (uuid.UUID, error) {
+	row := db.QueryRow(ctx, userExportCreate, arg.UserID, arg.TtlSeconds)
+	var export_id uuid.UUID
+	err := row.Scan(&export_id)
+	return export_id, err
+}
+
+const userExportDeleteExpired = `-- name: UserExportDeleteExpired :execrows
+DELETE FROM user_export WHERE expires_at <= now()
+`
+
+func (q *Queries) UserExportDeleteExpired(ctx context.Context, db DBTX) (int64, error) {
+	result, err := db.Exec(ctx, userExportDeleteExpired)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const userExportFail = `-- name: UserExportFail :exec
+UPDATE user_export
+SET status = CASE WHEN $1::bool THEN 'queued' ELSE 'failed' END, error = $2::text,
+    finished_at = CASE WHEN $1::bool THEN NULL ELSE now() END
+WHERE export_id = $3::uuid AND status IN ('queued', 'running')
+`
+
+type UserExportFailParams struct {
+	Retry    bool      `json:"retry"`
+	Error    string    `json:"error"`
+	ExportID uuid.UUID `json:"export_id"`
+}
+
+// An attempt failed: queued again when @retry, else failed for good.
+func (q *Queries) UserExportFail(ctx context.Context, db DBTX, arg UserExportFailParams) error {
+	_, err := db.Exec(ctx, userExportFail, arg.Retry, arg.Error, arg.ExportID)
+	return err
+}
+
+const userExportFinish = `-- name: UserExportFinish :execrows
+UPDATE user_export
+SET status = 'ready', error = NULL, content = $1::bytea, bytes = $2::bigint, sha256 = $3::bytea,
+    finished_at = now(), expires_at = now() + make_interval(secs => $4::float8)
+WHERE export_id = $5::uuid AND status = 'running'
+`
+
+type UserExportFinishParams struct {
+	Content    []byte    `json:"content"`
+	Bytes      int64     `json:"bytes"`
+	Sha256     []byte    `json:"sha256"`
+	TtlSeconds float64   `json:"ttl_seconds"`
+	ExportID   uuid.UUID `json:"export_id"`
+}
+
+// The document is stored; the export expires @ttl_seconds from now.
+func (q *Queries) UserExportFinish(ctx context.Context, db DBTX, arg UserExportFinishParams) (int64, error) {
+	result, err := db.Exec(ctx, userExportFinish,
+		arg.Content,
+		arg.Bytes,
+		arg.Sha256,
+		arg.TtlSeconds,
+		arg.ExportID,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const userExportGet = `-- name: UserExportGet :one
+SELECT export_id, status, error, expires_at <= now() AS expired, bytes, content
+FROM user_export WHERE export_id = $1::uuid AND user_id = $2::uuid
+`
+
+type UserExportGetParams struct {
+	ExportID uuid.UUID `json:"export_id"`
+	UserID   uuid.UUID `json:"user_id"`
+}
+
+type UserExportGetRow struct {
+	ExportID uuid.UUID `json:"export_id"`
+	Status   string    `json:"status"`
+	Error    *string   `json:"error"`
+	Expired  bool      `json:"expired"`
+	Bytes    *int64    `json:"bytes"`
+	Content  []byte    `json:"content"`
+}
+
+// The caller's export: another user's id finds nothing, as an unknown one.
+func (q *Queries) UserExportGet(ctx context.Context, db DBTX, arg UserExportGetParams) (UserExportGetRow, error) {
+	row := db.QueryRow(ctx, userExportGet, arg.ExportID, arg.UserID)
+	var i UserExportGetRow
+	err := row.Scan(
+		&i.ExportID,
+		&i.Status,
+		&i.Error,
+		&i.Expired,
+		&i.Bytes,
+		&i.Content,
+	)
+	return i, err
+}
+
+const userExportInProgress = `-- name: UserExportInProgress :one
+SELECT export_id, status FROM user_export
+WHERE user_id = $1::uuid AND status IN ('queued', 'running')
+`
+
+type UserExportInProgressRow struct {
+	ExportID uuid.UUID `json:"export_id"`
+	Status   string    `json:"status"`
+}
+
+func (q *Queries) UserExportInProgress(ctx context.Context, db DBTX, userID uuid.UUID) (UserExportInProgressRow, error) {
+	row := db.QueryRow(ctx, userExportInProgress, userID)
+	var i UserExportInProgressRow
+	err := row.Scan(&i.ExportID, &i.Status)
+	return i, err
 }

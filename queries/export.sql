@@ -75,3 +75,52 @@ FROM chat c
 WHERE c.user_id = @user_id::uuid AND c.chat_id > @after::uuid
 ORDER BY c.chat_id
 LIMIT @page_size::int;
+
+-- name: ExportQueryCountUpTo :one
+-- The user's queries, counted up to @max_rows: whether the export is
+-- larger than EXPORT_SYNC_MAX_QUERIES, without counting all of a heavy
+-- user's rows.
+SELECT count(*) FROM (
+    SELECT 1 FROM meta_query WHERE user_id = @user_id::uuid LIMIT @max_rows::bigint) q;
+
+-- name: UserExportCreate :one
+-- A queued export, built by a job (server/export_job.go) and expiring
+-- @ttl_seconds from now; no row when one of the user's is queued or
+-- running already (user_export_in_progress).
+INSERT INTO user_export (user_id, expires_at)
+VALUES (@user_id::uuid, now() + make_interval(secs => @ttl_seconds::float8))
+ON CONFLICT (user_id) WHERE status IN ('queued', 'running') DO NOTHING
+RETURNING export_id;
+
+-- name: UserExportInProgress :one
+SELECT export_id, status FROM user_export
+WHERE user_id = @user_id::uuid AND status IN ('queued', 'running');
+
+-- name: UserExportClaim :one
+-- The job's claim: the export is running, unless it is ready, failed or
+-- gone (no row).
+UPDATE user_export SET status = 'running'
+WHERE export_id = @export_id::uuid AND status IN ('queued', 'running')
+RETURNING user_id;
+
+-- name: UserExportFinish :execrows
+-- The document is stored; the export expires @ttl_seconds from now.
+UPDATE user_export
+SET status = 'ready', error = NULL, content = @content::bytea, bytes = @bytes::bigint, sha256 = @sha256::bytea,
+    finished_at = now(), expires_at = now() + make_interval(secs => @ttl_seconds::float8)
+WHERE export_id = @export_id::uuid AND status = 'running';
+
+-- name: UserExportFail :exec
+-- An attempt failed: queued again when @retry, else failed for good.
+UPDATE user_export
+SET status = CASE WHEN @retry::bool THEN 'queued' ELSE 'failed' END, error = @error::text,
+    finished_at = CASE WHEN @retry::bool THEN NULL ELSE now() END
+WHERE export_id = @export_id::uuid AND status IN ('queued', 'running');
+
+-- name: UserExportGet :one
+-- The caller's export: another user's id finds nothing, as an unknown one.
+SELECT export_id, status, error, expires_at <= now() AS expired, bytes, content
+FROM user_export WHERE export_id = @export_id::uuid AND user_id = @user_id::uuid;
+
+-- name: UserExportDeleteExpired :execrows
+DELETE FROM user_export WHERE expires_at <= now();

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -33,7 +34,7 @@ const (
 	exportTimeout = 10 * time.Minute
 )
 
-// GET /api/user/export
+// GET /api/user/export?async=
 //
 // userExport answers all of the caller's data as one JSON document,
 // streamed: the rows are read a page at a time in one read-only,
@@ -42,19 +43,40 @@ const (
 // status is sent before the rows are read: an export that fails half way
 // ends the connection with the document unterminated (invalid JSON),
 // which the client must treat as a failure; the cause is logged.
+//
+// A user with more than EXPORT_SYNC_MAX_QUERIES queries, or a request
+// with async=true, gets 202 instead and the document is built by a job
+// (export_job.go): a download that long would hold a connection, and the
+// snapshot, for minutes, and would have to start over when it broke.
 func (s *Server) userExport(c *fiber.Ctx) error {
+	q := queryFields(c)
+	async, _ := q.boolean("async", false)
+	if err := q.err(); err != nil {
+		return err
+	}
 	p := principal(c)
 	if _, err := s.loadUser(c.UserContext(), p.UserID, MsgExportError); err != nil {
 		return err
 	}
 	uid := p.UserID
+	if !async {
+		// Counting one past the limit tells "larger" without counting
+		// every query of a heavy user.
+		limit := int64(s.cfg.ExportSyncMaxQueries)
+		n, err := s.q.ExportQueryCountUpTo(c.UserContext(), s.db, models.ExportQueryCountUpToParams{UserID: uid, MaxRows: limit + 1})
+		if err != nil {
+			return internal(MsgExportError, err)
+		}
+		async = n > limit
+	}
+	if async {
+		return s.userExportQueue(c, uid)
+	}
 	// Fiber returns from the handler before the body is written, and the
 	// request's context is not cancelled when the client leaves: the
 	// export has its own deadline and stops at the first failed write.
 	base := context.WithoutCancel(c.UserContext())
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
-	c.Set(fiber.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="code4me-export-%s.json"`, uid))
-	c.Set(fiber.HeaderCacheControl, "no-store")
+	setExportHeaders(c, uid)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		ctx, cancel := context.WithTimeout(base, exportTimeout)
 		defer cancel()
@@ -65,8 +87,24 @@ func (s *Server) userExport(c *fiber.Ctx) error {
 	return nil
 }
 
-// writeExport writes the document to w in a snapshot of the database.
-func (s *Server) writeExport(ctx context.Context, w *bufio.Writer, uid uuid.UUID) error {
+// setExportHeaders marks the response as the user's export document: a
+// JSON attachment that no cache keeps.
+func setExportHeaders(c *fiber.Ctx, uid uuid.UUID) {
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
+	c.Set(fiber.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="code4me-export-%s.json"`, uid))
+	c.Set(fiber.HeaderCacheControl, "no-store")
+}
+
+// writeExport writes the document to out in a snapshot of the database:
+// the response of GET /api/user/export, or an export job's gzip stream. A
+// *bufio.Writer (the response's) is flushed after each page, so the
+// client receives the document as it is read; any other writer gets a
+// buffer of its own, flushed the same way.
+func (s *Server) writeExport(ctx context.Context, out io.Writer, uid uuid.UUID) error {
+	w, ok := out.(*bufio.Writer)
+	if !ok {
+		w = bufio.NewWriter(out)
+	}
 	tx, err := s.db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

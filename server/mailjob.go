@@ -87,10 +87,15 @@ func (s *Server) startJobs(ctx context.Context, queue string) error {
 	if err := river.AddWorkerSafely(workers, &mailWorker{s: s}); err != nil {
 		return err
 	}
+	if err := s.addExportWorkers(workers); err != nil {
+		return err
+	}
 	c, err := river.NewClient(riverpgxv5.New(s.db), &river.Config{
 		Queues:  map[string]river.QueueConfig{queue: {MaxWorkers: 2}},
 		Workers: workers,
 		Logger:  s.log.With(slog.String("component", "river")),
+
+		PeriodicJobs: exportPeriodicJobs(queue), // deletes expired exports (export_job.go)
 	})
 	if err != nil {
 		return fmt.Errorf("server: job queue: %w", err)

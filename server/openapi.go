@@ -150,8 +150,8 @@ func adminErrors(errs map[int]string) map[int]string {
 }
 
 // openAPIOps documents every route, in the order of the /docs page; the
-// study routes' rows are in study_admin.go.
-var openAPIOps = append(coreOps, append(studyOps, studyStatusOps()...)...)
+// study routes' rows are in study_admin.go, the export job's in export_job.go.
+var openAPIOps = append(append(coreOps, exportOps...), append(studyOps, studyStatusOps()...)...)
 
 var coreOps = []apiOp{
 	{Method: "GET", Path: "/api/ping", Summary: "Health check: 200 once Postgres and Redis answer (HEAD works too)", Unlimited: true, OK: 200,
@@ -199,7 +199,10 @@ var coreOps = []apiOp{
 		Doc: "Streamed as an attachment: schema_version, exported_at, the user (no password hash), api_keys (no key hashes), " +
 			"config_assignments, projects (with the multi-file context of those where the caller is the only member), sessions, " +
 			"queries (each with its context, context files, telemetry, generations and ground truth) and chats with their messages. " +
-			"An export that fails after the status was sent ends with the document unterminated (invalid JSON). See docs/api.md.",
+			"An export that fails after the status was sent ends with the document unterminated (invalid JSON). A caller with more " +
+			"than EXPORT_SYNC_MAX_QUERIES queries, or async=true, gets 202 {export_id, status: \"queued\", status_url} instead: " +
+			"a job builds the document, downloaded from GET /api/user/export/{export_id}. See docs/api.md.",
+		Query: []apiField{optField("async", "boolean", "build the export in a job (202) whatever its size")},
 		Resp: []apiField{respField("schema_version", "integer", "the layout's version"), respField("user", "object", ""),
 			respField("api_keys", "array", ""), respField("config_assignments", "array", ""), respField("projects", "array", ""),
 			respField("sessions", "array", ""), respField("queries", "array", ""), respField("chats", "array", "")}},

@@ -29,6 +29,7 @@ func (s *Server) userRoutes(api fiber.Router) {
 	u.Put("/update", s.guardAccount(), s.userUpdate)
 	u.Delete("/delete", s.guardAccount(), s.userDelete)
 	u.Get("/export", s.guardAccount(), s.userExport)
+	u.Get("/export/:export_id", s.guardAccount(), s.userExportGet)
 	u.Get("/verify/check", s.guardAccount(), s.userVerifyCheck)
 	u.Post("/verify/resend", s.guardAccount(), s.userVerifyResend)
 	u.Get("/verify/", s.guard(ClassNone), s.userVerify)

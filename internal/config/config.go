@@ -78,6 +78,10 @@ type Config struct {
 	// OAuth
 	GoogleClientID string `env:"GOOGLE_CLIENT_ID" def:"" doc:"Google OAuth client id; ID tokens must carry it as audience. Empty disables Google sign-in."`
 
+	// Data export
+	ExportSyncMaxQueries int           `env:"EXPORT_SYNC_MAX_QUERIES" def:"5000" doc:"Most queries a user may have for GET /api/user/export to stream their data at once; a user with more gets 202 and the export is built by a job, stored gzip-compressed and downloaded from its status_url (docs/api.md). 0: every user with a query."`
+	ExportTTL            time.Duration `env:"EXPORT_TTL" def:"86400" unit:"s" doc:"Seconds an export built by a job can be downloaded once it is ready (one that never gets ready goes this long after the request); then it answers 410 until an hourly job deletes it."`
+
 	// Models and engine
 	Models              []string `env:"MODELS" def:"" doc:"Comma-separated models to load: catalog names, or paths to GGUF files. Empty: every model under MODEL_DIR, else a synthetic model."`
 	ModelDir            string   `env:"MODEL_DIR" def:"" doc:"Where pulled and synthetic models live. Default DATA_DIR/models."`
@@ -236,6 +240,9 @@ func (c Config) Validate() error {
 		if !strings.HasPrefix(route, "/") || n < 1 {
 			return bad("MAX_REQUEST_RATE_PER_HOUR_CONFIG", "entry %q: %d must be a route starting with / and a limit of at least 1", route, n)
 		}
+	}
+	if c.ExportSyncMaxQueries < 0 {
+		return bad("EXPORT_SYNC_MAX_QUERIES", "%d is negative", c.ExportSyncMaxQueries)
 	}
 	if c.EmailPort < 1 || c.EmailPort > 65535 {
 		return bad("EMAIL_PORT", "%d is not a port number (1-65535)", c.EmailPort)
