@@ -28,7 +28,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 BIN := bin/code4me
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all deps link build cgo-flags run run-cuda cuda-backend test test-race generate check-generate bench bench-engine bench-server fmt vet clean
+.PHONY: all deps link build cgo-flags run run-cuda cuda-backend test test-race generate check-generate bench bench-engine bench-server bench-remote fmt vet clean
 
 all: build
 
@@ -67,7 +67,7 @@ generate:
 check-generate: generate
 	git diff --exit-code -- models
 
-bench: bench-engine bench-server
+bench: bench-engine bench-server bench-remote
 
 bench-engine: build
 	./$(BIN) bench engine
@@ -78,6 +78,12 @@ bench-engine: build
 bench-server: build
 	./$(BIN) bench server
 	./$(BIN) bench server -ws
+
+# The same keystrokes through a server with the engine in process and a
+# server of the worker tier (serve --engine=remote) with one `code4me worker`
+# process, interleaved, for 1 and 4 typists.
+bench-remote: build
+	./$(BIN) bench server -remote
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

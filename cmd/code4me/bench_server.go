@@ -42,7 +42,8 @@ import (
 // first rotates. It prints latency percentiles of each, the overhead of
 // the platform and of the floor pipeline over the bare engine, the stages
 // of the Server-Timing header, and the engine's own stages in the server
-// against the bare engine's.
+// against the bare engine's. With -remote it compares the direct path with
+// the worker tier's instead (runBenchRemote).
 func runBenchServer(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench server", flag.ContinueOnError)
 	model := fs.String("model", "tiny", "model: synthetic shape[:type], GGUF path or pulled name")
@@ -56,8 +57,23 @@ func runBenchServer(ctx context.Context, args []string) error {
 	wsPath := fs.Bool("ws", false, "send the keystrokes over /api/ws/completion (streamed) instead of POST /api/completion/request")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured keystrokes to this file")
 	out := fs.String("out", "", "also append the markdown tables to this file")
+	remotePath := fs.Bool("remote", false, "compare the direct path (the engine in process) with the remote path (serve --engine=remote and one code4me worker process), over HTTP")
+	typists := fs.String("typists", "1,4", "with -remote: concurrent typists to measure")
+	trips := fs.Int("round-trips", 200, "with -remote: samples of each notification timed after the keystrokes")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
+	}
+	if *remotePath {
+		if *wsPath || *cpuProfile != "" {
+			fmt.Fprintln(os.Stderr, "bench server: -remote runs over HTTP, without -ws or -cpuprofile")
+			return errUsage
+		}
+		counts, err := typistCounts(*typists)
+		if err != nil {
+			return err
+		}
+		return runBenchRemote(ctx, remoteBenchOptions{model: *model, threads: *threads, keys: *keys, maxPrefix: *maxPrefix,
+			maxSuffix: *maxSuffix, nFiles: *nFiles, fileBytes: *fileBytes, storeCtx: *storeCtx, typists: counts, trips: max(*trips, 2), out: *out})
 	}
 	cfg, err := loadConfig()
 	if err != nil {
