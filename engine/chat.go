@@ -33,3 +33,10 @@ func (e *Engine) ChatPrompt(model string, msgs []ChatMessage, addAssistant bool)
 	}
 	return ct.ApplyChatTemplate(msgs, addAssistant)
 }
+
+// TemplateRenderer renders chat template text without a loaded model: an
+// API node of the worker tier renders prompts with the template text its
+// workers report, as their engines would.
+type TemplateRenderer interface {
+	ApplyTemplate(tmpl string, msgs []ChatMessage, addAssistant bool) (string, error)
+}

@@ -263,13 +263,77 @@ type survivalFigure struct {
 	sum      float64
 }
 
+// qualityFigures are the quality figures of a set of shown generations:
+// exact match and edit similarity of the shown and of the accepted ones,
+// and the survival of accepted code at each horizon.
+type qualityFigures struct {
+	Shown    matchFigures     `json:"shown"`
+	Accepted matchFigures     `json:"accepted"`
+	Survival []survivalFigure `json:"survival"`
+}
+
+func newQualityFigures() qualityFigures {
+	var q qualityFigures
+	for _, h := range survivalHorizons {
+		q.Survival = append(q.Survival, survivalFigure{HorizonS: int64(h / time.Second)})
+	}
+	return q
+}
+
+// add counts one shown generation: its completion, whether it was
+// accepted and when, and its ground truths with their times, oldest first.
+func (q *qualityFigures) add(completion string, accepted bool, acceptedAt time.Time, truths []string, truthTimes []time.Time) {
+	if len(truths) == 0 {
+		return
+	}
+	latest := truths[len(truths)-1]
+	q.Shown.add(completion, latest)
+	if !accepted {
+		return
+	}
+	q.Accepted.add(completion, latest)
+	for k, h := range survivalHorizons {
+		if v, ok := survivalBy(completion, acceptedAt, h, truths, truthTimes); ok {
+			q.Survival[k].N++
+			q.Survival[k].sum += v
+		}
+	}
+}
+
+func (q *qualityFigures) finish() {
+	q.Shown.finish()
+	q.Accepted.finish()
+	for k := range q.Survival {
+		if sv := &q.Survival[k]; sv.N > 0 {
+			mean := sv.sum / float64(sv.N)
+			sv.Mean = &mean
+		}
+	}
+}
+
+// survivalBy is the survival of an accepted completion at horizon h:
+// against the latest of truths (oldest first, reported at truthTimes)
+// reported at or before acceptedAt + h. false when the completion is
+// empty or no truth was reported by then.
+func survivalBy(completion string, acceptedAt time.Time, h time.Duration, truths []string, truthTimes []time.Time) (float64, bool) {
+	if completion == "" {
+		return 0, false
+	}
+	i := len(truthTimes) - 1
+	for i >= 0 && truthTimes[i].After(acceptedAt.Add(h)) {
+		i--
+	}
+	if i < 0 {
+		return 0, false
+	}
+	return survival(completion, truths[i]), true
+}
+
 // qualityModel is one model's quality figures.
 type qualityModel struct {
-	ModelID   int64            `json:"model_id"`
-	ModelName string           `json:"model_name"`
-	Shown     matchFigures     `json:"shown"`
-	Accepted  matchFigures     `json:"accepted"`
-	Survival  []survivalFigure `json:"survival"`
+	ModelID   int64  `json:"model_id"`
+	ModelName string `json:"model_name"`
+	qualityFigures
 }
 
 // survival is the share of completion's characters (runes) that survive
@@ -311,46 +375,12 @@ func (s *Server) analyticsQuality(c *fiber.Ctx) error {
 	out := []*qualityModel{}
 	for _, r := range rows {
 		if len(out) == 0 || out[len(out)-1].ModelID != r.ModelID {
-			m := &qualityModel{ModelID: r.ModelID, ModelName: r.ModelName}
-			for _, h := range survivalHorizons {
-				m.Survival = append(m.Survival, survivalFigure{HorizonS: int64(h / time.Second)})
-			}
-			out = append(out, m)
+			out = append(out, &qualityModel{ModelID: r.ModelID, ModelName: r.ModelName, qualityFigures: newQualityFigures()})
 		}
-		m := out[len(out)-1]
-		if len(r.Truths) == 0 {
-			continue
-		}
-		latest := r.Truths[len(r.Truths)-1]
-		m.Shown.add(r.Completion, latest)
-		if !r.WasAccepted {
-			continue
-		}
-		m.Accepted.add(r.Completion, latest)
-		if r.Completion == "" {
-			continue
-		}
-		for k, h := range survivalHorizons {
-			// The truths are oldest first: take the last one by the horizon.
-			i := len(r.TruthTimes) - 1
-			for i >= 0 && r.TruthTimes[i].After(r.AcceptedAt.Add(h)) {
-				i--
-			}
-			if i >= 0 {
-				m.Survival[k].N++
-				m.Survival[k].sum += survival(r.Completion, r.Truths[i])
-			}
-		}
+		out[len(out)-1].add(r.Completion, r.WasAccepted, r.AcceptedAt, r.Truths, r.TruthTimes)
 	}
 	for _, m := range out {
-		m.Shown.finish()
-		m.Accepted.finish()
-		for k := range m.Survival {
-			if sv := &m.Survival[k]; sv.N > 0 {
-				mean := sv.sum / float64(sv.N)
-				sv.Mean = &mean
-			}
-		}
+		m.finish()
 	}
 	return c.JSON(fiber.Map{"from": f.from.UTC(), "to": f.to.UTC(), "models": out})
 }

@@ -126,7 +126,7 @@ func (s *Server) initPlugin(d Deps) error {
 		if s.plugin.models == nil {
 			s.plugin.models = NewModelRegistry(nil)
 		}
-		s.plugin.runner = remoteRunner{c: d.Remote, reg: s.plugin.models}
+		s.plugin.runner = remoteRunner{c: d.Remote, reg: s.plugin.models, tmpl: d.Templates}
 	case d.Engine != nil:
 		s.plugin.runner = engineRunner{e: d.Engine}
 	}

@@ -95,7 +95,11 @@ func newRemoteEnv(t *testing.T) *pluginEnv {
 	cfg.DataDir = t.TempDir()
 	cfg.DefaultRatePerHour = 100000
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := New(Deps{Config: cfg, Log: log, DB: testenv.Pool(t), Redis: testenv.Redis(t), Remote: c, JobQueue: testQueue()})
+	lb, err := llama.New(llama.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Deps{Config: cfg, Log: log, DB: testenv.Pool(t), Redis: testenv.Redis(t), Remote: c, Templates: lb, JobQueue: testQueue()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/code4me/code4me/engine"
-	"github.com/code4me/code4me/engine/llama"
 	"github.com/code4me/code4me/internal/remote"
 )
 
@@ -60,8 +59,9 @@ func (r engineRunner) ChatTemplate(model string) string {
 // rendered here with the template text the workers report, as their
 // engines would render them.
 type remoteRunner struct {
-	c   *remote.Client
-	reg *ModelRegistry
+	c    *remote.Client
+	reg  *ModelRegistry
+	tmpl engine.TemplateRenderer // nil: chat uses the fallback layout
 }
 
 func (r remoteRunner) Complete(ctx context.Context, model string, req engine.Request) (*engine.Result, error) {
@@ -73,7 +73,10 @@ func (r remoteRunner) Stream(ctx context.Context, model string, req engine.Reque
 }
 
 func (r remoteRunner) ChatPrompt(model string, msgs []engine.ChatMessage, addAssistant bool) (string, error) {
-	return llama.ApplyTemplate(r.ChatTemplate(model), msgs, addAssistant)
+	if r.tmpl == nil {
+		return "", engine.ErrNoChatTemplate
+	}
+	return r.tmpl.ApplyTemplate(r.ChatTemplate(model), msgs, addAssistant)
 }
 
 func (r remoteRunner) ChatTemplate(model string) string {

@@ -61,6 +61,9 @@ type Deps struct {
 	// Remote, instead of Engine, sends every request to the worker tier
 	// (`serve --engine=remote`); the models are those live workers serve.
 	Remote *remote.Client
+	// Templates renders chat templates for Remote's models (the llama
+	// backend). Nil: chat prompts use the fallback layout.
+	Templates engine.TemplateRenderer
 	// Redactor removes secrets from code before inference, storage and
 	// responses. Nil: one is built from gitleaks' default rules.
 	Redactor *redact.Redactor

@@ -56,6 +56,7 @@ func (s *Server) studyRoutes(api fiber.Router) {
 	g.Post("/:study_id/pause", s.guardAdmin(s.studyPause)...)
 	g.Post("/:study_id/end", s.guardAdmin(s.studyEnd)...)
 	g.Post("/:study_id/deactivate", s.guardAdmin(s.studyEnd)...)
+	s.studyResultRoutes(g)
 }
 
 // studyJSON is a study as the routes answer it.

@@ -65,6 +65,10 @@ func runServe(ctx context.Context, args []string) error {
 		}
 		defer rc.Close()
 		deps.Remote = rc
+		// Chat prompts are rendered here with the workers' templates.
+		if deps.Templates, err = llama.New(llama.Config{}); err != nil {
+			return err
+		}
 		deps.Status = func() map[string]any {
 			return map[string]any{"version": buildVersion(), "engine": "remote", "private_postgres": svc.privatePG != nil,
 				"private_redis": svc.privateRedis != nil, "workers": workerStatus(rc)}

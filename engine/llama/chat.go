@@ -84,3 +84,10 @@ func applyTemplate(tmpl *C.char, msgs []engine.ChatMessage, addAssistant bool) (
 	}
 	return "", fmt.Errorf("llama: chat template output did not fit")
 }
+
+var _ engine.TemplateRenderer = (*Backend)(nil)
+
+// ApplyTemplate is the package's ApplyTemplate, for engine.TemplateRenderer.
+func (b *Backend) ApplyTemplate(tmpl string, msgs []engine.ChatMessage, addAssistant bool) (string, error) {
+	return ApplyTemplate(tmpl, msgs, addAssistant)
+}
