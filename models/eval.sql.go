@@ -7,6 +7,9 @@ package models
 
 import (
 	"context"
+	"time"
+
+	"github.com/google/uuid"
 )
 
 const evalCompare = `-- name: EvalCompare :many
@@ -72,6 +75,16 @@ func (q *Queries) EvalCompare(ctx context.Context, db DBTX) ([]EvalCompareRow, e
 	return items, nil
 }
 
+const evalResultDeleteByRun = `-- name: EvalResultDeleteByRun :exec
+DELETE FROM eval_result WHERE eval_run_id = $1
+`
+
+// Clears what an earlier attempt of a run stored.
+func (q *Queries) EvalResultDeleteByRun(ctx context.Context, db DBTX, evalRunID int64) error {
+	_, err := db.Exec(ctx, evalResultDeleteByRun, evalRunID)
+	return err
+}
+
 type EvalResultInsertParams struct {
 	EvalRunID       int64   `json:"eval_run_id"`
 	TaskIndex       int32   `json:"task_index"`
@@ -124,8 +137,103 @@ func (q *Queries) EvalResultListByRun(ctx context.Context, db DBTX, evalRunID in
 	return items, nil
 }
 
+const evalRunClaim = `-- name: EvalRunClaim :one
+UPDATE eval_run SET status = 'running', error = NULL
+WHERE eval_run_id = $1 AND status <> 'finished'
+RETURNING eval_run_id, started_at, finished_at, model_name, model_sha256, arm, seed, repo, task_count, max_tokens, exact_match_rate, mean_edit_similarity, latency_p50_ms, latency_p95_ms, latency_p99_ms, status, error, requested_by, job_id, languages
+`
+
+// A job's start: the run becomes 'running' unless it is finished (no row
+// then: a retried job of a finished run does nothing).
+func (q *Queries) EvalRunClaim(ctx context.Context, db DBTX, evalRunID int64) (EvalRun, error) {
+	row := db.QueryRow(ctx, evalRunClaim, evalRunID)
+	var i EvalRun
+	err := row.Scan(
+		&i.EvalRunID,
+		&i.StartedAt,
+		&i.FinishedAt,
+		&i.ModelName,
+		&i.ModelSha256,
+		&i.Arm,
+		&i.Seed,
+		&i.Repo,
+		&i.TaskCount,
+		&i.MaxTokens,
+		&i.ExactMatchRate,
+		&i.MeanEditSimilarity,
+		&i.LatencyP50Ms,
+		&i.LatencyP95Ms,
+		&i.LatencyP99Ms,
+		&i.Status,
+		&i.Error,
+		&i.RequestedBy,
+		&i.JobID,
+		&i.Languages,
+	)
+	return i, err
+}
+
+const evalRunComparable = `-- name: EvalRunComparable :many
+SELECT eval_run_id, started_at, finished_at, model_name, model_sha256, arm, seed, repo, task_count, max_tokens, exact_match_rate, mean_edit_similarity, latency_p50_ms, latency_p95_ms, latency_p99_ms, status, error, requested_by, job_id, languages FROM eval_run
+WHERE status = 'finished'
+    AND ($1::text IS NULL OR model_name = $1::text)
+    AND ($2::text IS NULL OR arm = $2::text)
+ORDER BY repo, seed, task_count, languages, model_name, arm, started_at, eval_run_id
+`
+
+type EvalRunComparableParams struct {
+	ModelName *string `json:"model_name"`
+	Arm       *string `json:"arm"`
+}
+
+// Finished runs, optionally of one model name and arm, ordered so that
+// runs over the same tasks (repo, seed, task_count, languages) are
+// adjacent.
+func (q *Queries) EvalRunComparable(ctx context.Context, db DBTX, arg EvalRunComparableParams) ([]EvalRun, error) {
+	rows, err := db.Query(ctx, evalRunComparable, arg.ModelName, arg.Arm)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []EvalRun{}
+	for rows.Next() {
+		var i EvalRun
+		if err := rows.Scan(
+			&i.EvalRunID,
+			&i.StartedAt,
+			&i.FinishedAt,
+			&i.ModelName,
+			&i.ModelSha256,
+			&i.Arm,
+			&i.Seed,
+			&i.Repo,
+			&i.TaskCount,
+			&i.MaxTokens,
+			&i.ExactMatchRate,
+			&i.MeanEditSimilarity,
+			&i.LatencyP50Ms,
+			&i.LatencyP95Ms,
+			&i.LatencyP99Ms,
+			&i.Status,
+			&i.Error,
+			&i.RequestedBy,
+			&i.JobID,
+			&i.Languages,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const evalRunFinish = `-- name: EvalRunFinish :exec
 UPDATE eval_run SET
+    status = 'finished',
+    error = NULL,
     finished_at = now(),
     exact_match_rate = $1,
     mean_edit_similarity = $2,
@@ -157,7 +265,7 @@ func (q *Queries) EvalRunFinish(ctx context.Context, db DBTX, arg EvalRunFinishP
 }
 
 const evalRunGetByID = `-- name: EvalRunGetByID :one
-SELECT eval_run_id, started_at, finished_at, model_name, model_sha256, arm, seed, repo, task_count, max_tokens, exact_match_rate, mean_edit_similarity, latency_p50_ms, latency_p95_ms, latency_p99_ms FROM eval_run WHERE eval_run_id = $1
+SELECT eval_run_id, started_at, finished_at, model_name, model_sha256, arm, seed, repo, task_count, max_tokens, exact_match_rate, mean_edit_similarity, latency_p50_ms, latency_p95_ms, latency_p99_ms, status, error, requested_by, job_id, languages FROM eval_run WHERE eval_run_id = $1
 `
 
 func (q *Queries) EvalRunGetByID(ctx context.Context, db DBTX, evalRunID int64) (EvalRun, error) {
@@ -179,27 +287,40 @@ func (q *Queries) EvalRunGetByID(ctx context.Context, db DBTX, evalRunID int64) 
 		&i.LatencyP50Ms,
 		&i.LatencyP95Ms,
 		&i.LatencyP99Ms,
+		&i.Status,
+		&i.Error,
+		&i.RequestedBy,
+		&i.JobID,
+		&i.Languages,
 	)
 	return i, err
 }
 
 const evalRunInsert = `-- name: EvalRunInsert :one
-INSERT INTO eval_run (model_name, model_sha256, arm, seed, repo, task_count, max_tokens)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING eval_run_id, started_at, finished_at, model_name, model_sha256, arm, seed, repo, task_count, max_tokens, exact_match_rate, mean_edit_similarity, latency_p50_ms, latency_p95_ms, latency_p99_ms
+INSERT INTO eval_run (model_name, model_sha256, arm, seed, repo, task_count, max_tokens, languages,
+    status, requested_by, started_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text[],
+    $9, $10, coalesce($11::timestamptz, now()))
+RETURNING eval_run_id, started_at, finished_at, model_name, model_sha256, arm, seed, repo, task_count, max_tokens, exact_match_rate, mean_edit_similarity, latency_p50_ms, latency_p95_ms, latency_p99_ms, status, error, requested_by, job_id, languages
 `
 
 type EvalRunInsertParams struct {
-	ModelName   string `json:"model_name"`
-	ModelSha256 string `json:"model_sha256"`
-	Arm         string `json:"arm"`
-	Seed        int64  `json:"seed"`
-	Repo        string `json:"repo"`
-	TaskCount   int32  `json:"task_count"`
-	MaxTokens   int32  `json:"max_tokens"`
+	ModelName   string     `json:"model_name"`
+	ModelSha256 string     `json:"model_sha256"`
+	Arm         string     `json:"arm"`
+	Seed        int64      `json:"seed"`
+	Repo        string     `json:"repo"`
+	TaskCount   int32      `json:"task_count"`
+	MaxTokens   int32      `json:"max_tokens"`
+	Languages   []string   `json:"languages"`
+	Status      string     `json:"status"`
+	RequestedBy *uuid.UUID `json:"requested_by"`
+	StartedAt   *time.Time `json:"started_at"`
 }
 
-// Starts an offline evaluation run; its figures are set by EvalRunFinish.
+// Records an offline evaluation run: 'running' for the command line,
+// 'queued' for a job. Its figures are set by EvalRunFinish. started_at is
+// now unless given.
 func (q *Queries) EvalRunInsert(ctx context.Context, db DBTX, arg EvalRunInsertParams) (EvalRun, error) {
 	row := db.QueryRow(ctx, evalRunInsert,
 		arg.ModelName,
@@ -209,6 +330,10 @@ func (q *Queries) EvalRunInsert(ctx context.Context, db DBTX, arg EvalRunInsertP
 		arg.Repo,
 		arg.TaskCount,
 		arg.MaxTokens,
+		arg.Languages,
+		arg.Status,
+		arg.RequestedBy,
+		arg.StartedAt,
 	)
 	var i EvalRun
 	err := row.Scan(
@@ -227,12 +352,17 @@ func (q *Queries) EvalRunInsert(ctx context.Context, db DBTX, arg EvalRunInsertP
 		&i.LatencyP50Ms,
 		&i.LatencyP95Ms,
 		&i.LatencyP99Ms,
+		&i.Status,
+		&i.Error,
+		&i.RequestedBy,
+		&i.JobID,
+		&i.Languages,
 	)
 	return i, err
 }
 
 const evalRunList = `-- name: EvalRunList :many
-SELECT eval_run_id, started_at, finished_at, model_name, model_sha256, arm, seed, repo, task_count, max_tokens, exact_match_rate, mean_edit_similarity, latency_p50_ms, latency_p95_ms, latency_p99_ms FROM eval_run WHERE finished_at IS NOT NULL
+SELECT eval_run_id, started_at, finished_at, model_name, model_sha256, arm, seed, repo, task_count, max_tokens, exact_match_rate, mean_edit_similarity, latency_p50_ms, latency_p95_ms, latency_p99_ms, status, error, requested_by, job_id, languages FROM eval_run WHERE finished_at IS NOT NULL
 ORDER BY started_at DESC, eval_run_id DESC LIMIT $1
 `
 
@@ -262,6 +392,11 @@ func (q *Queries) EvalRunList(ctx context.Context, db DBTX, maxRows int32) ([]Ev
 			&i.LatencyP50Ms,
 			&i.LatencyP95Ms,
 			&i.LatencyP99Ms,
+			&i.Status,
+			&i.Error,
+			&i.RequestedBy,
+			&i.JobID,
+			&i.Languages,
 		); err != nil {
 			return nil, err
 		}
@@ -271,4 +406,89 @@ func (q *Queries) EvalRunList(ctx context.Context, db DBTX, maxRows int32) ([]Ev
 		return nil, err
 	}
 	return items, nil
+}
+
+const evalRunPage = `-- name: EvalRunPage :many
+SELECT eval_run_id, started_at, finished_at, model_name, model_sha256, arm, seed, repo, task_count, max_tokens, exact_match_rate, mean_edit_similarity, latency_p50_ms, latency_p95_ms, latency_p99_ms, status, error, requested_by, job_id, languages FROM eval_run
+ORDER BY started_at DESC, eval_run_id DESC
+LIMIT $2 OFFSET $1
+`
+
+type EvalRunPageParams struct {
+	SkipRows int32 `json:"skip_rows"`
+	MaxRows  int32 `json:"max_rows"`
+}
+
+// Every run, newest first.
+func (q *Queries) EvalRunPage(ctx context.Context, db DBTX, arg EvalRunPageParams) ([]EvalRun, error) {
+	rows, err := db.Query(ctx, evalRunPage, arg.SkipRows, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []EvalRun{}
+	for rows.Next() {
+		var i EvalRun
+		if err := rows.Scan(
+			&i.EvalRunID,
+			&i.StartedAt,
+			&i.FinishedAt,
+			&i.ModelName,
+			&i.ModelSha256,
+			&i.Arm,
+			&i.Seed,
+			&i.Repo,
+			&i.TaskCount,
+			&i.MaxTokens,
+			&i.ExactMatchRate,
+			&i.MeanEditSimilarity,
+			&i.LatencyP50Ms,
+			&i.LatencyP95Ms,
+			&i.LatencyP99Ms,
+			&i.Status,
+			&i.Error,
+			&i.RequestedBy,
+			&i.JobID,
+			&i.Languages,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const evalRunSetFailed = `-- name: EvalRunSetFailed :exec
+UPDATE eval_run SET status = $1, error = $2
+WHERE eval_run_id = $3 AND status <> 'finished'
+`
+
+type EvalRunSetFailedParams struct {
+	Status    string  `json:"status"`
+	Error     *string `json:"error"`
+	EvalRunID int64   `json:"eval_run_id"`
+}
+
+// An attempt failed: status 'queued' when the job is tried again, else
+// 'failed'. A finished run is left as it is.
+func (q *Queries) EvalRunSetFailed(ctx context.Context, db DBTX, arg EvalRunSetFailedParams) error {
+	_, err := db.Exec(ctx, evalRunSetFailed, arg.Status, arg.Error, arg.EvalRunID)
+	return err
+}
+
+const evalRunSetJob = `-- name: EvalRunSetJob :exec
+UPDATE eval_run SET job_id = $1 WHERE eval_run_id = $2
+`
+
+type EvalRunSetJobParams struct {
+	JobID     *int64 `json:"job_id"`
+	EvalRunID int64  `json:"eval_run_id"`
+}
+
+func (q *Queries) EvalRunSetJob(ctx context.Context, db DBTX, arg EvalRunSetJobParams) error {
+	_, err := db.Exec(ctx, evalRunSetJob, arg.JobID, arg.EvalRunID)
+	return err
 }

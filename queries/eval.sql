@@ -1,11 +1,53 @@
 -- name: EvalRunInsert :one
--- Starts an offline evaluation run; its figures are set by EvalRunFinish.
-INSERT INTO eval_run (model_name, model_sha256, arm, seed, repo, task_count, max_tokens)
-VALUES (@model_name, @model_sha256, @arm, @seed, @repo, @task_count, @max_tokens)
+-- Records an offline evaluation run: 'running' for the command line,
+-- 'queued' for a job. Its figures are set by EvalRunFinish. started_at is
+-- now unless given.
+INSERT INTO eval_run (model_name, model_sha256, arm, seed, repo, task_count, max_tokens, languages,
+    status, requested_by, started_at)
+VALUES (@model_name, @model_sha256, @arm, @seed, @repo, @task_count, @max_tokens, @languages::text[],
+    @status, sqlc.narg('requested_by'), coalesce(sqlc.narg('started_at')::timestamptz, now()))
 RETURNING *;
+
+-- name: EvalRunSetJob :exec
+UPDATE eval_run SET job_id = @job_id WHERE eval_run_id = @eval_run_id;
+
+-- name: EvalRunClaim :one
+-- A job's start: the run becomes 'running' unless it is finished (no row
+-- then: a retried job of a finished run does nothing).
+UPDATE eval_run SET status = 'running', error = NULL
+WHERE eval_run_id = @eval_run_id AND status <> 'finished'
+RETURNING *;
+
+-- name: EvalRunSetFailed :exec
+-- An attempt failed: status 'queued' when the job is tried again, else
+-- 'failed'. A finished run is left as it is.
+UPDATE eval_run SET status = @status, error = @error
+WHERE eval_run_id = @eval_run_id AND status <> 'finished';
+
+-- name: EvalResultDeleteByRun :exec
+-- Clears what an earlier attempt of a run stored.
+DELETE FROM eval_result WHERE eval_run_id = @eval_run_id;
+
+-- name: EvalRunPage :many
+-- Every run, newest first.
+SELECT * FROM eval_run
+ORDER BY started_at DESC, eval_run_id DESC
+LIMIT @max_rows OFFSET @skip_rows;
+
+-- name: EvalRunComparable :many
+-- Finished runs, optionally of one model name and arm, ordered so that
+-- runs over the same tasks (repo, seed, task_count, languages) are
+-- adjacent.
+SELECT * FROM eval_run
+WHERE status = 'finished'
+    AND (sqlc.narg('model_name')::text IS NULL OR model_name = sqlc.narg('model_name')::text)
+    AND (sqlc.narg('arm')::text IS NULL OR arm = sqlc.narg('arm')::text)
+ORDER BY repo, seed, task_count, languages, model_name, arm, started_at, eval_run_id;
 
 -- name: EvalRunFinish :exec
 UPDATE eval_run SET
+    status = 'finished',
+    error = NULL,
     finished_at = now(),
     exact_match_rate = @exact_match_rate,
     mean_edit_similarity = @mean_edit_similarity,

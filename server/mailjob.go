@@ -75,23 +75,33 @@ func (w *mailWorker) Work(ctx context.Context, job *river.Job[mailArgs]) error {
 type jobs struct {
 	client *river.Client[pgx.Tx]
 	queue  string
+	// evalQueue holds eval jobs (eval_job.go), one at a time.
+	evalQueue string
 }
 
 // startJobs creates the River client with the mail worker on queue and
-// starts it; it runs until stopJobs.
+// the eval worker on queue's eval queue, and starts it; it runs until
+// stopJobs.
 func (s *Server) startJobs(ctx context.Context, queue string) error {
 	if queue == "" {
 		queue = river.QueueDefault
 	}
+	evalQueue := "eval"
+	if queue != river.QueueDefault {
+		evalQueue = queue + "_eval"
+	}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &mailWorker{s: s}); err != nil {
+		return err
+	}
+	if err := river.AddWorkerSafely(workers, &evalWorker{s: s}); err != nil {
 		return err
 	}
 	if err := s.addExportWorkers(workers); err != nil {
 		return err
 	}
 	c, err := river.NewClient(riverpgxv5.New(s.db), &river.Config{
-		Queues:  map[string]river.QueueConfig{queue: {MaxWorkers: 2}},
+		Queues:  map[string]river.QueueConfig{queue: {MaxWorkers: 2}, evalQueue: {MaxWorkers: 1}},
 		Workers: workers,
 		Logger:  s.log.With(slog.String("component", "river")),
 
@@ -103,7 +113,7 @@ func (s *Server) startJobs(ctx context.Context, queue string) error {
 	if err := c.Start(ctx); err != nil {
 		return fmt.Errorf("server: start job queue: %w", err)
 	}
-	s.jobs = jobs{client: c, queue: queue}
+	s.jobs = jobs{client: c, queue: queue, evalQueue: evalQueue}
 	return nil
 }
 

@@ -126,6 +126,11 @@ var (
 	languageResp = []apiField{respField("language_id", "integer", ""), respField("language_name", "string", "")}
 )
 
+// evalRunDoc describes an evaluation run as the eval routes answer it.
+const evalRunDoc = "{eval_run_id, status: queued, running, finished or failed, error, model_name, model_sha256, arm, repo, seed, " +
+	"task_count, languages, max_tokens (0: the server's limit), requested_by, job_id, started_at, finished_at, overall: {tasks, " +
+	"exact_match_rate, mean_edit_similarity, latency_p50_ms, latency_p95_ms, latency_p99_ms} once finished, else null}"
+
 // adminErrors is errs with the 403 every admin route gives.
 // analyticsQuery are the query parameters every analytics route takes.
 var analyticsQuery = []apiField{
@@ -340,6 +345,36 @@ var coreOps = []apiOp{
 		Resp: []apiField{respField("deleted", "boolean", "true"), respField("config_id", "integer", "")},
 		Errors: adminErrors(map[int]string{404: "No such config",
 			409: "Users, studies, study arms, config assignments or recorded queries use the config; detail counts them"})},
+
+	{Method: "POST", Path: "/api/eval/runs", Summary: "Admin: start an offline evaluation run as a job", Auth: ClassA, Account: true, OK: 202,
+		Doc: adminDoc + " The run's tasks are cut from a source tree on the server's host and completed one at a time by a model " +
+			"this server serves, greedily, in a job (docs/research.md, Offline evaluation). Read it back with GET /api/eval/runs/{eval_run_id} " +
+			"(also the Location header). A repo outside EVAL_ROOT, missing or unreadable, or a chat model, is a 422.",
+		Body: []apiField{reqField("repo", "string", "a readable directory inside EVAL_ROOT: absolute, or relative to EVAL_ROOT"),
+			reqField("model_id", "integer", "a completion model this server serves"), optField("arm", "string", "a label stored with the run, at most 100 characters"),
+			optField("tasks", "integer", "1 to 1000, default 100"), optField("seed", "integer", "0 or more, default 1"),
+			optField("max_tokens", "integer", "1 to 4096, default 64"), optField("languages", "[]string", "only these languages (go, python, ...); default all")},
+		Resp:   []apiField{respField("eval_run_id", "integer", ""), respField("job_id", "integer", "the River job"), respField("status", "string", "\"queued\"")},
+		Errors: adminErrors(map[int]string{404: "The server serves no model with model_id"})},
+	{Method: "GET", Path: "/api/eval/runs", Summary: "Admin: evaluation runs, newest first", Auth: ClassA, Account: true, OK: 200,
+		Doc:    adminDoc + " Runs of `code4me eval` are listed too.",
+		Query:  []apiField{optField("limit", "integer", "1 to 100, default 20"), optField("offset", "integer", "runs to skip, default 0")},
+		Resp:   []apiField{respField("runs", "[]object", evalRunDoc), respField("limit", "integer", ""), respField("offset", "integer", "")},
+		Errors: adminErrors(nil)},
+	{Method: "GET", Path: "/api/eval/runs/{eval_run_id}", Summary: "Admin: one evaluation run, its status and figures", Auth: ClassA, Account: true, OK: 200,
+		Doc: adminDoc + " The fields of a run in GET /api/eval/runs, and groups.", Params: []apiField{reqField("eval_run_id", "integer", "")},
+		Resp: []apiField{respField("eval_run_id", "integer", ""), respField("status", "string", "queued, running, finished or failed"),
+			respField("overall", "object", "the figures once finished, else null"),
+			respField("groups", "[]object", "once finished, per task kind and language: {kind, language, tasks, exact_match_rate, "+
+				"mean_edit_similarity, latency_p50_ms, latency_p95_ms, latency_p99_ms}")},
+		Errors: adminErrors(map[int]string{404: "No such run"})},
+	{Method: "GET", Path: "/api/analytics/eval", Summary: "Admin: finished evaluation runs side by side, grouped by the tasks they ran",
+		Auth: ClassA, Account: true, OK: 200,
+		Doc:   adminDoc + " Runs with the same repo, seed, task count and languages ran the same tasks, so their figures compare.",
+		Query: []apiField{optField("model_name", "string", "only this model's runs"), optField("arm", "string", "only this arm's runs")},
+		Resp: []apiField{respField("groups", "[]object", "{repo, seed, task_count, languages, runs: [{eval_run_id, model_name, model_sha256, arm, "+
+			"max_tokens, started_at, finished_at, overall}]}")},
+		Errors: adminErrors(nil)},
 
 	{Method: "GET", Path: "/api/analytics/usage", Summary: "Admin: completion usage and acceptance rate, in total and per day or hour",
 		Auth: ClassA, Account: true, OK: 200, Doc: adminDoc + analyticsDoc,

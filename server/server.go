@@ -257,6 +257,7 @@ func (s *Server) routes() {
 	s.pluginRoutes(api)
 	s.configAdminRoutes(api)
 	s.analyticsRoutes(api)
+	s.evalRoutes(api)
 	s.studyRoutes(api)
 	s.openAPIRoutes()
 }

@@ -5,12 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -240,6 +245,8 @@ func TestEval(t *testing.T) {
 
 func TestEvalUsage(t *testing.T) {
 	dir := t.TempDir()
+	t.Setenv("CODE4ME_API_KEY", "")
+	srv := []string{"--repo", dir, "--server", "http://127.0.0.1:1"}
 	for _, args := range [][]string{
 		{},
 		{"--tasks", "10"},
@@ -248,9 +255,196 @@ func TestEvalUsage(t *testing.T) {
 		{"--repo", dir, "--seed", "9223372036854775808"}, // over a bigint
 		{"--repo", dir, "extra"},
 		{"--repo", dir, "--no-such-flag"},
+		// A server needs a model id and a key, and takes no --model or
+		// --max-tokens; those two flags need a server.
+		append(srv, "--api-key", "k"),
+		append(srv, "--model-id", "1"),
+		append(srv, "--model-id", "0", "--api-key", "k"),
+		append(srv, "--model-id", "1", "--api-key", "k", "--model", "tiny"),
+		append(srv, "--model-id", "1", "--api-key", "k", "--max-tokens", "8"),
+		{"--repo", dir, "--model-id", "1"},
+		{"--repo", dir, "--api-key", "k"},
 	} {
 		if err := evalCommand(context.Background(), args, io.Discard); !errors.Is(err, errUsage) {
 			t.Errorf("eval %q: %v, want the usage error", args, err)
 		}
+	}
+}
+
+// startServe runs `code4me serve` (this test binary as TestMain's child) on
+// the test environment's Postgres and Redis and the tiny synthetic model,
+// and returns its base URL once /api/ping answers 200.
+func startServe(t *testing.T, dbURL string) string {
+	t.Helper()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	port := freeTCPPort(t)
+	var out syncBuffer
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), serveEnv+"=serve", "DATABASE_URL="+dbURL, "REDIS_URL="+testenv.RedisURL(t),
+		"SERVER_HOST=127.0.0.1", fmt.Sprintf("SERVER_PORT=%d", port), "DATA_DIR="+t.TempDir(),
+		"MODELS=", "MODEL_DIR="+filepath.Join(cache, "code4me-test-models", "serve"), "SYNTHETIC_MODEL=tiny",
+		"ENGINE_PARALLEL=1", "ENGINE_THREADS=1", "DEFAULT_MAX_REQUEST_RATE_PER_HOUR=100000", "EMAIL_HOST=", "LOG_LEVEL=warn")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(time.Minute):
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("code4me serve output:\n%s", out.String())
+		}
+	})
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if res, err := http.Get(base + "/api/ping"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return base
+			}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("code4me serve exited before it was ready:\n%s", out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("code4me serve not ready after 3 minutes")
+		}
+	}
+}
+
+// TestEvalServer runs `code4me eval --server` against a running `code4me
+// serve` with an API key: the tasks are the ones the test builds from the
+// tree and seed; each output is the start of the completion the server
+// stored for its request (so the server, not this process, completed it);
+// the run is stored with the model name and file hash the server reports
+// and max_tokens 0; and a wrong key is refused with the server's 401.
+func TestEvalServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("llama.cpp integration test")
+	}
+	root := t.TempDir()
+	for p, text := range evalTree {
+		full := filepath.Join(root, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dbURL := testenv.DatabaseURL(t)
+	base := startServe(t, dbURL)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	// A user, an API key of theirs, and the model's id.
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: time.Minute}
+	post := func(path string, body any, want int) map[string]any {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		res, err := hc.Post(base+path, "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m map[string]any
+		json.NewDecoder(res.Body).Decode(&m)
+		if res.StatusCode != want {
+			t.Fatalf("POST %s = %d %v", path, res.StatusCode, m)
+		}
+		return m
+	}
+	const email, password = "eval-server@example.com", "Secret123"
+	post("/api/user/create", map[string]any{"email": email, "name": "Evaluator", "password": password, "config_id": 1}, 201)
+	post("/api/user/authenticate", map[string]any{"email": email, "password": password}, 200)
+	key := post("/api/user/api-keys", map[string]any{"name": "eval"}, 201)["api_key"].(string)
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var modelID int64
+	var sha string
+	if err := conn.QueryRow(ctx, `SELECT model_id, file_sha256 FROM model WHERE name = 'synthetic-tiny' ORDER BY last_loaded_at DESC LIMIT 1`).
+		Scan(&modelID, &sha); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Setenv("DATABASE_URL", dbURL)
+	t.Setenv("DATA_DIR", t.TempDir())
+	t.Setenv("LOG_LEVEL", "error")
+	t.Setenv("CODE4ME_API_KEY", key)
+	args := []string{"--repo", root, "--server", base + "/", "--model-id", strconv.FormatInt(modelID, 10), "--tasks", "6", "--seed", "2", "--arm", "remote"}
+	var out bytes.Buffer
+	if err := evalCommand(ctx, append(args, "--json-results"), &out); err != nil {
+		t.Fatal(err)
+	}
+	var rep evalReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, out.String())
+	}
+	if rep.Server != base || rep.Model != "synthetic-tiny" || rep.SHA256 != sha || rep.MaxTokens != 0 || rep.Arm != "remote" ||
+		rep.Seed != 2 || rep.Repo != root || rep.Summary.Overall.Tasks != 6 || len(rep.Results) != 6 {
+		t.Fatalf("report = %+v", rep)
+	}
+	tasks, err := eval.Build(root, eval.Options{Tasks: 6, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server's completions for the key's user, in the order asked.
+	rows, err := conn.Query(ctx, `SELECT g.completion FROM meta_query mq JOIN generation g USING (meta_query_id)
+		JOIN users u USING (user_id) WHERE u.email = $1 ORDER BY mq.requested_at`, email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	completions, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(completions) != 6 {
+		t.Fatalf("the server stored %d completions for the key's user, want 6", len(completions))
+	}
+	for i, r := range rep.Results {
+		task := tasks[i]
+		if r.File != task.File || r.Kind != task.Kind || r.Expected != task.Expected {
+			t.Errorf("result %d is %s %s %q, the task is %s %s %q", i, r.File, r.Kind, r.Expected, task.File, task.Kind, task.Expected)
+		}
+		if !strings.HasPrefix(strings.ReplaceAll(completions[i], "\x00", "\uFFFD"), r.Output) {
+			t.Errorf("result %d: output %q is not the start of the server's completion %q", i, r.Output, completions[i])
+		}
+		trim := func(s string) string { return strings.TrimRight(s, " \t\n") }
+		if r.Exact != (trim(r.Output) == trim(r.Expected)) || r.LatencyMS <= 0 || r.PromptTokens != 0 {
+			t.Errorf("result %d: exact %v, %v ms, %d prompt tokens", i, r.Exact, r.LatencyMS, r.PromptTokens)
+		}
+	}
+	run, err := models.New().EvalRunGetByID(ctx, conn, rep.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := models.New().EvalResultListByRun(ctx, conn, rep.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Status != "finished" || run.ModelName != "synthetic-tiny" || run.ModelSha256 != sha || run.MaxTokens != 0 ||
+		run.TaskCount != 6 || run.Arm != "remote" || len(stored) != 6 || *run.ExactMatchRate != rep.Summary.Overall.ExactMatchRate {
+		t.Errorf("stored run %+v with %d results", run, len(stored))
+	}
+
+	t.Setenv("CODE4ME_API_KEY", "c4m_wrong")
+	if err := evalCommand(ctx, args, io.Discard); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("eval with a wrong key: %v, want the server's 401", err)
 	}
 }

@@ -98,6 +98,9 @@ type Config struct {
 	CompletionMaxTokens int      `env:"COMPLETION_MAX_TOKENS" def:"64" doc:"Most tokens a code completion generates (1-4096)."`
 	ChatMaxTokens       int      `env:"CHAT_MAX_TOKENS" def:"256" doc:"Most tokens a chat answer generates (1-32768)."`
 	ModelWorkers        int      `env:"THREAD_POOL_MAX_WORKERS" def:"4" doc:"Models run in parallel for one multi-model request (1-32)."`
+
+	// Evaluation
+	EvalRoot string `env:"EVAL_ROOT" def:"" doc:"Directory holding the source trees that evaluation runs started from the admin API (POST /api/eval/runs) may read; a repo outside it (symbolic links resolved) is refused. Empty: DATA_DIR/eval."`
 }
 
 // Lookup returns the value of an environment variable and whether it is set;

@@ -65,6 +65,18 @@ var languages = map[string]string{
 // extension is not a known source language.
 func Language(path string) string { return languages[strings.ToLower(filepath.Ext(path))] }
 
+// LanguageNames lists every language Language can name, sorted.
+func LanguageNames() []string {
+	var out []string
+	for _, l := range languages {
+		if !slices.Contains(out, l) {
+			out = append(out, l)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // skippedDirs are never walked into, besides hidden directories.
 var skippedDirs = map[string]bool{"vendor": true, "testdata": true, "node_modules": true, "third_party": true}
 

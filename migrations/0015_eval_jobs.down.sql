@@ -1,0 +1,9 @@
+DROP INDEX eval_run_started_idx;
+ALTER TABLE eval_run
+    DROP CONSTRAINT eval_run_finished_at_set,
+    DROP CONSTRAINT eval_run_status_known,
+    DROP COLUMN languages,
+    DROP COLUMN job_id,
+    DROP COLUMN requested_by,
+    DROP COLUMN error,
+    DROP COLUMN status;
