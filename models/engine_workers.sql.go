@@ -119,15 +119,6 @@ func (q *Queries) EngineWorkerRegister(ctx context.Context, db DBTX, arg EngineW
 	return err
 }
 
-const engineWorkerRemove = `-- name: EngineWorkerRemove :exec
-DELETE FROM engine_worker WHERE worker_id = $1
-`
-
-func (q *Queries) EngineWorkerRemove(ctx context.Context, db DBTX, workerID uuid.UUID) error {
-	_, err := db.Exec(ctx, engineWorkerRemove, workerID)
-	return err
-}
-
 const engineWorkerServing = `-- name: EngineWorkerServing :many
 SELECT w.worker_id, w.host, w.pid, w.version, w.started_at, w.heartbeat_at, w.draining,
        (w.heartbeat_at > now() - make_interval(0, 0, 0, 0, 0, 0, $1::double precision / 1000))::boolean AS alive,
@@ -200,4 +191,25 @@ func (q *Queries) EngineWorkerServing(ctx context.Context, db DBTX, aliveMs floa
 		return nil, err
 	}
 	return items, nil
+}
+
+const engineWorkerStop = `-- name: EngineWorkerStop :exec
+UPDATE engine_worker
+SET draining = true, heartbeat_at = now() - make_interval(0, 0, 0, 0, 0, 0, $1::double precision / 1000)
+WHERE worker_id = $2
+`
+
+type EngineWorkerStopParams struct {
+	AliveMs  float64   `json:"alive_ms"`
+	WorkerID uuid.UUID `json:"worker_id"`
+}
+
+// A stopped worker stays registered as a dead one: its heartbeat moves back
+// by the liveness window (@alive_ms), so API nodes send it nothing and a
+// request for a model only it served answers 503 (no live worker), as after
+// a crash, rather than naming an unknown model, until
+// EngineWorkerForgetDead removes it.
+func (q *Queries) EngineWorkerStop(ctx context.Context, db DBTX, arg EngineWorkerStopParams) error {
+	_, err := db.Exec(ctx, engineWorkerStop, arg.AliveMs, arg.WorkerID)
+	return err
 }

@@ -20,8 +20,15 @@ UPDATE engine_worker SET heartbeat_at = now(), draining = @draining WHERE worker
 UPDATE engine_worker_model SET slots_busy = @slots_busy, queue_len = @queue_len
 WHERE worker_id = @worker_id AND model_id = @model_id;
 
--- name: EngineWorkerRemove :exec
-DELETE FROM engine_worker WHERE worker_id = @worker_id;
+-- name: EngineWorkerStop :exec
+-- A stopped worker stays registered as a dead one: its heartbeat moves back
+-- by the liveness window (@alive_ms), so API nodes send it nothing and a
+-- request for a model only it served answers 503 (no live worker), as after
+-- a crash, rather than naming an unknown model, until
+-- EngineWorkerForgetDead removes it.
+UPDATE engine_worker
+SET draining = true, heartbeat_at = now() - make_interval(0, 0, 0, 0, 0, 0, sqlc.arg('alive_ms')::double precision / 1000)
+WHERE worker_id = @worker_id;
 
 -- name: EngineWorkerForgetDead :execrows
 -- Workers silent for an hour are gone for good.

@@ -22,6 +22,10 @@ import (
 	"github.com/code4me/code4me/models"
 )
 
+// workerClientPrefix and the worker's id make its River client's id, which
+// River records in attempted_by of each job the worker takes.
+const workerClientPrefix = "worker-"
+
 // WorkerConfig is what a worker runs on.
 type WorkerConfig struct {
 	DB     *pgxpool.Pool
@@ -88,7 +92,7 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	}
 	queues[WorkerQueue(w.id)] = queue(total)
 	c, err := river.NewClient(riverpgxv5.New(cfg.DB), &river.Config{
-		ID:                "worker-" + w.id.String(),
+		ID:                workerClientPrefix + w.id.String(),
 		Queues:            queues,
 		Workers:           workers,
 		FetchCooldown:     time.Millisecond,
@@ -182,8 +186,9 @@ func (w *Worker) beat(ctx context.Context, forget bool) error {
 }
 
 // Drain stops taking jobs, lets running ones finish until ctx ends (then
-// cancels them: their API nodes see them cancelled), and removes the
-// worker from the registry.
+// cancels them: their API nodes see them cancelled), and leaves the worker
+// in the registry as a dead one (EngineWorkerStop), so that a request for
+// a model no other worker serves answers 503, as after a crash.
 func (w *Worker) Drain(ctx context.Context) error {
 	w.mu.Lock()
 	w.draining = true
@@ -198,9 +203,10 @@ func (w *Worker) Drain(ctx context.Context) error {
 	}
 	w.stopBeat()
 	<-w.beatDone
-	rmCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	markCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if rerr := w.q.EngineWorkerRemove(rmCtx, w.cfg.DB, w.id); rerr != nil && err == nil {
+	if rerr := w.q.EngineWorkerStop(markCtx, w.cfg.DB, models.EngineWorkerStopParams{AliveMs: float64(AliveFor.Milliseconds()),
+		WorkerID: w.id}); rerr != nil && err == nil {
 		err = rerr
 	}
 	return err
