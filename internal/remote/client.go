@@ -166,6 +166,21 @@ func (c *Client) alive(ctx context.Context, id uuid.UUID) bool {
 	return false
 }
 
+// serving reports whether a live worker that is not draining serves model,
+// by the registry.
+func (c *Client) serving(ctx context.Context, model string) bool {
+	reg, err := c.Registry(ctx)
+	if err != nil {
+		return true // cannot tell: keep waiting
+	}
+	for _, r := range reg {
+		if r.Alive && !r.Draining && r.ModelName == model {
+			return true
+		}
+	}
+	return false
+}
+
 // Complete runs req on model on a worker and returns its result.
 func (c *Client) Complete(ctx context.Context, model string, req engine.Request) (*engine.Result, error) {
 	st, err := c.start(ctx, model, req, false)
@@ -250,6 +265,7 @@ type attempt struct {
 	jobID  int64
 	target uuid.UUID // the worker whose queue holds it (Nil: the model's)
 	worker uuid.UUID // the worker that took it (Nil: none yet)
+	sent   time.Time
 	tries  int
 }
 
@@ -259,7 +275,7 @@ func (a *attempt) send(ctx context.Context, avoid uuid.UUID) error {
 	if err != nil {
 		return err
 	}
-	a.id, a.target, a.worker, a.tries = uuid.New(), target, uuid.Nil, a.tries+1
+	a.id, a.target, a.worker, a.sent, a.tries = uuid.New(), target, uuid.Nil, time.Now(), a.tries+1
 	a.call = &call{replies: make(chan reply, 256)}
 	a.c.mu.Lock()
 	a.c.calls[a.id] = a.call
@@ -292,6 +308,22 @@ func (a *attempt) cancelJob() {
 	}
 }
 
+// takenBy is the worker that took the attempt's job from the model's queue
+// by River's job row (Nil: none yet). follow asks only when no start reply
+// came for a while: a worker that dies between taking a job and sending
+// its start is known by this alone.
+func (a *attempt) takenBy(ctx context.Context) uuid.UUID {
+	job, err := a.c.river.JobGet(ctx, a.jobID)
+	if err != nil || len(job.AttemptedBy) == 0 {
+		return uuid.Nil
+	}
+	id, err := uuid.Parse(strings.TrimPrefix(job.AttemptedBy[len(job.AttemptedBy)-1], workerClientPrefix))
+	if err != nil {
+		return uuid.Nil
+	}
+	return id
+}
+
 // follow reads the attempt's replies into s until the result.
 func (a *attempt) follow(ctx context.Context, s *Stream) {
 	defer close(s.done)
@@ -322,7 +354,22 @@ func (a *attempt) follow(ctx context.Context, s *Stream) {
 			if holder == uuid.Nil {
 				holder = a.target
 			}
-			if holder == uuid.Nil || a.c.alive(ctx, holder) {
+			if holder == uuid.Nil && time.Since(a.sent) > AliveFor {
+				holder = a.takenBy(ctx)
+			}
+			if holder == uuid.Nil {
+				// Still in the model's queue. With no live worker serving
+				// the model any more (the last one stopped or died after
+				// the request was sent), nothing will take it.
+				if !a.c.serving(ctx, a.model) {
+					a.forget()
+					a.cancelJob()
+					s.err = ErrNoWorker
+					return
+				}
+				continue
+			}
+			if a.c.alive(ctx, holder) {
 				continue
 			}
 			a.forget()

@@ -28,7 +28,15 @@
 //  5. A worker that dies (no heartbeat for AliveFor) with the request
 //     queued on it or running is replaced: the API node sends the request
 //     once more, to the model's queue, and listens only to that attempt,
-//     so the client gets exactly one answer.
+//     so the client gets exactly one answer. The worker running it is the
+//     one whose start reply came or, when none came for AliveFor, the one
+//     River's job row names. The dead worker's job stays 'running' with
+//     River's cancel mark until River's rescuer ends it cancelled, an hour
+//     later; it never runs again.
+//  6. A worker stopped with SIGTERM drains (its running requests finish)
+//     and stays in the registry as a dead one, so a request for a model no
+//     other worker serves answers 503, as after a crash; so does a request
+//     still waiting in the model's queue when the last such worker goes.
 package remote
 
 import (

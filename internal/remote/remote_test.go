@@ -77,7 +77,9 @@ func newTestClient(t *testing.T) *Client {
 	return c
 }
 
-func modelName(t *testing.T) string { return "slow-" + strings.ToLower(t.Name()) + "-" + uuid.NewString()[:6] }
+func modelName(t *testing.T) string {
+	return "slow-" + strings.ToLower(t.Name()) + "-" + uuid.NewString()[:6]
+}
 
 // jobState is the River state of the newest job of model's queue.
 func jobState(t *testing.T, model string) string {
@@ -205,6 +207,85 @@ func TestWorkerDeathRetried(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("the second worker ran %d requests, want 1", n)
+	}
+}
+
+// A worker that dies after taking a job from the model's queue, before
+// its start reply, is known by the job's row: the request is sent again to
+// another worker, and the caller gets that one answer.
+func TestWorkerDeathBeforeStartRetried(t *testing.T) {
+	name := modelName(t)
+	id := registerModel(t, name)
+	first := startWorker(t, slowEngine(t, name), name, id)
+	first.mute.Store(true) // no reply at all: not even the start
+	c := newTestClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := c.Stream(ctx, name, engine.Request{Prefix: "x", MaxTokens: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); jobState(t, name) != "running"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s, want running on the first worker", jobState(t, name))
+		}
+	}
+	first.stopBeat()
+	first.river.StopAndCancel(context.Background())
+	second := slowEngine(t, name)
+	startWorker(t, second, name, id)
+	res, err := st.Wait()
+	if err != nil || res.Stop != engine.StopLength || res.Text != strings.Repeat("a", 8) {
+		t.Fatalf("after the first worker died: %+v, %v", res, err)
+	}
+	var n uint64
+	for _, s := range second.Stats() {
+		n += s.Requests
+	}
+	if n != 1 {
+		t.Errorf("the second worker ran %d requests, want 1", n)
+	}
+}
+
+// A request waiting in the model's queue when the model's last worker
+// stops answers ErrNoWorker at once, not at its deadline.
+func TestLastWorkerGoneWhileQueued(t *testing.T) {
+	name := modelName(t)
+	eng := slowEngine(t, name) // two slots
+	w := startWorker(t, eng, name, registerModel(t, name))
+	c := newTestClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var streams []*Stream
+	for range 3 {
+		st, err := c.Stream(ctx, name, engine.Request{Prefix: "x", MaxTokens: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, st)
+	}
+	for deadline := time.Now().Add(5 * time.Second); slotsBusy(eng) < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d slots busy, want 2", slotsBusy(eng))
+		}
+	}
+	// The third waits in the model's queue; the worker stops, cancelling
+	// the two it runs.
+	dctx, dcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer dcancel()
+	w.Drain(dctx)
+	start := time.Now()
+	var noWorker int
+	for _, st := range streams {
+		if _, err := st.Wait(); errors.Is(err, ErrNoWorker) {
+			noWorker++
+		}
+	}
+	if noWorker != 1 {
+		t.Errorf("%d requests answered ErrNoWorker, want the queued one", noWorker)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the requests ended %v after the worker stopped", d)
 	}
 }
 
