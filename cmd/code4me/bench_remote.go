@@ -638,6 +638,17 @@ func metOrMissed(ok bool) string {
 	return "missed"
 }
 
+// workerCommand is the command line of `code4me worker --models model`:
+// this binary. A test binary, which runs its tests when started, replaces
+// it.
+var workerCommand = func(model string) (*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return exec.Command(exe, "worker", "--models", model), nil
+}
+
 // benchWorker is the `code4me worker` process of the remote path.
 type benchWorker struct {
 	cmd    *exec.Cmd
@@ -650,13 +661,12 @@ type benchWorker struct {
 // direct path's (threads, slots, cells per slot); the rest of its
 // settings come from the same environment.
 func startBenchWorker(cfg config.Config, svc *services, model string) (*benchWorker, error) {
-	exe, err := os.Executable()
+	cmd, err := workerCommand(model)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, "worker", "--models", model)
 	// The last value of a repeated variable wins.
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+svc.pgURL, "REDIS_URL="+svc.redisURL, "DATA_DIR="+cfg.DataDir,
+	cmd.Env = append(cmd.Environ(), "DATABASE_URL="+svc.pgURL, "REDIS_URL="+svc.redisURL, "DATA_DIR="+cfg.DataDir,
 		"ENGINE_THREADS="+strconv.Itoa(cfg.NThreads), "ENGINE_PARALLEL="+strconv.Itoa(cfg.NParallel),
 		"ENGINE_CTX="+strconv.Itoa(cfg.NCtx), "LOG_LEVEL=warn")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -12,17 +13,39 @@ import (
 	"time"
 )
 
+// benchWorkerEnv, set to a model in a child process of this test binary,
+// makes TestBenchWorkerProcess run `code4me worker --models <model>`.
+const benchWorkerEnv = "CODE4ME_TEST_BENCH_WORKER"
+
+// TestBenchWorkerProcess is the worker of TestBenchRemote: this test binary
+// started with -test.run selecting only this test, so the child runs no
+// other test (and starts no benchmark of its own).
+func TestBenchWorkerProcess(t *testing.T) {
+	model := os.Getenv(benchWorkerEnv)
+	if model == "" {
+		t.Skip("the worker process of TestBenchRemote")
+	}
+	os.Args = []string{"code4me", "worker", "--models", model}
+	main() // until SIGTERM; exits 1 itself on error
+}
+
 // TestBenchRemote runs `bench server -remote` for a few keystrokes of one
-// typist and of two. The worker is this test binary run as `code4me
-// worker` (serveEnv). Every measured keystroke of the remote path must
-// have run as a River job of that worker, the one typist's keystrokes must
-// get the same completion on both paths (same model file and seed), and
-// the worker process must be gone when the command returns.
+// typist and of two, its worker being TestBenchWorkerProcess. Every
+// measured keystroke of the remote path must have run as a River job of
+// that worker, the one typist's keystrokes must get the same completion on
+// both paths (same model file and seed), and the worker process must be
+// gone when the command returns.
 func TestBenchRemote(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts private Postgres and Redis, a worker process and two servers")
 	}
-	t.Setenv(serveEnv, "worker --models tiny")
+	orig := workerCommand
+	t.Cleanup(func() { workerCommand = orig })
+	workerCommand = func(model string) (*exec.Cmd, error) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestBenchWorkerProcess$")
+		cmd.Env = append(os.Environ(), benchWorkerEnv+"="+model)
+		return cmd, nil
+	}
 	out := filepath.Join(t.TempDir(), "report.md")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
