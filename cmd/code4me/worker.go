@@ -71,7 +71,8 @@ func runWorker(ctx context.Context, args []string) error {
 	log.Info("worker serving", slog.String("worker_id", w.ID().String()), slog.Any("models", eng.Names()))
 	<-ctx.Done()
 	log.Info("worker draining", slog.Duration("grace", cfg.ShutdownGrace))
-	dctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace+5*time.Second)
+	// Running requests get SHUTDOWN_GRACE; Drain then cancels what is left.
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
 	if err := w.Drain(dctx); err != nil {
 		log.Warn("worker drain", slog.String("error", err.Error()))
@@ -107,4 +108,3 @@ func workerStatus(c *remote.Client) []map[string]any {
 	}
 	return out
 }
-
