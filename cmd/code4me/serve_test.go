@@ -26,8 +26,9 @@ import (
 	"github.com/code4me/code4me/internal/testenv"
 )
 
-// serveEnv, set to "serve" in a child process of this test binary, makes
-// it run `code4me serve` (main with those arguments) instead of the tests.
+// serveEnv, set to a command line ("serve", "worker --models tiny") in a
+// child process of this test binary, makes it run `code4me` with those
+// arguments (main) instead of the tests.
 // The test runs the real command as its own process without building the
 // binary again: the test binary holds the same main, built with the same
 // flags (the CGO flags `make test` exports, -race), and needs no Go
@@ -35,8 +36,8 @@ import (
 const serveEnv = "CODE4ME_TEST_MAIN"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(serveEnv) == "serve" {
-		os.Args = []string{"code4me", "serve"}
+	if args := os.Getenv(serveEnv); args != "" {
+		os.Args = append([]string{"code4me"}, strings.Fields(args)...)
 		main() // exits 1 itself on error
 		os.Exit(0)
 	}
