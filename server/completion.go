@@ -721,6 +721,11 @@ func (s *Server) createMetaQuery(ctx context.Context, tx models.DBTX, p *Princip
 	if pr.asg != nil {
 		config = pr.asg.arm.ConfigID
 	}
+	// A key's session (the editor-client APIs) has no project.
+	var project *uuid.UUID
+	if p.ProjectID != uuid.Nil {
+		project = &p.ProjectID
+	}
 	client := "plugin"
 	switch {
 	case pr.client != "":
@@ -729,7 +734,7 @@ func (s *Server) createMetaQuery(ctx context.Context, tx models.DBTX, p *Princip
 		client = "api-key"
 	}
 	return s.q.MetaQueryInsert(ctx, tx, models.MetaQueryInsertParams{
-		MetaQueryID: mq, QueryType: typ, UserID: p.UserID, SessionID: &p.SessionID, ProjectID: &p.ProjectID, ChatID: chatID,
+		MetaQueryID: mq, QueryType: typ, UserID: p.UserID, SessionID: &p.SessionID, ProjectID: project, ChatID: chatID,
 		ConfigID: config, StudyID: pr.asg.studyIDPtr(), ArmID: pr.asg.armIDPtr(), Client: client, ServerVersion: s.plugin.version, RequestedAt: pr.t0,
 		TotalServingMs: total, RedactMs: &pr.redactMS, ContextMs: &pr.ctxMS,
 	})

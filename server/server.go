@@ -105,6 +105,8 @@ type Server struct {
 	ctxCache  ctxCache // projects' multi-file context (contextcache.go)
 	studies   studies  // the running study (study.go)
 
+	open openAccess // serve --open's local user (llamaapi.go)
+
 	stop  context.CancelFunc // ends background work (the session sweeper)
 	bg    bgGroup            // background work, waited for by Drain
 	drain drainState         // Drain's state (drain.go)
@@ -255,6 +257,7 @@ func (s *Server) routes() {
 	s.projectRoutes(api)
 	s.apiKeyRoutes(api)
 	s.pluginRoutes(api)
+	s.llamaRoutes()
 	s.configAdminRoutes(api)
 	s.analyticsRoutes(api)
 	s.evalRoutes(api)

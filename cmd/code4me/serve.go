@@ -23,16 +23,23 @@ func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	engineMode := fs.String("engine", "local", "local: load the models in this process; remote: load none and send "+
 		"every request to `code4me worker` processes")
+	open := fs.Bool("open", false, "requests from this machine without credentials act as OPEN_USER (docs/clients.md); "+
+		"needs SERVER_HOST and LLAMA_LISTEN on loopback addresses")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
 	if *engineMode != "local" && *engineMode != "remote" {
-		fmt.Fprintln(os.Stderr, "usage: code4me serve [--engine local|remote]")
+		fmt.Fprintln(os.Stderr, "usage: code4me serve [--engine local|remote] [--open]")
 		return errUsage
 	}
 	cfg, err := loadConfig()
 	if err != nil {
 		return err
+	}
+	if *open {
+		if err := checkOpen(cfg); err != nil {
+			return err
+		}
 	}
 	log := newLogger(cfg)
 	if err := cfg.CheckDataDir(); err != nil {
@@ -47,6 +54,10 @@ func runServe(ctx context.Context, args []string) error {
 		return fmt.Errorf("cannot listen on %s: %s (check SERVER_HOST and SERVER_PORT)", cfg.ListenAddr(), shortNetErr(err))
 	}
 	defer ln.Close()
+	if ln, err = withLlamaListener(cfg, ln); err != nil {
+		return err
+	}
+	defer ln.Close() // with LLAMA_LISTEN, both listeners
 
 	svc, err := startServices(ctx, cfg, log, true)
 	if err != nil {
@@ -97,9 +108,15 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *open {
+		if err := srv.OpenLocal(ctx, cfg.OpenUser); err != nil {
+			return err
+		}
+		log.Info("open access: requests from this machine without credentials act as OPEN_USER", slog.String("user", cfg.OpenUser))
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("serving", slog.String("addr", cfg.ListenAddr()))
+	log.Info("serving", slog.String("addr", cfg.ListenAddr()), slog.String("llama_listen", cfg.LlamaListen))
 	select {
 	case err := <-errc:
 		return fmt.Errorf("server stopped: %w", err)

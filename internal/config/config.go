@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/mail"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -34,6 +35,10 @@ type Config struct {
 	CORSOrigins     []string `env:"CORS_ALLOWED_ORIGINS" def:"http://localhost:3000,http://127.0.0.1:3000" doc:"Comma-separated origins allowed by CORS (credentials allowed), * for any. Also the origins allowed to open a WebSocket: a handshake with another Origin header gets 403 (editor plugins send none and are allowed)."`
 	WSMaxInFlight   int      `env:"WS_MAX_IN_FLIGHT" def:"4" doc:"Requests running at once on one WebSocket connection (1-64); a request frame over it gets an error frame (429) and starts nothing. A cancelled or superseded request stops counting at once, so a completion_request that supersedes the running one always starts."`
 	TrustedProxies  []string `env:"TRUSTED_PROXIES" def:"" doc:"Comma-separated proxy IPs/CIDRs whose X-Forwarded-For is trusted for the client IP."`
+
+	// Editor clients (docs/clients.md)
+	LlamaListen string `env:"LLAMA_LISTEN" def:"" doc:"A second host:port the same server listens on, for clients of the llama.cpp server API: 127.0.0.1:8012 is llama.vim's default endpoint. Empty: none."`
+	OpenUser    string `env:"OPEN_USER" def:"local@code4me.localhost" doc:"Email of the user that serve --open acts as for requests from this machine that carry no credentials (created when absent). serve --open refuses to start unless SERVER_HOST and LLAMA_LISTEN are loopback addresses."`
 
 	// Shutdown
 	ShutdownGrace time.Duration `env:"SHUTDOWN_GRACE" def:"10" unit:"s" doc:"Seconds that requests and WebSocket requests in flight get to finish on SIGTERM or SIGINT; new requests get 503 meanwhile, and WebSockets the close code 1001 once their requests have ended."`
@@ -269,6 +274,16 @@ func (c Config) Validate() error {
 				return bad("TRUSTED_PROXIES", "%q is not an IP or CIDR", p)
 			}
 		}
+	}
+	if c.LlamaListen != "" {
+		host, port, err := net.SplitHostPort(c.LlamaListen)
+		n, perr := strconv.Atoi(port)
+		if err != nil || perr != nil || n < 1 || n > 65535 || (host != "" && host != "localhost" && net.ParseIP(host) == nil) {
+			return bad("LLAMA_LISTEN", "%q is not an IP address and port such as 127.0.0.1:8012", c.LlamaListen)
+		}
+	}
+	if a, err := mail.ParseAddress(c.OpenUser); err != nil || a.Address != c.OpenUser || !strings.Contains(c.OpenUser[strings.LastIndex(c.OpenUser, "@")+1:], ".") {
+		return bad("OPEN_USER", "%q is not an email address with a domain such as local@code4me.localhost", c.OpenUser)
 	}
 	if c.NParallel < 1 || c.NParallel > 64 {
 		return bad("ENGINE_PARALLEL", "%d is out of range 1-64", c.NParallel)
