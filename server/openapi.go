@@ -156,8 +156,9 @@ func adminErrors(errs map[int]string) map[int]string {
 
 // openAPIOps documents every route, in the order of the /docs page; the
 // study routes' rows are in study_admin.go, the export job's in export_job.go,
-// the llama.cpp API's in llamaapi.go.
-var openAPIOps = append(append(append(coreOps, exportOps...), llamaOps...), append(append(studyOps, studyStatusOps()...), studyResultOps...)...)
+// the llama.cpp API's in llamaapi.go, the OpenAI and ollama APIs' in
+// openaiapi.go and ollamaapi.go.
+var openAPIOps = append(append(append(append(coreOps, exportOps...), llamaOps...), clientAPIOps...), append(append(studyOps, studyStatusOps()...), studyResultOps...)...)
 
 var coreOps = []apiOp{
 	{Method: "GET", Path: "/api/ping", Summary: "Health check: 200 once Postgres and Redis answer (HEAD works too)", Unlimited: true, OK: 200,

@@ -258,6 +258,7 @@ func (s *Server) routes() {
 	s.apiKeyRoutes(api)
 	s.pluginRoutes(api)
 	s.llamaRoutes()
+	s.clientAPIRoutes(api)
 	s.configAdminRoutes(api)
 	s.analyticsRoutes(api)
 	s.evalRoutes(api)
