@@ -2,6 +2,7 @@ package synth
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 
 	"github.com/code4me/code4me/engine/gguf"
@@ -31,6 +32,23 @@ func BenchmarkRandomSourceF16(b *testing.B) {
 	b.SetBytes(int64(dims[0] * dims[1]))
 	for b.Loop() {
 		if err := src(context.Background(), dst); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWriteTiny writes the tiny model (its vocabulary cached), the
+// file every test package generates on a fresh machine: it should stay
+// well under a second.
+func BenchmarkWriteTiny(b *testing.B) {
+	s, _ := Lookup("tiny")
+	opts := Options{Seed: 1, CacheDir: b.TempDir()}
+	if _, err := Vocab(context.Background(), s, opts); err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "tiny.gguf")
+	for b.Loop() {
+		if err := Write(context.Background(), path, s, opts); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/code4me/code4me/engine/bpe"
 	"github.com/code4me/code4me/engine/gguf"
@@ -133,22 +132,6 @@ func equalDims(a, b []uint64) bool {
 		}
 	}
 	return true
-}
-
-func TestTinyWritesFast(t *testing.T) {
-	s, _ := Lookup("tiny")
-	opts := Options{Seed: 1, CacheDir: cacheDir}
-	if _, err := Vocab(context.Background(), s, opts); err != nil { // warm the vocabulary cache
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "tiny.gguf")
-	start := time.Now()
-	if err := Write(context.Background(), path, s, opts); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("writing tiny took %v, want < 1s", d)
-	}
 }
 
 func fileHash(t *testing.T, path string) [32]byte {
