@@ -97,8 +97,17 @@ func (d *decoder) str() string {
 		d.fail("string of %d bytes at byte %d", n, d.n)
 		return ""
 	}
-	b := make([]byte, n)
-	d.read(b)
+	// The bytes are read 64 KiB at a time, so that a length the input does
+	// not hold allocates no more than the input does.
+	var b []byte
+	for uint64(len(b)) < n && d.err == nil {
+		k := int(min(n-uint64(len(b)), 1<<16))
+		b = append(b, make([]byte, k)...)
+		d.read(b[len(b)-k:])
+	}
+	if d.err != nil {
+		return ""
+	}
 	return string(b)
 }
 
@@ -137,8 +146,10 @@ func (d *decoder) scalar(t ValueType) any {
 	return nil
 }
 
+// arrayOf reads n elements of type t. The slice grows as they arrive: a
+// count that the input does not hold allocates no more than the input does.
 func arrayOf[T any](d *decoder, n uint64, t ValueType) []T {
-	out := make([]T, 0, min(n, 1<<16))
+	out := make([]T, 0, min(n, 1<<10))
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		v, _ := d.scalar(t).(T)
 		out = append(out, v)
@@ -236,7 +247,10 @@ func Read(r io.Reader) (*File, error) {
 	for i := uint64(0); i < nt && d.err == nil; i++ {
 		t := TensorInfo{Name: d.str()}
 		nd := d.u32()
-		if d.err == nil && (nd == 0 || nd > 4) {
+		if d.err != nil {
+			break // nd is not read: looping over it could take billions of steps
+		}
+		if nd == 0 || nd > 4 {
 			d.fail("tensor %q has %d dimensions", t.Name, nd)
 			break
 		}
@@ -256,6 +270,10 @@ func Read(r io.Reader) (*File, error) {
 		t.Size = size
 		if t.Offset%f.Alignment != 0 {
 			d.fail("tensor %q offset %d not aligned to %d", t.Name, t.Offset, f.Alignment)
+			break
+		}
+		if t.Offset > math.MaxInt64-uint64(size) {
+			d.fail("tensor %q: offset %d plus %d bytes overflows", t.Name, t.Offset, size)
 			break
 		}
 		f.Tensors = append(f.Tensors, t)

@@ -1,6 +1,10 @@
 package gguf
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+	"math/bits"
+)
 
 // Magic is the four bytes every GGUF file starts with.
 const Magic = "GGUF"
@@ -163,20 +167,33 @@ func (t TensorType) RowSize(n int64) (int64, error) {
 }
 
 // TensorBytes returns the data size of a tensor of type t with dims (ne0 first).
-// Each row (ne0 elements) must be a whole number of blocks.
+// Each row (ne0 elements) must be a whole number of blocks, and the size must
+// fit an int64: a file's header may claim any dimensions, and a size that
+// wrapped around would be negative or small.
 func TensorBytes(t TensorType, dims []uint64) (int64, error) {
 	if len(dims) == 0 {
 		return 0, fmt.Errorf("gguf: tensor without dimensions")
+	}
+	if l, ok := layouts[t]; ok && (dims[0] > math.MaxInt64 || dims[0]/uint64(l.blockSize) > math.MaxInt64/uint64(l.typeSize)) {
+		return 0, errTooLarge(dims)
 	}
 	row, err := t.RowSize(int64(dims[0]))
 	if err != nil {
 		return 0, err
 	}
-	n := row
+	n := uint64(row)
 	for _, d := range dims[1:] {
-		n *= int64(d)
+		hi, lo := bits.Mul64(n, d)
+		if hi != 0 || lo > math.MaxInt64 {
+			return 0, errTooLarge(dims)
+		}
+		n = lo
 	}
-	return n, nil
+	return int64(n), nil
+}
+
+func errTooLarge(dims []uint64) error {
+	return fmt.Errorf("gguf: tensor of %v elements is too large", dims)
 }
 
 // File types (general.file_type), numbered as llama_ftype in llama.h.
