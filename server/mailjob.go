@@ -91,6 +91,9 @@ func (s *Server) startJobs(ctx context.Context, queue string) error {
 		evalQueue = queue + "_eval"
 	}
 	workers := river.NewWorkers()
+	if err := s.addRetention(workers); err != nil { // retention.go
+		return err
+	}
 	if err := river.AddWorkerSafely(workers, &mailWorker{s: s}); err != nil {
 		return err
 	}
@@ -110,6 +113,8 @@ func (s *Server) startJobs(ctx context.Context, queue string) error {
 	if err != nil {
 		return fmt.Errorf("server: job queue: %w", err)
 	}
+	c.PeriodicJobs().Add(s.retentionJob(queue))
+	c.PeriodicJobs().Add(s.retentionJob(queue))
 	if err := c.Start(ctx); err != nil {
 		return fmt.Errorf("server: start job queue: %w", err)
 	}

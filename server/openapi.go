@@ -163,7 +163,11 @@ var openAPIOps = append(append(append(append(coreOps, exportOps...), llamaOps...
 var coreOps = []apiOp{
 	{Method: "GET", Path: "/api/ping", Summary: "Health check: 200 once Postgres and Redis answer (HEAD works too)", Unlimited: true, OK: 200,
 		Resp: []apiField{respField("Status", "string", "\"Ok\""), respField("details", "object", "models loaded, private services, version"),
-			respField("uptime_s", "integer", "")},
+			respField("uptime_s", "integer", ""),
+			respField("jobs", "object", "the job queue, read at most once a second, null when it cannot be read: {observed_at, queues: "+
+				"[{queue, available, running, oldest_available_ms: the oldest available job's wait or null, completed_5m: jobs "+
+				"completed in the last 5 minutes, wait_p50_ms: their median wait from scheduled_at to attempted_at or null}]}, "+
+				"listing the queues with available, running or recently completed jobs")},
 		Errors: map[int]string{503: "The route's own check of Postgres and Redis answers {\"Status\": \"Unavailable\", \"message\"} " +
 			"without Retry-After."}},
 
@@ -419,6 +423,22 @@ var coreOps = []apiOp{
 			respField("models", "[]object", "{model_id, model_name, generations, shown, accepted, acceptance_rate: accepted/shown or null, "+
 				"confidence: {n, mean}, generation_time_ms: {n, p50, p95, p99}, empty, empty_share: empty/generations, "+
 				"with_stop_reason, failed: stop_reason error, cancelled or deadline, failed_share: failed/with_stop_reason or null}")},
+		Errors: adminErrors(nil)},
+
+	{Method: "GET", Path: "/admin/jobs", Summary: "Admin: River's web UI for the job queue", Auth: ClassA, Account: true, OK: 200, HTML: true,
+		Doc: adminDoc + " River's own UI (riverui): jobs by state and queue, each job's arguments, " +
+			"attempts and errors; it can cancel, retry and delete jobs and pause and resume queues. Its pages, assets and JSON " +
+			"API (GET, POST, PUT and PATCH under /admin/jobs/api/) are riverui's and not described here; every path under " +
+			"/admin/jobs/ passes the same admin check, and counts against one rate limit per admin (20000 an hour unless " +
+			"MAX_REQUEST_RATE_PER_HOUR_CONFIG names /admin/jobs/*). See docs/architecture.md, Jobs.",
+		Errors: adminErrors(nil)},
+
+	{Method: "GET", Path: "/admin/jobs", Summary: "Admin: River's web UI for the job queue", Auth: ClassA, Account: true, OK: 200, HTML: true,
+		Doc: adminDoc + " River's own UI (riverui): jobs by state and queue, each job's arguments, " +
+			"attempts and errors; it can cancel, retry and delete jobs and pause and resume queues. Its pages, assets and JSON " +
+			"API (GET, POST, PUT and PATCH under /admin/jobs/api/) are riverui's and not described here; every path under " +
+			"/admin/jobs/ passes the same admin check, and counts against one rate limit per admin (20000 an hour unless " +
+			"MAX_REQUEST_RATE_PER_HOUR_CONFIG names /admin/jobs/*). See docs/architecture.md, Jobs.",
 		Errors: adminErrors(nil)},
 
 	{Method: "GET", Path: "/api/ws/completion", Summary: "WebSocket for completions and feedback", Auth: ClassSP,

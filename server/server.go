@@ -105,6 +105,10 @@ type Server struct {
 	ctxCache  ctxCache // projects' multi-file context (contextcache.go)
 	studies   studies  // the running study (study.go)
 
+	jobFigures jobStatsCache // the job queue's figures in /api/ping (jobs_admin.go)
+
+	jobFigures jobStatsCache // the job queue's figures in /api/ping (jobs_admin.go)
+
 	open openAccess // serve --open's local user (llamaapi.go)
 
 	stop  context.CancelFunc // ends background work (the session sweeper)
@@ -141,7 +145,7 @@ func New(d Deps) (*Server, error) {
 		Verification: d.Config.VerificationTokenTTL,
 		Reset:        d.Config.ResetTokenTTL,
 	}, s.sessionEnded, d.Log)
-	s.limiter = ratelimit.New(d.Redis, ratelimit.Options{Default: d.Config.DefaultRatePerHour, ByRoute: d.Config.RatePerHourByRoute})
+	s.limiter = ratelimit.New(d.Redis, ratelimit.Options{Default: d.Config.DefaultRatePerHour, ByRoute: jobsUIRates(d.Config.RatePerHourByRoute)})
 	s.app = fiber.New(fiber.Config{
 		AppName:               "code4me",
 		DisableStartupMessage: true,
@@ -263,6 +267,7 @@ func (s *Server) routes() {
 	s.analyticsRoutes(api)
 	s.evalRoutes(api)
 	s.studyRoutes(api)
+	s.jobsAdminRoutes()
 	s.openAPIRoutes()
 }
 
@@ -283,5 +288,6 @@ func (s *Server) ping(c *fiber.Ctx) error {
 		body["details"] = s.status()
 	}
 	body["uptime_s"] = int(time.Since(s.started).Seconds())
+	body["jobs"] = s.pingJobs(ctx)
 	return c.JSON(body)
 }

@@ -43,6 +43,9 @@ type Config struct {
 	// Shutdown
 	ShutdownGrace time.Duration `env:"SHUTDOWN_GRACE" def:"10" unit:"s" doc:"Seconds that requests and WebSocket requests in flight get to finish on SIGTERM or SIGINT; new requests get 503 meanwhile, and WebSockets the close code 1001 once their requests have ended."`
 
+	// Jobs
+	RetentionInterval time.Duration `env:"RETENTION_INTERVAL" def:"600" unit:"s" doc:"Seconds between runs of the retention job, which deletes the worker tier's finished engine requests (River jobs whose arguments hold the prompt) an hour after they finish, and workers silent for an hour. River's leader runs it, and once at start-up."`
+
 	// Postgres
 	DatabaseURL string `env:"DATABASE_URL" def:"" doc:"Postgres URL. When neither it nor DB_HOST is set, a private server is started under DATA_DIR."`
 	DBHost      string `env:"DB_HOST" def:"" doc:"Postgres host (used when DATABASE_URL is empty)."`
@@ -240,6 +243,9 @@ func (c Config) Validate() error {
 	}
 	if c.TokenHookActivation >= c.SessionTokenTTL || c.TokenHookActivation >= c.AuthTokenTTL {
 		return bad("TOKEN_HOOK_ACTIVATION_IN_SECONDS", "must be shorter than the auth and session token lifetimes")
+	}
+	if c.RetentionInterval < time.Second {
+		return bad("RETENTION_INTERVAL", "must be at least 1 second")
 	}
 	if c.DefaultRatePerHour < 1 {
 		return bad("DEFAULT_MAX_REQUEST_RATE_PER_HOUR", "must be at least 1")
