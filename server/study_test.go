@@ -347,3 +347,44 @@ func TestStudyDebounce(t *testing.T) {
 		t.Errorf("the newer request was answered after %v, before its debounce", waited)
 	}
 }
+
+// TestStudySessionUnits randomises sessions: each of one user's sessions
+// gets the arm its session id hashes to, logged once per session.
+func TestStudySessionUnits(t *testing.T) {
+	se := newStudyEnv(t)
+	const seed = 99
+	id, arms := se.create(map[string]any{
+		"name": "session units", "unit": "session", "seed": seed, "start": true,
+		"arms": []any{
+			map[string]any{"name": "A", "config_id": se.cfgA, "policy": map[string]any{"model_ids": []int64{se.ids["tiny-coder"]}}},
+			map[string]any{"name": "B", "config_id": se.cfgB, "policy": map[string]any{"min_prefix_chars": 100000}},
+		},
+	})
+	armIDs := []int64{int64(arms[0].(map[string]any)["arm_id"].(float64)), int64(arms[1].(map[string]any)["arm_id"].(float64))}
+	email := "session-units-" + uuid.NewString()[:8] + "@example.com"
+	se.signup(email)
+	var userID uuid.UUID
+	for i := range 6 {
+		c := se.loggedIn(email) // a new session each time
+		c.expect("POST", "/api/project/create", map[string]any{"project_name": "demo"}, 201)
+		for range 2 {
+			mq, study, arm, _, gens := se.complete(c, "print(")
+			var session uuid.UUID
+			if err := se.srv.db.QueryRow(context.Background(), "SELECT session_id, user_id FROM meta_query WHERE meta_query_id = $1",
+				mq).Scan(&session, &userID); err != nil {
+				t.Fatal(err)
+			}
+			want := expectedArm(seed, id, session, []int64{1, 1})
+			if study == nil || arm == nil || *arm != armIDs[want] || gens != 1-want {
+				t.Errorf("session %d (%v): arm %v, %d generations; want arm %d", i, session, arm, gens, armIDs[want])
+			}
+		}
+	}
+	// One logged assignment per session, none for the user as such.
+	if n := se.count("SELECT count(*) FROM config_assignment_history WHERE study_id = $1 AND user_id = $2 AND session_id IS NOT NULL", id, userID); n != 6 {
+		t.Errorf("%d session assignments logged, want 6", n)
+	}
+	if n := se.count("SELECT count(*) FROM config_assignment_history WHERE study_id = $1 AND session_id IS NULL", id); n != 0 {
+		t.Errorf("%d assignments without a session", n)
+	}
+}
