@@ -114,7 +114,6 @@ func (s *Server) startJobs(ctx context.Context, queue string) error {
 		return fmt.Errorf("server: job queue: %w", err)
 	}
 	c.PeriodicJobs().Add(s.retentionJob(queue))
-	c.PeriodicJobs().Add(s.retentionJob(queue))
 	if err := c.Start(ctx); err != nil {
 		return fmt.Errorf("server: start job queue: %w", err)
 	}

@@ -433,14 +433,6 @@ var coreOps = []apiOp{
 			"MAX_REQUEST_RATE_PER_HOUR_CONFIG names /admin/jobs/*). See docs/architecture.md, Jobs.",
 		Errors: adminErrors(nil)},
 
-	{Method: "GET", Path: "/admin/jobs", Summary: "Admin: River's web UI for the job queue", Auth: ClassA, Account: true, OK: 200, HTML: true,
-		Doc: adminDoc + " River's own UI (riverui): jobs by state and queue, each job's arguments, " +
-			"attempts and errors; it can cancel, retry and delete jobs and pause and resume queues. Its pages, assets and JSON " +
-			"API (GET, POST, PUT and PATCH under /admin/jobs/api/) are riverui's and not described here; every path under " +
-			"/admin/jobs/ passes the same admin check, and counts against one rate limit per admin (20000 an hour unless " +
-			"MAX_REQUEST_RATE_PER_HOUR_CONFIG names /admin/jobs/*). See docs/architecture.md, Jobs.",
-		Errors: adminErrors(nil)},
-
 	{Method: "GET", Path: "/api/ws/completion", Summary: "WebSocket for completions and feedback", Auth: ClassSP,
 		Doc: "completion_request streams completion_token frames and ends with completion_result; a new completion_request " +
 			"cancels the connection's previous one, in the engine too. completion_feedback answers completion_feedback_result.",

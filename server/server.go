@@ -107,8 +107,6 @@ type Server struct {
 
 	jobFigures jobStatsCache // the job queue's figures in /api/ping (jobs_admin.go)
 
-	jobFigures jobStatsCache // the job queue's figures in /api/ping (jobs_admin.go)
-
 	open openAccess // serve --open's local user (llamaapi.go)
 
 	stop  context.CancelFunc // ends background work (the session sweeper)
