@@ -246,16 +246,18 @@ func (f *fields) integerAt(at []any, i int, el json.RawMessage, min int64) (int6
 	return n, true
 }
 
-// minUnixMilli and maxUnixMilli bound an instant given in Unix
-// milliseconds to the years 1 to 9999, those an RFC 3339 string can name
-// (and Postgres can store).
+// minUnixMilli and maxUnixMilli bound an instant to the years 1 to 9999 in
+// UTC, those JSON can write back: an RFC 3339 string names years 1 to 9999
+// in its own offset, and "9999-12-31T23:59:59-01:00" is in the year 10000,
+// which encoding/json refuses to write (every later read of the row would
+// fail).
 const (
 	minUnixMilli = -62135596800000
 	maxUnixMilli = 253402300799999
 )
 
 // timeList reads a list of instants: RFC 3339 strings or Unix milliseconds
-// (years 1 to 9999).
+// (years 1 to 9999 in UTC).
 func (f *fields) timeList(name string) []time.Time {
 	raw, ok := f.get(name, false)
 	if !ok {
@@ -271,7 +273,7 @@ func (f *fields) timeList(name string) []time.Time {
 		in := rawInput(el)
 		switch v := in.(type) {
 		case string:
-			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			if t, err := time.Parse(time.RFC3339Nano, v); err == nil && t.UnixMilli() >= minUnixMilli && t.UnixMilli() <= maxUnixMilli {
 				out = append(out, t)
 				continue
 			}
@@ -337,7 +339,7 @@ func parseMessages(f *fields) []chatMessage {
 				Ctx: map[string]any{"expected": "'user', 'assistant' or 'system'"}})
 			continue
 		}
-		if err := json.Unmarshal(pair[1], &content); err != nil {
+		if err := json.Unmarshal(pair[1], &content); err != nil || string(pair[1]) == "null" {
 			*f.errs = append(*f.errs, fieldError{Type: "string_type", Loc: append(loc, 1), Msg: "Input should be a valid string", Input: rawInput(pair[1])})
 			continue
 		}

@@ -122,7 +122,8 @@ func (f *fields) strList(name string, required bool) []string {
 	out := make([]string, 0, len(list))
 	for i, el := range list {
 		var s string
-		if err := json.Unmarshal(el, &s); err != nil {
+		// null is no string (json.Unmarshal would leave s empty).
+		if err := json.Unmarshal(el, &s); err != nil || string(el) == "null" {
 			*f.errs = append(*f.errs, fieldError{Type: "string_type", Loc: append(f.at(name), i),
 				Msg: "Input should be a valid string", Input: rawInput(el)})
 			continue

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/mail"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -92,11 +93,13 @@ func jsonBytes(body []byte) (*fields, error) {
 	var input any
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
-	if err := d.Decode(&input); err != nil || d.More() {
+	// Anything but space after the value is invalid, a closing bracket too
+	// (which d.More does not count as more).
+	if err := d.Decode(&input); err != nil || jsonscan.SkipSpace(body, int(d.InputOffset())) < len(body) {
 		return nil, &validationError{errs: []fieldError{{Type: "json_invalid", Loc: []any{"body", jsonErrorPos(body, d, err)},
 			Msg: "JSON decode error", Input: map[string]any{}, Ctx: map[string]any{"error": "invalid JSON"}}}}
 	}
-	if err := json.Unmarshal(body, &f.raw); err != nil {
+	if err := json.Unmarshal(body, &f.raw); err != nil || f.raw == nil { // null too
 		return nil, invalid("model_attributes_type", []any{"body"},
 			"Input should be a valid dictionary or object to extract fields from", input)
 	}
@@ -142,14 +145,26 @@ const msgUnicode = "Input should be a valid string, unable to parse raw data as 
 
 // unicodeErr is nil when body, a valid JSON text, is valid UTF-8, else the
 // 422 string_unicode naming the first string (a value or a key) that is
-// not.
+// not. It runs before any handler can mark its secrets (fields.secret), so
+// it masks a string under one of secretFields itself: a password with one
+// bad byte must not come back nearly verbatim.
 func unicodeErr(body []byte) error {
 	if utf8.Valid(body) {
 		return nil
 	}
 	loc, text, _ := jsonscan.BadUTF8(body)
-	return invalid("string_unicode", append([]any{"body"}, loc...), msgUnicode, text)
+	var input any = text
+	for _, k := range loc {
+		if s, ok := k.(string); ok && slices.Contains(secretFields, s) {
+			input = "**********"
+		}
+	}
+	return invalid("string_unicode", append([]any{"body"}, loc...), msgUnicode, input)
 }
+
+// secretFields are the names of the body fields that hold passwords and
+// tokens.
+var secretFields = []string{"password", "previous_password", "new_password", "confirm_password", "token"}
 
 // escapedNUL reports whether JSON text holds the escape \u0000 (a raw NUL
 // byte is not valid JSON to begin with).
