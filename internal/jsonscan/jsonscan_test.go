@@ -243,7 +243,7 @@ var invalidJSON = []string{
 func TestValidJSONMatchesEncodingJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	docs := append(append([]string{}, jsonCorpus...), invalidJSON...)
-	for range 300 {
+	for range 60 { // FuzzValidJSON explores further
 		docs = append(docs, randomObject(rng, 0))
 	}
 	for _, d := range []int{MaxDepth - 1, MaxDepth, MaxDepth + 1} {
@@ -275,7 +275,7 @@ func TestValidJSONMatchesEncodingJSON(t *testing.T) {
 			}
 		}
 	}
-	if valid < 300 || valid == len(docs) {
+	if valid < 60 || valid == len(docs) {
 		t.Fatalf("%d of %d texts valid: the corpus must hold both kinds", valid, len(docs))
 	}
 }
