@@ -28,7 +28,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 BIN := bin/code4me
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all deps link build cgo-flags run run-cuda cuda-backend test test-race generate check-generate bench bench-engine bench-server bench-remote fmt vet clean
+.PHONY: all deps link build cgo-flags run run-cuda cuda-backend test test-race fuzz fuzz-short generate check-generate bench bench-engine bench-server bench-remote fmt vet clean
 
 all: build
 
@@ -59,6 +59,19 @@ run-cuda: cuda-backend build
 test: deps link
 	$(GO) vet ./...
 	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./...
+	@$(MAKE) --no-print-directory fuzz-short
+
+# Fuzzing (docs/security.md): every fuzz target in turn, FUZZTIME_SHORT each
+# in `make test`, FUZZTIME each in `make fuzz`. (`go test` alone runs the
+# committed seed corpora as regular tests.)
+FUZZTIME ?= 60s
+FUZZTIME_SHORT ?= 2s
+
+fuzz-short:
+	GO=$(GO) FUZZTIME=$(FUZZTIME_SHORT) bash scripts/fuzz.sh
+
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 generate:
 	$(GO) tool sqlc generate
