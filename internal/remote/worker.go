@@ -97,7 +97,12 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		Workers:           workers,
 		FetchCooldown:     time.Millisecond,
 		FetchPollInterval: 200 * time.Millisecond,
-		Logger:            cfg.Log.With(slog.String("component", "river")),
+		// River's maintenance (periodic jobs such as retention and export
+		// clean-up, the job cleaner, the rescuer) runs on the elected
+		// leader; a worker knows none of the periodic jobs, so it never
+		// stands: the API nodes' clients do.
+		LeaderElectionDisabled: true,
+		Logger:                 cfg.Log.With(slog.String("component", "river")),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("remote: worker job client: %w", err)
