@@ -69,13 +69,15 @@ func Open(ctx context.Context, databaseURL string, opt Options, log *slog.Logger
 	if opt.MaxConns > 0 {
 		cfg.MaxConns = opt.MaxConns
 	}
+	t := &tracer{} // times calls for Observe
 	if opt.StatementTimeout > 0 {
 		if cfg.ConnConfig.RuntimeParams == nil {
 			cfg.ConnConfig.RuntimeParams = map[string]string{}
 		}
 		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(opt.StatementTimeout.Milliseconds(), 10)
-		cfg.ConnConfig.Tracer = deadlineTracer{timeout: opt.StatementTimeout + clientDeadlineMargin}
+		t.timeout = opt.StatementTimeout + clientDeadlineMargin
 	}
+	cfg.ConnConfig.Tracer = t
 	cfg.AfterConnect = registerVector
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
