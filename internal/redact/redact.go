@@ -39,6 +39,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/rs/zerolog"
@@ -99,6 +100,8 @@ type Redactor struct {
 	rules  []string
 	chunks *lru.Cache[[sha256.Size]byte, []hit]        // Text: secrets per chunk
 	whole  *lru.Cache[[sha256.Size]byte, cachedResult] // Cached: whole results
+	// observe is Observe's function; nil when none.
+	observe atomic.Pointer[func([]Finding)]
 }
 
 // hit is one secret found by one rule. It never leaves the package.
@@ -181,6 +184,29 @@ func New(opts Options) (*Redactor, error) {
 // Rules returns the ids of the rules in use, sorted.
 func (r *Redactor) Rules() []string { return slices.Clone(r.rules) }
 
+// Observe makes every Text and Cached call that replaces something report
+// its findings to f (nil stops it), in the caller's goroutine, so f must be
+// quick and must not keep the slice. A call that finds nothing costs
+// nothing more. A Redactor has one such function: a later Observe replaces
+// it.
+func (r *Redactor) Observe(f func([]Finding)) {
+	if f == nil {
+		r.observe.Store(nil)
+		return
+	}
+	r.observe.Store(&f)
+}
+
+// report hands findings to Observe's function.
+func (r *Redactor) report(findings []Finding) {
+	if len(findings) == 0 {
+		return
+	}
+	if f := r.observe.Load(); f != nil {
+		(*f)(findings)
+	}
+}
+
 // Placeholder is the text that replaces a secret found by ruleID.
 func Placeholder(ruleID string) string { return "<redacted:" + ruleID + ">" }
 
@@ -198,8 +224,9 @@ func Placeholder(ruleID string) string { return "<redacted:" + ruleID + ">" }
 func (r *Redactor) Text(ctx context.Context, s string) (string, []Finding) {
 	out, findings, ok := r.text(ctx, s)
 	if !ok {
-		return Incomplete, []Finding{{RuleID: IncompleteRuleID, Count: 1}}
+		out, findings = Incomplete, []Finding{{RuleID: IncompleteRuleID, Count: 1}}
 	}
+	r.report(findings)
 	return out, findings
 }
 
@@ -215,12 +242,16 @@ func (r *Redactor) Cached(ctx context.Context, s string) (string, []Finding) {
 		if c.clean {
 			return s, nil
 		}
+		r.report(c.findings)
 		return c.out, slices.Clone(c.findings)
 	}
 	out, findings, ok := r.text(ctx, s)
 	if !ok {
-		return Incomplete, []Finding{{RuleID: IncompleteRuleID, Count: 1}}
+		findings = []Finding{{RuleID: IncompleteRuleID, Count: 1}}
+		r.report(findings)
+		return Incomplete, findings
 	}
+	r.report(findings)
 	c := cachedResult{clean: len(findings) == 0, findings: slices.Clone(findings)}
 	if !c.clean {
 		c.out = out
