@@ -24,10 +24,16 @@ type Engine struct {
 	backend Backend
 	log     *slog.Logger
 
-	mu     sync.RWMutex
-	models map[string]*Scheduler
-	closed bool
+	mu       sync.RWMutex
+	models   map[string]*Scheduler
+	closed   bool
+	observer Observer // Observe's; given to each model as it loads
 }
+
+// Observer is told of each request's result as the request ends, by the
+// goroutine of its model's scheduler before the result reaches the caller:
+// it must be quick and must not keep or change res.
+type Observer func(model string, res *Result)
 
 // New returns an Engine that loads models through b. log may be nil.
 func New(b Backend, log *slog.Logger) *Engine {
@@ -76,9 +82,23 @@ func (e *Engine) Load(spec ModelSpec, progress func(float32)) (*Scheduler, error
 		}
 		return nil, ErrClosed
 	}
+	s.observe(e.observer)
 	e.models[spec.Name] = s
 	e.mu.Unlock()
 	return s, nil
+}
+
+// Observe makes every request of every model, loaded now or later, report
+// its result to f as it ends (nil stops it): metrics are counted there,
+// once per request whichever way its caller waits. A later Observe
+// replaces f.
+func (e *Engine) Observe(f Observer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.observer = f
+	for _, s := range e.models {
+		s.observe(f)
+	}
 }
 
 // Unload stops a model's scheduler (its requests end with ErrClosed) and

@@ -187,6 +187,7 @@ type Scheduler struct {
 	nReq, nPrompt, nCached, nEval, nGen atomic.Uint64
 	nDecodes, nDecodeTokens, nDecodeUS  atomic.Uint64
 	nMoves, nMovedTokens                atomic.Uint64
+	observer                            atomic.Pointer[Observer] // Engine.Observe's
 
 	// owned by the run goroutine
 	ctx     Context
@@ -251,6 +252,15 @@ func NewScheduler(name string, m Model, cfg Config) (*Scheduler, error) {
 		slog.Int("n_batch", s.cfg.NBatch), slog.Bool("can_shift", s.canShift))
 	go s.run()
 	return s, nil
+}
+
+// observe sets the Observer told of each request's end (nil: none).
+func (s *Scheduler) observe(f Observer) {
+	if f == nil {
+		s.observer.Store(nil)
+		return
+	}
+	s.observer.Store(&f)
 }
 
 // Name is the model name the scheduler was started with.
@@ -789,6 +799,9 @@ func (s *Scheduler) finish(q *sequence, reason StopReason, err error) {
 	s.nCached.Add(uint64(tm.CachedTokens))
 	s.nEval.Add(uint64(tm.EvaluatedTokens))
 	s.nGen.Add(uint64(tm.GeneratedTokens))
+	if f := s.observer.Load(); f != nil {
+		(*f)(s.name, res)
+	}
 	q.cancel(nil)
 	q.stream.end(tail, res)
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -48,6 +49,19 @@ type Client struct {
 	regAt   time.Time
 	reg     []models.EngineWorkerServingRow
 	stopped chan struct{}
+
+	observer atomic.Pointer[engine.Observer] // Observe's
+}
+
+// Observe makes every request that ends with a result (the worker's, or
+// cancelled here) report it to f before its caller gets it, as the
+// in-process engine's Observe does (nil stops it).
+func (c *Client) Observe(f engine.Observer) {
+	if f == nil {
+		c.observer.Store(nil)
+		return
+	}
+	c.observer.Store(&f)
 }
 
 // NewClient subscribes to the node's reply channel and returns the
@@ -328,6 +342,11 @@ func (a *attempt) takenBy(ctx context.Context) uuid.UUID {
 func (a *attempt) follow(ctx context.Context, s *Stream) {
 	defer close(s.done)
 	defer close(s.text)
+	defer func() {
+		if f := a.c.observer.Load(); f != nil && s.res != nil {
+			(*f)(a.model, s.res)
+		}
+	}()
 	check := time.NewTicker(AliveFor / 6)
 	defer check.Stop()
 	cancelled, done := false, ctx.Done()
@@ -345,7 +364,7 @@ func (a *attempt) follow(ctx context.Context, s *Stream) {
 		case <-check.C:
 			if cancelled {
 				a.forget()
-				s.res = &engine.Result{Stop: engine.StopCancelled, Err: context.Cause(ctx)}
+				s.res = &engine.Result{Stop: engine.StopCancelled, Err: context.Cause(ctx), Slot: -1}
 				return
 			}
 			// A dead worker holding the request (running it, or in its own
