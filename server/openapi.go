@@ -53,6 +53,8 @@ type apiOp struct {
 	OK   int
 	Resp []apiField
 	HTML bool
+	// Text, when set, is the media type of a plain-text body.
+	Text string
 	// Body is the JSON body's top-level fields (Form: a form-urlencoded
 	// body). AnyOf lists the sets of fields one of which is required, for
 	// a body of several shapes.
@@ -433,6 +435,12 @@ var coreOps = []apiOp{
 			"MAX_REQUEST_RATE_PER_HOUR_CONFIG names /admin/jobs/*). See docs/architecture.md, Jobs.",
 		Errors: adminErrors(nil)},
 
+	{Method: "GET", Path: "/metrics", Summary: "Prometheus metrics of this server process", Auth: ClassA, Account: true, OK: 200,
+		Text: "text/plain; version=0.0.4", Doc: "Every metric in Prometheus' text format; docs/metrics.md lists them. Also served, " +
+			"without the admin check and its rate limit, to `Authorization: Bearer <METRICS_TOKEN>` when that is set, and with " +
+			"METRICS_LOOPBACK to requests from this machine that carry no proxy header. " + adminDoc,
+		Errors: adminErrors(nil)},
+
 	{Method: "GET", Path: "/api/ws/completion", Summary: "WebSocket for completions and feedback", Auth: ClassSP,
 		Doc: "completion_request streams completion_token frames and ends with completion_result; a new completion_request " +
 			"cancels the connection's previous one, in the engine too. completion_feedback answers completion_feedback_result.",
@@ -581,6 +589,8 @@ func responses(op apiOp) fiber.Map {
 		r["426"] = fiber.Map{"description": "Upgrade Required: not a WebSocket handshake"}
 	case op.HTML:
 		r[itoa(op.OK)] = fiber.Map{"description": "An HTML page", "content": htmlContent}
+	case op.Text != "":
+		r[itoa(op.OK)] = fiber.Map{"description": "Success", "content": fiber.Map{op.Text: fiber.Map{"schema": fiber.Map{"type": "string"}}}}
 	default:
 		r[itoa(op.OK)] = fiber.Map{"description": "Success", "content": fiber.Map{"application/json": fiber.Map{"schema": objectSchema(op.Resp)}}}
 	}

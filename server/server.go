@@ -105,6 +105,8 @@ type Server struct {
 	ctxCache  ctxCache // projects' multi-file context (contextcache.go)
 	studies   studies  // the running study (study.go)
 
+	metrics *metrics // Prometheus metrics (metrics.go)
+
 	jobFigures jobStatsCache // the job queue's figures in /api/ping (jobs_admin.go)
 
 	open openAccess // serve --open's local user (llamaapi.go)
@@ -159,11 +161,13 @@ func New(d Deps) (*Server, error) {
 		// fasthttp answers 431 before any handler runs.
 		ReadBufferSize: d.Config.MaxHeaderBytes,
 	})
+	s.app.Use(s.countRequests) // first, so that it counts every answer
 	s.app.Use(s.cors())
 	s.app.Use(s.refuseWhileDraining)
 	if err := s.initPlugin(d); err != nil {
 		return nil, err
 	}
+	s.initMetrics(d)
 	s.routes()
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -266,6 +270,7 @@ func (s *Server) routes() {
 	s.evalRoutes(api)
 	s.studyRoutes(api)
 	s.jobsAdminRoutes()
+	s.metricsRoutes()
 	s.openAPIRoutes()
 }
 

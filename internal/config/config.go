@@ -46,6 +46,10 @@ type Config struct {
 	// Jobs
 	RetentionInterval time.Duration `env:"RETENTION_INTERVAL" def:"600" unit:"s" doc:"Seconds between runs of the retention job, which deletes the worker tier's finished engine requests (River jobs whose arguments hold the prompt) an hour after they finish, and workers silent for an hour. River's leader runs it, and once at start-up."`
 
+	// Metrics (docs/metrics.md)
+	MetricsToken    string `env:"METRICS_TOKEN" def:"" doc:"Bearer token that lets a scraper read GET /metrics (Authorization: Bearer <token>); at least 16 characters. Empty: only admins read it (and this machine, with METRICS_LOOPBACK)." secret:"true"`
+	MetricsLoopback bool   `env:"METRICS_LOOPBACK" def:"false" doc:"Let GET /metrics answer every request whose TCP peer is this machine (127.0.0.0/8, ::1) and that carries no X-Forwarded-For, Forwarded or X-Real-IP header, without credentials. Leave it off behind a reverse proxy on the same machine that adds none of those headers."`
+
 	// Postgres
 	DatabaseURL string `env:"DATABASE_URL" def:"" doc:"Postgres URL. When neither it nor DB_HOST is set, a private server is started under DATA_DIR."`
 	DBHost      string `env:"DB_HOST" def:"" doc:"Postgres host (used when DATABASE_URL is empty)."`
@@ -246,6 +250,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetentionInterval < time.Second {
 		return bad("RETENTION_INTERVAL", "must be at least 1 second")
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		return bad("METRICS_TOKEN", "must be at least 16 characters (a token that can be guessed would open the metrics)")
 	}
 	if c.DefaultRatePerHour < 1 {
 		return bad("DEFAULT_MAX_REQUEST_RATE_PER_HOUR", "must be at least 1")
