@@ -107,8 +107,19 @@ func resolveModel(ctx context.Context, c config.Config, name string) (modelRef, 
 	return modelRef{}, fmt.Errorf("unknown model %q: not a GGUF path, an added model, a catalog entry or a synthetic shape (see `code4me model list`)", name)
 }
 
+// syntheticChatShape is the shape of the synthetic chat model served
+// beside the synthetic completion model, and syntheticChatName its name:
+// the word "chat" in it makes it a chat model (server.IsChatName), and
+// the file carries a ChatML template (synth.ChatTemplate).
+const (
+	syntheticChatShape = "tiny"
+	syntheticChatName  = "synthetic-tiny-chat"
+)
+
 // serveModels picks what serve loads: MODELS when set; otherwise every
-// pulled catalog entry and added model; otherwise a synthetic model.
+// pulled catalog entry and added model; otherwise a synthetic completion
+// model (SYNTHETIC_MODEL) and a tiny synthetic chat model, so that
+// completions and chat both answer out of the box.
 func serveModels(ctx context.Context, c config.Config, log *slog.Logger) ([]modelRef, error) {
 	var refs []modelRef
 	if len(c.Models) > 0 {
@@ -141,7 +152,12 @@ func serveModels(ctx context.Context, c config.Config, log *slog.Logger) ([]mode
 	if err != nil {
 		return nil, fmt.Errorf("SYNTHETIC_MODEL: %w", err)
 	}
-	return []modelRef{r}, nil
+	chat, err := resolveModel(ctx, c, syntheticChatShape)
+	if err != nil {
+		return nil, fmt.Errorf("synthetic chat model: %w", err)
+	}
+	chat.Name = syntheticChatName
+	return []modelRef{r, chat}, nil
 }
 
 // newEngine initialises llama.cpp and loads refs.

@@ -100,7 +100,7 @@ func runServe(ctx context.Context, args []string) error {
 				"engine":           "local",
 				"private_postgres": svc.privatePG != nil,
 				"private_redis":    svc.privateRedis != nil,
-				"models":           modelStatus(eng, refs),
+				"models":           modelStatus(eng),
 			}
 		}
 	}
@@ -158,18 +158,15 @@ func shutdown(cfg config.Config, log *slog.Logger, srv *server.Server, eng *engi
 
 // modelStatus describes the loaded models for /api/ping: the effective
 // parallelism and context per slot (which llama.cpp may have reduced), and
-// whether the weights are synthetic.
-func modelStatus(e *engine.Engine, refs []modelRef) []map[string]any {
-	synthetic := map[string]bool{}
-	for _, r := range refs {
-		synthetic[r.Name] = r.Synthetic
-	}
+// whether the weights are synthetic, as the file's general.synthetic says
+// (however it was named: a synthetic file loaded by its path is one too).
+func modelStatus(e *engine.Engine) []map[string]any {
 	var out []map[string]any
 	for _, st := range e.Stats() {
 		out = append(out, map[string]any{
 			"name":          st.Model,
 			"family":        string(st.Family),
-			"synthetic":     synthetic[st.Model],
+			"synthetic":     st.Info.Synthetic,
 			"sha256":        st.Info.SHA256,
 			"arch":          st.Info.Arch,
 			"parameters":    st.Info.NParams,

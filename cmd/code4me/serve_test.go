@@ -251,13 +251,17 @@ func TestServeSIGTERM(t *testing.T) {
 		var ping struct {
 			Details struct {
 				Models []struct {
-					Requests  int `json:"requests"`
-					SlotsBusy int `json:"slots_busy"`
-					Queue     int `json:"queue"`
+					Name      string `json:"name"`
+					Requests  int    `json:"requests"`
+					SlotsBusy int    `json:"slots_busy"`
+					Queue     int    `json:"queue"`
 				} `json:"models"`
 			} `json:"details"`
 		}
-		if err := json.NewDecoder(res.Body).Decode(&ping); err != nil || len(ping.Details.Models) != 1 {
+		// The synthetic completion model, then the synthetic chat model
+		// served beside it.
+		if err := json.NewDecoder(res.Body).Decode(&ping); err != nil || len(ping.Details.Models) != 2 ||
+			ping.Details.Models[0].Name != "synthetic-tiny" || ping.Details.Models[1].Name != "synthetic-tiny-chat" {
 			t.Fatalf("/api/ping: %v %+v", err, ping)
 		}
 		m := ping.Details.Models[0]
