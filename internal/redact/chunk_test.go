@@ -136,24 +136,26 @@ func TestChunkedEqualsWhole(t *testing.T) {
 	lines := strings.SplitAfter(src, "\n")
 	rng := seeded(10)
 	for i := 3; i < len(lines); i += 37 {
-		switch i % 3 {
+		switch i % 4 {
 		case 0:
 			lines[i] = "\tk := \"" + awsKey(rng) + "\"\n" + lines[i]
 		case 1:
 			lines[i] = "\tt := \"" + githubPAT(rng) + "\"\n" + lines[i]
+		case 2:
+			lines[i] = "\tdbPassword := \"" + randFrom(rng, alnum, 14) + "7!\"\n" + lines[i]
 		default: // a value on the line after its name
 			lines[i] = "\tslack :=\n\t\t\"" + slackBotToken(rng) + "\"\n" + lines[i]
 		}
 	}
 	planted := strings.Join(lines, "")
 
-	whole := hits(r.d.DetectContext(context.Background(), detect.Fragment{Raw: planted}))
+	whole := append(hits(r.d.DetectContext(context.Background(), detect.Fragment{Raw: planted})), contextHits(planted)...)
 	wantOut, wantCounts := apply(planted, whole)
 	gotOut, gotCounts := r.Text(context.Background(), planted)
 	if gotOut != wantOut || !equalFindings(gotCounts, wantCounts) {
 		t.Fatalf("chunked redaction differs from a whole scan: %v vs %v", gotCounts, wantCounts)
 	}
-	if strings.Contains(gotOut, "AKIA") || strings.Contains(gotOut, "ghp_") || strings.Contains(gotOut, "xoxb-") {
+	if strings.Contains(gotOut, "AKIA") || strings.Contains(gotOut, "ghp_") || strings.Contains(gotOut, "xoxb-") || strings.Contains(gotOut, "7!") {
 		t.Fatal("a planted secret survived")
 	}
 }

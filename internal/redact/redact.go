@@ -22,13 +22,16 @@
 //   - Cancellation fails closed: when ctx ends before the scan finishes, the
 //     whole text is replaced by Incomplete.
 //
-// The generic-api-key rule is off by default (Options.IncludeGeneric). It is
-// the rule that catches `password = "hunter2"`, but its keywords (key, token,
-// auth, secret, …) occur in nearly every source file, so it dominates the cost
-// (about half of the scan time on Go source) and it misfires on ordinary code.
-// The secrets that must always be caught (AWS keys, GitHub tokens of every
-// kind, private keys, JWTs, Slack tokens and the other 200-odd provider
-// formats) are covered by the specific rules.
+// The generic-api-key rule is off by default (Options.IncludeGeneric): its
+// keywords (key, token, auth, secret, …) occur in nearly every source file,
+// its regular expression has no literal to start from, so it dominates the
+// cost (about half of the scan time on Go source), and it misfires on
+// ordinary code. The secrets that must always be caught (AWS keys, GitHub
+// tokens of every kind, private keys, JWTs, Slack tokens and the other
+// 200-odd provider formats) are covered by the specific rules; credentials
+// without a format (`password = "hunter2"`, postgres://app:hunter2@db) by
+// the two rules of this package in assign.go, which replace the value only
+// and leave code such as `password = getPassword()` alone.
 package redact
 
 import (
@@ -104,8 +107,10 @@ type Redactor struct {
 	observe atomic.Pointer[func([]Finding)]
 }
 
-// hit is one secret found by one rule. It never leaves the package.
-type hit struct{ rule, secret string }
+// hit is one secret found by one rule. It never leaves the package. When
+// before is set, the secret is replaced only where before precedes it (the
+// rules of assign.go); otherwise wherever it occurs.
+type hit struct{ rule, secret, before string }
 
 type cachedResult struct {
 	out      string // redacted text; empty when clean
@@ -146,10 +151,16 @@ func New(opts Options) (*Redactor, error) {
 	cfg := base
 	cfg.Rules = make(map[string]config.Rule, len(base.Rules))
 	cfg.Keywords = make(map[string]struct{}, len(base.Keywords))
+	if cfg.Allowlists, err = fixAllowlists(base.Allowlists); err != nil {
+		return nil, fmt.Errorf("redact: %w", err)
+	}
 	var ids []string
 	for id, rule := range base.Rules {
 		if id == GenericRuleID && !opts.IncludeGeneric {
 			continue
+		}
+		if rule.Allowlists, err = fixAllowlists(rule.Allowlists); err != nil {
+			return nil, fmt.Errorf("redact: rule %s: %w", id, err)
 		}
 		cfg.Rules[id] = rule
 		for _, k := range rule.Keywords {
@@ -165,7 +176,9 @@ func New(opts Options) (*Redactor, error) {
 	d.MaxDecodeDepth = 0         // decoded findings cannot be located in the original text
 	d.Redact = 0                 // findings stay exact so their secrets can be found
 
-	r := &Redactor{d: d, rules: ids}
+	rules := append(slices.Clone(ids), AssignRuleID, URLRuleID)
+	slices.Sort(rules)
+	r := &Redactor{d: d, rules: rules}
 	size := opts.CacheSize
 	if size == 0 {
 		size = DefaultCacheSize
@@ -299,7 +312,7 @@ func (r *Redactor) chunk(ctx context.Context, c string) ([]hit, bool) {
 	if ctx.Err() != nil {
 		return nil, false
 	}
-	hs := hits(fs)
+	hs := append(hits(fs), contextHits(c)...)
 	if r.chunks != nil {
 		r.chunks.Add(key, hs)
 	}
@@ -343,14 +356,15 @@ func apply(s string, hs []hit) (string, []Finding) {
 			continue
 		}
 		seen[h] = struct{}{}
+		needle := h.before + h.secret
 		for i := 0; ; {
-			j := strings.Index(s[i:], h.secret)
+			j := strings.Index(s[i:], needle)
 			if j < 0 {
 				break
 			}
-			start := i + j
+			start := i + j + len(h.before)
 			spans = append(spans, span{start, start + len(h.secret), h.rule})
-			i = start + 1
+			i = i + j + 1
 		}
 	}
 	if len(spans) == 0 {

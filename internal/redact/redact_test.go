@@ -213,7 +213,9 @@ func TestOrdinarySourceUnchanged(t *testing.T) {
 }
 
 func TestGenericRule(t *testing.T) {
-	in := `password = "Xk9vQ2mT7pLw4zRb"` + "\n"
+	// A key that only starts with a credential word: the generic rule takes
+	// it, the secret-assignment rule does not (the word must end the key).
+	in := `tokenValue := "Xk9vQ2mT7pLw4zRb"` + "\n"
 	r := newRedactor(t)
 	if out, fs := r.Text(context.Background(), in); out != in || fs != nil {
 		t.Fatalf("default redactor used the generic rule: %q %v", out, fs)
@@ -223,7 +225,7 @@ func TestGenericRule(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, fs := g.Text(context.Background(), in)
-	if want := `password = "<redacted:generic-api-key>"` + "\n"; out != want {
+	if want := `tokenValue := "<redacted:generic-api-key>"` + "\n"; out != want {
 		t.Fatalf("generic Text = %q, want %q", out, want)
 	}
 	if !hasRule(fs, GenericRuleID) {
@@ -352,7 +354,7 @@ func TestHitsFromFindings(t *testing.T) {
 		{RuleID: "b", Match: "WHOLE"},
 		{RuleID: "c"},
 	}
-	want := []hit{{"a", "S1"}, {"b", "WHOLE"}}
+	want := []hit{{rule: "a", secret: "S1"}, {rule: "b", secret: "WHOLE"}}
 	if got := hits(fs); !slices.Equal(got, want) {
 		t.Fatalf("hits = %v, want %v", got, want)
 	}
