@@ -138,6 +138,17 @@ func (f *fields) strList(name string, required bool) []string {
 // end-exclusive, out-of-range indices clamp). A new file starts as as many
 // empty lines as the largest end line of its non-insert changes.
 func applyChanges(lines []string, exists bool, changes []fileChange) []string {
+	out, _ := applyChangesOrigin(lines, exists, changes)
+	return out
+}
+
+// lineOrigin says where a line of a changed file came from: line off of
+// changes[change], or (change -1) the file as it was.
+type lineOrigin struct{ change, off int }
+
+// applyChangesOrigin is applyChanges that also returns, for each line of
+// the result, the change that wrote it.
+func applyChangesOrigin(lines []string, exists bool, changes []fileChange) ([]string, []lineOrigin) {
 	if !exists {
 		n := 0
 		for _, c := range changes {
@@ -149,21 +160,53 @@ func applyChanges(lines []string, exists bool, changes []fileChange) []string {
 	} else {
 		lines = slices.Clone(lines)
 	}
-	sorted := slices.Clone(changes)
-	slices.SortStableFunc(sorted, func(a, b fileChange) int { return b.StartLine - a.StartLine })
-	for _, c := range sorted {
+	origin := make([]lineOrigin, len(lines))
+	for i := range origin {
+		origin[i] = lineOrigin{-1, i}
+	}
+	order := make([]int, len(changes))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return changes[b].StartLine - changes[a].StartLine })
+	for _, ci := range order {
+		c := changes[ci]
 		start := min(c.StartLine, len(lines))
 		end := min(max(c.EndLine, start), len(lines))
+		added := make([]lineOrigin, len(c.NewLines))
+		for i := range added {
+			added[i] = lineOrigin{ci, i}
+		}
 		switch c.ChangeType {
 		case "update":
 			lines = slices.Concat(lines[:start], c.NewLines, lines[end:])
+			origin = slices.Concat(origin[:start], added, origin[end:])
 		case "insert":
 			lines = slices.Concat(lines[:start], c.NewLines, lines[start:])
+			origin = slices.Concat(origin[:start], added, origin[start:])
 		case "remove":
 			lines = slices.Concat(lines[:start], lines[end:])
+			origin = slices.Concat(origin[:start], origin[end:])
 		}
 	}
-	return lines
+	return lines, origin
+}
+
+// redactChangeLog makes the change log as redacted as the file: each line
+// a change wrote that is still in the file takes the file's redacted line
+// (redacted as a whole, so a secret sent one line per change, such as a
+// private key, is found), unless redacting the change on its own found
+// more. Lines no longer in the file keep their redaction on their own.
+func redactChangeLog(changes []fileChange, raw []string, origin []lineOrigin, redacted []string) {
+	for i, o := range origin {
+		if o.change < 0 || redacted[i] == raw[i] {
+			continue
+		}
+		ch := changes[o.change]
+		if o.off < len(ch.NewLines) && ch.NewLines[o.off] == pgText(raw[i]) {
+			ch.NewLines[o.off] = redacted[i]
+		}
+	}
 }
 
 // redactLines redacts lines as one text, so secrets that span lines (a
@@ -275,7 +318,9 @@ func (s *Server) updateContext(ctx context.Context, p *Principal, updates []file
 				st = &state{}
 				files[u.file] = st
 			}
-			lines := s.redactLines(ctx, applyChanges(st.lines, st.exists, u.changes))
+			raw, origin := applyChangesOrigin(st.lines, st.exists, u.changes)
+			lines := s.redactLines(ctx, slices.Clone(raw))
+			redactChangeLog(u.redactedChanges, raw, origin, lines)
 			var log []models.ProjectContextChangeCreateParams
 			for _, ch := range u.redactedChanges {
 				st.count++

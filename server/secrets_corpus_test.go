@@ -84,7 +84,7 @@ func TestSecretsCorpus(t *testing.T) {
 	}
 	t.Logf("sinks: engine %d bytes, database %d, responses %d, logs %d", len(sinks["engine"]), len(sinks["database"]),
 		len(sinks["responses"]), len(sinks["logs"]))
-	all.check(sinks, tables[knownLeakTable])
+	all.check(sinks)
 }
 
 // start signs a plugin's user up (storing context allowed), logs it in,
@@ -104,17 +104,6 @@ func (r *corpusRun) start(t *testing.T, e *pluginEnv, addr, email string) {
 		context:    r.e.wsDial(addr, "/api/ws/completion/multi-file-context", r.c),
 	}
 }
-
-// A known leak, outside the redaction: the multi-file context's change log
-// (project_context_change) stores each change's lines redacted on their
-// own, so a private key inserted one line per change is stored line by
-// line, unredacted (the file itself, redacted as a whole, is not). The
-// test counts it in the recall and fails once it is gone, so that this
-// exception is removed with it.
-const (
-	knownLeakTable = "project_context_change"
-	knownLeakWhere = "context file, one line per change"
-)
 
 // corpusSockets are the three WebSocket connections of the plugin.
 type corpusSockets struct{ completion, chat, context *websocket.Conn }
@@ -139,7 +128,6 @@ type corpusRun struct {
 	placed    []*placement
 	responses []string
 	seq       int
-	known     int // placements that leaked through the known leak
 }
 
 // plantBare draws a fresh credential of k for the placement where and
@@ -325,7 +313,7 @@ func (r *corpusRun) readUntil(conn *websocket.Conn, id, final string) {
 // marker reached neither the engine nor the database, and on a kind whose
 // rule's placeholder never follows its markers in the prompts; it logs per
 // kind the recall, the leaks per sink and the placeholders seen.
-func (r *corpusRun) check(sinks map[string]string, changeLog string) {
+func (r *corpusRun) check(sinks map[string]string) {
 	t := r.t
 	order := []string{"engine", "database", "responses", "logs"}
 	type tally struct {
@@ -353,26 +341,12 @@ func (r *corpusRun) check(sinks map[string]string, changeLog string) {
 		leaked := false
 		for _, sink := range order {
 			text := sinks[sink]
-			known := sink == "database" && p.where == knownLeakWhere && strings.Contains(p.needles[0], "-----BEGIN") &&
-				strings.Contains(p.needles[0], "\n")
-			if known {
-				text = strings.Replace(text, changeLog, "", 1)
-			}
 			for _, n := range p.needles {
 				if strings.Contains(text, n) {
 					t.Errorf("LEAK %s, %s: %.12s… found in the %s", p.kind, p.where, n, sink)
 					tl.bySink[sink]++
 					leaked = true
 					break
-				}
-			}
-			if known {
-				if !containsAny(changeLog, p.needles[1:]) {
-					t.Errorf("%s, %s: the known leak through %s is gone; remove its exception", p.kind, p.where, knownLeakTable)
-				} else {
-					tl.bySink[sink]++
-					leaked = true
-					r.known++
 				}
 			}
 		}
@@ -390,7 +364,7 @@ func (r *corpusRun) check(sinks map[string]string, changeLog string) {
 		fmt.Fprintf(&b, "%-26s %6d %5.0f%% %6d %8d %5d %4d  %s\n", k.name, tl.placed, 100*float64(tl.placed-tl.leaked)/float64(tl.placed),
 			tl.bySink["engine"], tl.bySink["database"], tl.bySink["responses"], tl.bySink["logs"], strings.Join(slices.Sorted(maps.Keys(tl.rules)), " "))
 	}
-	t.Logf("recall per kind over %d placements (leaks per sink; %d known, through %s):%s", len(r.placed), r.known, knownLeakTable, b.String())
+	t.Logf("recall per kind over %d placements (leaks per sink):%s", len(r.placed), b.String())
 }
 
 // placeholderRe matches a placeholder of the redaction.
@@ -417,13 +391,4 @@ func kindNamed(t *testing.T, name string) secretKind {
 	}
 	t.Fatalf("no kind %s", name)
 	return secretKind{}
-}
-
-func containsAny(s string, subs []string) bool {
-	for _, sub := range subs {
-		if strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
 }
