@@ -24,10 +24,13 @@ type Engine struct {
 	backend Backend
 	log     *slog.Logger
 
-	mu       sync.RWMutex
-	models   map[string]*Scheduler
-	closed   bool
-	observer Observer // Observe's; given to each model as it loads
+	mu     sync.RWMutex
+	models map[string]*Scheduler
+	closed bool
+	// embedders are the models' embedding contexts (embed.go), started
+	// on a model's first Embed.
+	embedders map[string]*embedder
+	observer  Observer // Observe's; given to each model as it loads
 }
 
 // Observer is told of each request's result as the request ends, by the
@@ -111,6 +114,7 @@ func (e *Engine) Unload(name string) error {
 	if !ok {
 		return fmt.Errorf("unload %q: %w", name, ErrUnknownModel)
 	}
+	e.closeEmbedder(name)
 	s.Close()
 	return s.model.Close()
 }
@@ -176,6 +180,7 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 	var errs []error
 	for name, s := range models {
+		e.closeEmbedder(name)
 		s.Close()
 		if err := s.model.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close model %q: %w", name, err))
