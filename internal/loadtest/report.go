@@ -1,0 +1,316 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Report is what a run measured and what the server acknowledged.
+type Report struct {
+	BaseURL          string
+	Users, KeyUsers  int // users, and those with an API key
+	WSUsers          int // users whose completions go over the WebSocket
+	Duration         time.Duration
+	Model, ChatModel string // "" ChatModel: no chat model served
+	ModelID          int64
+	ChatModelID      int64
+	Start            time.Time
+	Elapsed          time.Duration // from the first sign-up to the last answer
+
+	// Routes holds per route the answers and latencies.
+	Routes map[string]*RouteStats
+	// Requests is every request sent; RequestsPerSecond divides it by
+	// Elapsed.
+	Requests          int
+	RequestsPerSecond float64
+	// Status5xx counts answers 500 to 599 other than 503; Unavailable the
+	// 503s; Limited the 429s; NoAnswer requests that got no answer (the
+	// connection failed); Unexpected every other answer that is not 2xx
+	// and not a deliberate 4xx, plus 2xx answers whose body could not be
+	// read.
+	Status5xx, Unavailable, Limited, NoAnswer, Unexpected int
+	// UserErrors are why users stopped before the end (sign-up failed).
+	UserErrors []string
+	// RSS are the server's resident memory samples (ServerPID set).
+	RSS []RSSSample
+
+	// Acked is everything the server acknowledged: Reconcile's input.
+	Acked Acked
+
+	mu sync.Mutex
+}
+
+// RouteStats are one route's answers. Latencies (milliseconds) are those
+// of 2xx answers that did the work: a completion answered as superseded,
+// or cancelled on the WebSocket, counts apart.
+type RouteStats struct {
+	Count         int
+	Statuses      map[int]int // 0: no answer
+	Superseded    int         // 200 answers with a superseded completion (HTTP)
+	Cancelled     int         // cancelled frames (WebSocket; a newer request superseded it)
+	Deliberate    int         // deliberate 4xx answered as intended
+	BadAnswers    int         // 2xx answers whose body could not be read
+	P50, P95, P99 float64
+	lat           []float64
+}
+
+// RSSSample is the server's resident memory at a moment of the run.
+type RSSSample struct {
+	At  time.Duration // since the run started
+	KiB int64
+}
+
+func newReport(o Options) *Report {
+	r := &Report{BaseURL: o.BaseURL, Users: o.Users, Duration: o.Duration, Routes: map[string]*RouteStats{}}
+	r.KeyUsers = int(float64(o.Users)*o.KeyShare + 0.5)
+	r.WSUsers = o.Users / 2
+	return r
+}
+
+func (r *Report) route(name string) *RouteStats {
+	s := r.Routes[name]
+	if s == nil {
+		s = &RouteStats{Statuses: map[int]int{}}
+		r.Routes[name] = s
+	}
+	return s
+}
+
+// record counts one answer (status 0: none, -1: a 2xx whose body could
+// not be read, already counted by badAnswer).
+func (r *Report) record(route string, status int, d time.Duration, superseded bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.route(route)
+	s.Count++
+	r.Requests++
+	switch {
+	case status == -1:
+		return
+	case status >= 200 && status <= 299:
+		s.Statuses[status]++
+		if superseded {
+			s.Superseded++
+			return
+		}
+		s.lat = append(s.lat, float64(d.Microseconds())/1000)
+		return
+	}
+	s.Statuses[status]++
+	switch {
+	case status == 0:
+		r.NoAnswer++
+	case status == 429:
+		r.Limited++
+	case status == 503:
+		r.Unavailable++
+	case status >= 500:
+		r.Status5xx++
+	default:
+		r.Unexpected++
+	}
+}
+
+// cancelled counts a WebSocket request a newer one superseded.
+func (r *Report) cancelled(route string, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.route(route)
+	s.Count++
+	s.Cancelled++
+	r.Requests++
+}
+
+// deliberate counts a deliberate 4xx answered as intended.
+func (r *Report) deliberate(route string, status int, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.route(route)
+	s.Count++
+	s.Statuses[status]++
+	s.Deliberate++
+	r.Requests++
+}
+
+// badAnswer counts a 2xx answer whose body could not be read.
+func (r *Report) badAnswer(route string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.route(route).BadAnswers++
+	r.Unexpected++
+}
+
+func (r *Report) userFailed(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.UserErrors = append(r.UserErrors, err.Error())
+}
+
+// finish computes the percentiles and the rate.
+func (r *Report) finish() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.Routes {
+		slices.Sort(s.lat)
+		s.P50, s.P95, s.P99 = pct(s.lat, 50), pct(s.lat, 95), pct(s.lat, 99)
+	}
+	if r.Elapsed > 0 {
+		r.RequestsPerSecond = float64(r.Requests) / r.Elapsed.Seconds()
+	}
+}
+
+// pct is the nearest-rank percentile of sorted values (0 when none).
+func pct(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// Failed says whether the run broke a rule of its own: a 5xx, an
+// unexpected answer, or a user that could not start.
+func (r *Report) Failed() bool {
+	return r.Status5xx > 0 || r.Unexpected > 0 || len(r.UserErrors) > 0
+}
+
+// sampleRSS samples VmRSS of pid every every until ctx ends.
+func (r *Report) sampleRSS(ctx context.Context, pid int, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	start := time.Now()
+	for {
+		if kib, err := readRSS(pid); err == nil {
+			r.mu.Lock()
+			r.RSS = append(r.RSS, RSSSample{At: time.Since(start), KiB: kib})
+			r.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// readRSS reads VmRSS (KiB) from /proc/<pid>/status.
+func readRSS(pid int) (int64, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
+
+// RSSSummary is the first sample, the first after the warm-up (a quarter
+// of the run, at least 10 s in, when there is one), and the last; flat
+// when the last is within 10 % of the warm one.
+func (r *Report) RSSSummary() (first, warm, last RSSSample, flat, ok bool) {
+	if len(r.RSS) == 0 {
+		return first, warm, last, false, false
+	}
+	first, last = r.RSS[0], r.RSS[len(r.RSS)-1]
+	warm = last
+	for _, s := range r.RSS {
+		if s.At >= max(r.Duration/4, 10*time.Second) {
+			warm = s
+			break
+		}
+	}
+	flat = float64(last.KiB) <= 1.1*float64(warm.KiB)
+	return first, warm, last, flat, true
+}
+
+// routeOrder lists the plugin's typing routes first, then the rest by name.
+func (r *Report) routeOrder() []string {
+	first := []string{RouteCompletion, RouteWSCompletion, RouteFeedback, RouteContextUpdate, RouteChat}
+	var out, rest []string
+	for _, n := range first {
+		if _, ok := r.Routes[n]; ok {
+			out = append(out, n)
+		}
+	}
+	for n := range r.Routes {
+		if !slices.Contains(first, n) {
+			rest = append(rest, n)
+		}
+	}
+	slices.Sort(rest)
+	return append(out, rest...)
+}
+
+// Write prints the report as markdown tables.
+func (r *Report) Write(w io.Writer) {
+	fmt.Fprintf(w, "Load test: %d users (%d with an API key, %d on the WebSocket), %v of typing, model %s (id %d)",
+		r.Users, r.KeyUsers, r.WSUsers, r.Duration, r.Model, r.ModelID)
+	if r.ChatModel != "" {
+		fmt.Fprintf(w, ", chat model %s (id %d)", r.ChatModel, r.ChatModelID)
+	}
+	fmt.Fprintf(w, "\n\n%d requests in %.1f s: %.1f requests/s; 5xx (not 503): %d, 503: %d, 429: %d, no answer: %d, unexpected: %d\n\n",
+		r.Requests, r.Elapsed.Seconds(), r.RequestsPerSecond, r.Status5xx, r.Unavailable, r.Limited, r.NoAnswer, r.Unexpected)
+	fmt.Fprintln(w, "| route | requests | statuses | p50 ms | p95 ms | p99 ms |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, name := range r.routeOrder() {
+		s := r.Routes[name]
+		var st []string
+		codes := make([]int, 0, len(s.Statuses))
+		for c := range s.Statuses {
+			codes = append(codes, c)
+		}
+		slices.Sort(codes)
+		for _, c := range codes {
+			label := strconv.Itoa(c)
+			if c == 0 {
+				label = "none"
+			}
+			st = append(st, fmt.Sprintf("%s×%d", label, s.Statuses[c]))
+		}
+		if s.Superseded > 0 {
+			st = append(st, fmt.Sprintf("(%d of the 200s superseded)", s.Superseded))
+		}
+		if s.Cancelled > 0 {
+			st = append(st, fmt.Sprintf("cancelled×%d (superseded)", s.Cancelled))
+		}
+		if s.Deliberate > 0 {
+			st = append(st, fmt.Sprintf("(%d deliberate 4xx)", s.Deliberate))
+		}
+		if s.BadAnswers > 0 {
+			st = append(st, fmt.Sprintf("%d unreadable", s.BadAnswers))
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %.1f | %.1f | %.1f |\n", name, s.Count, strings.Join(st, " "), s.P50, s.P95, s.P99)
+	}
+	fmt.Fprintln(w, "\nLatencies are of 2xx answers that did their work (superseded completions apart).")
+	if first, warm, last, flat, ok := r.RSSSummary(); ok {
+		verdict := "flat (within 10 % after the warm-up)"
+		if !flat {
+			verdict = "NOT flat (grew more than 10 % after the warm-up)"
+		}
+		fmt.Fprintf(w, "\nServer RSS: %.1f MiB at %v, %.1f MiB at %v (after warm-up), %.1f MiB at %v (last): %s\n",
+			float64(first.KiB)/1024, first.At.Round(time.Second), float64(warm.KiB)/1024, warm.At.Round(time.Second),
+			float64(last.KiB)/1024, last.At.Round(time.Second), verdict)
+		var parts []string
+		for _, s := range r.RSS {
+			parts = append(parts, fmt.Sprintf("%v %.0f", s.At.Round(time.Second), float64(s.KiB)/1024))
+		}
+		fmt.Fprintf(w, "RSS samples (MiB): %s\n", strings.Join(parts, ", "))
+	}
+	for _, e := range r.UserErrors {
+		fmt.Fprintf(w, "user stopped: %s\n", e)
+	}
+}
