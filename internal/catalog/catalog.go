@@ -25,6 +25,10 @@ type Entry struct {
 	File     string // file name under the model directory
 	SHA256   string // expected hex sha256; empty when not yet pinned
 	SizeHint int64  // approximate size in bytes, for messages
+	// NextEdit is the prompt format the model is given for next-edit
+	// suggestions (NextEditZeta, NextEditSweep, NextEditTabby); "" takes
+	// its family's default (DefaultNextEdit). Read it with NextEditFormat.
+	NextEdit string
 }
 
 const hf = "https://huggingface.co/"
@@ -48,7 +52,49 @@ var entries = []Entry{
 	{Name: "starcoder2-3b-q4_k_m", Family: "starcoder2", Params: "3B", Quant: "Q4_K_M", File: "starcoder2-3b-Q4_K_M.gguf", URL: hfURL("second-state/StarCoder2-3B-GGUF", "starcoder2-3b-Q4_K_M.gguf"), SizeHint: 1.85e9},
 	{Name: "starcoder2-7b-q8_0", Family: "starcoder2", Params: "7B", Quant: "Q8_0", File: "starcoder2-7b-Q8_0.gguf", URL: hfURL("second-state/StarCoder2-7B-GGUF", "starcoder2-7b-Q8_0.gguf"), SizeHint: 7.63e9},
 	{Name: "starcoder2-7b-q4_k_m", Family: "starcoder2", Params: "7B", Quant: "Q4_K_M", File: "starcoder2-7b-Q4_K_M.gguf", URL: hfURL("second-state/StarCoder2-7B-GGUF", "starcoder2-7b-Q4_K_M.gguf"), SizeHint: 4.4e9},
+	// Sweep's next-edit model, a Qwen2.5-Coder-1.5B fine-tune for its own
+	// next-edit format.
+	{Name: "sweep-next-edit-1.5b-q8_0", Family: "qwen2.5-coder", Params: "1.5B", Quant: "Q8_0", NextEdit: NextEditSweep, File: "sweep-next-edit-1.5b.q8_0.v2.gguf", URL: hfURL("sweepai/sweep-next-edit-1.5B", "sweep-next-edit-1.5b.q8_0.v2.gguf"), SizeHint: 1.6e9},
 	{Name: "qwen2.5-coder-1.5b-instruct-q8_0", Family: "qwen2.5-coder", Params: "1.5B", Quant: "Q8_0", Chat: true, File: "qwen2.5-coder-1.5b-instruct-q8_0.gguf", URL: hfURL("Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF", "qwen2.5-coder-1.5b-instruct-q8_0.gguf"), SizeHint: 1.89e9},
+}
+
+// Next-edit prompt formats: how a model is asked to rewrite the editable
+// region around the cursor given the user's recent edits.
+const (
+	// NextEditZeta is Zed's Zeta format: an instruction, the recent edits
+	// as diffs and the excerpt with <|editable_region_start|>,
+	// <|user_cursor_is_here|> and <|editable_region_end|> markers. It is
+	// plain text, so any model can be given it.
+	NextEditZeta = "zeta"
+	// NextEditSweep is Sweep's next-edit format: <|file_sep|> blocks (the
+	// context files, each edit as original/updated text, the region as it
+	// was and is), ending with the block the model writes the updated
+	// region in. Qwen2.5-Coder knows <|file_sep|> from its pre-training.
+	NextEditSweep = "sweep"
+	// NextEditTabby is Tabby's format: <|original_code|>, <|edits_diff|>,
+	// <|current_version|>, then <|next_version|> for the model to write.
+	NextEditTabby = "tabby"
+)
+
+// NextEditFormats are the known next-edit prompt formats.
+var NextEditFormats = []string{NextEditZeta, NextEditSweep, NextEditTabby}
+
+// DefaultNextEdit is the next-edit format of a model of family: Sweep's
+// for Qwen2.5-Coder (whose pre-training has the <|file_sep|> blocks that
+// format is made of), Zeta's plain-text format for every other family.
+func DefaultNextEdit(family string) string {
+	if family == "qwen2.5-coder" {
+		return NextEditSweep
+	}
+	return NextEditZeta
+}
+
+// NextEditFormat is the next-edit prompt format e's model is given.
+func (e Entry) NextEditFormat() string {
+	if e.NextEdit != "" {
+		return e.NextEdit
+	}
+	return DefaultNextEdit(e.Family)
 }
 
 // All returns the catalog, sorted by name.

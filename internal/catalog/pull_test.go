@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -160,5 +161,31 @@ func TestCatalogEntries(t *testing.T) {
 	}
 	if _, err := Get("nope"); err == nil {
 		t.Error("unknown names must fail")
+	}
+}
+
+// TestNextEditFormats: an entry's own next-edit format wins; without one,
+// Qwen2.5-Coder models get Sweep's format and the other families Zeta's.
+func TestNextEditFormats(t *testing.T) {
+	for _, e := range All() {
+		f := e.NextEditFormat()
+		if !slices.Contains(NextEditFormats, f) {
+			t.Errorf("%s: next-edit format %q", e.Name, f)
+		}
+		if e.NextEdit == "" && f != DefaultNextEdit(e.Family) {
+			t.Errorf("%s: %q, not its family's default", e.Name, f)
+		}
+	}
+	for family, want := range map[string]string{"qwen2.5-coder": NextEditSweep, "deepseek-coder": NextEditZeta, "starcoder2": NextEditZeta, "": NextEditZeta} {
+		if got := DefaultNextEdit(family); got != want {
+			t.Errorf("DefaultNextEdit(%q) = %q, want %q", family, got, want)
+		}
+	}
+	sweep, err := Get("sweep-next-edit-1.5b-q8_0")
+	if err != nil || sweep.NextEditFormat() != NextEditSweep {
+		t.Errorf("Sweep's model: %+v %v", sweep, err)
+	}
+	if e := (Entry{Family: "qwen2.5-coder", NextEdit: NextEditTabby}); e.NextEditFormat() != NextEditTabby {
+		t.Errorf("an entry's own format = %q", e.NextEditFormat())
 	}
 }
