@@ -61,7 +61,15 @@ type Tokenizer interface {
 type Prompt struct {
 	Tokens    []Token
 	Truncated bool // something was dropped to fit the budget
+	// extras and prefix are the parts a time budget may drop (budget.go):
+	// each extra chunk's tokens, least relevant (first) first, and the
+	// prefix's tokens before the middle block. Zero for raw prompts.
+	extras []span
+	prefix span
 }
+
+// span is the tokens [start, end) of a prompt.
+type span struct{ start, end int }
 
 // SplitCursorLine splits text before the cursor into whole lines and the
 // cursor line's start.
@@ -272,35 +280,48 @@ func BuildPrompt(tk Tokenizer, sp SpecialTokens, fam Family, req *Request, budge
 		suf = trimBack(tk, suf, nSuf)
 	}
 
+	p := &Prompt{Truncated: truncated, extras: make([]span, 0, len(extras))}
 	out := make([]Token, 0, fixed+nExtra+len(pre)+len(suf)+len(mid))
 	out = append(out, head...)
+	addExtras := func() {
+		for _, c := range extras {
+			p.extras = append(p.extras, span{len(out), len(out) + len(c)})
+			out = append(out, c...)
+		}
+	}
+	addPrefix := func() {
+		p.prefix = span{len(out), len(out) + len(pre)}
+		out = append(out, pre...)
+	}
 	if fam == FamilyCodestral {
 		out = append(out, sp.FIMSuf)
 		out = append(out, suf...)
 		out = append(out, sp.FIMPre)
-		out = appendAll(out, extras)
+		addExtras()
 		out = append(out, curIn...)
-		out = append(out, pre...)
+		addPrefix()
 		out = append(out, mid...)
-		return &Prompt{Tokens: out, Truncated: truncated}, nil
+		p.Tokens = out
+		return p, nil
 	}
 	if repoTokens {
-		out = appendAll(out, extras)
+		addExtras()
 		out = append(out, cur...)
 		out = append(out, sp.FIMPre)
 	} else {
 		out = append(out, sp.FIMPre)
-		out = appendAll(out, extras)
+		addExtras()
 	}
 	out = append(out, curIn...)
-	out = append(out, pre...)
+	addPrefix()
 	out = append(out, sp.FIMSuf)
 	out = append(out, suf...)
 	if sp.FIMMid != NoToken {
 		out = append(out, sp.FIMMid)
 	}
 	out = append(out, mid...)
-	return &Prompt{Tokens: out, Truncated: truncated}, nil
+	p.Tokens = out
+	return p, nil
 }
 
 func buildRaw(tk Tokenizer, sp SpecialTokens, text string, budget int) (*Prompt, error) {
@@ -353,13 +374,6 @@ func trimBack(tk Tokenizer, t []Token, n int) []Token {
 		}
 	}
 	return t[:n]
-}
-
-func appendAll(out []Token, chunks [][]Token) []Token {
-	for _, c := range chunks {
-		out = append(out, c...)
-	}
-	return out
 }
 
 func withNewline(s string) string {

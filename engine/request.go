@@ -79,9 +79,14 @@ type Request struct {
 	// Stop strings end generation at their earliest occurrence; the stop
 	// string itself is not returned.
 	Stop []string
-	// TMaxPrompt stops a request whose prompt is still being evaluated this
-	// long after it got a slot. It does not apply to MaxTokens == 0, so a
-	// cache-warming request always completes its prompt.
+	// TMaxPrompt is the prompt's time budget: when the scheduler estimates
+	// that the prompt would be evaluated later than this after the request
+	// got a slot, it drops extra chunks and then prefix lines until it
+	// fits (budget.go); a request whose prompt is still being evaluated
+	// this long after it got a slot is stopped with ErrPromptBudget. 0:
+	// the scheduler's Config.TMaxPrompt. It does not apply to
+	// MaxTokens == 0, so a cache-warming request always completes its
+	// prompt.
 	TMaxPrompt time.Duration
 	// TMaxPredict stops generation once a newline has been generated and this
 	// long has passed since generation began (llama.cpp t_max_predict_ms).
@@ -109,7 +114,7 @@ const (
 	StopWord      StopReason = "stop"      // a stop string or a line/indent rule matched
 	StopLength    StopReason = "length"    // max tokens, context end or the generation time budget
 	StopCancelled StopReason = "cancelled" // the request's context was cancelled or superseded
-	StopDeadline  StopReason = "deadline"  // the request's deadline or prompt budget passed
+	StopDeadline  StopReason = "deadline"  // the request's deadline or prompt budget passed, or would (ErrDeadline)
 	StopError     StopReason = "error"     // decode or KV failure; Result.Err says which
 )
 
@@ -145,7 +150,9 @@ type Result struct {
 	// Confidence is the mean probability of the sampled tokens under the raw
 	// logits; 0 when no token was generated.
 	Confidence float64
-	Truncated  bool // the prompt was trimmed to fit the token budget
-	Slot       int  // the slot (sequence id) that served the request
-	Timings    Timings
+	Truncated  bool // the prompt was trimmed to fit the token or time budget
+	// Trimmed says what the time budget dropped (budget.go).
+	Trimmed Trimmed
+	Slot    int // the slot (sequence id) that served the request
+	Timings Timings
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,7 +44,17 @@ type Config struct {
 	// request's cache may be moved into it to keep the slots in use next to
 	// each other (compact.go); default 10 s, negative disables it.
 	CompactAfter time.Duration
-	Logger       *slog.Logger
+	// TMaxPrompt is the prompt time budget of requests that set none
+	// (Request.TMaxPrompt); 0: none. Budgets trim prompts ahead of time
+	// (budget.go).
+	TMaxPrompt time.Duration
+	// RoundRobinPrefill shares each batch's prompt tokens among the
+	// prefills round-robin and plans nothing ahead: no request is trimmed
+	// or refused on an estimate. The default orders prefills earliest
+	// deadline first and plans each request (budget.go); this switch
+	// keeps the old behaviour for comparison.
+	RoundRobinPrefill bool
+	Logger            *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -121,6 +132,10 @@ type sequence struct {
 	stream    *Stream
 	tSubmit   time.Time
 	tokenize  time.Duration
+	// layout is the prompt's parts a time budget may drop; nil when it
+	// has none to drop. due orders prefills (budget.go).
+	layout *Prompt
+	due    time.Time
 
 	// scheduler state
 	slot       *slot
@@ -137,6 +152,8 @@ type sequence struct {
 	tGen       time.Time // prompt done, generation began
 	tFirst     time.Time
 	finished   bool
+	planned    bool    // plan ran with a known speed
+	trimmed    Trimmed // what plan dropped
 }
 
 // part is one sequence's share of a batch.
@@ -198,6 +215,7 @@ type Scheduler struct {
 	parts   []part
 	rr      int
 	tick    uint64
+	pace    pace // measured speeds (budget.go)
 }
 
 // NewScheduler creates a context on m and starts the goroutine that owns
@@ -318,10 +336,16 @@ func (s *Scheduler) Stream(ctx context.Context, req Request) (*Stream, error) {
 	}
 	req.Stop = append([]string(nil), req.Stop...)
 	req.Extra = nil // laid out already; do not keep the text alive
+	if req.TMaxPrompt <= 0 {
+		req.TMaxPrompt = s.cfg.TMaxPrompt
+	}
 	sctx, cancel := context.WithCancelCause(ctx)
 	seq := &sequence{
 		ctx: sctx, cancel: cancel, req: req, prompt: p.Tokens, truncated: p.Truncated,
 		sampler: sampler, stream: newStream(), filter: newTextFilter(req.Stop, req.Mode, req.NIndent),
+	}
+	if len(p.extras) > 0 || p.prefix.end > p.prefix.start {
+		seq.layout = p
 	}
 	seq.stream.seq = seq
 
@@ -349,6 +373,7 @@ func (s *Scheduler) Stream(ctx context.Context, req Request) (*Stream, error) {
 	}
 	seq.tSubmit = time.Now()
 	seq.tokenize = seq.tSubmit.Sub(t0)
+	seq.due = seq.dueAt()
 	s.submit <- seq // never blocks: queued ≤ QueueSize = cap(submit)
 	return seq.stream, nil
 }
@@ -473,8 +498,13 @@ func (s *Scheduler) compact() {
 	s.active = keep
 }
 
-// admit gives waiting requests idle slots, FIFO, and prepares each slot's KV.
+// admit gives waiting requests idle slots, earliest deadline first (FIFO
+// with RoundRobinPrefill), plans each (budget.go) and prepares its slot's
+// KV.
 func (s *Scheduler) admit(now time.Time) {
+	if !s.cfg.RoundRobinPrefill && len(s.waiting) > 1 {
+		slices.SortStableFunc(s.waiting, byDue)
+	}
 	for len(s.waiting) > 0 {
 		q := s.waiting[0]
 		sl := pickSlot(s.slots, q.prompt, s.cfg.SlotSimilarity, s.reuseChunk())
@@ -491,6 +521,9 @@ func (s *Scheduler) admit(now time.Time) {
 		s.active = append(s.active, q)
 		if len(q.prompt) >= s.nCtxSlot {
 			s.finish(q, StopError, ErrPromptTooLong)
+			continue
+		}
+		if s.plannable(q) && !s.plan(q, now) {
 			continue
 		}
 		s.prepare(q)
@@ -530,8 +563,9 @@ func (s *Scheduler) prepare(q *sequence) {
 	q.nPast, q.cached, q.shifted = n, n, shifted
 }
 
-// step builds one batch (decode first, then chunked prefill round-robin),
-// decodes it and samples.
+// step builds one batch (decode first, then chunked prefill earliest
+// deadline first, or round-robin with Config.RoundRobinPrefill), decodes it
+// and samples.
 func (s *Scheduler) step() {
 	parts := s.parts[:0]
 	for _, q := range s.active {
@@ -548,9 +582,16 @@ func (s *Scheduler) step() {
 			pre = append(pre, q)
 		}
 	}
+	if !s.cfg.RoundRobinPrefill {
+		pre = s.planLate(pre)
+		s.orderPrefills(pre)
+	}
 	if n := len(pre); n > 0 && budget > 0 {
-		start := s.rr % n
-		s.rr++
+		start := 0
+		if s.cfg.RoundRobinPrefill {
+			start = s.rr % n
+			s.rr++
+		}
 		for i := 0; i < n && budget > 0; i++ {
 			q := pre[(start+i)%n]
 			take := min(budget, len(q.prompt)-q.nPast)
@@ -573,6 +614,30 @@ func (s *Scheduler) step() {
 	clear(s.parts[:cap(s.parts)])
 }
 
+// planLate plans the prefills that got their slot before any speed was
+// measured, preparing a trimmed one's slot again, and leaves out those it
+// refuses.
+func (s *Scheduler) planLate(pre []*sequence) []*sequence {
+	if s.pace.speed() <= 0 {
+		return pre
+	}
+	now := time.Now()
+	keep := pre[:0]
+	for _, q := range pre {
+		if s.plannable(q) {
+			n := len(q.prompt)
+			if !s.plan(q, now) {
+				continue
+			}
+			if len(q.prompt) != n {
+				s.prepare(q)
+			}
+		}
+		keep = append(keep, q)
+	}
+	return keep
+}
+
 // fill builds the batch from parts and records logits rows.
 func (s *Scheduler) fill(parts []part) int {
 	s.batch.Reset()
@@ -592,10 +657,18 @@ func (s *Scheduler) fill(parts []part) int {
 func (s *Scheduler) decode(parts []part) {
 	for {
 		n := s.fill(parts)
+		prompt := 0
+		for _, p := range parts {
+			if p.seq != nil && !p.seq.generating {
+				prompt += len(p.toks)
+			}
+		}
 		t0 := time.Now()
 		err := s.ctx.Decode(&s.batch)
-		s.nDecodeUS.Add(uint64(time.Since(t0).Microseconds()))
+		d := time.Since(t0)
+		s.nDecodeUS.Add(uint64(d.Microseconds()))
 		if err == nil {
+			s.pace.record(n, prompt, d)
 			s.nDecodes.Add(1)
 			s.nDecodeTokens.Add(uint64(n))
 			parts = s.dropPlaceholders(parts)
@@ -756,7 +829,7 @@ func (s *Scheduler) finish(q *sequence, reason StopReason, err error) {
 	res := &Result{
 		Text: q.filter.text(), Stop: reason, Err: err,
 		Tokens: q.tokens, Logprobs: q.logprobs, Confidence: Confidence(q.logprobs),
-		Truncated: q.truncated, Slot: -1,
+		Truncated: q.truncated, Trimmed: q.trimmed, Slot: -1,
 	}
 	if reason == StopWord {
 		res.StoppingWord = q.filter.stopWord

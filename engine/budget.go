@@ -1,0 +1,351 @@
+package engine
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// Time budgets. Before a request's prompt is evaluated the scheduler
+// estimates, from the prefill speed it measures, when the prompt will be
+// done and when the request will end, and acts on the estimate instead of
+// finding out after the fact:
+//
+//   - The prefill speed is an exponentially weighted mean of the tokens per
+//     second of recent batches that carried prompt tokens (all of the
+//     batch's tokens over its Decode time, since generated tokens share the
+//     pass); a step carrying only generated tokens feeds the mean time of
+//     such a step. SetPrefillSpeed replaces the measured speed (tests,
+//     benchmarks).
+//   - A request's own work is its prompt tokens not already in its slot's
+//     cache (prefix reuse and shifted chunks, as prepare will find them).
+//   - Its prompt is done after the prompt tokens the prefills before it in
+//     deadline order have left, plus its own, at that speed.
+//   - It ends after every prefill in flight, its own included, plus
+//     MaxTokens steps of generation: a step of a generating request
+//     carries the other requests' prompt chunks (decode first, then
+//     prompt chunks fill the batch), so its tokens come at the pace of all
+//     the prefills in flight, whatever their order.
+//
+// A request with a time budget (Request.TMaxPrompt, or the scheduler's
+// Config.TMaxPrompt) accepts a shorter prompt: when its prompt would be
+// done after the budget, or it would end after its deadline, the extra
+// context chunks go first, least relevant (first) first, then lines from
+// the top of the prefix (whole lines, at least budgetMinPrefix tokens
+// kept), until both fit; Result.Trimmed says what went. A request that
+// ends after its deadline even so, or one without a budget that would, is
+// refused at once with a *DeadlineError (StopDeadline), before it costs
+// any CPU. When only the prompt budget cannot be met, the most trimmed
+// prompt runs and the prompt budget stops it after the fact as before.
+//
+// When the speed is not known yet (nothing measured since the model was
+// loaded), a request is planned at the first step after it is.
+
+// budgetMinPrefix is the fewest prefix tokens a time budget leaves (whole
+// lines: the cut may leave a little more).
+const budgetMinPrefix = 64
+
+// ewmaWeight is the weight of a new sample in the speed means.
+const ewmaWeight = 0.25
+
+// minSpeedSample is the fewest prompt tokens a batch must carry to be a
+// prefill speed sample: a batch of generated tokens with a short prompt
+// tail measures a decode step, not a prefill.
+const minSpeedSample = 32
+
+// ErrDeadline is what a *DeadlineError matches with errors.Is.
+var ErrDeadline = errors.New("engine: cannot finish before the deadline")
+
+// DeadlineError is the error of a request refused because its estimated
+// end is past its deadline. It matches ErrDeadline.
+type DeadlineError struct {
+	Estimate time.Duration // estimated time from the refusal to the request's end
+	Left     time.Duration // time left before the deadline at the refusal
+}
+
+func (e *DeadlineError) Error() string {
+	return fmt.Sprintf("engine: cannot finish before the deadline: estimated %.1f s, %.1f s left",
+		e.Estimate.Seconds(), e.Left.Seconds())
+}
+
+// Is makes errors.Is(err, ErrDeadline) true.
+func (e *DeadlineError) Is(target error) bool { return target == ErrDeadline }
+
+// Trimmed says what a time budget dropped from a request's prompt.
+type Trimmed struct {
+	ExtraChunks  int // extra context chunks dropped, least relevant first
+	PrefixTokens int // tokens cut from the top of the prefix, in whole lines
+}
+
+// Any reports whether something was dropped.
+func (t Trimmed) Any() bool { return t.ExtraChunks > 0 || t.PrefixTokens > 0 }
+
+// pace holds a scheduler's measured speeds as float64 bits. Only the
+// scheduler goroutine records; anyone may read.
+type pace struct {
+	prefill  atomic.Uint64 // tokens/s of batches with prompt tokens; 0: not measured
+	step     atomic.Uint64 // seconds per batch of generated tokens only
+	override atomic.Uint64 // SetPrefillSpeed's tokens/s; 0: measured
+}
+
+func loadF(a *atomic.Uint64) float64     { return math.Float64frombits(a.Load()) }
+func storeF(a *atomic.Uint64, v float64) { a.Store(math.Float64bits(v)) }
+
+func ewma(a *atomic.Uint64, v float64) {
+	old := loadF(a)
+	if old == 0 {
+		storeF(a, v)
+		return
+	}
+	storeF(a, old+ewmaWeight*(v-old))
+}
+
+// record notes a successful Decode of n tokens, prompt of them prompt
+// tokens, that took d.
+func (p *pace) record(n, prompt int, d time.Duration) {
+	if d <= 0 || n <= 0 {
+		return
+	}
+	switch {
+	case prompt >= minSpeedSample:
+		ewma(&p.prefill, float64(n)/d.Seconds())
+	case prompt == 0:
+		ewma(&p.step, d.Seconds())
+	}
+}
+
+// speed is the prefill speed in tokens/s, 0 when unknown.
+func (p *pace) speed() float64 {
+	if v := loadF(&p.override); v > 0 {
+		return v
+	}
+	return loadF(&p.prefill)
+}
+
+// SetPrefillSpeed makes the scheduler plan with tokensPerSecond instead of
+// the speed it measures; 0 goes back to the measured speed. Tests and
+// benchmarks use it to make plans deterministic or to throttle them. Safe
+// from any goroutine.
+func (s *Scheduler) SetPrefillSpeed(tokensPerSecond float64) {
+	storeF(&s.pace.override, max(tokensPerSecond, 0))
+}
+
+// PrefillSpeed is the prefill speed plans use, in tokens/s (0: not
+// measured yet), and the measured time of a step of generated tokens
+// alone. Safe from any goroutine.
+func (s *Scheduler) PrefillSpeed() (tokensPerSecond float64, step time.Duration) {
+	return s.pace.speed(), time.Duration(loadF(&s.pace.step) * float64(time.Second))
+}
+
+// due is q's deadline for ordering prefills (earliest first): the earlier
+// of its context's deadline and, with a prompt budget, the time it was
+// submitted plus that budget; the zero time (none) sorts last.
+func (q *sequence) dueAt() time.Time {
+	due, ok := q.ctx.Deadline()
+	if q.req.TMaxPrompt > 0 && q.req.MaxTokens > 0 {
+		if b := q.tSubmit.Add(q.req.TMaxPrompt); !ok || b.Before(due) {
+			due, ok = b, true
+		}
+	}
+	if !ok {
+		return time.Time{}
+	}
+	return due
+}
+
+// byDue orders sequences earliest deadline first, those without one last,
+// and by submission among equals.
+func byDue(a, b *sequence) int {
+	switch {
+	case a.due.IsZero() != b.due.IsZero():
+		if a.due.IsZero() {
+			return 1
+		}
+		return -1
+	case !a.due.Equal(b.due):
+		return a.due.Compare(b.due)
+	}
+	return a.tSubmit.Compare(b.tSubmit)
+}
+
+// orderPrefills sorts the prefills of a step. Earliest deadline first: a
+// prompt gets whole batches until it is done, so with four cold prompts
+// the first is done after a quarter of the time round-robin needs for all
+// four, and the one that cannot make its deadline is last, where refusing
+// it (plan) costs the others nothing. Round-robin (Config.RoundRobinPrefill)
+// finished four 1,300-token prompts together past a 30 s deadline on a
+// 2-vCPU host with a 0.5B model, none answered (docs/benchmarks.md).
+func (s *Scheduler) orderPrefills(pre []*sequence) {
+	slices.SortStableFunc(pre, byDue)
+}
+
+// remaining is the prompt tokens q has left to evaluate.
+func (q *sequence) remaining() int { return len(q.prompt) - q.nPast }
+
+// pendingPrefill sums the prompt tokens that the active prefills other
+// than q have left: all of them (all) or those before q in deadline order.
+func (s *Scheduler) pendingPrefill(q *sequence) (all, before int) {
+	for _, r := range s.active {
+		if r == q || r.finished || r.generating || r.slot == nil {
+			continue
+		}
+		n := r.remaining()
+		all += n
+		if byDue(r, q) < 0 {
+			before += n
+		}
+	}
+	return all, before
+}
+
+// plannable reports whether q's prompt may still be planned: budgets are
+// on, it generates, and nothing of it has been evaluated.
+func (s *Scheduler) plannable(q *sequence) bool {
+	return !s.cfg.RoundRobinPrefill && !q.planned && !q.finished && !q.generating &&
+		q.evaluated == 0 && q.req.MaxTokens > 0 && q.layout != nil
+}
+
+// plan estimates q's prompt and end in its slot and trims or refuses it as
+// the package comment on time budgets says. It reports false when q was
+// refused (finished). Without a measured speed it leaves q unplanned.
+// It runs in the scheduler goroutine, after q got its slot and before
+// prepare.
+func (s *Scheduler) plan(q *sequence, now time.Time) bool {
+	speed := s.pace.speed()
+	if speed <= 0 {
+		return true
+	}
+	q.planned = true
+	deadline, hasDeadline := q.ctx.Deadline()
+	budget := q.req.TMaxPrompt
+	if !hasDeadline && budget <= 0 {
+		return true
+	}
+	all, before := s.pendingPrefill(q)
+	stepS := loadF(&s.pace.step)
+	left := deadline.Sub(now)
+	secs := func(tokens int) time.Duration { return time.Duration(float64(tokens) / speed * float64(time.Second)) }
+	genTime := time.Duration(float64(q.req.MaxTokens) * stepS * float64(time.Second))
+	// fits says whether own uncached tokens meet the deadline (end) and
+	// the prompt budget (prompt done).
+	endAt := func(own int) time.Duration { return secs(all+own) + genTime }
+	fitsEnd := func(own int) bool { return !hasDeadline || endAt(own) <= left }
+	fitsPrompt := func(own int) bool { return budget <= 0 || secs(before+own) <= budget }
+
+	own := s.uncached(q, q.prompt)
+	if fitsEnd(own) && fitsPrompt(own) {
+		return true
+	}
+	if budget > 0 {
+		t, toks, own2 := s.trim(q, func(own int) bool { return fitsEnd(own) && fitsPrompt(own) }, fitsEnd)
+		if t.Any() {
+			q.prompt, q.trimmed, q.truncated, own = toks, t, true, own2
+		}
+		if fitsEnd(own) {
+			return true
+		}
+	}
+	s.finish(q, StopDeadline, &DeadlineError{Estimate: endAt(own), Left: left})
+	return false
+}
+
+// uncached is how many tokens of prompt q would evaluate in its slot.
+func (s *Scheduler) uncached(q *sequence, prompt []Token) int {
+	if !q.req.CachePrompt {
+		return len(prompt)
+	}
+	cached := q.slot.cached
+	n := commonPrefix(cached, prompt)
+	_, n = planReuse(cached, prompt, n, s.reuseChunk())
+	return len(prompt) - min(n, len(prompt)-1)
+}
+
+// trim looks for the least trimmed prompt whose uncached tokens pass ok:
+// first dropping extra chunks one by one from the front, then cutting
+// prefix lines from the top. When none passes, it takes the least trimmed
+// one that passes fallback, else the most trimmed. It returns what was
+// dropped, the prompt and its uncached tokens.
+func (s *Scheduler) trim(q *sequence, ok, fallback func(own int) bool) (Trimmed, []Token, int) {
+	l := q.layout
+	full := q.prompt
+	var best, fb *trimCandidate
+	try := func(t Trimmed) bool {
+		toks := l.without(full, t)
+		c := &trimCandidate{t: t, toks: toks, own: s.uncached(q, toks)}
+		if fb == nil && fallback(c.own) {
+			fb = c
+		}
+		if ok(c.own) {
+			best = c
+			return true
+		}
+		best = c // the most trimmed so far
+		return false
+	}
+	for k := 1; k <= len(l.extras); k++ {
+		if try(Trimmed{ExtraChunks: k}) {
+			return best.t, best.toks, best.own
+		}
+	}
+	for _, c := range l.prefixCuts(s.model, full) {
+		if try(Trimmed{ExtraChunks: len(l.extras), PrefixTokens: c}) {
+			return best.t, best.toks, best.own
+		}
+	}
+	if fb != nil {
+		best = fb
+	}
+	if best == nil {
+		return Trimmed{}, full, s.uncached(q, full)
+	}
+	return best.t, best.toks, best.own
+}
+
+type trimCandidate struct {
+	t    Trimmed
+	toks []Token
+	own  int
+}
+
+// without is prompt (laid out as l) less the first t.ExtraChunks extra
+// chunks and the first t.PrefixTokens prefix tokens.
+func (l *Prompt) without(prompt []Token, t Trimmed) []Token {
+	drop := make([]span, 0, 2)
+	if k := min(t.ExtraChunks, len(l.extras)); k > 0 {
+		drop = append(drop, span{l.extras[0].start, l.extras[k-1].end})
+	}
+	if t.PrefixTokens > 0 {
+		drop = append(drop, span{l.prefix.start, l.prefix.start + min(t.PrefixTokens, l.prefix.end-l.prefix.start)})
+	}
+	slices.SortFunc(drop, func(a, b span) int { return cmp.Compare(a.start, b.start) })
+	n := len(prompt)
+	for _, d := range drop {
+		n -= d.end - d.start
+	}
+	out := make([]Token, 0, n)
+	at := 0
+	for _, d := range drop {
+		out = append(out, prompt[at:d.start]...)
+		at = d.end
+	}
+	return append(out, prompt[at:]...)
+}
+
+// prefixCuts lists, ascending, the numbers of tokens that may be cut from
+// the top of the prefix: each leaves the prefix starting at a line start,
+// with at least budgetMinPrefix tokens (or none cut, when it has fewer).
+func (l *Prompt) prefixCuts(tk Tokenizer, prompt []Token) []int {
+	pre := prompt[l.prefix.start:l.prefix.end]
+	var cuts []int
+	for c := 1; c <= len(pre)-budgetMinPrefix; c++ {
+		if bytes.IndexByte(tk.Piece(pre[c-1], false), '\n') >= 0 {
+			cuts = append(cuts, c)
+		}
+	}
+	return cuts
+}

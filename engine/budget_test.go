@@ -1,0 +1,214 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/code4me/code4me/engine"
+	"github.com/code4me/code4me/engine/enginetest"
+)
+
+// gate holds the scheduler in its first Decode until released, so that
+// requests sent meanwhile reach it together.
+type gate struct {
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+func newGate() *gate { return &gate{entered: make(chan struct{}), release: make(chan struct{})} }
+
+func (g *gate) hook(*engine.Batch) error {
+	g.once.Do(func() {
+		close(g.entered)
+		<-g.release
+	})
+	return nil
+}
+
+// hold starts a cache-warming request that blocks in the gate, and waits
+// until it does.
+func (g *gate) hold(t *testing.T, s *engine.Scheduler) *engine.Stream {
+	t.Helper()
+	st, err := s.Stream(context.Background(), engine.Request{Raw: true, Prefix: "warm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-g.entered
+	return st
+}
+
+// TestBudgetFourColdPromptsDeadlineFitsThree: four cold prompts arrive at
+// once with a deadline that, at the planned prefill speed, leaves time for
+// three. Earliest deadline first serves the first three; the fourth (last
+// submitted) is refused at once with a DeadlineError that gives the
+// estimate and the time left, having evaluated nothing.
+func TestBudgetFourColdPromptsDeadlineFitsThree(t *testing.T) {
+	g := newGate()
+	// The fake evaluates 10,000 tokens/s; plans assume 1,000 tokens/s, so
+	// the three admitted end long before the deadline, however noisy the
+	// machine.
+	s, _ := newSched(t, enginetest.Options{TokenDelay: 100 * time.Microsecond, BeforeDecode: g.hook},
+		engine.Config{NParallel: 4, NCtx: 4 * 2048})
+	s.SetPrefillSpeed(1000)
+	warm := g.hold(t, s)
+
+	const n = 500 // tokens per prompt: 0.5 s each at the planned speed
+	reqs := make([]engine.Request, 4)
+	for i := range reqs {
+		r := fimReq(i+1, 40, 20)
+		r.Prefix = r.Prefix[len(r.Prefix)-300:]
+		r.Suffix = r.Suffix[:n-300-40]
+		r.MaxTokens = 4
+		reqs[i] = r
+	}
+	// 1.75 s: three prompts (1.5 s) fit, four (2 s) do not.
+	ctx, cancel := context.WithTimeout(context.Background(), 1750*time.Millisecond)
+	defer cancel()
+	streams := make([]*engine.Stream, len(reqs))
+	for i, r := range reqs {
+		st, err := s.Stream(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams[i] = st
+	}
+	close(g.release)
+	if _, err := warm.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	results := make([]*engine.Result, len(streams))
+	sum := 0
+	for i, st := range streams {
+		res, err := st.Wait()
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if p := res.Timings.PromptTokens; p < n-40 || p > n+20 {
+			t.Fatalf("request %d: %d prompt tokens, want about %d", i, p, n)
+		}
+		results[i] = res
+		sum += res.Timings.PromptTokens
+	}
+	for i, res := range results[:3] {
+		if res.Stop == engine.StopDeadline || res.Stop == engine.StopError || res.Timings.GeneratedTokens == 0 {
+			t.Errorf("request %d: stop %s (%v), %d tokens; want an answer", i, res.Stop, res.Err, res.Timings.GeneratedTokens)
+		}
+	}
+	res := results[3]
+	var de *engine.DeadlineError
+	if res.Stop != engine.StopDeadline || !errors.Is(res.Err, engine.ErrDeadline) || !errors.As(res.Err, &de) {
+		t.Fatalf("request 3: stop %s, err %v; want a deadline refusal", res.Stop, res.Err)
+	}
+	// The estimate: all four prompts at 1,000 tokens/s (no generation step
+	// has been measured yet).
+	want := time.Duration(sum) * time.Millisecond
+	if d := de.Estimate - want; d < -time.Millisecond || d > time.Millisecond || de.Left > 1750*time.Millisecond || de.Left < time.Second {
+		t.Errorf("request 3: estimate %v, left %v; want %v and at most 1.75 s", de.Estimate, de.Left, want)
+	}
+	if msg := fmt.Sprintf("estimated %.1f s, ", want.Seconds()); !strings.Contains(de.Error(), msg) {
+		t.Errorf("request 3: message %q does not say %q", de.Error(), msg)
+	}
+	if res.Timings.EvaluatedTokens != 0 {
+		t.Errorf("request 3: %d tokens evaluated before the refusal", res.Timings.EvaluatedTokens)
+	}
+}
+
+// TestBudgetTrimsChunksThenPrefixLines: a throttled prefill speed makes a
+// prompt budget drop extra chunks, least relevant (first) first, and only
+// then prefix lines from the top, whole lines; the result says what went.
+func TestBudgetTrimsChunksThenPrefixLines(t *testing.T) {
+	base := fimReq(3, 60, 40)
+	base.KeepCursorLine = true // the whole prefix may be cut
+	base.CachePrompt = false   // every prompt token is evaluated
+	chunk := func(i int) engine.Chunk { return engine.Chunk{Path: "lib.go", Text: source(10+i, 6)} }
+	base.Extra = []engine.Chunk{chunk(0), chunk(1), chunk(2)}
+	// With qwen's layout a chunk is <|file_sep|>, the path, a newline and
+	// its text; the fake has one token per byte.
+	chunkTokens := 1 + len("lib.go\n") + len(base.Extra[0].Text)
+
+	full := func() int {
+		s, _ := newSched(t, enginetest.Options{}, engine.Config{NParallel: 1})
+		res := complete(t, s, base)
+		if res.Truncated || res.Trimmed.Any() {
+			t.Fatalf("no budget: truncated %v, trimmed %+v", res.Truncated, res.Trimmed)
+		}
+		return res.Timings.PromptTokens
+	}()
+
+	run := func(budgetTokens int) *engine.Result {
+		t.Helper()
+		s, _ := newSched(t, enginetest.Options{}, engine.Config{NParallel: 1})
+		s.SetPrefillSpeed(1000) // 1 token per ms: the budget in ms is in tokens
+		r := base
+		r.TMaxPrompt = time.Duration(budgetTokens) * time.Millisecond
+		return complete(t, s, r)
+	}
+
+	// Two chunks must go: the first two.
+	res := run(full - 2*chunkTokens + 5)
+	if want := (engine.Trimmed{ExtraChunks: 2}); res.Trimmed != want || !res.Truncated {
+		t.Errorf("two chunks: trimmed %+v truncated %v, want %+v", res.Trimmed, res.Truncated, want)
+	}
+	if got, want := res.Timings.PromptTokens, full-2*chunkTokens; got != want {
+		t.Errorf("two chunks: %d prompt tokens, want %d", got, want)
+	}
+
+	// All chunks and then 300 tokens of prefix: the cut ends at a line end,
+	// the first one at or after 300.
+	res = run(full - 3*chunkTokens - 300)
+	cut := res.Trimmed.PrefixTokens
+	if res.Trimmed.ExtraChunks != 3 || cut < 300 || !res.Truncated {
+		t.Fatalf("prefix: trimmed %+v truncated %v, want 3 chunks and at least 300 prefix tokens", res.Trimmed, res.Truncated)
+	}
+	if base.Prefix[cut-1] != '\n' || strings.Contains(base.Prefix[300:cut-1], "\n") {
+		t.Errorf("prefix cut at %d is not the first line end at or after 300: %q", cut, base.Prefix[cut-8:cut+8])
+	}
+	if got, want := res.Timings.PromptTokens, full-3*chunkTokens-cut; got != want {
+		t.Errorf("prefix: %d prompt tokens, want %d", got, want)
+	}
+
+	// Budget met without trimming: nothing dropped.
+	res = run(full + 10)
+	if res.Trimmed.Any() || res.Truncated {
+		t.Errorf("ample budget: trimmed %+v truncated %v", res.Trimmed, res.Truncated)
+	}
+}
+
+// TestBudgetEarliestDeadlineFirst: of two long prompts, the one submitted
+// second with the earlier deadline gets the batches first and finishes
+// first.
+func TestBudgetEarliestDeadlineFirst(t *testing.T) {
+	s, _ := newSched(t, enginetest.Options{TokenDelay: 100 * time.Microsecond}, engine.Config{NParallel: 2, NCtx: 2 * 8192})
+	long := func(seed int) engine.Request {
+		r := fimReq(seed, 120, 100) // about 4,000 tokens: 8 batches
+		r.MaxTokens = 4
+		return r
+	}
+	late, cancelLate := context.WithTimeout(context.Background(), time.Minute)
+	defer cancelLate()
+	soon, cancelSoon := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelSoon()
+	order := make(chan int, 2)
+	var wg sync.WaitGroup
+	for i, ctx := range []context.Context{late, soon} {
+		st, err := s.Stream(ctx, long(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			if res, err := st.Wait(); err != nil || res.Stop == engine.StopDeadline || res.Stop == engine.StopError {
+				t.Errorf("request %d: %v %v", i, res.Stop, err)
+			}
+			order <- i
+		})
+	}
+	wg.Wait()
+	if first := <-order; first != 1 {
+		t.Errorf("request %d finished first; want the one with the earlier deadline (1)", first)
+	}
+}
