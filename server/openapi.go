@@ -248,6 +248,19 @@ var coreOps = []apiOp{
 		Params: []apiField{reqField("id", "uuid", "")}, Resp: messageResp,
 		Errors: map[int]string{404: "No live key of the caller has this id"}},
 
+	{Method: "GET", Path: "/api/user/usage", Summary: "The caller's completion usage: in total, per UTC day and per language", Auth: ClassA, Account: true, OK: 200,
+		Doc: "The caller's completion queries requested in [from, to), the generations shown and accepted, and acceptance_rate " +
+			"(accepted / shown, null when nothing was shown). Only the caller's own queries; user_id is refused.",
+		Query: []apiField{optField("from", "string", "RFC 3339; default 30 days before to"), optField("to", "string", "RFC 3339; default now")},
+		Resp: []apiField{respField("from", "string", ""), respField("to", "string", ""),
+			respField("total", "object", "{completions, shown, accepted, acceptance_rate}"),
+			respField("days", "[]object", "{day, completions, shown, accepted, acceptance_rate, p50_ms, p95_ms: nearest-rank percentiles "+
+				"of the queries' total serving time, null when no query of the day was answered}"),
+			respField("languages", "[]object", "{language, completions, shown, accepted, acceptance_rate}, most used first; "+
+				"queries stored without telemetry are left out")}},
+	{Method: "GET", Path: "/api/user/projects", Summary: "The projects the caller is a member of", Auth: ClassA, Account: true, OK: 200,
+		Resp: []apiField{respField("projects", "[]object", "{project_id, project_name, role, created_at}, newest first")}},
+
 	{Method: "GET", Path: "/api/session/acquire", Summary: "The login's session, created on first call; sets the session_token cookie", Auth: ClassA, OK: 200,
 		Resp: []apiField{respField("message", "string", ""), respField("session_token", "string", "")}},
 	{Method: "PUT", Path: "/api/session/deactivate/", Summary: "Log out: end the session and the login, clear the cookies", Auth: ClassA, OK: 200,
@@ -453,6 +466,13 @@ var coreOps = []apiOp{
 		Doc: "multi_file_context_update answers multi_file_context_update_result.",
 		WS:  wsKeys[wsContext], WSFrames: []string{"multi_file_context_update_result", "cancelled", "error"}},
 
+	{Method: "GET", Path: "/", Summary: "The dashboard (a single-page app)", OK: 200, HTML: true,
+		Doc: "The dashboard's entry page; the app runs in the browser and calls the API with the login's cookies. Served " +
+			"with a Content-Security-Policy that allows this origin's scripts and styles only, and never cached."},
+	{Method: "GET", Path: "/app", Summary: "The dashboard's pages and files", OK: 200, HTML: true,
+		Doc: "Every path under /app/ is the dashboard's: a file of its build (hashed files under /app/assets/, cached for a " +
+			"year), else, to a request whose Accept lists text/html, the entry page (the app routes the path itself); any " +
+			"other request gets 404 {\"detail\": \"Not Found\"}."},
 	{Method: "GET", Path: "/openapi.json", Summary: "This document", OK: 200},
 	{Method: "GET", Path: "/docs", Summary: "The routes as an HTML page", OK: 200, HTML: true},
 }

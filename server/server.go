@@ -272,6 +272,8 @@ func (s *Server) routes() {
 	s.jobsAdminRoutes()
 	s.metricsRoutes()
 	s.openAPIRoutes()
+	s.usageRoutes(api)
+	s.webUIRoutes() // last: the dashboard's pages never shadow a route above
 }
 
 // ping answers 200 once Postgres and Redis respond; details say what runs.
