@@ -42,8 +42,30 @@ deps:
 link:
 	@sh third_party/link-ollama.sh
 
-build: link
+build: link web-if-npm
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/code4me
+
+# The dashboard (web/, Vite + React): npm ci, then a build into
+# server/webui/dist, which the server embeds (//go:embed). `make web` always
+# does both; build and test rebuild it only when web/ changed, and skip it
+# with a note when npm is missing (the binary then serves a page saying how
+# to build the dashboard).
+.PHONY: web web-if-npm
+WEB_DIST := server/webui/dist/index.html
+WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json web/package.json
+
+web:
+	cd web && npm ci --no-audit --no-fund && npm run build
+
+web-if-npm:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(WEB_DIST); \
+	else echo "make: npm not found, the dashboard is not built (scripts/install-deps.sh installs Node.js)"; fi
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+$(WEB_DIST): web/node_modules/.package-lock.json $(WEB_SRC)
+	cd web && npm run build
 
 run: deps build
 	./$(BIN) serve
@@ -56,7 +78,7 @@ cuda-backend:
 run-cuda: cuda-backend build
 	GGML_BACKEND_DIR=$(CURDIR)/build/ggml-cuda/lib ./$(BIN) serve
 
-test: deps link
+test: deps link web-if-npm
 	$(GO) vet ./...
 	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./...
 	@$(MAKE) --no-print-directory fuzz-short

@@ -3,7 +3,8 @@
 # run its private PostgreSQL (with pgvector) and Redis servers:
 #
 #   postgresql, postgresql-server-dev-<major>, redis-server, build-essential,
-#   dpkg-dev, and the pgvector extension for the installed server.
+#   dpkg-dev, and the pgvector extension for the installed server; nodejs and
+#   npm to build the dashboard (make web), and chromium for its browser tests.
 #
 # It is idempotent: it checks first and only installs what is missing, so it
 # is cheap to call from `make run` and `make test`. As root it uses apt-get;
@@ -84,6 +85,10 @@ missing=()
 for p in postgresql redis-server build-essential dpkg-dev; do
 	installed "$p" || missing+=("$p")
 done
+# Node.js and Chromium count as present when their commands are, whoever
+# installed them (NodeSource's nodejs carries npm and conflicts with Debian's).
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 major="$(pg_major)"
 if [[ -n "$major" ]] && ! installed "postgresql-server-dev-$major"; then
 	missing+=("postgresql-server-dev-$major")
@@ -101,7 +106,7 @@ if ((${#missing[@]})); then
 	fi
 	say "packages: installed ${missing[*]}"
 else
-	say "packages: ok (postgresql $major, redis-server, build-essential, dpkg-dev, postgresql-server-dev-$major)"
+	say "packages: ok (postgresql $major, redis-server, build-essential, dpkg-dev, postgresql-server-dev-$major, nodejs, npm, chromium)"
 fi
 
 # Step 2: pgvector for that server.
