@@ -28,7 +28,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 BIN := bin/code4me
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all deps link build cgo-flags run run-cuda cuda-backend test test-race fuzz fuzz-short generate check-generate bench bench-engine bench-server bench-remote fmt vet clean
+.PHONY: all deps link build cgo-flags run run-cuda cuda-backend test test-race fuzz fuzz-short generate check-generate bench bench-engine bench-server bench-remote loadtest fmt vet clean
 
 all: build
 
@@ -119,6 +119,13 @@ bench-server: build
 # process, interleaved, for 1 and 4 typists.
 bench-remote: build
 	./$(BIN) bench server -remote
+
+# Simulated plugin users (32 by default, for 2 minutes) typing against a
+# private `code4me serve` with the tiny synthetic model, on private Postgres
+# and Redis; then every acknowledged row is checked in Postgres. Fails on a
+# 5xx or a lost row. LOADTEST_FLAGS passes flags (-users, -duration, -url).
+loadtest: build
+	./$(BIN) loadtest $(LOADTEST_FLAGS)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -35,6 +35,7 @@ func commands() []command {
 		{"model", "list, pull, synth or add models", runModel},
 		{"complete", "complete one prefix/suffix with a model and print timings", runComplete},
 		{"bench", "run benchmarks (bench engine: the typing workload)", runBench},
+		{"loadtest", "simulate plugin users typing against a server, then check every acknowledged row in Postgres", runLoadtest},
 		{"eval", "score a model on fill-in-the-middle tasks cut from a source tree; store the run", runEval},
 		{"version", "print the version", runVersion},
 	}

@@ -159,7 +159,9 @@ func resolveModels(ctx context.Context, hc *http.Client, o Options) (*models, er
 		ids[i] = int64(i + 1)
 	}
 	body := map[string]any{"model_ids": ids,
-		"context": map[string]any{"prefix": "package main\n\nfunc main() {\n\t", "suffix": "\n}\n", "file_name": "main.go"}}
+		"context":              map[string]any{"prefix": "package main\n\nfunc main() {\n\t", "suffix": "\n}\n", "file_name": "main.go"},
+		"contextual_telemetry": map[string]any{"version_id": 1, "trigger_type_id": 1, "language_id": 1},
+		"behavioral_telemetry": map[string]any{}}
 	var res struct {
 		Data struct {
 			Completions []struct {

@@ -96,7 +96,7 @@ func (r *Report) record(route string, status int, d time.Duration, superseded bo
 	switch {
 	case status == -1:
 		return
-	case status >= 200 && status <= 299:
+	case status >= 200 && status <= 299, status == 101: // 101: a WebSocket handshake
 		s.Statuses[status]++
 		if superseded {
 			s.Superseded++

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,11 +38,14 @@ type user struct {
 	ctxUncertain      bool // an edit of the context files got no definite answer since the last acknowledged one
 
 	inflight sync.WaitGroup // HTTP completions and WebSocket requests not yet answered
+	chats    sync.WaitGroup // the chat request in flight
+	chatting atomic.Bool    // a chat request is in flight
 	sock     *wsConn
 
 	mu       sync.Mutex
 	acked    Acked
 	answered []answeredCompletion // completions with a generation, not yet given feedback
+	fed      bool                 // a generation was picked for feedback
 }
 
 // answeredCompletion is a generation the user may give feedback on, with
@@ -49,6 +53,7 @@ type user struct {
 type answeredCompletion struct {
 	mq    string
 	truth string
+	first bool // the user's first: always with its ground truth
 }
 
 const password = "Load-test-Passw0rd"
@@ -111,6 +116,15 @@ func (u *user) useKey(ctx context.Context) error {
 	}
 	u.c.jar = nil
 	u.c.header.Set("Authorization", "Bearer "+k.APIKey)
+	// The key's own session, sent as X-Session-Token as editor clients
+	// without cookies do.
+	var sess struct {
+		SessionToken string `json:"session_token"`
+	}
+	if err := u.setup(ctx, "GET", "/api/session/acquire", nil, http.StatusOK, &sess); err != nil {
+		return err
+	}
+	u.c.header.Set("X-Session-Token", sess.SessionToken)
 	return u.createProject(ctx)
 }
 
@@ -152,8 +166,15 @@ func (u *user) run(ctx context.Context) error {
 			line := fmt.Sprintf("// edit %d of %s", n, f.name)
 			at := u.rng.IntN(len(f.lines) + 1)
 			u.contextUpdate(ctx, map[string][]change{f.name: {{Type: "insert", Start: at, End: at, Lines: []string{line}}}})
-		case n%80 == 40 && u.models.chatName != "":
-			u.chat(ctx, n, k)
+		case n%80 == 10 && u.models.chatName != "" && !u.chatting.Load():
+			// The chat answers beside the typing, one at a time.
+			u.chatting.Store(true)
+			u.chats.Add(1)
+			go func() {
+				defer u.chats.Done()
+				defer u.chatting.Store(false)
+				u.chat(ctx, k)
+			}()
 		case n%100 == 99:
 			// A deliberate 4xx: feedback on a query that does not exist.
 			u.send(ctx, RouteFeedback, "POST", "/api/completion/feedback", map[string]any{"meta_query_id": uuid.NewString(),
@@ -171,11 +192,15 @@ func (u *user) run(ctx context.Context) error {
 // closes the WebSocket.
 func (u *user) settle() {
 	done := make(chan struct{})
-	go func() { u.inflight.Wait(); close(done) }()
+	go func() { u.inflight.Wait(); u.chats.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(u.o.SettleTimeout):
 	}
+	// Feedback on the last answers, as a plugin sends it after the typing.
+	fctx, cancel := context.WithTimeout(context.Background(), u.o.SettleTimeout)
+	defer cancel()
+	u.feedback(fctx)
 	if u.sock != nil {
 		u.sock.close()
 	}
@@ -263,11 +288,9 @@ type completionAnswer struct {
 func (u *user) complete(ctx context.Context, n int, k workload.Keystroke, truth string) {
 	body, a := u.completionBody(k)
 	// One answered generation in three gets feedback.
-	if u.rng.IntN(3) != 0 {
-		truth = noFeedback
-	}
+	pick := u.rng.IntN(3) == 0
 	if u.ws {
-		if err := u.wsComplete(ctx, n, body, a, truth); err == nil {
+		if err := u.wsComplete(ctx, n, body, a, truth, pick); err == nil {
 			return
 		}
 		// No WebSocket now (the server restarted, say): this keystroke goes
@@ -278,17 +301,15 @@ func (u *user) complete(ctx context.Context, n int, k workload.Keystroke, truth 
 		defer u.inflight.Done()
 		t0 := time.Now()
 		ans := u.c.do(context.WithoutCancel(ctx), "POST", "/api/completion/request", body)
-		u.completionAnswered(RouteCompletion, ans.status, ans.body, time.Since(t0), a, truth)
+		u.completionAnswered(RouteCompletion, ans.status, ans.body, time.Since(t0), a, truth, pick)
 	}()
 }
 
-// noFeedback, as a completion's ground truth, says that the user gives no
-// feedback on it.
-const noFeedback = "\x00"
-
 // completionAnswered records an answer to a completion request: its
-// status and latency, and, for a 200, the acknowledged rows.
-func (u *user) completionAnswered(route string, status int, body []byte, d time.Duration, a AckedCompletion, truth string) {
+// status and latency, and, for a 200, the acknowledged rows. The user
+// gives feedback on its first generation, and on the others when pick is
+// set.
+func (u *user) completionAnswered(route string, status int, body []byte, d time.Duration, a AckedCompletion, truth string, pick bool) {
 	var res completionAnswer
 	superseded := false
 	if status == http.StatusOK {
@@ -315,8 +336,9 @@ func (u *user) completionAnswered(route string, status int, body []byte, d time.
 	}
 	u.mu.Lock()
 	u.acked.Completions = append(u.acked.Completions, a)
-	if len(a.Generations) > 0 && truth != noFeedback {
-		u.answered = append(u.answered, answeredCompletion{mq: a.MetaQueryID, truth: truth})
+	if len(a.Generations) > 0 && (pick || !u.fed) {
+		u.answered = append(u.answered, answeredCompletion{mq: a.MetaQueryID, truth: truth, first: !u.fed})
+		u.fed = true
 	}
 	u.mu.Unlock()
 }
@@ -334,7 +356,7 @@ func (u *user) feedback(ctx context.Context) {
 		fb := AckedFeedback{MetaQueryID: a.mq, ModelID: u.models.id, WasAccepted: u.rng.IntN(3) == 0, ShownAt: []time.Time{shown}}
 		body := map[string]any{"meta_query_id": a.mq, "model_id": fb.ModelID, "was_accepted": fb.WasAccepted,
 			"shown_at": []string{shown.Format(time.RFC3339Nano)}}
-		if a.truth != "" && u.rng.IntN(3) == 0 {
+		if a.truth != "" && (a.first || u.rng.IntN(3) == 0) {
 			fb.GroundTruth = a.truth
 			body["ground_truth"] = a.truth
 		}
@@ -414,7 +436,7 @@ func (u *user) contextUpdate(ctx context.Context, ups map[string][]change) {
 }
 
 // chat asks the chat model about the line being typed, in a new chat.
-func (u *user) chat(ctx context.Context, n int, k workload.Keystroke) {
+func (u *user) chat(ctx context.Context, k workload.Keystroke) {
 	line := k.Prefix[strings.LastIndexByte(k.Prefix, '\n')+1:]
 	msg := fmt.Sprintf("What does this line of %s do? %s", k.File, line)
 	chatID := uuid.NewString()

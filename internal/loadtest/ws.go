@@ -32,6 +32,7 @@ type wsPending struct {
 	t0    time.Time
 	a     AckedCompletion
 	truth string
+	pick  bool
 }
 
 // dialWS opens /api/ws/completion with the user's credentials.
@@ -78,7 +79,7 @@ func (u *user) dialWS(ctx context.Context) (*wsConn, error) {
 
 // wsComplete sends a completion request frame; an error when there is no
 // connection and none could be opened, or the write failed.
-func (u *user) wsComplete(ctx context.Context, n int, body map[string]any, a AckedCompletion, truth string) error {
+func (u *user) wsComplete(ctx context.Context, n int, body map[string]any, a AckedCompletion, truth string, pick bool) error {
 	if u.sock != nil && u.sock.isBroken() {
 		u.sock.close()
 		u.sock = nil
@@ -98,7 +99,7 @@ func (u *user) wsComplete(ctx context.Context, n int, body map[string]any, a Ack
 	}
 	u.inflight.Add(1)
 	w.mu.Lock()
-	w.pending[id] = &wsPending{t0: time.Now(), a: a, truth: truth}
+	w.pending[id] = &wsPending{t0: time.Now(), a: a, truth: truth, pick: pick}
 	w.mu.Unlock()
 	w.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if err := w.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
@@ -160,7 +161,7 @@ func (w *wsConn) reader() {
 		d := time.Since(p.t0)
 		switch f.Type {
 		case "completion_result":
-			u.completionAnswered(RouteWSCompletion, f.StatusCode, f.Content, d, p.a, p.truth)
+			u.completionAnswered(RouteWSCompletion, f.StatusCode, f.Content, d, p.a, p.truth, p.pick)
 		case "cancelled":
 			u.rep.cancelled(RouteWSCompletion, d)
 		case "error":
