@@ -76,6 +76,17 @@ func (e RiverJobState) Valid() bool {
 	return false
 }
 
+type AdminAudit struct {
+	ID         int64           `json:"id"`
+	At         time.Time       `json:"at"`
+	ActorID    *uuid.UUID      `json:"actor_id"`
+	Action     string          `json:"action"`
+	Resource   string          `json:"resource"`
+	ResourceID string          `json:"resource_id"`
+	Before     json.RawMessage `json:"before"`
+	After      json.RawMessage `json:"after"`
+}
+
 type ApiKey struct {
 	ApiKeyID   uuid.UUID  `json:"api_key_id"`
 	UserID     uuid.UUID  `json:"user_id"`
@@ -350,13 +361,19 @@ type QueryContextFile struct {
 
 // River's job table, owned by River; only the columns code4me's queries read.
 type RiverJob struct {
-	ID          int64         `json:"id"`
-	State       RiverJobState `json:"state"`
-	AttemptedAt *time.Time    `json:"attempted_at"`
-	FinalizedAt *time.Time    `json:"finalized_at"`
-	ScheduledAt time.Time     `json:"scheduled_at"`
-	Kind        string        `json:"kind"`
-	Queue       string        `json:"queue"`
+	ID          int64             `json:"id"`
+	State       RiverJobState     `json:"state"`
+	Attempt     int16             `json:"attempt"`
+	MaxAttempts int16             `json:"max_attempts"`
+	Priority    int16             `json:"priority"`
+	CreatedAt   time.Time         `json:"created_at"`
+	Errors      []json.RawMessage `json:"errors"`
+	Tags        []string          `json:"tags"`
+	AttemptedAt *time.Time        `json:"attempted_at"`
+	FinalizedAt *time.Time        `json:"finalized_at"`
+	ScheduledAt time.Time         `json:"scheduled_at"`
+	Kind        string            `json:"kind"`
+	Queue       string            `json:"queue"`
 }
 
 type Session struct {

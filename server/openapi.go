@@ -160,7 +160,7 @@ func adminErrors(errs map[int]string) map[int]string {
 // study routes' rows are in study_admin.go, the export job's in export_job.go,
 // the llama.cpp API's in llamaapi.go, the OpenAI and ollama APIs' in
 // openaiapi.go and ollamaapi.go.
-var openAPIOps = append(append(append(append(coreOps, exportOps...), llamaOps...), clientAPIOps...), append(append(studyOps, studyStatusOps()...), studyResultOps...)...)
+var openAPIOps = append(append(append(append(append(coreOps, exportOps...), llamaOps...), clientAPIOps...), append(append(studyOps, studyStatusOps()...), studyResultOps...)...), adminAPIOps...)
 
 var coreOps = []apiOp{
 	{Method: "GET", Path: "/api/ping", Summary: "Health check: 200 once Postgres and Redis answer (HEAD works too)", Unlimited: true, OK: 200,

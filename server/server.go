@@ -266,6 +266,7 @@ func (s *Server) routes() {
 	s.llamaRoutes()
 	s.clientAPIRoutes(api)
 	s.configAdminRoutes(api)
+	s.adminAPIRoutes(api)
 	s.analyticsRoutes(api)
 	s.evalRoutes(api)
 	s.studyRoutes(api)

@@ -479,36 +479,58 @@ func (s *Server) userDelete(c *fiber.Ctx) error {
 	if _, err := s.loadUser(ctx, p.UserID, MsgDeleteUserError); err != nil {
 		return err
 	}
-	if err := s.tokens.RevokeUser(ctx, p.UserID); err != nil {
-		return internal(MsgDeleteUserError, err)
-	}
-	if _, err := s.q.SessionEndAllForUser(ctx, s.db, p.UserID); err != nil {
-		return internal(MsgDeleteUserError, err)
-	}
-	cleared, err := db.DeleteUser(ctx, s.db, p.UserID, deleteData)
+	done, err := s.deleteAccount(ctx, s.db, p.UserID, deleteData)
 	if err != nil {
 		if errors.Is(err, db.ErrNotFound) {
 			return fail(fiber.StatusNotFound, MsgUserNotFound)
 		}
 		return internal(MsgDeleteUserError, err)
 	}
-	// Committed: cached copies of the cleared contexts are no longer used.
-	// The user is gone either way, so a failure here is only logged.
-	for _, pid := range cleared {
-		if err := s.tokens.BumpContextVersion(ctx, pid); err != nil {
-			s.log.Warn("delete user: drop cached context", slog.String("project_id", pid.String()), slog.String("error", err.Error()))
-		}
-	}
-	// Again now that the keys are gone, as apiKeyOwner requires: a key
-	// lookup that read the generation between the first bump and the
-	// delete must not leave a cache entry that outlives the user.
-	if err := s.tokens.RevokeUser(ctx, p.UserID); err != nil {
+	if err := done(ctx); err != nil {
 		return internal(MsgDeleteUserError, err)
 	}
 	s.clearCookie(c, cookieAuth)
 	s.clearCookie(c, cookieSession)
 	s.clearCookie(c, cookieProject)
 	return c.JSON(fiber.Map{"message": MsgDeleteUser})
+}
+
+// accountConn is where deleteAccount deletes: the pool, or a transaction
+// of the caller's.
+type accountConn interface {
+	models.DBTX
+	db.Beginner
+}
+
+// deleteAccount deletes the user's account on conn, as DELETE
+// /api/user/delete describes: every token of the user is revoked (one
+// generation bump) and their sessions ended before the rows go. On a
+// transaction of the caller's the deletion commits with it. The caller
+// runs done once the deletion has committed: it drops the cached copies
+// of the project contexts the deletion cleared (a failure there is only
+// logged: the user is gone either way) and revokes the tokens again.
+func (s *Server) deleteAccount(ctx context.Context, conn accountConn, uid uuid.UUID, deleteData bool) (done func(context.Context) error, err error) {
+	if err := s.tokens.RevokeUser(ctx, uid); err != nil {
+		return nil, err
+	}
+	if _, err := s.q.SessionEndAllForUser(ctx, conn, uid); err != nil {
+		return nil, err
+	}
+	cleared, err := db.DeleteUser(ctx, conn, uid, deleteData)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		for _, pid := range cleared {
+			if err := s.tokens.BumpContextVersion(ctx, pid); err != nil {
+				s.log.Warn("delete user: drop cached context", slog.String("project_id", pid.String()), slog.String("error", err.Error()))
+			}
+		}
+		// Again now that the keys are gone, as apiKeyOwner requires: a key
+		// lookup that read the generation between the first bump and the
+		// delete must not leave a cache entry that outlives the user.
+		return s.tokens.RevokeUser(ctx, uid)
+	}, nil
 }
 
 // revokeUser ends every login, session and API key of the user (a

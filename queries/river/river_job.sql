@@ -7,6 +7,12 @@ CREATE TYPE river_job_state AS ENUM ('available', 'cancelled', 'completed', 'dis
 CREATE TABLE river_job (
     id           bigserial PRIMARY KEY,
     state        river_job_state NOT NULL DEFAULT 'available',
+    attempt      smallint NOT NULL DEFAULT 0,
+    max_attempts smallint NOT NULL,
+    priority     smallint NOT NULL DEFAULT 1,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    errors       jsonb[],
+    tags         varchar(255)[] NOT NULL DEFAULT '{}',
     attempted_at timestamptz,
     finalized_at timestamptz,
     scheduled_at timestamptz NOT NULL DEFAULT now(),

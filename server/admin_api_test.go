@@ -1,0 +1,525 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/riverqueue/river"
+)
+
+// adminAPIRoutes lists the registered /api/admin routes as "METHOD path",
+// HEAD twins left out.
+func adminAPIRouteList(e *env) []string {
+	var out []string
+	for _, r := range e.srv.App().GetRoutes(true) {
+		if strings.HasPrefix(r.Path, "/api/admin/") && r.Method != "HEAD" {
+			out = append(out, r.Method+" "+r.Path)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// adminPath fills a route's :id with a value of the resource's id type.
+func adminPath(p string) string {
+	id := uuid.NewString()
+	for _, res := range []string{"/models/", "/arms/", "/configs/", "/jobs/", "/audit/"} {
+		if strings.Contains(p, res) {
+			id = "987654321"
+		}
+	}
+	if strings.Contains(p, "/generations/") {
+		id = uuid.NewString() + ":1"
+	}
+	return strings.Replace(p, ":id", id, 1)
+}
+
+// TestAdminAPIGuard: every registered /api/admin route answers 401 to an
+// anonymous caller and 403 {"detail": "Admin privileges required"} to a
+// signed-in user who is not an admin, and changes nothing for either.
+func TestAdminAPIGuard(t *testing.T) {
+	e := newEnv(t, nil)
+	member, memberID := e.newMember()
+	routes := adminAPIRouteList(e)
+	// The overview, a list and a get per resource, and the writes.
+	if len(routes) < 1+2*len(adminResources)+4 {
+		t.Fatalf("only %d admin routes: %v", len(routes), routes)
+	}
+	for _, rt := range routes {
+		method, p, _ := strings.Cut(rt, " ")
+		p = adminPath(p)
+		var body any
+		if method == "PATCH" {
+			body = map[string]any{"is_admin": true}
+		}
+		if r := e.client().do(method, p, body); r.status != 401 || r.msg() != MsgInvalidOrExpiredAuth {
+			t.Errorf("anonymous %s %s = %d %s, want 401", method, p, r.status, r.raw)
+		}
+		if r := member.do(method, p, body); r.status != 403 || detail(r) != MsgAdminRequired {
+			t.Errorf("member %s %s = %d %s, want 403 %q", method, p, r.status, r.raw, MsgAdminRequired)
+		}
+	}
+	// The member's own PATCH of itself was refused too.
+	member.expect("PATCH", "/api/admin/users/"+memberID, map[string]any{"is_admin": true}, 403)
+	if e.isAdmin(memberID) {
+		t.Fatal("a member made itself an admin")
+	}
+}
+
+// TestAdminAPINoSecrets: no admin list or row carries a password hash, an
+// API key hash, a Google subject or a token, whatever the resource.
+func TestAdminAPINoSecrets(t *testing.T) {
+	e := newEnv(t, nil)
+	admin, adminID := e.newAdmin()
+	r := admin.expect("POST", "/api/user/api-keys", map[string]any{"name": "k", "scopes": []string{"account"}}, 201)
+	apiKey := r.body["api_key"].(string)
+	e.exec("UPDATE users SET google_sub = $1 WHERE user_id = $2", "google-sub-"+adminID, adminID)
+	var hash string
+	if err := e.srv.db.QueryRow(context.Background(), "SELECT password_hash FROM users WHERE user_id = $1", adminID).Scan(&hash); err != nil {
+		t.Fatal(err)
+	}
+	admin.expect("PATCH", "/api/admin/users/"+adminID, map[string]any{"verified": true}, 200)
+
+	secrets := []string{hash, apiKey, "google-sub-" + adminID, "password_hash", "key_hash", "google_sub", admin.cookies[cookieAuth]}
+	check := func(p string, raw []byte) {
+		for _, s := range secrets {
+			if s != "" && strings.Contains(string(raw), s) {
+				t.Errorf("%s answers %q", p, s)
+			}
+		}
+	}
+	lists := 0
+	for _, rt := range adminAPIRouteList(e) {
+		method, p, _ := strings.Cut(rt, " ")
+		if method != "GET" || strings.Contains(p, ":id") {
+			continue
+		}
+		lists++
+		r := admin.expect("GET", p, nil, 200)
+		check(p, r.raw)
+	}
+	if lists != len(adminResources)+1 {
+		t.Errorf("%d lists, want %d", lists, len(adminResources)+1)
+	}
+	r = admin.expect("GET", "/api/admin/users/"+adminID, nil, 200)
+	if r.body["user_id"] != adminID || r.body["google_linked"] != true {
+		t.Errorf("user row = %s", r.raw)
+	}
+	check("/api/admin/users/{id}", r.raw)
+}
+
+// pages reads every page of a list with limit, returning the items of
+// each page.
+func pages(t *testing.T, c *client, base string, limit int) [][]map[string]any {
+	t.Helper()
+	var out [][]map[string]any
+	cursor := ""
+	for range 100 {
+		p := fmt.Sprintf("%s&limit=%d", base, limit)
+		if cursor != "" {
+			p += "&cursor=" + url.QueryEscape(cursor)
+		}
+		r := c.expect("GET", p, nil, 200)
+		out = append(out, asList(r.body["items"]))
+		next, ok := r.body["next_cursor"].(string)
+		if !ok {
+			if r.body["next_cursor"] != nil {
+				t.Fatalf("next_cursor = %v", r.body["next_cursor"])
+			}
+			return out
+		}
+		cursor = next
+	}
+	t.Fatal("more than 100 pages")
+	return nil
+}
+
+// TestAdminAPIUsersList: filters narrow the list, every sort key orders it
+// both ways with ties broken by id, and keyset pages of a list longer
+// than the limit join to the whole list with no row twice or missing.
+func TestAdminAPIUsersList(t *testing.T) {
+	e := newEnv(t, nil)
+	admin, _ := e.newAdmin()
+	tag := "adm" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	var ids []string
+	for i := range 7 {
+		ids = append(ids, e.signup(fmt.Sprintf("%s-%d@example.com", tag, (i*5)%7)))
+	}
+	// Ties of joined_at, broken by user_id.
+	tie := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	e.exec("UPDATE users SET joined_at = $1 WHERE user_id = ANY($2::uuid[])", tie, ids[2:5])
+	e.exec("UPDATE users SET is_admin = true WHERE user_id = ANY($1::uuid[])", ids[:2])
+
+	base := "/api/admin/users?email=" + strings.ToUpper(tag)
+	all := admin.expect("GET", base+"&limit=200", nil, 200)
+	if items := asList(all.body["items"]); len(items) != 7 || all.body["next_cursor"] != nil {
+		t.Fatalf("email filter: %d items, next %v: %s", len(items), all.body["next_cursor"], all.raw)
+	}
+	if items := asList(admin.expect("GET", base+"&is_admin=true", nil, 200).body["items"]); len(items) != 2 {
+		t.Errorf("is_admin=true: %d items", len(items))
+	}
+	if items := asList(admin.expect("GET", base+"&is_admin=false&verified=false", nil, 200).body["items"]); len(items) != 5 {
+		t.Errorf("is_admin=false&verified=false: %d items", len(items))
+	}
+	if items := asList(admin.expect("GET", base+"&verified=true", nil, 200).body["items"]); len(items) != 0 {
+		t.Errorf("verified=true: %d items", len(items))
+	}
+
+	for _, sortKey := range []string{"email", "-email", "created_at", "-created_at", "name", "-name"} {
+		field := map[string]string{"email": "email", "created_at": "joined_at", "name": "name"}[strings.TrimPrefix(sortKey, "-")]
+		full := asList(admin.expect("GET", base+"&limit=200&sort="+sortKey, nil, 200).body["items"])
+		less := func(a, b map[string]any) bool {
+			va, vb := fmt.Sprint(a[field]), fmt.Sprint(b[field])
+			if field == "joined_at" {
+				ta, _ := time.Parse(time.RFC3339Nano, va)
+				tb, _ := time.Parse(time.RFC3339Nano, vb)
+				if !ta.Equal(tb) {
+					return ta.Before(tb)
+				}
+			} else if va != vb {
+				return va < vb
+			}
+			return a["user_id"].(string) < b["user_id"].(string)
+		}
+		want := slices.Clone(full)
+		sort.SliceStable(want, func(i, j int) bool {
+			if strings.HasPrefix(sortKey, "-") {
+				return less(want[j], want[i])
+			}
+			return less(want[i], want[j])
+		})
+		if !slices.EqualFunc(full, want, func(a, b map[string]any) bool { return a["user_id"] == b["user_id"] }) {
+			t.Errorf("sort=%s: order %v, want %v", sortKey, column(full, "user_id"), column(want, "user_id"))
+		}
+		for _, limit := range []int{1, 3} {
+			ps := pages(t, admin, base+"&sort="+sortKey, limit)
+			var joined []map[string]any
+			for i, p := range ps {
+				if len(p) > limit || (i < len(ps)-1 && len(p) != limit) {
+					t.Errorf("sort=%s limit=%d: page %d has %d items", sortKey, limit, i, len(p))
+				}
+				joined = append(joined, p...)
+			}
+			if got, want := column(joined, "user_id"), column(full, "user_id"); !slices.Equal(got, want) {
+				t.Errorf("sort=%s limit=%d: pages %v, want %v", sortKey, limit, got, want)
+			}
+		}
+	}
+
+	// Rows added between pages do not shift the next page.
+	first := admin.expect("GET", base+"&sort=email&limit=3", nil, 200)
+	e.signup(tag + "-0a@example.com") // sorts before the page's end
+	next := admin.expect("GET", base+"&sort=email&limit=3&cursor="+url.QueryEscape(first.body["next_cursor"].(string)), nil, 200)
+	if got := column(asList(next.body["items"]), "email"); got[0] != tag+"-3@example.com" {
+		t.Errorf("page after an insert = %v", got)
+	}
+}
+
+func column(items []map[string]any, name string) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = fmt.Sprint(it[name])
+	}
+	return out
+}
+
+// TestAdminAPIListErrors: a malformed cursor, a cursor of another sort, an
+// unknown sort key, filter or parameter, a wrong filter type and a limit
+// out of range are 400 {"detail"}; an unknown id is 404.
+func TestAdminAPIListErrors(t *testing.T) {
+	e := newEnv(t, nil)
+	admin, _ := e.newAdmin()
+	e.signup("adm-err-a-" + uuid.NewString()[:8] + "@example.com")
+	e.signup("adm-err-b-" + uuid.NewString()[:8] + "@example.com")
+	r := admin.expect("GET", "/api/admin/users?email=adm-err-&sort=email&limit=1", nil, 200)
+	cur := r.body["next_cursor"].(string)
+	for _, p := range []string{
+		"/api/admin/users?cursor=not-a-cursor",
+		"/api/admin/users?cursor=" + url.QueryEscape("eyJzIjoiZW1haWwifQ"), // {"s":"email"}: no id
+		"/api/admin/users?sort=-email&cursor=" + url.QueryEscape(cur),      // made for sort=email
+		"/api/admin/users?sort=created_at&cursor=" + base64.RawURLEncoding.EncodeToString([]byte(`{"s":"created_at","v":"abc","id":"x"}`)),
+		"/api/admin/users?sort=password_hash",
+		"/api/admin/users?sort=",
+		"/api/admin/queries?sort=email",
+		"/api/admin/users?limit=0",
+		"/api/admin/users?limit=201",
+		"/api/admin/users?limit=ten",
+		"/api/admin/users?is_admin=yes",
+		"/api/admin/users?password_hash=x",
+		"/api/admin/queries?user_id=42",
+		"/api/admin/queries?from=yesterday",
+		"/api/admin/overview?window=week",
+	} {
+		if r := admin.do("GET", p, nil); r.status != 400 || detail(r) == "" {
+			t.Errorf("%s = %d %s, want 400 with a detail", p, r.status, r.raw)
+		}
+	}
+	if r := admin.do("GET", "/api/admin/users?sort=nope", nil); !strings.Contains(detail(r), "created_at, email, name") {
+		t.Errorf("bad sort detail = %q, want the sort keys", detail(r))
+	}
+	for _, p := range []string{"/api/admin/users/" + uuid.NewString(), "/api/admin/users/not-a-uuid", "/api/admin/models/x",
+		"/api/admin/generations/" + uuid.NewString(), "/api/admin/jobs/987654321"} {
+		if r := admin.do("GET", p, nil); r.status != 404 || !strings.HasSuffix(detail(r), "not found") {
+			t.Errorf("%s = %d %s, want 404", p, r.status, r.raw)
+		}
+	}
+}
+
+// auditRows lists the audit log's rows of one resource id, newest first.
+func auditRows(c *client, resource, id string) []map[string]any {
+	r := c.expect("GET", "/api/admin/audit?resource="+resource+"&resource_id="+url.QueryEscape(id), nil, 200)
+	return asList(r.body["items"])
+}
+
+// TestAdminAPIPatchUser: PATCH sets is_admin and verified and appends an
+// audit row with the flags before and after (no email, no name); an admin
+// cannot drop their own flag; a write that fails leaves neither the
+// change nor its audit row, whether the audit insert fails or the change
+// fails at commit, after the audit row was written.
+func TestAdminAPIPatchUser(t *testing.T) {
+	e := newEnv(t, nil)
+	admin, adminID := e.newAdmin()
+	email := "adm-patch-" + uuid.NewString()[:8] + "@example.com"
+	id := e.signup(email)
+
+	r := admin.expect("PATCH", "/api/admin/users/"+id, map[string]any{"is_admin": true, "verified": true}, 200)
+	if r.body["is_admin"] != true || r.body["verified"] != true || r.body["verified_at"] == nil || r.body["email"] != email {
+		t.Errorf("PATCH = %s", r.raw)
+	}
+	if !e.isAdmin(id) {
+		t.Error("is_admin not set")
+	}
+	rows := auditRows(admin, "users", id)
+	if len(rows) != 1 {
+		t.Fatalf("%d audit rows, want 1", len(rows))
+	}
+	a := rows[0]
+	before, _ := a["before"].(map[string]any)
+	after, _ := a["after"].(map[string]any)
+	if a["action"] != "update" || a["actor_id"] != adminID || before["is_admin"] != false || after["is_admin"] != true ||
+		before["verified"] != false || after["verified"] != true {
+		t.Errorf("audit row = %v", a)
+	}
+	if raw := fmt.Sprint(a); strings.Contains(raw, email) || strings.Contains(raw, "Tester") {
+		t.Errorf("audit row keeps the email or name: %v", a)
+	}
+	// The row is also found by its id and by the actor.
+	admin.expect("GET", fmt.Sprintf("/api/admin/audit/%v", a["id"]), nil, 200)
+	if items := asList(admin.expect("GET", "/api/admin/audit?actor_id="+adminID, nil, 200).body["items"]); len(items) != 1 {
+		t.Errorf("audit by actor: %d rows", len(items))
+	}
+
+	// Bad bodies and the own flag: refused, nothing written.
+	admin.expect("PATCH", "/api/admin/users/"+id, map[string]any{"email": "x@example.com"}, 422)
+	admin.expect("PATCH", "/api/admin/users/"+id, map[string]any{"is_admin": "maybe"}, 422)
+	if r := admin.expect("PATCH", "/api/admin/users/"+adminID, map[string]any{"is_admin": false}, 409); detail(r) != MsgRevokeOwnAdmin {
+		t.Errorf("own flag: %s", r.raw)
+	}
+	admin.expect("PATCH", "/api/admin/users/"+uuid.NewString(), map[string]any{"is_admin": false}, 404)
+	if !e.isAdmin(adminID) || len(auditRows(admin, "users", id)) != 1 || len(auditRows(admin, "users", adminID)) != 0 {
+		t.Error("a refused write changed something or left an audit row")
+	}
+
+	// The audit insert fails: the change is rolled back with it.
+	fn := "adm_fail_" + strings.ReplaceAll(uuid.NewString(), "-", "")
+	e.exec(fmt.Sprintf(`CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$`, fn))
+	t.Cleanup(func() { e.exec("DROP FUNCTION " + fn + " CASCADE") })
+	e.exec(fmt.Sprintf(`CREATE TRIGGER %s BEFORE INSERT ON admin_audit FOR EACH ROW WHEN (NEW.resource_id = '%s') EXECUTE FUNCTION %s()`, fn, id, fn))
+	admin.expect("PATCH", "/api/admin/users/"+id, map[string]any{"is_admin": false}, 500)
+	if !e.isAdmin(id) {
+		t.Error("the change committed without its audit row")
+	}
+	e.exec(fmt.Sprintf("DROP TRIGGER %s ON admin_audit", fn))
+
+	// The change fails at commit, after the audit row was inserted: the
+	// audit row goes with it, so it was in the change's transaction.
+	e.exec(fmt.Sprintf(`CREATE CONSTRAINT TRIGGER %s AFTER UPDATE ON users DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+		WHEN (NEW.user_id = '%s') EXECUTE FUNCTION %s()`, fn, id, fn))
+	admin.expect("PATCH", "/api/admin/users/"+id, map[string]any{"is_admin": false}, 500)
+	if !e.isAdmin(id) {
+		t.Error("the change committed though its commit failed")
+	}
+	if n := len(auditRows(admin, "users", id)); n != 1 {
+		t.Errorf("%d audit rows after a failed commit, want 1", n)
+	}
+	e.exec(fmt.Sprintf("DROP TRIGGER %s ON users", fn))
+	admin.expect("PATCH", "/api/admin/users/"+id, map[string]any{"is_admin": false}, 200)
+	if e.isAdmin(id) || len(auditRows(admin, "users", id)) != 2 {
+		t.Error("the write after the triggers were dropped did not apply")
+	}
+}
+
+// TestAdminAPIDeleteUser: DELETE goes through account deletion (the
+// user's logins end, with delete_data their queries go) and leaves an
+// audit row of the flags; an admin cannot delete themselves here.
+func TestAdminAPIDeleteUser(t *testing.T) {
+	e := newEnv(t, nil)
+	admin, adminID := e.newAdmin()
+	email := "adm-del-" + uuid.NewString()[:8] + "@example.com"
+	id := e.signup(email)
+	victim := e.loggedIn(email)
+	victim.expect("GET", "/api/user/get", nil, 200)
+	var mq uuid.UUID
+	if err := e.srv.db.QueryRow(context.Background(),
+		"INSERT INTO meta_query (query_type, user_id, config_id, server_version) VALUES ('completion', $1, 1, 'test') RETURNING meta_query_id",
+		id).Scan(&mq); err != nil {
+		t.Fatal(err)
+	}
+
+	if r := admin.expect("DELETE", "/api/admin/users/"+adminID, nil, 409); detail(r) != MsgDeleteSelf {
+		t.Errorf("self delete: %s", r.raw)
+	}
+	admin.expect("DELETE", "/api/admin/users/"+id+"?delete_data=maybe", nil, 422)
+	admin.expect("DELETE", "/api/admin/users/"+id+"?delete_data=true", nil, 204)
+	admin.expect("GET", "/api/admin/users/"+id, nil, 404)
+	victim.expect("GET", "/api/user/get", nil, 401)
+	admin.expect("GET", "/api/admin/queries/"+mq.String(), nil, 404)
+	rows := auditRows(admin, "users", id)
+	if len(rows) != 1 || rows[0]["action"] != "delete" || rows[0]["after"] != nil {
+		t.Fatalf("audit rows = %v", rows)
+	}
+	if before, _ := rows[0]["before"].(map[string]any); before["user_id"] != id || strings.Contains(fmt.Sprint(rows[0]), email) {
+		t.Errorf("audit row = %v", rows[0])
+	}
+	admin.expect("DELETE", "/api/admin/users/"+id, nil, 404)
+	if n := len(auditRows(admin, "users", adminID)); n != 0 {
+		t.Errorf("the refused self delete left %d audit rows", n)
+	}
+}
+
+// TestAdminAPIJobs: jobs are listed with filters, and cancel and retry go
+// through River's client, each with its audit row.
+func TestAdminAPIJobs(t *testing.T) {
+	e := newEnv(t, nil)
+	admin, _ := e.newAdmin()
+	queue := testQueue()
+	ctx := context.Background()
+	res, err := e.srv.jobs.client.Insert(ctx, mailArgs{Mail: mailKindVerify, UserID: uuid.New()},
+		&river.InsertOpts{Queue: queue, ScheduledAt: time.Now().Add(time.Hour), MaxAttempts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprint(res.Job.ID)
+	items := asList(admin.expect("GET", "/api/admin/jobs?kind=mail&queue="+queue, nil, 200).body["items"])
+	if len(items) != 1 || fmt.Sprint(items[0]["id"]) != id || items[0]["state"] != "scheduled" || items[0]["max_attempts"] != float64(3) {
+		t.Fatalf("jobs = %v", items)
+	}
+	if _, ok := items[0]["args"]; ok {
+		t.Error("a job's arguments are shown")
+	}
+	r := admin.expect("POST", "/api/admin/jobs/"+id+"/cancel", nil, 200)
+	if r.body["state"] != "cancelled" {
+		t.Errorf("cancel = %s", r.raw)
+	}
+	if items := asList(admin.expect("GET", "/api/admin/jobs?state=cancelled&queue="+queue, nil, 200).body["items"]); len(items) != 1 {
+		t.Errorf("state=cancelled: %v", items)
+	}
+	r = admin.expect("POST", "/api/admin/jobs/"+id+"/retry", nil, 200)
+	if r.body["state"] != "available" {
+		t.Errorf("retry = %s", r.raw)
+	}
+	rows := auditRows(admin, "jobs", id)
+	if len(rows) != 2 || rows[0]["action"] != "retry" || rows[1]["action"] != "cancel" {
+		t.Fatalf("audit rows = %v", rows)
+	}
+	if b, _ := rows[1]["before"].(map[string]any); b["state"] != "scheduled" {
+		t.Errorf("cancel's before = %v", rows[1]["before"])
+	}
+	admin.expect("POST", "/api/admin/jobs/987654321/cancel", nil, 404)
+}
+
+// TestAdminAPIQueriesWorkersOverview: queries filter by user, model and
+// time; a worker shows its load and models; the overview counts a
+// model's requests, acceptance and latency in the hour's buckets.
+func TestAdminAPIQueriesWorkersOverview(t *testing.T) {
+	e := newEnv(t, nil)
+	admin, _ := e.newAdmin()
+	ctx := context.Background()
+	user := e.signup("adm-q-" + uuid.NewString()[:8] + "@example.com")
+	var model int64
+	if err := e.srv.db.QueryRow(ctx, "INSERT INTO model (name, family, file_sha256) VALUES ($1, 'test', $2) RETURNING model_id",
+		"adm-model-"+uuid.NewString()[:8], strings.Repeat("0", 32)+strings.ReplaceAll(uuid.NewString(), "-", "")).Scan(&model); err != nil {
+		t.Fatal(err)
+	}
+	worker := uuid.New()
+	t.Cleanup(func() {
+		_, _ = e.srv.db.Exec(ctx, "DELETE FROM engine_worker WHERE worker_id = $1", worker)
+		_, _ = e.srv.db.Exec(ctx, "DELETE FROM meta_query WHERE user_id = $1", user)
+		_, _ = e.srv.db.Exec(ctx, "DELETE FROM model WHERE model_id = $1", model)
+	})
+	now := time.Now().UTC()
+	var mqs []string
+	for i, age := range []time.Duration{2 * time.Minute, 20 * time.Minute, 3 * time.Hour} {
+		var mq uuid.UUID
+		if err := e.srv.db.QueryRow(ctx, `INSERT INTO meta_query (query_type, user_id, config_id, server_version, requested_at, total_serving_ms)
+			VALUES ('completion', $1, 1, 'test', $2, $3) RETURNING meta_query_id`, user, now.Add(-age), 100*(i+1)).Scan(&mq); err != nil {
+			t.Fatal(err)
+		}
+		e.exec(`INSERT INTO generation (meta_query_id, model_id, completion, generation_time_ms, shown_at, was_accepted)
+			VALUES ($1, $2, 'x', $3, ARRAY[now()], $4)`, mq, model, 10*(i+1), i == 0)
+		mqs = append(mqs, mq.String())
+	}
+
+	q := func(p string) []string {
+		return column(asList(admin.expect("GET", p, nil, 200).body["items"]), "meta_query_id")
+	}
+	if got := q("/api/admin/queries?user_id=" + user); !slices.Equal(got, mqs) {
+		t.Errorf("user_id: %v, want %v newest first", got, mqs)
+	}
+	if got := q("/api/admin/queries?sort=created_at&model_id=" + fmt.Sprint(model)); !slices.Equal(got, []string{mqs[2], mqs[1], mqs[0]}) {
+		t.Errorf("model_id, oldest first: %v", got)
+	}
+	from, to := now.Add(-time.Hour).Format(time.RFC3339Nano), now.Add(-10*time.Minute).Format(time.RFC3339Nano)
+	if got := q("/api/admin/queries?user_id=" + user + "&from=" + url.QueryEscape(from) + "&to=" + url.QueryEscape(to)); !slices.Equal(got, mqs[1:2]) {
+		t.Errorf("from, to: %v", got)
+	}
+	gens := asList(admin.expect("GET", "/api/admin/generations?sort=generation_time_ms&user_id="+user, nil, 200).body["items"])
+	if got := column(gens, "generation_time_ms"); !slices.Equal(got, []string{"10", "20", "30"}) {
+		t.Errorf("generations by time: %v", got)
+	}
+	admin.expect("GET", "/api/admin/generations/"+mqs[0]+":"+fmt.Sprint(model), nil, 200)
+
+	// A dead worker (its heartbeat is old, so no API node sends it work).
+	e.exec("INSERT INTO engine_worker (worker_id, host, pid, heartbeat_at) VALUES ($1, 'adm-host', 42, now() - interval '10 minutes')", worker)
+	e.exec("INSERT INTO engine_worker_model (worker_id, model_id, slots, slots_busy, queue_len) VALUES ($1, $2, 4, 3, 2)", worker, model)
+	w := admin.expect("GET", "/api/admin/workers/"+worker.String(), nil, 200).body
+	if w["slots"] != float64(4) || w["slots_busy"] != float64(3) || w["load"] != 0.75 || w["alive"] != false ||
+		w["heartbeat_age_ms"].(float64) < 9*60*1000 || len(asList(w["models"])) != 1 || asList(w["models"])[0]["model_id"] != float64(model) {
+		t.Errorf("worker = %v", w)
+	}
+	if items := asList(admin.expect("GET", "/api/admin/workers?alive=false&model_id="+fmt.Sprint(model), nil, 200).body["items"]); len(items) != 1 {
+		t.Errorf("workers of the model: %v", items)
+	}
+
+	ov := admin.expect("GET", "/api/admin/overview", nil, 200)
+	var m map[string]any
+	for _, x := range asList(ov.body["models"]) {
+		if x["model_id"] == float64(model) {
+			m = x
+		}
+	}
+	if m == nil || ov.body["bucket_s"] != float64(300) {
+		t.Fatalf("overview without the model: %s", ov.raw)
+	}
+	buckets := asList(m["buckets"])
+	totals, _ := m["totals"].(map[string]any)
+	if len(buckets) != 12 || totals["requests"] != float64(2) || totals["accepted"] != float64(1) || totals["acceptance_rate"] != 0.5 {
+		t.Fatalf("overview model = %v", m)
+	}
+	last, second := buckets[len(buckets)-1], buckets[len(buckets)-5]
+	if last["requests"] != float64(1) || last["latency_p50_ms"] != float64(100) || last["generation_p95_ms"] != float64(10) ||
+		last["acceptance_rate"] != 1.0 || second["requests"] != float64(1) || second["acceptance_rate"] != 0.0 {
+		t.Errorf("buckets = %v ... %v", second, last)
+	}
+	if day := admin.expect("GET", "/api/admin/overview?window=day", nil, 200); day.body["bucket_s"] != float64(3600) {
+		t.Errorf("day overview = %.200s", day.raw)
+	}
+}
