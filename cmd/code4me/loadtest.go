@@ -37,11 +37,12 @@ func runLoadtest(ctx context.Context, args []string) error {
 	target := fs.String("url", "", "server to load (default: start private services and a `code4me serve` child)")
 	keyShare := fs.Float64("key-share", 0.25, "share of users that authenticate with an API key")
 	seed := fs.Int64("seed", 1, "seed of the users' pacing and choices")
+	threads := fs.Int("threads", 1, "without -url: the server's inference threads (ENGINE_THREADS; ggml's threads spin-wait, so on a small machine shared with the load and Postgres one is fastest)")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return errUsage
 	}
 	res, err := loadtestRun(ctx, loadtest.Options{BaseURL: *target, Users: *users, Duration: *duration, Model: *model,
-		KeyShare: *keyShare, Seed: *seed}, os.Stdout)
+		KeyShare: *keyShare, Seed: *seed}, *threads, os.Stdout)
 	if err != nil {
 		return err
 	}
@@ -78,8 +79,9 @@ func (r *loadtestResult) verdict() error {
 }
 
 // loadtestRun runs the load (o.BaseURL empty: against a private server it
-// starts), reconciles, and writes both reports to out.
-func loadtestRun(ctx context.Context, o loadtest.Options, out io.Writer) (*loadtestResult, error) {
+// starts with threads inference threads), reconciles, and writes both
+// reports to out.
+func loadtestRun(ctx context.Context, o loadtest.Options, threads int, out io.Writer) (*loadtestResult, error) {
 	cfg, err := loadConfig()
 	if err != nil {
 		return nil, err
@@ -115,7 +117,7 @@ func loadtestRun(ctx context.Context, o loadtest.Options, out io.Writer) (*loadt
 		}
 		defer svc.stop(log)
 		pool = svc.pool
-		child, err := startLoadtestServe(ctx, tmp, svc)
+		child, err := startLoadtestServe(ctx, tmp, svc, threads)
 		if err != nil {
 			return nil, err
 		}
@@ -173,9 +175,10 @@ type loadtestServe struct {
 func (s *loadtestServe) pid() int { return s.cmd.Process.Pid }
 
 // startLoadtestServe starts `code4me serve` on loopback, on svc and with
-// the tiny synthetic models (completion and chat) under dir, with a rate
-// limit no user reaches, and waits until /api/ping answers 200.
-func startLoadtestServe(ctx context.Context, dir string, svc *services) (*loadtestServe, error) {
+// the tiny synthetic models (completion and chat) under dir, threads
+// inference threads and a rate limit no user reaches, and waits until
+// /api/ping answers 200.
+func startLoadtestServe(ctx context.Context, dir string, svc *services, threads int) (*loadtestServe, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -190,7 +193,7 @@ func startLoadtestServe(ctx context.Context, dir string, svc *services) (*loadte
 	cmd.Env = append(cmd.Environ(), "DATABASE_URL="+svc.pgURL, "REDIS_URL="+svc.redisURL, "DB_HOST=", "REDIS_HOST=",
 		"DATA_DIR="+dir, "SERVER_HOST=127.0.0.1", "SERVER_PORT="+strconv.Itoa(port), "MODELS=", "MODEL_DIR="+dir+"/models",
 		"SYNTHETIC_MODEL=tiny", "DEFAULT_MAX_REQUEST_RATE_PER_HOUR=1000000000", "MAX_REQUEST_RATE_PER_HOUR_CONFIG={}",
-		"EMAIL_HOST=", "LLAMA_LISTEN=", "LOG_LEVEL=warn")
+		"EMAIL_HOST=", "LLAMA_LISTEN=", "LOG_LEVEL=warn", "ENGINE_THREADS="+strconv.Itoa(threads))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start code4me serve: %w", err)

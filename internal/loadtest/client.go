@@ -83,6 +83,9 @@ func (u *user) setup(ctx context.Context, method, path string, body any, want in
 	for {
 		t0 := time.Now()
 		a := u.c.do(ctx, method, path, body)
+		if a.status == 0 && ctx.Err() != nil {
+			return ctx.Err() // the run was cancelled: not the server's doing
+		}
 		u.rep.record(route, a.status, time.Since(t0), false)
 		if a.status != want {
 			u.onError(route, a.status)

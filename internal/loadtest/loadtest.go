@@ -161,12 +161,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer func() { stopRSS(); rss.Wait() }()
 
 	runID := time.Now().UnixNano()
-	start := time.Now()
-	rep.Start = start
-	typeCtx, cancel := context.WithDeadline(ctx, start.Add(o.Duration))
-	defer cancel()
+	setupStart := time.Now()
+	// The typing starts when every user has signed up (or failed to):
+	// password hashing at sign-up and login is deliberately slow, and
+	// would otherwise overlap the typing of the users that started first.
+	started := make(chan struct{})
+	var typeCtx context.Context
 	users := make([]*user, o.Users)
-	var wg sync.WaitGroup
+	var wg, ready sync.WaitGroup
 	nKey := int(float64(o.Users)*o.KeyShare + 0.5)
 	for i := range users {
 		u := &user{
@@ -178,20 +180,40 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		users[i] = u
 		wg.Add(1)
+		ready.Add(1)
 		go func() {
 			defer wg.Done()
 			// Stagger the sign-ups over the first second or two.
-			if !sleep(typeCtx, time.Duration(i)*50*time.Millisecond) {
+			err := ctx.Err()
+			if sleep(ctx, time.Duration(i)*50*time.Millisecond) {
+				err = u.prepare(ctx)
+			}
+			ready.Done()
+			if err != nil {
+				if ctx.Err() == nil {
+					o.Log.Warn("loadtest: user could not start", slog.Int("user", i), slog.String("error", err.Error()))
+					rep.userFailed(err)
+				}
 				return
 			}
-			if err := u.run(typeCtx); err != nil && typeCtx.Err() == nil {
-				o.Log.Warn("loadtest: user stopped", slog.Int("user", i), slog.String("error", err.Error()))
-				rep.userFailed(err)
-			}
+			<-started
+			u.run(typeCtx)
 		}()
 	}
+	ready.Wait()
+	start := time.Now()
+	rep.Start, rep.SetupElapsed = start, start.Sub(setupStart)
+	rep.mu.Lock()
+	setupRequests := rep.Requests
+	rep.mu.Unlock()
+	typeCtx, cancel := context.WithDeadline(ctx, start.Add(o.Duration))
+	defer cancel()
+	close(started)
 	wg.Wait()
 	rep.Elapsed = time.Since(start)
+	rep.mu.Lock()
+	rep.TypingRequests = rep.Requests - setupRequests
+	rep.mu.Unlock()
 	stopRSS()
 	rss.Wait()
 	for _, u := range users {

@@ -23,15 +23,16 @@ type Report struct {
 	Model, ChatModel string // "" ChatModel: no chat model served
 	ModelID          int64
 	ChatModelID      int64
-	Start            time.Time
-	Elapsed          time.Duration // from the first sign-up to the last answer
+	SetupElapsed     time.Duration // the sign-ups, before the typing
+	Start            time.Time     // the typing started
+	Elapsed          time.Duration // from the start of the typing to the last answer
 
 	// Routes holds per route the answers and latencies.
 	Routes map[string]*RouteStats
-	// Requests is every request sent; RequestsPerSecond divides it by
-	// Elapsed.
-	Requests          int
-	RequestsPerSecond float64
+	// Requests is every request sent, TypingRequests those sent after the
+	// sign-ups; RequestsPerSecond divides TypingRequests by Elapsed.
+	Requests, TypingRequests int
+	RequestsPerSecond        float64
 	// Status5xx counts answers 500 to 599 other than 503; Unavailable the
 	// 503s; Limited the 429s; NoAnswer requests that got no answer (the
 	// connection failed); Unexpected every other answer that is not 2xx
@@ -53,12 +54,15 @@ type Report struct {
 // of 2xx answers that did the work: a completion answered as superseded,
 // or cancelled on the WebSocket, counts apart.
 type RouteStats struct {
-	Count         int
-	Statuses      map[int]int // 0: no answer
-	Superseded    int         // 200 answers with a superseded completion (HTTP)
-	Cancelled     int         // cancelled frames (WebSocket; a newer request superseded it)
-	Deliberate    int         // deliberate 4xx answered as intended
-	BadAnswers    int         // 2xx answers whose body could not be read
+	Count      int
+	Statuses   map[int]int // 0: no answer
+	Superseded int         // 200 answers with a superseded completion (HTTP)
+	Cancelled  int         // cancelled frames (WebSocket; a newer request superseded it)
+	Deliberate int         // deliberate 4xx answered as intended
+	BadAnswers int         // 2xx answers whose body could not be read
+	// ErrorItems counts, by reason, completions a 200 answered with an
+	// error item other than superseded ("timed out", "overloaded", ...).
+	ErrorItems    map[string]int
 	P50, P95, P99 float64
 	lat           []float64
 }
@@ -141,6 +145,17 @@ func (r *Report) deliberate(route string, status int, d time.Duration) {
 	r.Requests++
 }
 
+// errorItem counts a completion answered with an error item.
+func (r *Report) errorItem(route, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.route(route)
+	if s.ErrorItems == nil {
+		s.ErrorItems = map[string]int{}
+	}
+	s.ErrorItems[reason]++
+}
+
 // badAnswer counts a 2xx answer whose body could not be read.
 func (r *Report) badAnswer(route string) {
 	r.mu.Lock()
@@ -164,7 +179,7 @@ func (r *Report) finish() {
 		s.P50, s.P95, s.P99 = pct(s.lat, 50), pct(s.lat, 95), pct(s.lat, 99)
 	}
 	if r.Elapsed > 0 {
-		r.RequestsPerSecond = float64(r.Requests) / r.Elapsed.Seconds()
+		r.RequestsPerSecond = float64(r.TypingRequests) / r.Elapsed.Seconds()
 	}
 }
 
@@ -262,8 +277,10 @@ func (r *Report) Write(w io.Writer) {
 	if r.ChatModel != "" {
 		fmt.Fprintf(w, ", chat model %s (id %d)", r.ChatModel, r.ChatModelID)
 	}
-	fmt.Fprintf(w, "\n\n%d requests in %.1f s: %.1f requests/s; 5xx (not 503): %d, 503: %d, 429: %d, no answer: %d, unexpected: %d\n\n",
-		r.Requests, r.Elapsed.Seconds(), r.RequestsPerSecond, r.Status5xx, r.Unavailable, r.Limited, r.NoAnswer, r.Unexpected)
+	fmt.Fprintf(w, "\n\nSign-ups: %.1f s. Typing: %d requests in %.1f s (to the last answer): %.1f requests/s.\n", r.SetupElapsed.Seconds(),
+		r.TypingRequests, r.Elapsed.Seconds(), r.RequestsPerSecond)
+	fmt.Fprintf(w, "All %d requests: 5xx (not 503): %d, 503: %d, 429: %d, no answer: %d, unexpected: %d\n\n",
+		r.Requests, r.Status5xx, r.Unavailable, r.Limited, r.NoAnswer, r.Unexpected)
 	fmt.Fprintln(w, "| route | requests | statuses | p50 ms | p95 ms | p99 ms |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	for _, name := range r.routeOrder() {
@@ -289,6 +306,14 @@ func (r *Report) Write(w io.Writer) {
 		}
 		if s.Deliberate > 0 {
 			st = append(st, fmt.Sprintf("(%d deliberate 4xx)", s.Deliberate))
+		}
+		reasons := make([]string, 0, len(s.ErrorItems))
+		for k := range s.ErrorItems {
+			reasons = append(reasons, k)
+		}
+		slices.Sort(reasons)
+		for _, k := range reasons {
+			st = append(st, fmt.Sprintf("(%d answered %q)", s.ErrorItems[k], k))
 		}
 		if s.BadAnswers > 0 {
 			st = append(st, fmt.Sprintf("%d unreadable", s.BadAnswers))

@@ -134,18 +134,21 @@ func (u *user) onError(route string, status int) {
 	}
 }
 
-// run signs up and types until ctx ends, then waits for its requests in
-// flight.
-func (u *user) run(ctx context.Context) error {
+// prepare signs the user up and, for a key user, switches to the key.
+func (u *user) prepare(ctx context.Context) error {
 	u.c = newClient(u.o.BaseURL, u.hc)
 	if err := u.signup(ctx); err != nil {
 		return err
 	}
 	if u.key {
-		if err := u.useKey(ctx); err != nil {
-			return err
-		}
+		return u.useKey(ctx)
 	}
+	return nil
+}
+
+// run uploads the project's context and types until ctx ends, then waits
+// for its requests in flight.
+func (u *user) run(ctx context.Context) {
 	defer u.settle()
 	// The project's context: both files, whole.
 	ups := map[string][]change{}
@@ -185,7 +188,6 @@ func (u *user) run(ctx context.Context) error {
 			break
 		}
 	}
-	return nil
 }
 
 // settle waits for the requests in flight, at most SettleTimeout, and
@@ -318,8 +320,12 @@ func (u *user) completionAnswered(route string, status int, body []byte, d time.
 			status = -1
 		}
 		for _, c := range res.Data.Completions {
-			if c.Error == "superseded" {
+			switch c.Error {
+			case "":
+			case "superseded":
 				superseded = true
+			default:
+				u.rep.errorItem(route, c.Error)
 			}
 		}
 	}
