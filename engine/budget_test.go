@@ -212,3 +212,59 @@ func TestBudgetEarliestDeadlineFirst(t *testing.T) {
 		t.Errorf("request %d finished first; want the one with the earlier deadline (1)", first)
 	}
 }
+
+// TestLlamaBudgetTrimmedPromptIsTheShorterRequest: on real llama.cpp, a
+// prompt budget that drops the extra chunks and prefix lines gives exactly
+// the tokens of the request sent without them, and a request that cannot
+// meet its deadline at the throttled speed is refused having evaluated
+// nothing.
+func TestLlamaBudgetTrimmedPromptIsTheShorterRequest(t *testing.T) {
+	m := tinyModel(t)
+	s := llamaSched(t, m, engine.Config{NParallel: 1, NCtx: 4096})
+	s.SetPrefillSpeed(1000) // 1 token per ms
+
+	r := fimReq(5, 60, 40)
+	r.KeepCursorLine, r.CachePrompt, r.MaxTokens = true, false, 8
+	r.Extra = []engine.Chunk{{Path: "a.go", Text: source(21, 8)}, {Path: "b.go", Text: source(22, 8)}}
+	full := complete(t, s, r).Timings.PromptTokens
+	// The chunks and a third of the rest must go.
+	r.TMaxPrompt = time.Duration(full/3) * time.Millisecond
+	got := complete(t, s, r)
+	cut := got.Trimmed.PrefixTokens
+	if got.Trimmed.ExtraChunks != 2 || cut == 0 || !got.Truncated || len(got.Tokens) == 0 {
+		t.Fatalf("trimmed %+v, truncated %v, %d of %d prompt tokens, %d generated; want both chunks and prefix lines dropped",
+			got.Trimmed, got.Truncated, got.Timings.PromptTokens, full, len(got.Tokens))
+	}
+	// The prefix lines whose tokens were cut.
+	at := -1
+	for i := 0; i < len(r.Prefix); i++ {
+		if r.Prefix[i] != '\n' {
+			continue
+		}
+		if toks, err := m.Tokenize(r.Prefix[:i+1], false, false); err == nil && len(toks) == cut {
+			at = i + 1
+			break
+		}
+	}
+	if at < 0 {
+		t.Fatalf("no line end after %d tokens of the prefix", cut)
+	}
+	short := r
+	short.Extra, short.TMaxPrompt, short.Prefix = nil, 0, r.Prefix[at:]
+	want := complete(t, s, short)
+	if want.Timings.PromptTokens != got.Timings.PromptTokens || want.Trimmed.Any() {
+		t.Fatalf("shorter request: %d prompt tokens, trimmed %+v; trimmed one %d", want.Timings.PromptTokens, want.Trimmed, got.Timings.PromptTokens)
+	}
+	sameTokens(t, "trimmed vs sent without", got, want)
+
+	s.SetPrefillSpeed(10) // about a minute for this prompt
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := s.Complete(ctx, short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(res.Err, engine.ErrDeadline) || res.Stop != engine.StopDeadline || res.Timings.EvaluatedTokens != 0 {
+		t.Errorf("stop %s, err %v, %d evaluated; want a deadline refusal before any evaluation", res.Stop, res.Err, res.Timings.EvaluatedTokens)
+	}
+}
