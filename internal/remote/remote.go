@@ -95,7 +95,7 @@ const (
 // API node gets back as the same values, so errors.Is works across the
 // tier as it does with an in-process engine.
 var wireErrors = []error{engine.ErrOverloaded, engine.ErrSuperseded, engine.ErrClosed, engine.ErrUnknownModel,
-	engine.ErrNoFIM, engine.ErrPromptBudget, engine.ErrPromptTooLong, engine.ErrEmptyPrompt,
+	engine.ErrNoFIM, engine.ErrPromptBudget, engine.ErrPromptTooLong, engine.ErrEmptyPrompt, engine.ErrDeadline,
 	context.DeadlineExceeded, context.Canceled}
 
 // errText is err as a reply carries it ("" for nil): the text of the
@@ -145,18 +145,19 @@ type wireResult struct {
 	Logprobs     []float32         `json:"logprobs,omitempty"`
 	Confidence   float64           `json:"confidence"`
 	Truncated    bool              `json:"truncated,omitempty"`
+	Trimmed      engine.Trimmed    `json:"trimmed,omitzero"`
 	Slot         int               `json:"slot"`
 	Timings      engine.Timings    `json:"timings"`
 }
 
 func toWire(r *engine.Result) *wireResult {
 	return &wireResult{Text: r.Text, Stop: r.Stop, StoppingWord: r.StoppingWord, Err: errText(r.Err), Tokens: r.Tokens,
-		Logprobs: r.Logprobs, Confidence: r.Confidence, Truncated: r.Truncated, Slot: r.Slot, Timings: r.Timings}
+		Logprobs: r.Logprobs, Confidence: r.Confidence, Truncated: r.Truncated, Trimmed: r.Trimmed, Slot: r.Slot, Timings: r.Timings}
 }
 
 func (w *wireResult) result() *engine.Result {
 	return &engine.Result{Text: w.Text, Stop: w.Stop, StoppingWord: w.StoppingWord, Err: textErr(w.Err), Tokens: w.Tokens,
-		Logprobs: w.Logprobs, Confidence: w.Confidence, Truncated: w.Truncated, Slot: w.Slot, Timings: w.Timings}
+		Logprobs: w.Logprobs, Confidence: w.Confidence, Truncated: w.Truncated, Trimmed: w.Trimmed, Slot: w.Slot, Timings: w.Timings}
 }
 
 // queueName makes a River queue name (letters, digits, '_' and '-').
