@@ -38,6 +38,9 @@ func runBench(ctx context.Context, args []string) error {
 	out := fs.String("out", "", "also append the markdown table to this file")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured runs to this file")
 	verbose := fs.Bool("v", false, "print every keystroke's timings to stderr")
+	cold := fs.Bool("cold4", false, "instead: four users open new files at once (prompts of max-prefix+max-suffix bytes), "+
+		"round-robin prefill vs earliest deadline first (bench_cold.go)")
+	deadline := fs.Duration("deadline", 30*time.Second, "-cold4: each request's deadline")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
@@ -69,6 +72,13 @@ func runBench(ctx context.Context, args []string) error {
 	ref, err := resolveModel(ctx, cfg, *model)
 	if err != nil {
 		return err
+	}
+	if *cold {
+		text, err := benchCold(ctx, cfg, log, ref, *maxPrefix, *maxSuffix, *maxTokens, *deadline)
+		if err != nil {
+			return err
+		}
+		return report(text, *out)
 	}
 	most := slices.Max(counts)
 	cfg.NParallel = most
