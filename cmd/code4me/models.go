@@ -181,6 +181,7 @@ func newEngine(c config.Config, log *slog.Logger, refs []modelRef) (*engine.Engi
 				NThreads:     c.NThreads,
 				QueueSize:    c.QueueLength,
 				CompactAfter: compactAfter(c.CompactAfter),
+				TMaxPrompt:   time.Duration(c.PromptBudget) * time.Millisecond,
 				Family:       engine.Family(r.Family),
 				Logger:       log,
 			},

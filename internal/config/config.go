@@ -106,6 +106,7 @@ type Config struct {
 	GGMLBackendDir      string   `env:"GGML_BACKEND_DIR" def:"" doc:"Directory holding loadable ggml backends (e.g. libggml-cuda.so); empty = CPU only."`
 	CompactAfter        int      `env:"ENGINE_COMPACT_AFTER_SECONDS" def:"10" doc:"A request whose slot sits above a slot idle this long runs in that slot instead, the two caches swapped (none lost), so the slots in use stay next to each other and CPU steps carry no placeholder rows for idle slots between them (docs/architecture.md); 0 disables."`
 	QueueLength         int      `env:"ENGINE_QUEUE" def:"64" doc:"Requests waiting per model before 429 overload."`
+	PromptBudget        int      `env:"ENGINE_PROMPT_BUDGET_MS" def:"10000" doc:"Prompt time budget, in ms, of requests that set none (llama.cpp's t_max_prompt_ms sets one): when a model estimates from its measured prefill speed that a prompt would take longer, it drops extra context chunks and then prefix lines until it fits (docs/context.md); 0 = none (0-600000)."`
 	ModelMmap           bool     `env:"MODEL_MMAP" def:"false" doc:"Map model files instead of reading them into memory. Reading is the default: on CPU, batched decoding of 8 sequences ran 1.6x faster from read-in weights than from mapped ones (docs/benchmarks.md); mapping starts faster and shares the page cache."`
 	CompletionMaxTokens int      `env:"COMPLETION_MAX_TOKENS" def:"64" doc:"Most tokens a code completion generates (1-4096)."`
 	ChatMaxTokens       int      `env:"CHAT_MAX_TOKENS" def:"256" doc:"Most tokens a chat answer generates (1-32768)."`
@@ -324,6 +325,9 @@ func (c Config) Validate() error {
 	}
 	if c.ModelWorkers < 1 || c.ModelWorkers > 32 {
 		return bad("THREAD_POOL_MAX_WORKERS", "%d is out of range 1-32", c.ModelWorkers)
+	}
+	if c.PromptBudget < 0 || c.PromptBudget > 600000 {
+		return bad("ENGINE_PROMPT_BUDGET_MS", "%d is out of range 0-600000", c.PromptBudget)
 	}
 	return nil
 }
