@@ -53,6 +53,12 @@ type clientGen struct {
 	maxTokens int
 	opts      samplingOpts
 	stop      []string
+	// kind is completionRequest.Kind ("next-edit": the prompt asks for a
+	// next-edit suggestion); extra is context the client sent
+	// (completionRequest.Extra) and fileName the file it is about.
+	kind     string
+	extra    []engine.Chunk
+	fileName string
 }
 
 // samplingOpts are the sampler settings a client sent; nil keeps the
@@ -121,8 +127,8 @@ func (s *Server) generate(ctx context.Context, p *Principal, g *clientGen, i int
 	if g.model.Chat {
 		return s.generateChat(ctx, g, i, sink)
 	}
-	r := &completionRequest{ModelIDs: []int64{g.model.ID}, Context: contextData{Prefix: g.prompt, Suffix: g.suffix},
-		StoreContext: true, StopSequences: g.stop, Client: g.client}
+	r := &completionRequest{ModelIDs: []int64{g.model.ID}, Context: contextData{Prefix: g.prompt, Suffix: g.suffix, FileName: g.fileName},
+		StoreContext: true, StopSequences: g.stop, Client: g.client, Kind: g.kind, Extra: g.extra}
 	r.Tune = func(req *engine.Request) {
 		req.Raw = !g.fim
 		// The client's stop strings and token limit end the text, as its API

@@ -851,7 +851,11 @@ func (s *Server) storeGenerationsOf(ctx context.Context, tx models.DBTX, mq uuid
 		if !o.model.Chat && o.maxTokens > 0 {
 			// What the engine request used: a study arm or a client API may
 			// have changed the defaults.
-			sampler = samplerJSON(o.sampling, o.maxTokens, modeName(o.mode), !qo.dropSuffix)
+			mode := modeName(o.mode)
+			if qo.kind != "" {
+				mode = qo.kind
+			}
+			sampler = samplerJSON(o.sampling, o.maxTokens, mode, !qo.dropSuffix)
 		}
 		cached, evald, gend := int32(t.CachedTokens), int32(t.EvaluatedTokens), int32(t.GeneratedTokens)
 		if err := s.q.GenerationCreate(ctx, tx, models.GenerationCreateParams{

@@ -66,6 +66,10 @@ type completionRequest struct {
 	// ("warm-up" for a cache-warming request), stored whatever the
 	// telemetry consent: it describes the request, not the user.
 	Trigger string
+	// Kind, when set, is stored as the generation's mode in
+	// generation.sampler in place of the stop mode: "next-edit" for a
+	// next-edit suggestion, whose prompt asks the model to rewrite a region.
+	Kind string
 }
 
 // parseCompletionRequest reads RequestCompletion; telemetry objects are

@@ -108,6 +108,7 @@ type queryOrigin struct {
 	contextPolicy *string // generation.context_policy
 	trigger       *string // generation.trigger
 	dropSuffix    bool    // the prompt left the suffix out (a study arm's policy)
+	kind          string  // the query's kind stored as the sampler's mode ("": the stop mode)
 }
 
 // Context policies (generation.context_policy), as pick applies them.
@@ -137,7 +138,7 @@ func queryOriginOf(r *completionRequest, pr *prepared) queryOrigin {
 	case len(want) == 1 && want[0] == "*":
 		policy = policyAllButCurrent
 	}
-	qo := queryOrigin{contextPolicy: &policy, dropSuffix: !pr.asg.keepsSuffix()}
+	qo := queryOrigin{contextPolicy: &policy, dropSuffix: !pr.asg.keepsSuffix(), kind: r.Kind}
 	if r.Trigger != "" {
 		qo.trigger = &r.Trigger
 	} else if t := r.Contextual; t != nil && r.StoreContextualTelemetry && pr.state.StoreContextualTelemetry {

@@ -61,6 +61,8 @@ var tabbyCompletion func(s *Server, c *fiber.Ctx) error
 // and ollama's under /api.
 func (s *Server) clientAPIRoutes(api fiber.Router) {
 	s.openAIRoutes()
+	s.tabbyRoutes()
+	s.nextEditRoutes()
 	s.ollamaRoutes(api)
 }
 
@@ -384,6 +386,9 @@ func (s *Server) openAIGenerate(kind openAIKind) fiber.Handler {
 			return err
 		}
 		r.gen.client = clientName(c, "openai")
+		if zetaCompletion(r) {
+			r.gen.kind, r.gen.client = nextEditKind, "zed"
+		}
 		p := principal(c)
 		head := openAIAnswer{ID: "cmpl-" + uuid.NewString(), Object: "text_completion", Created: time.Now().Unix(), Model: r.gen.model.Name}
 		if kind != openAICompletions {
@@ -589,6 +594,6 @@ var openAIOps = []apiOp{
 		Errors: clientErrorDocs(openAIShape, map[int]string{501: msgNoEmbeddings})},
 }
 
-// clientAPIOps document the OpenAI-compatible and ollama routes
-// (openapi.go).
-var clientAPIOps = append(openAIOps, ollamaOps...)
+// clientAPIOps document the OpenAI-compatible, Tabby, next-edit and
+// ollama routes (openapi.go).
+var clientAPIOps = append(append(append(openAIOps, tabbyOps...), nextEditOps...), ollamaOps...)

@@ -419,13 +419,15 @@ func TestOpenAITabbyDispatch(t *testing.T) {
 	e := newPluginEnv(t, nil)
 	c, _ := e.keyClient("oai-tabby@example.com", "completions")
 	body := `{"language":"python","segments":{"prefix":"def f(","suffix":")"}}`
+	built := tabbyCompletion
+	defer func() { tabbyCompletion = built }()
+	tabbyCompletion = nil
 	if r := c.do("POST", "/v1/completions", body); r.status != 422 || r.body["error"].(map[string]any)["param"] != "prompt" {
 		t.Fatalf("without a Tabby handler: %d %s", r.status, r.raw)
 	}
 	tabbyCompletion = func(s *Server, c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"tabby": principal(c) != nil})
 	}
-	defer func() { tabbyCompletion = nil }()
 	if r := c.expect("POST", "/v1/completions", body, 200); r.body["tabby"] != true {
 		t.Fatalf("with one: %s", r.raw)
 	}
