@@ -18,6 +18,9 @@ type Props = {
   // x: UNIX seconds (time: true) or plain numbers.
   x: number[];
   time?: boolean;
+  // xStep: the seconds between buckets of a time axis (3600, 86400), so
+  // ticks fall on whole buckets.
+  xStep?: number;
   xLabel: string;
   xFormat: (v: number) => string;
   series: Series[];
@@ -54,13 +57,22 @@ export function Chart(p: Props) {
       ticks: { stroke: gridColor, width: 1 },
       font: "12px Inter, system-ui, sans-serif",
     };
+    const step = p.xStep ?? 86400;
     const opts: uPlot.Options = {
       width: Math.max(el.clientWidth, 280),
       height: p.height ?? 260,
+      // Buckets are UTC hours and days: the axis is in UTC too.
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
       scales: { x: { time: !!p.time }, y: p.yRange ? { range: p.yRange } : { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [
-        { ...axis, values: (_u, vals) => vals.map((v) => p.xFormat(v)) },
-        { ...axis, size: 56, values: (_u, vals) => vals.map((v) => (p.series[0]?.format ? p.series[0].format(v) : String(v))) },
+        {
+          ...axis,
+          space: 90,
+          incrs: p.time ? [1, 2, 3, 6, 12, 24, 48, 72, 168, 336, 720, 1440].map((k) => k * step) : undefined,
+          // Time axes: uPlot's own labels (date, then year below); others: xFormat.
+          values: p.time ? undefined : (_u, vals) => vals.map((v) => p.xFormat(v)),
+        },
+        { ...axis, size: 72, values: (_u, vals) => vals.map((v) => (p.series[0]?.format ? p.series[0].format(v) : String(v))) },
       ],
       legend: { show: true },
       cursor: { drag: { x: false, y: false } },

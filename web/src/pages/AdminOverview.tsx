@@ -90,7 +90,7 @@ export function AdminOverview() {
         <>
           <div className="stats">
             <Stat id="requests" label="Completions" value={fmtInt(totals.completions)} hint={range} />
-            <Stat id="rps" label="Mean requests/s" value={(totals.completions / (r.hours * 3600)).toFixed(3)} />
+            <Stat id="rps" label="Mean requests/s" value={totals.completions ? (totals.completions / (r.hours * 3600)).toPrecision(2) : "0"} />
             <Stat id="acceptance" label="Acceptance" value={fmtPct(totals.shown ? totals.accepted / totals.shown : null)} hint="accepted / shown" />
             <Stat id="models" label="Models answering" value={fmtInt(models.length)} />
           </div>
@@ -101,6 +101,7 @@ export function AdminOverview() {
               subtitle={`Completion requests, mean per ${r.granularity}`}
               x={x}
               time
+              xStep={r.seconds}
               xLabel={r.granularity === "hour" ? "Hour (UTC)" : "Day (UTC)"}
               xFormat={fmtX}
               height={220}
@@ -112,6 +113,7 @@ export function AdminOverview() {
               subtitle="Accepted / shown, per model"
               x={x}
               time
+              xStep={r.seconds}
               xLabel={r.granularity === "hour" ? "Hour (UTC)" : "Day (UTC)"}
               xFormat={fmtX}
               height={220}
@@ -134,6 +136,7 @@ export function AdminOverview() {
             subtitle="p50 (solid) and p95 (dashed) of the time to answer a completion"
             x={x}
             time
+            xStep={r.seconds}
             xLabel={r.granularity === "hour" ? "Hour (UTC)" : "Day (UTC)"}
             xFormat={fmtX}
             series={perModel.flatMap((pm, i) => [

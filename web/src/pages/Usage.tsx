@@ -59,6 +59,7 @@ export function Usage() {
             subtitle="Requested, shown in the editor, and accepted (UTC days)"
             x={x}
             time
+            xStep={86400}
             xLabel="Day"
             xFormat={dayFmt}
             series={[
@@ -75,6 +76,7 @@ export function Usage() {
               subtitle="Time to answer a completion, per day"
               x={x}
               time
+              xStep={86400}
               xLabel="Day"
               xFormat={dayFmt}
               height={220}

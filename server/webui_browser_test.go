@@ -1,0 +1,478 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/google/uuid"
+
+	"github.com/code4me/code4me/internal/config"
+	"github.com/code4me/code4me/internal/mail"
+	"github.com/code4me/code4me/internal/testenv"
+)
+
+// The dashboard in a real browser (Chromium, headless) against a real
+// server on real Postgres and Redis. Set CODE4ME_SCREENSHOTS to a
+// directory (relative to the repository root, e.g. docs/images) to save
+// screenshots of the main pages.
+
+// chromium returns the browser's path, or skips the test when there is none.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("no Chromium on PATH (apt-get install chromium, or scripts/install-deps.sh): the dashboard's browser tests are skipped")
+	return ""
+}
+
+// fileMail writes mail as files under DATA_DIR/mail, as a server without
+// EMAIL_HOST does, and reports each file's path.
+type fileMail struct {
+	dir  *mail.Dir
+	sent chan string
+}
+
+func (m *fileMail) Send(ctx context.Context, msg mail.Message) error {
+	path, err := m.dir.Write(ctx, msg)
+	if err == nil {
+		m.sent <- path
+	}
+	return err
+}
+
+// browserEnv is a server listening on a loopback port, with mail written
+// to files, and a headless browser.
+type browserEnv struct {
+	*env
+	base string
+	mail *fileMail
+	ctx  context.Context // the browser tab
+	shot string          // screenshot directory, "" for none
+
+	mu       sync.Mutex
+	problems []string // script exceptions and Content-Security-Policy violations
+}
+
+func newBrowserEnv(t *testing.T) *browserEnv {
+	t.Helper()
+	chrome := chromium(t)
+	if _, index := webUIBuild(); !strings.Contains(string(index), `id="root"`) {
+		t.Fatal("the dashboard is not built: run make web (make test does)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	cfg, err := config.Load(func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = t.TempDir()
+	cfg.EmailHost = ""
+	cfg.VerificationURL = base + "/api/user/verify/"
+	fm := &fileMail{dir: &mail.Dir{Path: filepath.Join(cfg.DataDir, "mail"), From: cfg.EmailFrom, Logger: slog.New(slog.DiscardHandler)},
+		sent: make(chan string, 16)}
+	srv, err := New(Deps{Config: cfg, DB: testenv.Pool(t), Redis: testenv.Redis(t), Mail: fm, JobQueue: testQueue()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		if err := <-served; err != nil && !errors.Is(err, net.ErrClosed) {
+			t.Logf("serve: %v", err)
+		}
+	})
+
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chrome), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.WindowSize(1280, 860),
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.Flag("hide-scrollbars", true),
+		chromedp.UserDataDir(t.TempDir()))
+	ctx, cancelTab := chromedp.NewContext(alloc)
+	ctx, cancelTime := context.WithTimeout(ctx, 4*time.Minute)
+	t.Cleanup(func() { cancelTime(); cancelTab(); cancelAlloc() })
+
+	b := &browserEnv{env: &env{t: t, srv: srv}, base: base, mail: fm, ctx: ctx}
+	if d := os.Getenv("CODE4ME_SCREENSHOTS"); d != "" {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join("..", d) // tests run in server/
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b.shot = d
+	}
+	err = chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			msg := ev.ExceptionDetails.Text
+			if ex := ev.ExceptionDetails.Exception; ex != nil {
+				msg += " " + ex.Description
+			}
+			b.problem("exception: " + msg)
+		case *cdplog.EventEntryAdded:
+			if ev.Entry.Source == cdplog.EntrySourceSecurity || strings.Contains(ev.Entry.Text, "Content Security Policy") {
+				b.problem("security: " + ev.Entry.Text)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	t.Cleanup(func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, p := range b.problems {
+			t.Errorf("in the page: %s", p)
+		}
+	})
+	return b
+}
+
+func (b *browserEnv) problem(s string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.problems = append(b.problems, s)
+}
+
+// run runs browser actions, failing the test with what was being done.
+func (b *browserEnv) run(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, actions...); err != nil {
+		b.fail(what, err)
+	}
+}
+
+func (b *browserEnv) fail(what string, err error) {
+	b.t.Helper()
+	loc, _ := chromedp.Run(b.ctx, chromedp.Location())
+	b.t.Fatalf("%s (at %s): %v", what, loc, err)
+}
+
+// pageEval evaluates expr in the page (awaiting a promise) into a T.
+func pageEval[T any](b *browserEnv, expr string) T {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.fail("evaluate "+expr, err)
+	}
+	return v
+}
+
+// css is a CSS selector.
+func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+
+// text reads the text of the first element matching sel.
+func (b *browserEnv) text(sel string) string {
+	b.t.Helper()
+	s, err := chromedp.Run(b.ctx, chromedp.Text(css(sel)))
+	if err != nil {
+		b.fail("read "+sel, err)
+	}
+	return strings.TrimSpace(s)
+}
+
+// fetchStatus makes a same-origin request from the page, with its
+// cookies, and returns the status.
+func (b *browserEnv) fetchStatus(method, path string) int {
+	b.t.Helper()
+	return pageEval[int](b, fmt.Sprintf(`fetch(%q, {method: %q, credentials: "same-origin"}).then(r => r.status)`, path, method))
+}
+
+// screenshot saves the page as NAME.png when screenshots are asked for.
+func (b *browserEnv) screenshot(name string) {
+	b.t.Helper()
+	if b.shot == "" {
+		return
+	}
+	// Let uPlot's resize observer and the fonts settle into the frame.
+	pageEval[bool](b, `new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))`)
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.fail("screenshot "+name, err)
+	}
+	if err := os.WriteFile(filepath.Join(b.shot, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// tableRows reads the cells of sel's body rows.
+func (b *browserEnv) tableRows(sel string) [][]string {
+	b.t.Helper()
+	b.run("wait for table "+sel, chromedp.WaitVisible(css(sel+" tbody tr")))
+	return pageEval[[][]string](b, fmt.Sprintf(
+		`[...document.querySelectorAll(%q)].map(tr => [...tr.children].map(c => c.textContent.trim()))`, sel+" tbody tr"))
+}
+
+// signIn signs in through the sign-in page and waits for the usage page.
+func (b *browserEnv) signIn(email string) {
+	b.t.Helper()
+	b.run("sign in",
+		chromedp.Navigate(b.base+"/app/signin"),
+		chromedp.WaitVisible(css(`form[aria-label="Sign in"]`)),
+		chromedp.SendKeys(css(`input[name="email"]`), email),
+		chromedp.SendKeys(css(`input[name="password"]`), testPassword),
+		chromedp.Click(css(`form[aria-label="Sign in"] button[type="submit"]`)),
+		chromedp.WaitVisible(css(`[data-chart="usage-daily"]`)),
+	)
+}
+
+// seedUsageHistory gives user two more weeks of completions, on the 14
+// UTC days before seedUsage's first: day k (1 to 14) has 4 + 5k mod 7
+// queries of one generation each, all but k mod 3 of them shown, half of
+// those plus k mod 2 accepted, served in 80, 90, 100, ... ms. It returns
+// the days as GET /api/user/usage must answer them, oldest first.
+func seedUsageHistory(e *env, user uuid.UUID) []usageDay {
+	e.t.Helper()
+	ctx := context.Background()
+	var model int64
+	if err := e.srv.db.QueryRow(ctx, "INSERT INTO model (name, family, file_sha256) VALUES ($1, 'test', $2) RETURNING model_id",
+		"usage-model-"+uuid.NewString()[:8], strings.ReplaceAll(uuid.NewString()+uuid.NewString(), "-", "")[:64]).Scan(&model); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		_, _ = e.srv.db.Exec(context.Background(), "DELETE FROM meta_query WHERE user_id = $1", user)
+		_, _ = e.srv.db.Exec(context.Background(), "DELETE FROM model WHERE model_id = $1", model)
+	})
+	first := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -16)
+	var days []usageDay
+	for k := 1; k <= 14; k++ {
+		day := first.AddDate(0, 0, k-1)
+		n := 4 + (5*k)%7
+		shown := n - k%3
+		accepted := shown/2 + k%2
+		lang := []string{"TypeScript", "Java", "Go"}[k%3]
+		for i := range n {
+			at := day.Add(9*time.Hour + time.Duration(i)*7*time.Minute)
+			var mq uuid.UUID
+			if err := e.srv.db.QueryRow(ctx, `INSERT INTO meta_query (query_type, user_id, config_id, server_version, requested_at, total_serving_ms)
+				VALUES ('completion', $1, 1, 'test', $2, $3) RETURNING meta_query_id`, user, at, float64(80+10*i)).Scan(&mq); err != nil {
+				e.t.Fatal(err)
+			}
+			e.exec(`INSERT INTO contextual_telemetry (meta_query_id, version_id, trigger_type_id, language_id)
+				SELECT $1, 1, 2, language_id FROM programming_language WHERE language_name = $2`, mq, lang)
+			shownAt := []time.Time{}
+			if i < shown {
+				shownAt = append(shownAt, at.Add(time.Second))
+			}
+			e.exec(`INSERT INTO generation (meta_query_id, model_id, completion, generation_time_ms, shown_at, was_accepted)
+				VALUES ($1, $2, 'x', 10, $3, $4)`, mq, model, shownAt, i < accepted)
+		}
+		// Nearest rank: the ceil(p·n)-th of the sorted times.
+		rank := func(p float64) float64 { return float64(80 + 10*(int(math.Ceil(p*float64(n)))-1)) }
+		days = append(days, usageDay{day: day, completions: int64(n), shown: int64(shown), accepted: int64(accepted),
+			p50: rank(0.5), p95: rank(0.95)})
+	}
+	return days
+}
+
+var verifyLinkRe = regexp.MustCompile(`https?://[^\s"<>]+/api/user/verify/\?token=[0-9a-f-]{36}`)
+
+// TestDashboardInBrowser walks the dashboard as a new user and then as an
+// admin: sign-up, the verification link from the mail file, sign-in, the
+// usage chart against the seeded numbers, an API key created and revoked,
+// admin pages and routes refused to a non-admin, sign-out; then, as an
+// admin, a study created and started. No page may throw or break its
+// Content-Security-Policy.
+func TestDashboardInBrowser(t *testing.T) {
+	b := newBrowserEnv(t)
+	email := "browser-" + uuid.NewString()[:8] + "@example.com"
+
+	// Sign up: the page says a link was sent, and the mail file holds it.
+	b.run("open the dashboard", chromedp.Navigate(b.base+"/"), chromedp.WaitVisible(css(`form[aria-label="Sign in"]`)))
+	b.screenshot("signin")
+	b.run("sign up",
+		chromedp.Click(css(`a[href="/app/signup"]`)),
+		chromedp.WaitVisible(css(`form[aria-label="Sign up"]`)),
+		chromedp.SendKeys(css(`input[name="name"]`), "Ada Lovelace"),
+		chromedp.SendKeys(css(`input[name="email"]`), email),
+		chromedp.SendKeys(css(`input[name="password"]`), testPassword),
+		chromedp.Click(css(`form[aria-label="Sign up"] button[type="submit"]`)),
+		chromedp.WaitVisible(css(`[data-state="signup-sent"]`)),
+	)
+	if got := b.text(`[data-state="signup-sent"]`); !strings.Contains(got, email) {
+		t.Errorf("sign-up page says %q, want it to name %s", got, email)
+	}
+	var path string
+	select {
+	case path = <-b.mail.sent:
+	case <-b.ctx.Done():
+		t.Fatal("no verification mail was written")
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eml := strings.ReplaceAll(strings.ReplaceAll(string(raw), "=\r\n", ""), "=3D", "=") // quoted-printable soft breaks
+	link := verifyLinkRe.FindString(eml)
+	if link == "" || !strings.HasPrefix(link, b.base) {
+		t.Fatalf("no verification link to %s in %s:\n%s", b.base, path, raw)
+	}
+	b.run("open the verification link", chromedp.Navigate(link), chromedp.WaitVisible(css(`h1`)))
+	if got := b.text("h1"); !strings.Contains(got, "Verification Successful") {
+		t.Fatalf("verification page: %q", got)
+	}
+	var uid uuid.UUID
+	if err := b.srv.db.QueryRow(context.Background(), "SELECT user_id FROM users WHERE email = $1 AND verified", email).Scan(&uid); err != nil {
+		t.Fatalf("the user is not verified: %v", err)
+	}
+
+	// Usage: the chart is drawn, and its table view shows the seeded days.
+	want := seedUsage(b.env, uid)
+	history := seedUsageHistory(b.env, uid)
+	want.days = append(history, want.days...)
+	for _, d := range history {
+		want.total[0] += d.completions
+	}
+	b.signIn(email)
+	b.run("the usage chart is drawn", chromedp.WaitVisible(css(`[data-chart="usage-daily"] canvas`)))
+	if got := b.text(`[data-stat="completions"] .stat-value`); got != fmt.Sprint(want.total[0]) {
+		t.Errorf("completions stat = %q, want %d", got, want.total[0])
+	}
+	b.screenshot("usage")
+	b.run("switch to the dark theme", chromedp.Click(css(`[data-action="theme"]`)), chromedp.WaitVisible(css(`html[data-theme="dark"]`)))
+	b.run("the chart is redrawn", chromedp.WaitVisible(css(`[data-chart="usage-daily"] canvas`)))
+	b.screenshot("usage-dark")
+	b.run("switch back to the light theme", chromedp.Click(css(`[data-action="theme"]`)), chromedp.WaitVisible(css(`html[data-theme="light"]`)))
+	b.run("show the table view", chromedp.Click(css(`[data-chart="usage-daily"] [data-action="table-view"]`)))
+	rows := b.tableRows(`[data-chart="usage-daily"] table`)
+	if len(rows) != len(want.days) {
+		t.Fatalf("usage table has %d rows %v, want %d days", len(rows), rows, len(want.days))
+	}
+	for i, d := range want.days {
+		w := []string{d.day.Format("2006-01-02"), fmt.Sprint(d.completions), fmt.Sprint(d.shown), fmt.Sprint(d.accepted)}
+		if strings.Join(rows[i], "|") != strings.Join(w, "|") {
+			t.Errorf("usage table row %d = %v, want %v (Day, Completions, Shown, Accepted)", i, rows[i], w)
+		}
+	}
+	b.run("show the latency table", chromedp.Click(css(`[data-chart="usage-latency"] [data-action="table-view"]`)))
+	lat := b.tableRows(`[data-chart="usage-latency"] table`)
+	for i, d := range want.days {
+		w := []string{d.day.Format("2006-01-02"), fmt.Sprintf("%.0f ms", d.p50), fmt.Sprintf("%.0f ms", d.p95)}
+		if i >= len(lat) || strings.Join(lat[i], "|") != strings.Join(w, "|") {
+			t.Errorf("latency table row %d = %v, want %v", i, lat, w)
+		}
+	}
+
+	// API keys: created with a scope, shown once, working; revoked, refused.
+	b.run("create an API key",
+		chromedp.Click(css(`nav a[href="/app/api-keys"]`)),
+		chromedp.WaitVisible(css(`form[aria-label="Create an API key"]`)),
+		chromedp.SendKeys(css(`input[name="key-name"]`), "laptop"),
+		chromedp.Click(css(`input[name="scope-account"]`)),
+		chromedp.Click(css(`form[aria-label="Create an API key"] button[type="submit"]`)),
+		chromedp.WaitVisible(css(`[data-secret="api-key"]`)),
+		chromedp.WaitVisible(css(`tr[data-key="laptop"]`)),
+	)
+	key := b.text(`[data-secret="api-key"]`)
+	bearer := b.client()
+	bearer.header["Authorization"] = "Bearer " + key
+	if r := bearer.do("GET", "/api/user/get", nil); r.status != http.StatusOK {
+		t.Fatalf("the new key (account scope) on /api/user/get = %d %s", r.status, r.raw)
+	}
+	if got := b.text(`tr[data-key="laptop"]`); !strings.Contains(got, "account") || !strings.Contains(got, "completions") {
+		t.Errorf("key row = %q, want both scopes", got)
+	}
+	b.screenshot("api-keys")
+	b.run("revoke the key",
+		chromedp.Click(css(`tr[data-key="laptop"] [data-action="revoke"]`)),
+		chromedp.Click(css(`tr[data-key="laptop"] [data-action="confirm-revoke"]`)),
+		chromedp.WaitNotPresent(css(`tr[data-key="laptop"]`)),
+	)
+	if r := bearer.do("GET", "/api/user/get", nil); r.status != http.StatusUnauthorized {
+		t.Errorf("the revoked key on /api/user/get = %d, want 401", r.status)
+	}
+
+	// Not an admin: no admin links, the admin pages say so, the routes 403.
+	if adminLinks := pageEval[int](b, `document.querySelectorAll('nav a[href^="/app/admin"]').length`); adminLinks != 0 {
+		t.Errorf("a non-admin sees %d admin links", adminLinks)
+	}
+	for _, p := range []string{"/app/admin", "/app/admin/studies", "/app/admin/users"} {
+		b.run("open "+p, chromedp.Navigate(b.base+p), chromedp.WaitVisible(css(`[data-state="admin-denied"]`)))
+		if got := b.text(`[data-state="admin-denied"]`); !strings.Contains(got, "Admin privileges required") {
+			t.Errorf("%s says %q", p, got)
+		}
+	}
+	for _, p := range []string{"/api/analytics/studies", "/api/analytics/usage", "/api/config/", "/api/eval/runs"} {
+		if got := b.fetchStatus("GET", p); got != http.StatusForbidden {
+			t.Errorf("a non-admin's GET %s from the page = %d, want 403", p, got)
+		}
+	}
+	if got := b.fetchStatus("POST", "/api/analytics/studies"); got != http.StatusForbidden {
+		t.Errorf("a non-admin's POST /api/analytics/studies from the page = %d, want 403", got)
+	}
+
+	// Sign out: back to the sign-in page, and the login is gone.
+	b.run("sign out", chromedp.Click(css(`[data-action="sign-out"]`)), chromedp.WaitVisible(css(`form[aria-label="Sign in"]`)))
+	if got := b.fetchStatus("GET", "/api/user/get"); got != http.StatusUnauthorized {
+		t.Errorf("after sign-out GET /api/user/get = %d, want 401", got)
+	}
+
+	// As an admin: the overview, then a study created and started.
+	b.exec("UPDATE users SET is_admin = true WHERE user_id = $1", uid)
+	b.signIn(email)
+	b.run("open the admin overview", chromedp.Click(css(`nav a[href="/app/admin"]`)), chromedp.WaitVisible(css(`[data-chart="overview-latency"]`)))
+	b.screenshot("admin-overview")
+	study := "Shorter completions " + uuid.NewString()[:6]
+	t.Cleanup(func() {
+		_, _ = b.srv.db.Exec(context.Background(), "DELETE FROM study WHERE name = $1", study)
+	})
+	row := fmt.Sprintf(`tr[data-study=%q]`, study)
+	b.run("create a study",
+		chromedp.Click(css(`nav a[href="/app/admin/studies"]`)),
+		chromedp.WaitVisible(css(`[data-action="new-study"]`)),
+		chromedp.Click(css(`[data-action="new-study"]`)),
+		chromedp.WaitVisible(css(`form[aria-label="Create a study"]`)),
+		chromedp.SendKeys(css(`input[name="study-name"]`), study),
+		chromedp.SendKeys(css(`textarea[name="description"]`), "Does a 32-token budget keep acceptance?"),
+		chromedp.Click(css(`form[aria-label="Create a study"] button[type="submit"]`)),
+		chromedp.WaitVisible(css(row)),
+	)
+	if got := b.text(row + " [data-status]"); got != "draft" {
+		t.Fatalf("new study's status = %q, want draft", got)
+	}
+	b.run("start the study", chromedp.Click(css(row+` [data-action="start"]`)), chromedp.WaitVisible(css(row+` [data-action="pause"]`)))
+	if got := b.text(row + " [data-status]"); got != "running" {
+		t.Errorf("started study's status = %q, want running", got)
+	}
+	var status string
+	if err := b.srv.db.QueryRow(context.Background(), "SELECT status FROM study WHERE name = $1", study).Scan(&status); err != nil || status != "running" {
+		t.Errorf("study in Postgres: %q, %v; want running", status, err)
+	}
+	b.run("open the results", chromedp.Click(css(row+` [data-action="results"]`)), chromedp.WaitVisible(css(`table[data-table="study-arms"]`)))
+	arms := b.tableRows(`table[data-table="study-arms"]`)
+	if len(arms) != 2 || !strings.HasPrefix(arms[0][0], "control") || !strings.Contains(arms[0][0], "baseline") || !strings.HasPrefix(arms[1][0], "treatment") {
+		t.Errorf("arms = %v, want control (baseline) and treatment", arms)
+	}
+	b.screenshot("admin-studies")
+	// End it, so that other tests can run theirs.
+	b.run("end the study", chromedp.Click(css(row+` [data-action="end"]`)), chromedp.WaitNotPresent(css(row+` [data-action="pause"]`)))
+
+	if n := pageEval[int](b, `document.querySelectorAll('nav a[href="/admin/jobs"]').length`); n != 1 {
+		t.Errorf("admin sidebar has %d links to /admin/jobs, want 1", n)
+	}
+}
