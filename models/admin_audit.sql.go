@@ -135,3 +135,15 @@ func (q *Queries) AdminAuditList(ctx context.Context, db DBTX, arg AdminAuditLis
 	}
 	return items, nil
 }
+
+const adminLanguageGetByID = `-- name: AdminLanguageGetByID :one
+SELECT language_id, language_name FROM programming_language WHERE language_id = $1
+`
+
+// A language as the audit log records it before a change.
+func (q *Queries) AdminLanguageGetByID(ctx context.Context, db DBTX, languageID int64) (ProgrammingLanguage, error) {
+	row := db.QueryRow(ctx, adminLanguageGetByID, languageID)
+	var i ProgrammingLanguage
+	err := row.Scan(&i.LanguageID, &i.LanguageName)
+	return i, err
+}

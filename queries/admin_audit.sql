@@ -40,3 +40,7 @@ LIMIT sqlc.arg('lim');
 -- Appends a row; call it in the transaction of the change it records.
 INSERT INTO admin_audit (actor_id, action, resource, resource_id, before, after)
 VALUES (sqlc.narg('actor_id')::uuid, @action, @resource, @resource_id, sqlc.narg('before')::jsonb, sqlc.narg('after')::jsonb);
+
+-- name: AdminLanguageGetByID :one
+-- A language as the audit log records it before a change.
+SELECT * FROM programming_language WHERE language_id = @language_id;

@@ -314,6 +314,22 @@ func (s *Server) audit(ctx context.Context, q models.DBTX, c *fiber.Ctx, action,
 	return nil
 }
 
+// auditedTx runs fn in a transaction for the admin write action on
+// resource and, when fn succeeds, appends the audit row of the change it
+// made (its id, the state before and after) in the same transaction.
+// fn's error is returned as it is, so callers map it as before.
+func (s *Server) auditedTx(c *fiber.Ctx, action, resource string,
+	fn func(tx pgx.Tx) (id string, before, after any, err error)) error {
+	ctx := c.UserContext()
+	return db.WithTx(ctx, s.db, func(tx pgx.Tx) error {
+		id, before, after, err := fn(tx)
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, c, action, resource, id, before, after)
+	})
+}
+
 func auditJSON(v any) (json.RawMessage, error) {
 	if v == nil {
 		return nil, nil

@@ -523,3 +523,94 @@ func TestAdminAPIQueriesWorkersOverview(t *testing.T) {
 		t.Errorf("day overview = %.200s", day.raw)
 	}
 }
+
+// TestAdminAPIAuditsExistingWrites: the config, language, model, admin
+// grant and study routes append their audit rows too, with the state
+// before and after; a refused write appends none.
+func TestAdminAPIAuditsExistingWrites(t *testing.T) {
+	e := newEnv(t, nil)
+	admin, adminID := e.newAdmin()
+	one := func(resource, id, action string) map[string]any {
+		t.Helper()
+		for _, row := range auditRows(admin, resource, id) {
+			if row["action"] == action {
+				if row["actor_id"] != adminID {
+					t.Errorf("%s %s %s: actor %v", action, resource, id, row["actor_id"])
+				}
+				return row
+			}
+		}
+		t.Fatalf("no %s row for %s %s: %v", action, resource, id, auditRows(admin, resource, id))
+		return nil
+	}
+	field := func(row map[string]any, side, name string) any {
+		m, _ := row[side].(map[string]any)
+		return m[name]
+	}
+
+	r := admin.expect("POST", "/api/config/", map[string]any{"config_data": map[string]any{"a": 1}}, 201)
+	cfg := fmt.Sprint(r.body["config_id"])
+	if row := one("configs", cfg, "create"); row["before"] != nil || field(row, "after", "config_id") != r.body["config_id"] {
+		t.Errorf("config create row = %v", row)
+	}
+	admin.expect("PUT", "/api/config/"+cfg, map[string]any{"config_data": map[string]any{"a": 2}}, 200)
+	if row := one("configs", cfg, "update"); fmt.Sprint(field(row, "before", "config_data")) != "map[a:1]" ||
+		fmt.Sprint(field(row, "after", "config_data")) != "map[a:2]" {
+		t.Errorf("config update row = %v", row)
+	}
+	admin.expect("DELETE", "/api/config/"+cfg, nil, 200)
+	if row := one("configs", cfg, "delete"); row["after"] != nil || field(row, "before", "config_id") == nil {
+		t.Errorf("config delete row = %v", row)
+	}
+	admin.expect("DELETE", "/api/config/1", nil, 409) // in use
+	if rows := auditRows(admin, "configs", "1"); len(rows) != 0 {
+		t.Errorf("a refused delete left %v", rows)
+	}
+
+	name := "adm-lang-" + uuid.NewString()[:8]
+	r = admin.expect("POST", "/api/config/languages", map[string]any{"language_name": name}, 201)
+	lang := fmt.Sprint(r.body["language_id"])
+	one("languages", lang, "create")
+	admin.expect("PUT", "/api/config/languages/"+lang, map[string]any{"language_name": name + "x"}, 200)
+	if row := one("languages", lang, "update"); field(row, "before", "language_name") != name || field(row, "after", "language_name") != name+"x" {
+		t.Errorf("language update row = %v", row)
+	}
+	admin.expect("DELETE", "/api/config/languages/"+lang, nil, 200)
+	one("languages", lang, "delete")
+
+	var model int64
+	if err := e.srv.db.QueryRow(context.Background(), "INSERT INTO model (name, family, file_sha256) VALUES ($1, 'test', $2) RETURNING model_id",
+		"adm-audit-"+uuid.NewString()[:8], strings.Repeat("0", 32)+strings.ReplaceAll(uuid.NewString(), "-", "")).Scan(&model); err != nil {
+		t.Fatal(err)
+	}
+	admin.expect("DELETE", fmt.Sprintf("/api/config/models/%d", model), nil, 200)
+	if row := one("models", fmt.Sprint(model), "delete"); field(row, "before", "file_sha256") == nil {
+		t.Errorf("model delete row = %v", row)
+	}
+
+	_, member := e.newMember()
+	admin.expect("PUT", "/api/config/users/"+member+"/admin", map[string]any{"is_admin": true}, 200)
+	if row := one("users", member, "update"); field(row, "before", "is_admin") != false || field(row, "after", "is_admin") != true ||
+		field(row, "after", "email") != nil {
+		t.Errorf("admin grant row = %v", row)
+	}
+
+	r = admin.expect("POST", "/api/analytics/studies", map[string]any{"name": "adm-study",
+		"arms": []map[string]any{{"name": "base", "config_id": 1}}}, 201)
+	study := r.body["study_id"].(string)
+	if row := one("studies", study, "create"); field(row, "after", "status") != "draft" || len(asAnyList(field(row, "after", "arms"))) != 1 {
+		t.Errorf("study create row = %v", row)
+	}
+	admin.expect("PATCH", "/api/analytics/studies/"+study, map[string]any{"description": "d"}, 200)
+	if row := one("studies", study, "update"); field(row, "before", "description") != nil || field(row, "after", "description") != "d" {
+		t.Errorf("study update row = %v", row)
+	}
+	admin.expect("POST", "/api/analytics/studies/"+study+"/end", nil, 200)
+	if row := one("studies", study, "end"); field(row, "before", "status") != "draft" || field(row, "after", "status") != "ended" {
+		t.Errorf("study end row = %v", row)
+	}
+	admin.expect("POST", "/api/analytics/studies/"+study+"/pause", nil, 409)
+	if rows := auditRows(admin, "studies", study); len(rows) != 3 {
+		t.Errorf("%d study rows after a refused pause, want 3", len(rows))
+	}
+}

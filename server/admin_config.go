@@ -10,6 +10,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/code4me/code4me/internal/db"
 	"github.com/code4me/code4me/internal/hocon"
@@ -145,7 +146,12 @@ func (s *Server) configCreate(c *fiber.Ctx) error {
 	if err := f.err(); err != nil {
 		return err
 	}
-	cfg, err := s.q.ConfigCreate(c.UserContext(), s.db, data)
+	var cfg models.Config
+	err = s.auditedTx(c, "create", "configs", func(tx pgx.Tx) (string, any, any, error) {
+		var err error
+		cfg, err = s.q.ConfigCreate(c.UserContext(), tx, data)
+		return strconv.FormatInt(cfg.ConfigID, 10), nil, configJSON(cfg), err
+	})
 	if err != nil {
 		return internalDetail(MsgAdminError, err)
 	}
@@ -163,7 +169,15 @@ func (s *Server) configUpdate(c *fiber.Ctx) error {
 	if err := f.err(); err != nil {
 		return err
 	}
-	cfg, err := s.q.ConfigUpdate(c.UserContext(), s.db, models.ConfigUpdateParams{ConfigData: data, ConfigID: id})
+	var cfg models.Config
+	err = s.auditedTx(c, "update", "configs", func(tx pgx.Tx) (string, any, any, error) {
+		before, err := s.q.ConfigGetByID(c.UserContext(), tx, id)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		cfg, err = s.q.ConfigUpdate(c.UserContext(), tx, models.ConfigUpdateParams{ConfigData: data, ConfigID: id})
+		return strconv.FormatInt(id, 10), configJSON(before), configJSON(cfg), err
+	})
 	if errors.Is(db.Translate(err), db.ErrNotFound) {
 		return failDetail(fiber.StatusNotFound, MsgAdminConfigNotFound)
 	}
@@ -181,7 +195,18 @@ func (s *Server) configDelete(c *fiber.Ctx) error {
 		return err
 	}
 	ctx := c.UserContext()
-	n, err := s.q.ConfigDelete(ctx, s.db, id)
+	var n int64
+	err = s.auditedTx(c, "delete", "configs", func(tx pgx.Tx) (string, any, any, error) {
+		before, err := s.q.ConfigGetByID(ctx, tx, id)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		n, err = s.q.ConfigDelete(ctx, tx, id)
+		return strconv.FormatInt(id, 10), configJSON(before), nil, err
+	})
+	if errors.Is(db.Translate(err), db.ErrNotFound) {
+		return failDetail(fiber.StatusNotFound, MsgAdminConfigNotFound)
+	}
 	if db.IsForeignKeyViolation(err, "") {
 		refs, rerr := s.q.ConfigReferenceCounts(ctx, s.db, id)
 		if rerr != nil {
@@ -254,7 +279,12 @@ func (s *Server) languageCreate(c *fiber.Ctx) error {
 	if err := f.err(); err != nil {
 		return err
 	}
-	l, err := s.q.LanguageCreate(c.UserContext(), s.db, name)
+	var l models.ProgrammingLanguage
+	err = s.auditedTx(c, "create", "languages", func(tx pgx.Tx) (string, any, any, error) {
+		var err error
+		l, err = s.q.LanguageCreate(c.UserContext(), tx, name)
+		return strconv.FormatInt(l.LanguageID, 10), nil, l, err
+	})
 	if db.IsUniqueViolation(err, "") {
 		return languageTaken(name)
 	}
@@ -275,7 +305,15 @@ func (s *Server) languageUpdate(c *fiber.Ctx) error {
 	if err := f.err(); err != nil {
 		return err
 	}
-	l, err := s.q.LanguageUpdate(c.UserContext(), s.db, models.LanguageUpdateParams{LanguageName: name, LanguageID: id})
+	var l models.ProgrammingLanguage
+	err = s.auditedTx(c, "update", "languages", func(tx pgx.Tx) (string, any, any, error) {
+		before, err := s.q.AdminLanguageGetByID(c.UserContext(), tx, id)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		l, err = s.q.LanguageUpdate(c.UserContext(), tx, models.LanguageUpdateParams{LanguageName: name, LanguageID: id})
+		return strconv.FormatInt(id, 10), before, l, err
+	})
 	switch {
 	case errors.Is(db.Translate(err), db.ErrNotFound):
 		return failDetail(fiber.StatusNotFound, MsgLanguageNotFound)
@@ -294,8 +332,18 @@ func (s *Server) languageDelete(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	n, err := s.q.LanguageDelete(c.UserContext(), s.db, id)
+	var n int64
+	err = s.auditedTx(c, "delete", "languages", func(tx pgx.Tx) (string, any, any, error) {
+		before, err := s.q.AdminLanguageGetByID(c.UserContext(), tx, id)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		n, err = s.q.LanguageDelete(c.UserContext(), tx, id)
+		return strconv.FormatInt(id, 10), before, nil, err
+	})
 	switch {
+	case errors.Is(db.Translate(err), db.ErrNotFound):
+		return failDetail(fiber.StatusNotFound, MsgLanguageNotFound)
 	case db.IsForeignKeyViolation(err, ""):
 		return failDetail(fiber.StatusConflict, fmt.Sprintf(
 			"Language %d is still used by recorded completion telemetry, so it cannot be deleted; rename it instead.", id))
@@ -336,8 +384,18 @@ func (s *Server) modelDelete(c *fiber.Ctx) error {
 		return failDetail(fiber.StatusConflict, fmt.Sprintf(
 			"Model %d is loaded by this server, so it cannot be deleted; remove it from the server's models and restart first.", id))
 	}
-	n, err := s.q.ModelDelete(c.UserContext(), s.db, id)
+	var n int64
+	err = s.auditedTx(c, "delete", "models", func(tx pgx.Tx) (string, any, any, error) {
+		before, err := s.q.ModelGetByID(c.UserContext(), tx, id)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		n, err = s.q.ModelDelete(c.UserContext(), tx, id)
+		return strconv.FormatInt(id, 10), before, nil, err
+	})
 	switch {
+	case errors.Is(db.Translate(err), db.ErrNotFound):
+		return failDetail(fiber.StatusNotFound, MsgModelNotFound)
 	case db.IsForeignKeyViolation(err, ""):
 		return failDetail(fiber.StatusConflict, fmt.Sprintf(
 			"Model %d is still used by recorded generations or ground truths, so it cannot be deleted.", id))
@@ -371,13 +429,23 @@ func (s *Server) userSetAdmin(c *fiber.Ctx) error {
 	if id == principal(c).UserID && !isAdmin {
 		return failDetail(fiber.StatusConflict, MsgRevokeOwnAdmin)
 	}
-	if _, err := s.q.UserGetByID(ctx, s.db, id); err != nil {
-		if errors.Is(db.Translate(err), db.ErrNotFound) {
-			return failDetail(fiber.StatusNotFound, MsgUserNotFound)
+	err = s.auditedTx(c, "update", "users", func(tx pgx.Tx) (string, any, any, error) {
+		if _, err := s.q.AdminUserLock(ctx, tx, id); err != nil {
+			return "", nil, nil, err
 		}
-		return internalDetail(MsgAdminError, err)
+		u, err := s.q.UserGetByID(ctx, tx, id)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		before := userAudit{UserID: id, IsAdmin: u.IsAdmin, Verified: u.Verified, VerifiedAt: u.VerifiedAt}
+		after := before
+		after.IsAdmin = isAdmin
+		return id.String(), before, after, s.q.UserSetAdmin(ctx, tx, models.UserSetAdminParams{IsAdmin: isAdmin, UserID: id})
+	})
+	if errors.Is(db.Translate(err), db.ErrNotFound) {
+		return failDetail(fiber.StatusNotFound, MsgUserNotFound)
 	}
-	if err := s.q.UserSetAdmin(ctx, s.db, models.UserSetAdminParams{IsAdmin: isAdmin, UserID: id}); err != nil {
+	if err != nil {
 		return internalDetail(MsgAdminError, err)
 	}
 	return c.JSON(fiber.Map{"user_id": id, "is_admin": isAdmin})

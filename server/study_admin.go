@@ -236,8 +236,13 @@ func (s *Server) studyCreate(c *fiber.Ctx) error {
 		if start {
 			st, err = s.q.StudySetStatus(ctx, tx, models.StudySetStatusParams{Status: "running", StudyID: st.StudyID,
 				FromStatuses: []string{"draft"}})
+			if err != nil {
+				return err
+			}
 		}
-		return err
+		after := studyJSON(st)
+		after["arms"] = armsJSON(made)
+		return s.audit(ctx, tx, c, "create", "studies", st.StudyID.String(), nil, after)
 	})
 	if db.IsUniqueViolation(err, "study_one_running_idx") {
 		return failDetail(fiber.StatusConflict, MsgStudyOtherRuns)
@@ -447,7 +452,12 @@ func (s *Server) studyUpdate(c *fiber.Ctx) error {
 	if err := f.err(); err != nil {
 		return err
 	}
-	row, err := s.q.StudyUpdate(ctx, s.db, arg)
+	var row models.Study
+	err = s.auditedTx(c, "update", "studies", func(tx pgx.Tx) (string, any, any, error) {
+		var err error
+		row, err = s.q.StudyUpdate(ctx, tx, arg)
+		return st.StudyID.String(), studyJSON(st), studyJSON(row), err
+	})
 	if errors.Is(db.Translate(err), db.ErrNotFound) {
 		return failDetail(fiber.StatusConflict, MsgStudyEnded)
 	}
@@ -457,6 +467,9 @@ func (s *Server) studyUpdate(c *fiber.Ctx) error {
 	s.studies.invalidate()
 	return c.JSON(fiber.Map{"study": studyJSON(row)})
 }
+
+// studyAction names a status change in the audit log.
+var studyAction = map[string]string{"running": "start", "paused": "pause", "ended": "end"}
 
 // setStatus moves the path's study to status from one of from, answering
 // 409 with why when it cannot.
@@ -468,7 +481,12 @@ func (s *Server) setStatus(c *fiber.Ctx, status string, from ...string) error {
 	if status == "running" && st.EndsAt != nil && !st.EndsAt.After(time.Now()) && st.Status != "ended" {
 		return failDetail(fiber.StatusConflict, MsgStudyPastEnd)
 	}
-	row, err := s.q.StudySetStatus(c.UserContext(), s.db, models.StudySetStatusParams{Status: status, StudyID: st.StudyID, FromStatuses: from})
+	var row models.Study
+	err = s.auditedTx(c, studyAction[status], "studies", func(tx pgx.Tx) (string, any, any, error) {
+		var err error
+		row, err = s.q.StudySetStatus(c.UserContext(), tx, models.StudySetStatusParams{Status: status, StudyID: st.StudyID, FromStatuses: from})
+		return st.StudyID.String(), studyJSON(st), studyJSON(row), err
+	})
 	switch {
 	case db.IsUniqueViolation(err, "study_one_running_idx"):
 		return failDetail(fiber.StatusConflict, MsgStudyOtherRuns)
