@@ -41,6 +41,9 @@ type Report struct {
 	Status5xx, Unavailable, Limited, NoAnswer, Unexpected int
 	// UserErrors are why users stopped before the end (sign-up failed).
 	UserErrors []string
+	// Stages are the Server-Timing stages (milliseconds, sorted) of the
+	// HTTP completions answered with a completion.
+	Stages map[string][]float64
 	// RSS are the server's resident memory samples (ServerPID set).
 	RSS []RSSSample
 
@@ -145,6 +148,29 @@ func (r *Report) deliberate(route string, status int, d time.Duration) {
 	r.Requests++
 }
 
+// stageOrder is the order of the Server-Timing stages in the report.
+var stageOrder = []string{"auth", "ratelimit", "bodywait", "parse", "redact", "lookup", "context", "tokenize", "queue",
+	"prefill", "decode", "output", "store", "total"}
+
+// stages keeps the stages of a Server-Timing header (name;dur=ms, ...).
+func (r *Report) stages(h string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.Stages == nil {
+		r.Stages = map[string][]float64{}
+	}
+	for _, part := range strings.Split(h, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		for _, p := range strings.Split(params, ";") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(p), "dur="); ok {
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					r.Stages[name] = append(r.Stages[name], f)
+				}
+			}
+		}
+	}
+}
+
 // errorItem counts a completion answered with an error item.
 func (r *Report) errorItem(route, reason string) {
 	r.mu.Lock()
@@ -177,6 +203,9 @@ func (r *Report) finish() {
 	for _, s := range r.Routes {
 		slices.Sort(s.lat)
 		s.P50, s.P95, s.P99 = pct(s.lat, 50), pct(s.lat, 95), pct(s.lat, 99)
+	}
+	for _, l := range r.Stages {
+		slices.Sort(l)
 	}
 	if r.Elapsed > 0 {
 		r.RequestsPerSecond = float64(r.TypingRequests) / r.Elapsed.Seconds()
@@ -321,6 +350,15 @@ func (r *Report) Write(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %d | %s | %.1f | %.1f | %.1f |\n", name, s.Count, strings.Join(st, " "), s.P50, s.P95, s.P99)
 	}
 	fmt.Fprintln(w, "\nLatencies are of 2xx answers that did their work (superseded completions apart).")
+	if len(r.Stages) > 0 {
+		fmt.Fprintf(w, "\nServer-Timing of the %d HTTP completions answered with a completion (ms):\n\n| stage | p50 | p95 |\n|---|---|---|\n",
+			len(r.Stages["total"]))
+		for _, n := range stageOrder {
+			if l := r.Stages[n]; len(l) > 0 {
+				fmt.Fprintf(w, "| %s | %.1f | %.1f |\n", n, pct(l, 50), pct(l, 95))
+			}
+		}
+	}
 	if first, warm, last, flat, ok := r.RSSSummary(); ok {
 		verdict := "flat (within 10 % after the warm-up)"
 		if !flat {

@@ -303,15 +303,17 @@ func (u *user) complete(ctx context.Context, n int, k workload.Keystroke, truth 
 		defer u.inflight.Done()
 		t0 := time.Now()
 		ans := u.c.do(context.WithoutCancel(ctx), "POST", "/api/completion/request", body)
-		u.completionAnswered(RouteCompletion, ans.status, ans.body, time.Since(t0), a, truth, pick)
+		if u.completionAnswered(RouteCompletion, ans.status, ans.body, time.Since(t0), a, truth, pick) {
+			u.rep.stages(ans.header.Get("Server-Timing"))
+		}
 	}()
 }
 
 // completionAnswered records an answer to a completion request: its
 // status and latency, and, for a 200, the acknowledged rows. The user
 // gives feedback on its first generation, and on the others when pick is
-// set.
-func (u *user) completionAnswered(route string, status int, body []byte, d time.Duration, a AckedCompletion, truth string, pick bool) {
+// set. True when a completion was answered (not superseded, no error).
+func (u *user) completionAnswered(route string, status int, body []byte, d time.Duration, a AckedCompletion, truth string, pick bool) bool {
 	var res completionAnswer
 	superseded := false
 	if status == http.StatusOK {
@@ -332,7 +334,7 @@ func (u *user) completionAnswered(route string, status int, body []byte, d time.
 	u.rep.record(route, status, d, superseded)
 	if status < 200 || status > 299 {
 		u.onError(route, status)
-		return
+		return false
 	}
 	a.MetaQueryID = res.Data.MetaQueryID
 	for _, c := range res.Data.Completions {
@@ -341,12 +343,13 @@ func (u *user) completionAnswered(route string, status int, body []byte, d time.
 		}
 	}
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	u.acked.Completions = append(u.acked.Completions, a)
 	if len(a.Generations) > 0 && (pick || !u.fed) {
 		u.answered = append(u.answered, answeredCompletion{mq: a.MetaQueryID, truth: truth, first: !u.fed})
 		u.fed = true
 	}
-	u.mu.Unlock()
+	return !superseded && len(a.Generations) > 0
 }
 
 // feedback gives feedback on the generations picked since the last call:
