@@ -435,7 +435,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	// As an admin: the overview, then a study created and started.
 	b.exec("UPDATE users SET is_admin = true WHERE user_id = $1", uid)
 	b.signIn(email)
-	b.run("open the admin overview", chromedp.Click(css(`nav a[href="/app/admin"]`)), chromedp.WaitVisible(css(`[data-chart="overview-latency"]`)))
+	b.run("open the admin overview", chromedp.Click(css(`nav a[href="/app/admin"]`)), chromedp.WaitVisible(css(`[data-window="24 hours"]`)))
+	b.run("the overview over 30 days", chromedp.Click(css(`.page-head .seg button:nth-child(4)`)),
+		chromedp.WaitVisible(css(`[data-window="30 days"]`)), chromedp.WaitVisible(css(`[data-chart="overview-latency"] canvas`)))
 	b.screenshot("admin-overview")
 	study := "Shorter completions " + uuid.NewString()[:6]
 	t.Cleanup(func() {
@@ -474,5 +476,24 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	if n := pageEval[int](b, `document.querySelectorAll('nav a[href="/admin/jobs"]').length`); n != 1 {
 		t.Errorf("admin sidebar has %d links to /admin/jobs, want 1", n)
+	}
+
+	// Every other page loads its data without an error.
+	for _, p := range []struct{ path, ready string }{
+		{"/app/admin/users", `table[data-table="users"]`},
+		{"/app/admin/models", `table[data-table="models"]`},
+		{"/app/admin/calibration", `[data-chart="calibration"]`},
+		{"/app/admin/evaluation", `form[aria-label="Start an evaluation run"]`},
+		{"/app/admin/configs", `form[aria-label="Create a config"]`},
+		{"/app/projects", `form[aria-label="Create a project"]`},
+		{"/app/account", `[data-action="export"]`},
+	} {
+		b.run("open "+p.path, chromedp.Navigate(b.base+p.path), chromedp.WaitVisible(css(p.ready)))
+		if n := pageEval[int](b, `document.querySelectorAll('[role="alert"]').length`); n != 0 {
+			t.Errorf("%s shows an error: %q", p.path, b.text(`[role="alert"]`))
+		}
+		if got := b.text(p.ready); p.path == "/app/admin/users" && !strings.Contains(got, email) {
+			t.Errorf("admin users page does not list %s", email)
+		}
 	}
 }

@@ -3,6 +3,21 @@ import { AdminTable } from "../components/AdminTable";
 import { Badge, Loading, PageHead, Problem } from "../components/ui";
 import { useGet } from "../hooks";
 
+type Worker = {
+  worker_id: string;
+  host: string;
+  pid: number;
+  version: string;
+  draining: boolean;
+  alive: boolean;
+  heartbeat_at: string;
+  heartbeat_age_ms: number;
+  slots: number;
+  slots_busy: number;
+  queue_len: number;
+  models: { model_id: number; name: string }[] | null;
+};
+
 type Model = { model_id: number; model_name: string; family: string; is_chat: boolean; is_synthetic: boolean; loaded: boolean; registered_at: string; last_loaded_at: string | null };
 
 export function AdminModels() {
@@ -53,14 +68,20 @@ export function AdminModels() {
       </section>
       <section className="card">
         <h3>Workers</h3>
-        <AdminTable<Record<string, unknown>>
+        <AdminTable<Worker>
           resource="workers"
           columns={[
-            { key: "worker_id", label: "Worker", render: (r) => String(r.worker_id ?? r.id ?? r.name ?? "–") },
-            { key: "address", label: "Address", render: (r) => String(r.address ?? r.addr ?? r.url ?? "–") },
-            { key: "models", label: "Models", render: (r) => (Array.isArray(r.models) ? r.models.map((m) => (typeof m === "object" && m ? String((m as Record<string, unknown>).name ?? (m as Record<string, unknown>).model_name ?? "") : String(m))).join(", ") : String(r.models ?? "–")) },
-            { key: "status", label: "State", render: (r) => <Badge tone={r.status === "up" || r.healthy === true ? "ok" : "neutral"}>{String(r.status ?? (r.healthy === true ? "healthy" : r.healthy === false ? "unhealthy" : "–"))}</Badge> },
-            { key: "last_seen_at", label: "Last seen", render: (r) => fmtTime((r.last_seen_at ?? r.heartbeat_at ?? r.updated_at) as string | null) },
+            { key: "host", label: "Worker", render: (w) => <code>{`${w.host}:${w.pid}`}</code> },
+            { key: "version", label: "Version" },
+            { key: "models", label: "Models", render: (w) => (w.models ?? []).map((m) => m.name).join(", ") || "–" },
+            { key: "slots", label: "Busy / slots", num: true, render: (w) => `${w.slots_busy} / ${w.slots}` },
+            { key: "queue_len", label: "Queued", num: true },
+            {
+              key: "alive",
+              label: "State",
+              render: (w) => (w.draining ? <Badge tone="warn">draining</Badge> : w.alive ? <Badge tone="ok">alive</Badge> : <Badge tone="bad">silent</Badge>),
+            },
+            { key: "heartbeat_at", label: "Heartbeat", render: (w) => `${(w.heartbeat_age_ms / 1000).toFixed(1)} s ago` },
           ]}
         />
       </section>

@@ -3,71 +3,119 @@ import { fmtInt, fmtMs, fmtPct, get } from "../api";
 import { Chart, palette } from "../components/Chart";
 import { Loading, PageHead, Problem, Stat } from "../components/ui";
 
-type Stage = { n: number; p50: number | null; p95: number | null; p99: number | null };
-type Bucket = { bucket: string; completions: number; shown: number; accepted: number; acceptance_rate: number | null; users: number; total_serving_ms: Stage };
-type Trends = { buckets: Bucket[] };
-type ModelRow = { model_id: number; model_name: string; generations: number; shown: number; accepted: number; acceptance_rate: number | null };
+// The overview's figures over one window, whichever route answered them.
+type ModelSeries = { name: string; acceptance: (number | null)[]; p50: (number | null)[]; p95: (number | null)[] };
+type Overview = {
+  x: number[]; // bucket starts, UNIX seconds
+  step: number; // bucket length, seconds
+  rps: number[];
+  acceptance: (number | null)[];
+  requests: number;
+  shown: number;
+  accepted: number;
+  models: ModelSeries[];
+};
 
-const ranges = {
-  "24 hours": { hours: 24, granularity: "hour", seconds: 3600 },
-  "7 days": { hours: 24 * 7, granularity: "hour", seconds: 3600 },
-  "30 days": { hours: 24 * 30, granularity: "day", seconds: 86400 },
-} as const;
-type Range = keyof typeof ranges;
+// GET /api/admin/overview (the last hour or day, per model).
+type AdminBucket = { start: string; requests: number; shown: number; accepted: number; acceptance_rate: number | null; latency_p50_ms: number | null; latency_p95_ms: number | null };
+type AdminOverview = { bucket_s: number; from: string; to: string; models: { model_id: number; model_name: string; buckets: AdminBucket[] }[] };
+
+async function fromAdminOverview(window: "hour" | "day"): Promise<Overview> {
+  const o = await get<AdminOverview>(`/api/admin/overview?window=${window}`);
+  const n = o.models[0]?.buckets.length ?? 0;
+  const x = Array.from({ length: n }, (_, i) => Date.parse(o.models[0].buckets[i].start) / 1000);
+  const sum = (i: number, f: (b: AdminBucket) => number) => o.models.reduce((a, m) => a + f(m.buckets[i]), 0);
+  const shownAt = x.map((_, i) => sum(i, (b) => b.shown));
+  const acceptedAt = x.map((_, i) => sum(i, (b) => b.accepted));
+  return {
+    x,
+    step: o.bucket_s,
+    rps: x.map((_, i) => sum(i, (b) => b.requests) / o.bucket_s),
+    acceptance: x.map((_, i) => (shownAt[i] ? acceptedAt[i] / shownAt[i] : null)),
+    requests: x.reduce((a, _, i) => a + sum(i, (b) => b.requests), 0),
+    shown: shownAt.reduce((a, b) => a + b, 0),
+    accepted: acceptedAt.reduce((a, b) => a + b, 0),
+    models: o.models.map((m) => ({
+      name: m.model_name,
+      acceptance: m.buckets.map((b) => b.acceptance_rate),
+      p50: m.buckets.map((b) => b.latency_p50_ms),
+      p95: m.buckets.map((b) => b.latency_p95_ms),
+    })),
+  };
+}
+
+// GET /api/analytics/trends (completion queries, any window), per model.
+type Stage = { n: number; p50: number | null; p95: number | null };
+type TrendBucket = { bucket: string; completions: number; shown: number; accepted: number; acceptance_rate: number | null; total_serving_ms: Stage };
+type Trends = { buckets: TrendBucket[] };
+
+async function fromTrends(hours: number, granularity: "hour" | "day"): Promise<Overview> {
+  const to = new Date();
+  to.setUTCMinutes(60, 0, 0);
+  const from = new Date(to.getTime() - hours * 3600_000);
+  const w = `from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}`;
+  const step = granularity === "hour" ? 3600 : 86400;
+  const [all, m] = await Promise.all([
+    get<Trends>(`/api/analytics/trends?granularity=${granularity}&${w}`),
+    get<{ models: { model_id: number; model_name: string }[] }>(`/api/analytics/models?${w}`),
+  ]);
+  const per = await Promise.all(
+    m.models.map(async (model) => ({ model, t: await get<Trends>(`/api/analytics/trends?granularity=${granularity}&model_id=${model.model_id}&${w}`) })),
+  );
+  return {
+    x: all.buckets.map((b) => Date.parse(b.bucket) / 1000),
+    step,
+    rps: all.buckets.map((b) => b.completions / step),
+    acceptance: all.buckets.map((b) => b.acceptance_rate),
+    requests: all.buckets.reduce((a, b) => a + b.completions, 0),
+    shown: all.buckets.reduce((a, b) => a + b.shown, 0),
+    accepted: all.buckets.reduce((a, b) => a + b.accepted, 0),
+    models: per.map(({ model, t }) => ({
+      name: model.model_name,
+      acceptance: t.buckets.map((b) => b.acceptance_rate),
+      p50: t.buckets.map((b) => b.total_serving_ms.p50),
+      p95: t.buckets.map((b) => b.total_serving_ms.p95),
+    })),
+  };
+}
+
+const ranges: Record<string, () => Promise<Overview>> = {
+  "1 hour": () => fromAdminOverview("hour"),
+  "24 hours": () => fromAdminOverview("day"),
+  "7 days": () => fromTrends(24 * 7, "hour"),
+  "30 days": () => fromTrends(24 * 30, "day"),
+};
+
+const fmtRps = (v: number | null) => (v == null ? "–" : v === 0 ? "0" : v.toPrecision(2));
 
 export function AdminOverview() {
-  const [range, setRange] = useState<Range>("7 days");
-  const [all, setAll] = useState<Trends | null>(null);
-  const [perModel, setPerModel] = useState<{ model: ModelRow; trends: Trends }[]>([]);
-  const [models, setModels] = useState<ModelRow[]>([]);
+  const [range, setRange] = useState("24 hours");
+  const [data, setData] = useState<Overview | null>(null);
+  const [loaded, setLoaded] = useState("");
   const [error, setError] = useState<Error | null>(null);
-  const r = ranges[range];
-
-  const window = useMemo(() => {
-    const to = new Date();
-    to.setUTCMinutes(60, 0, 0);
-    const from = new Date(to.getTime() - r.hours * 3600_000);
-    return `from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}`;
-  }, [r.hours]);
 
   useEffect(() => {
     let live = true;
-    (async () => {
-      try {
-        const [t, m] = await Promise.all([
-          get<Trends>(`/api/analytics/trends?granularity=${r.granularity}&${window}`),
-          get<{ models: ModelRow[] }>(`/api/analytics/models?${window}`),
-        ]);
-        const per = await Promise.all(
-          m.models.map(async (model) => ({
-            model,
-            trends: await get<Trends>(`/api/analytics/trends?granularity=${r.granularity}&model_id=${model.model_id}&${window}`),
-          })),
-        );
-        if (!live) return;
-        setAll(t);
-        setModels(m.models);
-        setPerModel(per);
-        setError(null);
-      } catch (e) {
-        if (live) setError(e as Error);
-      }
-    })();
+    ranges[range]()
+      .then((d) => {
+        if (live) {
+          setData(d);
+          setLoaded(range);
+          setError(null);
+        }
+      })
+      .catch((e: Error) => live && setError(e));
     return () => {
       live = false;
     };
-  }, [window, r.granularity]);
+  }, [range]);
 
-  const x = all?.buckets.map((b) => Date.parse(b.bucket) / 1000) ?? [];
+  const span = useMemo(() => (data ? data.x.length * data.step : 1), [data]);
+  const xLabel = data && data.step < 86400 ? "Time (UTC)" : "Day (UTC)";
   const fmtX = (v: number) => {
     const iso = new Date(v * 1000).toISOString();
-    return r.granularity === "hour" ? `${iso.slice(5, 10)} ${iso.slice(11, 16)}` : iso.slice(0, 10);
+    return data && data.step < 86400 ? `${iso.slice(0, 10)} ${iso.slice(11, 16)}` : iso.slice(0, 10);
   };
-  const totals = all?.buckets.reduce(
-    (a, b) => ({ completions: a.completions + b.completions, shown: a.shown + b.shown, accepted: a.accepted + b.accepted }),
-    { completions: 0, shown: 0, accepted: 0 },
-  );
-  const rps = (n: number) => n / r.seconds;
 
   return (
     <>
@@ -76,7 +124,7 @@ export function AdminOverview() {
         lead="Traffic, acceptance and latency across every user and model."
         actions={
           <div className="seg" role="group" aria-label="Window">
-            {(Object.keys(ranges) as Range[]).map((k) => (
+            {Object.keys(ranges).map((k) => (
               <button key={k} type="button" aria-pressed={range === k} onClick={() => setRange(k)}>
                 {k}
               </button>
@@ -85,63 +133,57 @@ export function AdminOverview() {
         }
       />
       <Problem error={error} />
-      {!all && !error && <Loading />}
-      {all && totals && (
+      {!data && !error && <Loading />}
+      {data && (
         <>
-          <div className="stats">
-            <Stat id="requests" label="Completions" value={fmtInt(totals.completions)} hint={range} />
-            <Stat id="rps" label="Mean requests/s" value={totals.completions ? (totals.completions / (r.hours * 3600)).toPrecision(2) : "0"} />
-            <Stat id="acceptance" label="Acceptance" value={fmtPct(totals.shown ? totals.accepted / totals.shown : null)} hint="accepted / shown" />
-            <Stat id="models" label="Models answering" value={fmtInt(models.length)} />
+          <div className="stats" data-window={loaded}>
+            <Stat id="requests" label="Requests" value={fmtInt(data.requests)} hint={`last ${range}`} />
+            <Stat id="rps" label="Mean requests/s" value={fmtRps(data.requests / span)} />
+            <Stat id="acceptance" label="Acceptance" value={fmtPct(data.shown ? data.accepted / data.shown : null)} hint="accepted / shown" />
+            <Stat id="models" label="Models answering" value={fmtInt(data.models.length)} />
           </div>
           <div className="grid-2">
             <Chart
               id="overview-rps"
               title="Requests per second"
-              subtitle={`Completion requests, mean per ${r.granularity}`}
-              x={x}
+              subtitle="Mean per bucket, every model"
+              x={data.x}
               time
-              xStep={r.seconds}
-              xLabel={r.granularity === "hour" ? "Hour (UTC)" : "Day (UTC)"}
+              xStep={data.step}
+              xLabel={xLabel}
               xFormat={fmtX}
               height={220}
-              series={[{ label: "requests/s", values: all.buckets.map((b) => rps(b.completions)), color: palette[0], format: (v) => (v == null ? "–" : v.toFixed(4)) }]}
+              series={[{ label: "requests/s", values: data.rps, color: palette[0], format: fmtRps }]}
             />
             <Chart
               id="overview-acceptance"
               title="Acceptance"
-              subtitle="Accepted / shown, per model"
-              x={x}
+              subtitle="Accepted / shown, all models and per model"
+              x={data.x}
               time
-              xStep={r.seconds}
-              xLabel={r.granularity === "hour" ? "Hour (UTC)" : "Day (UTC)"}
+              xStep={data.step}
+              xLabel={xLabel}
               xFormat={fmtX}
               height={220}
               yRange={[0, 1]}
               series={[
-                { label: "all models", values: all.buckets.map((b) => b.acceptance_rate), color: palette[0], format: fmtPct },
-                ...perModel.map((pm, i) => ({
-                  label: pm.model.model_name,
-                  values: pm.trends.buckets.map((b) => b.acceptance_rate),
-                  color: palette[(i + 1) % palette.length],
-                  format: fmtPct,
-                  dashed: true,
-                })),
+                { label: "all models", values: data.acceptance, color: palette[0], format: fmtPct },
+                ...data.models.map((m, i) => ({ label: m.name, values: m.acceptance, color: palette[(i + 1) % palette.length], format: fmtPct, dashed: true })),
               ]}
             />
           </div>
           <Chart
             id="overview-latency"
             title="Latency per model"
-            subtitle="p50 (solid) and p95 (dashed) of the time to answer a completion"
-            x={x}
+            subtitle="p50 (solid) and p95 (dashed) of the time to answer a request"
+            x={data.models.length ? data.x : []}
             time
-            xStep={r.seconds}
-            xLabel={r.granularity === "hour" ? "Hour (UTC)" : "Day (UTC)"}
+            xStep={data.step}
+            xLabel={xLabel}
             xFormat={fmtX}
-            series={perModel.flatMap((pm, i) => [
-              { label: `${pm.model.model_name} p50`, values: pm.trends.buckets.map((b) => b.total_serving_ms.p50), color: palette[i % palette.length], format: fmtMs },
-              { label: `${pm.model.model_name} p95`, values: pm.trends.buckets.map((b) => b.total_serving_ms.p95), color: palette[i % palette.length], format: fmtMs, dashed: true },
+            series={data.models.flatMap((m, i) => [
+              { label: `${m.name} p50`, values: m.p50, color: palette[i % palette.length], format: fmtMs },
+              { label: `${m.name} p95`, values: m.p95, color: palette[i % palette.length], format: fmtMs, dashed: true },
             ])}
             empty="No model answered in this window."
           />
