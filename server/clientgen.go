@@ -137,6 +137,11 @@ func (s *Server) generate(ctx context.Context, p *Principal, g *clientGen, i int
 		// rule: a streamed request ends when its client leaves).
 		req.Mode = engine.ModeMultiLine
 		req.SupersedeKey = ""
+		if g.kind == nextEditKind {
+			// A next-edit writes the whole region back, longer than a
+			// completion: it may take as many tokens as a chat answer.
+			req.MaxTokens = max(req.MaxTokens, s.plugin.limits.ChatTokens)
+		}
 		if g.maxTokens > 0 && g.maxTokens < req.MaxTokens {
 			req.MaxTokens = g.maxTokens
 		}

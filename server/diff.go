@@ -206,8 +206,8 @@ func hunkRange(at, n int) string {
 // after the change (context included).
 type diffHunk struct{ before, after string }
 
-// parseHunks reads the hunks of a unified diff: file headers ("---",
-// "+++", "diff ", "index ") are skipped, each "@@" line starts a hunk, and
+// parseHunks reads the hunks of a unified diff: the file header before the
+// first hunk is skipped (isFileHeader), each "@@" line starts a hunk, and
 // a line starting with ' ', '-' or '+' belongs to it ("\ No newline at end
 // of file" takes the newline off the line before it). A diff without an
 // "@@" line is read as one hunk.
@@ -244,8 +244,7 @@ func parseHunks(diff string) []diffHunk {
 				}
 			}
 			continue
-		case !open && (strings.HasPrefix(line, "--- ") || strings.HasPrefix(line, "+++ ") ||
-			strings.HasPrefix(line, "diff ") || strings.HasPrefix(line, "index ")):
+		case !open && len(out) == 0 && isFileHeader(line):
 			continue
 		}
 		open = true

@@ -374,7 +374,8 @@ var nextEditOps = []apiOp{
 			optField("edits", "[]object", "{path, diff}: the recent edits, oldest first, each a unified diff (path defaults to path)"),
 			optField("snippets", "[]object", "{path, text}: related code"),
 			optField("prompt_format", "string", "zeta, sweep or tabby: overrides the model's format"), openAIModelField,
-			optField("max_tokens", "integer", "1 or more; capped at the server's limit, its default"),
+			optField("max_tokens", "integer", "1 or more; capped at the chat answers' limit (CHAT_MAX_TOKENS), its default: "+
+				"the region is written back whole"),
 			optField("temperature", "number", "0 to 2"), optField("top_p", "number", "0 to 1"), optField("seed", "integer", "")},
 		Resp: []apiField{respField("id", "uuid", "the stored query"), respField("object", "string", "\"next_edit\""),
 			respField("created", "integer", ""), respField("model", "string", ""), respField("prompt_format", "string", ""),

@@ -145,18 +145,24 @@ func zetaPrompt(in *nextEditInput) string {
 	return b.String()
 }
 
-// withoutFileHeader drops a unified diff's file header lines ("diff",
-// "index", "---", "+++" before the first hunk): Zeta's edits name the file
-// in their own line.
+// withoutFileHeader drops a unified diff's file header lines (before the
+// first hunk): Zeta's edits name the file in their own line.
 func withoutFileHeader(diff string) string {
 	for {
 		line, next, ok := strings.Cut(diff, "\n")
-		if !ok || !strings.HasPrefix(line, "--- ") && !strings.HasPrefix(line, "+++ ") && !strings.HasPrefix(line, "diff ") &&
-			!strings.HasPrefix(line, "index ") {
+		if !ok || !isFileHeader(line) {
 			return diff
 		}
 		diff = next
 	}
+}
+
+// isFileHeader reports whether a line before a unified diff's first hunk
+// is part of its file header: "diff", "index", and "---" and "+++" with or
+// without a space before the file name (Tabby writes "---src/main.rs").
+func isFileHeader(line string) bool {
+	return strings.HasPrefix(line, "---") || strings.HasPrefix(line, "+++") || strings.HasPrefix(line, "diff ") ||
+		strings.HasPrefix(line, "index ")
 }
 
 // sweepPrompt is Sweep's next-edit prompt, made of <|file_sep|> blocks:
@@ -182,7 +188,7 @@ func sweepPrompt(in *nextEditInput) string {
 	for _, e := range in.edits {
 		for _, h := range parseHunks(e.diff) {
 			before := h.before
-			if !strings.HasSuffix(before, "\n") {
+			if before != "" && !strings.HasSuffix(before, "\n") {
 				before += "\n"
 			}
 			block(e.path+".diff", "original:\n"+before+"updated:\n"+h.after)

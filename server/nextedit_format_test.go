@@ -59,6 +59,17 @@ func TestNextEditPrompts(t *testing.T) {
 		in.region+"\n<|next_version|>\n" {
 		t.Errorf("tabby prompt with the client's diff: %q", got)
 	}
+	// Tabby's diffs name the file without a space ("---src/main.rs"): the
+	// header is still a header, and an edit that only adds has an empty
+	// original.
+	tabbyStyle := &nextEditInput{path: "src/main.rs", region: "x\n",
+		edits: []editEvent{{"src/main.rs", "---src/main.rs\n+++src/main.rs\n@@ -1,1 +1,2 @@\n+    let x = 5;\n"}}}
+	if got := nextEditPrompt("sweep", tabbyStyle); !strings.HasPrefix(got, "<|file_sep|>src/main.rs.diff\noriginal:\nupdated:\n    let x = 5;\n<|file_sep|>original/") {
+		t.Errorf("sweep prompt of a Tabby diff: %q", got)
+	}
+	if got := nextEditPrompt("zeta", tabbyStyle); !strings.Contains(got, "User edited src/main.rs:\n```diff\n@@ -1,1 +1,2 @@\n+    let x = 5;\n\n```") {
+		t.Errorf("zeta prompt of a Tabby diff: %q", got)
+	}
 	if !isZetaPrompt(want["zeta"]) || isZetaPrompt(want["sweep"]) || isZetaPrompt(want["tabby"]) {
 		t.Error("isZetaPrompt tells the formats apart wrongly")
 	}

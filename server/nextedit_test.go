@@ -28,7 +28,7 @@ func (e *pluginEnv) sentToEngine(text string) bool {
 // storedNextEdit is a stored query with its one generation.
 type storedNextEdit struct {
 	client, completion, prefix, fileName string
-	mode                                 any
+	mode, maxTokens                      any
 	stops, files                         []string
 	accepted                             bool
 	truths                               []string
@@ -51,7 +51,7 @@ func (e *pluginEnv) storedQuery(id string) storedNextEdit {
 	}
 	var m map[string]any
 	json.Unmarshal(sampler, &m)
-	s.mode = m["mode"]
+	s.mode, s.maxTokens = m["mode"], m["max_tokens"]
 	return s
 }
 
@@ -98,7 +98,7 @@ func TestNextEditEndpoint(t *testing.T) {
 		id, _ := r.body["id"].(string)
 		s := e.storedQuery(id)
 		if s.client != "next-edit" || s.mode != "next-edit" || s.prefix != prompt || s.fileName != "src/calc.py" ||
-			!slices.Equal(s.files, []string{"src/geo.py"}) || !slices.Equal(s.stops, nextEditStops(want)) {
+			!slices.Equal(s.files, []string{"src/geo.py"}) || !slices.Equal(s.stops, nextEditStops(want)) || s.maxTokens != 24.0 {
 			t.Errorf("%s: stored %+v", want, s)
 		}
 		in := formatInput()
@@ -128,8 +128,18 @@ func TestNextEditEndpoint(t *testing.T) {
 		}
 	}
 
+	// Without max_tokens a suggestion may be as long as a chat answer: the
+	// region is written back whole.
+	long := nextEditBody("")
+	delete(long, "max_tokens")
+	r := c.expect("POST", "/v1/next-edit", long, 200)
+	if s := e.storedQuery(r.body["id"].(string)); s.maxTokens != float64(e.srv.plugin.limits.ChatTokens) ||
+		e.srv.plugin.limits.ChatTokens <= e.srv.plugin.limits.CompletionTokens {
+		t.Errorf("max_tokens %v, limits %+v", s.maxTokens, e.srv.plugin.limits)
+	}
+
 	// Feedback on a suggestion: accepted, with what the user wrote.
-	r := c.expect("POST", "/v1/next-edit", nextEditBody("zeta"), 200)
+	r = c.expect("POST", "/v1/next-edit", nextEditBody("zeta"), 200)
 	id := r.body["id"].(string)
 	fb := c.expect("POST", "/v1/next-edit/feedback", map[string]any{"id": id, "accepted": true, "ground_truth": "def area(r):\n"}, 200)
 	if fb.body["id"] != id || fb.body["accepted"] != true {

@@ -552,8 +552,12 @@ var openAIOps = []apiOp{
 		Doc: openAIAuthDoc + openAI422Doc + "With suffix (even empty) the model fills in the middle, prompt being the text before the cursor; " +
 			"without it prompt is the model's whole input, special tokens included. Each choice is a completion query stored as " +
 			"the user's consent allows, with client \"openai\" (\"continue\" when the User-Agent names Continue); a chat model " +
-			"answers a prompt without suffix, unstored. " + openAIGenDoc + " A body with \"segments\" is Tabby's shape, answered by " +
-			"the Tabby API where one is built in.",
+			"answers a prompt without suffix, unstored. " + openAIGenDoc + " A body with \"segments\" is Tabby's completion request " +
+			"(language, segments {prefix, suffix, filepath, git_url, declarations, relevant_snippets_from_changed_files, " +
+			"relevant_snippets_from_recently_opened_files, clipboard, edit_history}, mode standard or next_edit_suggestion, " +
+			"temperature, seed), answered {id: \"cmpl-<meta_query_id>\", choices: [{index, text, replaceRange?}], mode} and stored " +
+			"with client \"tabby\". A prompt in Zed's Zeta next-edit format (its \"### User Excerpt:\" heading and " +
+			"editable-region markers) is stored as a next-edit of client \"zed\" (POST /v1/next-edit).",
 		Body: append([]apiField{reqField("prompt", "string", "the text before the cursor, or the whole prompt; a list of prompts "+
 			"answers each"), optField("suffix", "string", "the text after the cursor: fill in the middle"), openAIModelField,
 			optField("n", "integer", "choices per prompt (prompts times n at most 16), run one after another so that they share the "+
