@@ -28,6 +28,9 @@ import (
 //     become the completion's feedback (shown, accepted, not accepted).
 //     Nothing else of an event is stored.
 //   - GET and POST /v1/health: the server's description in Tabby's shape.
+//   - GET /v1beta/server_setting: the plugin sends no telemetry of its own
+//     to Tabby's makers (disable_client_side_telemetry).
+//   - GET /v1beta/models: the completion and chat models by name.
 //
 // The completion's id is "cmpl-" and its meta_query_id, so an event names
 // the stored query. Authentication and errors are those of the OpenAI API
@@ -43,6 +46,8 @@ func (s *Server) tabbyRoutes() {
 	s.app.Post("/v1/events", errs, s.openGuard(ClassS), s.tabbyEvents)
 	s.app.Get("/v1/health", errs, s.openGuard(ClassS), s.tabbyHealth)
 	s.app.Post("/v1/health", errs, s.openGuard(ClassS), s.tabbyHealth)
+	s.app.Get("/v1beta/server_setting", errs, s.openGuard(ClassS), s.tabbyServerSetting)
+	s.app.Get("/v1beta/models", errs, s.openGuard(ClassS), s.tabbyModels)
 }
 
 // tabbyIDPrefix starts a Tabby completion id; the meta_query_id follows.
@@ -267,6 +272,27 @@ func (s *Server) tabbyHealth(c *fiber.Ctx) error {
 		"webserver": true})
 }
 
+// tabbyServerSetting handles GET /v1beta/server_setting: the plugins'
+// own usage telemetry (sent to Tabby's makers, not to this server) is
+// turned off, as nothing of a user's work should leave the server
+// without the user's consent.
+func (s *Server) tabbyServerSetting(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"disable_client_side_telemetry": true})
+}
+
+// tabbyModels handles GET /v1beta/models: the completion and chat models.
+func (s *Server) tabbyModels(c *fiber.Ctx) error {
+	completion, chat := []string{}, []string{}
+	for _, m := range s.clientModels() {
+		if m.Chat {
+			chat = append(chat, m.Name)
+		} else {
+			completion = append(completion, m.Name)
+		}
+	}
+	return c.JSON(fiber.Map{"completion": completion, "chat": chat})
+}
+
 // Documentation of the Tabby routes.
 var tabbyOps = []apiOp{
 	{Method: "POST", Path: "/v1/events", Summary: "Tabby's completion events (view, select, dismiss) as feedback", Auth: ClassS, OK: 200,
@@ -283,6 +309,16 @@ var tabbyOps = []apiOp{
 	{Method: "POST", Path: "/v1/health", Summary: "Tabby's health (as GET)", Auth: ClassS, OK: 200,
 		Doc:  openAIAuthDoc + "The same answer as GET /v1/health.",
 		Resp: tabbyHealthResp, Errors: clientErrorDocs(openAIShape, nil)},
+	{Method: "GET", Path: "/v1beta/server_setting", Summary: "Tabby's server settings: the plugins' own telemetry off", Auth: ClassS, OK: 200,
+		Doc: openAIAuthDoc + "Tabby's plugins read it after /v1/health; their usage telemetry goes to Tabby's makers, not to " +
+			"this server, and is turned off.",
+		Resp:   []apiField{respField("disable_client_side_telemetry", "boolean", "true")},
+		Errors: clientErrorDocs(openAIShape, nil)},
+	{Method: "GET", Path: "/v1beta/models", Summary: "Tabby's model list: the completion and chat models", Auth: ClassS, OK: 200,
+		Doc: openAIAuthDoc + "Tabby's completion requests run on the first completion model.",
+		Resp: []apiField{respField("completion", "[]string", "the completion models' names"),
+			respField("chat", "[]string", "the chat models' names")},
+		Errors: clientErrorDocs(openAIShape, nil)},
 }
 
 var tabbyHealthResp = []apiField{respField("model", "string", "the first completion model, or null"),

@@ -173,7 +173,8 @@ func TestTabbyNextEdit(t *testing.T) {
 }
 
 // TestTabbyHealth: GET and POST /v1/health answer Tabby's shape with the
-// served models.
+// served models; /v1beta/server_setting turns the plugin's own telemetry
+// off and /v1beta/models lists the models.
 func TestTabbyHealth(t *testing.T) {
 	e := newLlamaEnv(t)
 	c, _ := e.keyClient("tabby-health@example.com", "completions")
@@ -188,6 +189,13 @@ func TestTabbyHealth(t *testing.T) {
 			r.body["cpu_count"].(float64) < 1 || r.body["version"].(map[string]any)["git_describe"] == "" {
 			t.Errorf("%s: %s", method, r.raw)
 		}
+	}
+	if r := c.expect("GET", "/v1beta/server_setting", nil, 200); r.body["disable_client_side_telemetry"] != true {
+		t.Errorf("server setting %s", r.raw)
+	}
+	if r := c.expect("GET", "/v1beta/models", nil, 200); fmt.Sprint(r.body["completion"]) != "[tiny-coder]" ||
+		fmt.Sprint(r.body["chat"]) != "[tiny-instruct]" {
+		t.Errorf("models %s", r.raw)
 	}
 	if r := e.client().do("GET", "/v1/health", nil); r.status != 401 {
 		t.Fatalf("unauthenticated: %d", r.status)
