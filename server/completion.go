@@ -190,11 +190,22 @@ func (o *modelOutcome) item(errMsg string) fiber.Map {
 		if o.known {
 			name = o.model.Name
 		}
-		return fiber.Map{"model_id": o.id, "message": errMsg, "model_name": name, "error": o.reason}
+		item := fiber.Map{"model_id": o.id, "message": errMsg, "model_name": name, "error": o.reason}
+		if de := (*engine.DeadlineError)(nil); errors.As(o.err, &de) {
+			// Refused before its prompt ran: the engine's estimate and the
+			// time that was left.
+			item["estimated_ms"], item["left_ms"] = de.Estimate.Milliseconds(), de.Left.Milliseconds()
+		}
+		return item
 	}
-	return fiber.Map{"model_id": o.id, "model_name": o.model.Name, "completion": o.text,
+	item := fiber.Map{"model_id": o.id, "model_name": o.model.Name, "completion": o.text,
 		"generation_time": int(o.gen.Milliseconds()), "confidence": o.res.Confidence, "logprobs": logprobs(o.res),
 		"stop_reason": stopReason(o.res.Stop)}
+	if t := o.res.Trimmed; t.Any() {
+		// The prompt's time budget dropped context to answer in time.
+		item["trimmed"] = fiber.Map{"extra_chunks": t.ExtraChunks, "prefix_tokens": t.PrefixTokens}
+	}
+	return item
 }
 
 func logprobs(r *engine.Result) []float64 {
@@ -314,6 +325,10 @@ func (s *Server) runModel(ctx context.Context, o *modelOutcome, req engine.Reque
 		return
 	case engine.StopDeadline:
 		o.reason, o.err = "timed out", res.Err
+		if errors.Is(res.Err, engine.ErrDeadline) {
+			// Refused at once: the engine estimated it would end too late.
+			o.reason = "deadline"
+		}
 		return
 	case engine.StopError:
 		o.reason, o.err = "failed", res.Err

@@ -356,6 +356,8 @@ func (lr *llamaRun) candidate(ctx context.Context, i int, st *stageTimes, sink t
 		return lr.result(i, nil), "", nil
 	case o.ok():
 		return lr.result(i, o), o.text, nil
+	case errors.Is(o.err, engine.ErrDeadline):
+		return nil, "", llamaDeadline(o.err)
 	case errors.Is(o.err, engine.ErrPromptBudget):
 		// t_max_prompt_ms passed while the prompt was evaluated: what was
 		// evaluated stays in the KV cache for the next request.
@@ -371,6 +373,19 @@ func (lr *llamaRun) candidate(ctx context.Context, i int, st *stageTimes, sink t
 		return nil, "", fail(fiber.StatusTooManyRequests, MsgTooManyRequests)
 	}
 	return nil, "", internal("completion failed: "+o.reason, o.err)
+}
+
+// llamaDeadline answers a request the engine refused at once because it
+// estimated that the request would end after its deadline: 503
+// unavailable_error (with Retry-After), as llama-server answers when it
+// cannot take a request now, since a later try may find the model idle;
+// the message gives the estimate when the engine did.
+func llamaDeadline(err error) *llamaError {
+	msg := "The server cannot answer before the request's deadline"
+	if de := (*engine.DeadlineError)(nil); errors.As(err, &de) {
+		msg += fmt.Sprintf(" (estimated %.1f s, %.1f s left)", de.Estimate.Seconds(), de.Left.Seconds())
+	}
+	return &llamaError{status: fiber.StatusServiceUnavailable, typ: "unavailable_error", msg: msg}
 }
 
 // tune applies the request's settings to candidate i's engine request. The
@@ -457,6 +472,10 @@ func (lr *llamaRun) result(i int, o *modelOutcome) map[string]any {
 			"predicted_n": t.GeneratedTokens, "predicted_ms": t.DecodeMS,
 			"predicted_per_token_ms": predPer, "predicted_per_second": predRate,
 		},
+	}
+	if tr := res.Trimmed; tr.Any() {
+		// What the prompt's time budget (t_max_prompt_ms) dropped.
+		out["code4me_trimmed"] = map[string]any{"extra_chunks": tr.ExtraChunks, "prefix_tokens": tr.PrefixTokens}
 	}
 	return llamaFields(out, lr.r.fields)
 }
@@ -876,7 +895,8 @@ var llamaOps = []apiOp{
 			optField("n_predict", "integer", "most tokens to generate (at most COMPLETION_MAX_TOKENS; -1 that limit); 0 only evaluates "+
 				"the prompt, to warm the KV cache (generation.trigger \"warm-up\")")}, Resp: llamaResp,
 		Errors: llamaErrorDocs(map[int]string{400: "The prompt does not fit the context (exceed_context_size_error), or n_cmpl is out of range",
-			501: "{\"error\": {\"code\": 501, \"message\": \"Infill is not supported by this model\", \"type\": \"not_supported_error\"}}: a chat model"})},
+			501: "{\"error\": {\"code\": 501, \"message\": \"Infill is not supported by this model\", \"type\": \"not_supported_error\"}}: a chat model",
+			503: "unavailable_error with Retry-After: the engine estimated that the request would end after its deadline and refused it before evaluating it"})},
 	{Method: "POST", Path: "/completion", Summary: "llama.cpp server API: complete a client-formatted prompt", Auth: ClassS, OK: 200,
 		Doc: "llama-server's /completion: prompt is the whole prompt, special tokens included; otherwise as /infill. " + llamaErrorDoc,
 		Body: []apiField{reqField("prompt", "string", "the prompt, laid out by the client"),
@@ -905,6 +925,8 @@ var llamaResp = []apiField{respField("content", "string", "the completion, redac
 	respField("stop_type", "string", "eos, word (a stop string) or limit"), respField("stopping_word", "string", ""),
 	respField("model", "string", ""), respField("tokens_cached", "integer", "prompt and generated tokens in the slot's cache"),
 	respField("tokens_evaluated", "integer", "tokens in the prompt"), respField("truncated", "boolean", "the prompt was cut to fit"),
+	respField("code4me_trimmed", "object", "{extra_chunks, prefix_tokens}: what the prompt's time budget (t_max_prompt_ms, "+
+		"else the server's ENGINE_PROMPT_BUDGET_MS) dropped, present only when it dropped something"),
 	respField("timings", "object", "{cache_n, prompt_n (tokens evaluated), prompt_ms, prompt_per_token_ms, prompt_per_second, "+
 		"predicted_n, predicted_ms, predicted_per_token_ms, predicted_per_second}"),
 	respField("generation_settings", "object", "what the engine request used")}
