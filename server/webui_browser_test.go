@@ -159,24 +159,34 @@ func (b *browserEnv) problem(s string) {
 	b.problems = append(b.problems, s)
 }
 
+// stepTimeout bounds each step, so that a page that never shows what a
+// step waits for fails the test in seconds rather than at its deadline.
+const stepTimeout = 45 * time.Second
+
 // run runs browser actions, failing the test with what was being done.
 func (b *browserEnv) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	if err := chromedp.Do(b.ctx, actions...); err != nil {
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
 		b.fail(what, err)
 	}
 }
 
 func (b *browserEnv) fail(what string, err error) {
 	b.t.Helper()
-	loc, _ := chromedp.Run(b.ctx, chromedp.Location())
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
 	b.t.Fatalf("%s (at %s): %v", what, loc, err)
 }
 
 // pageEval evaluates expr in the page (awaiting a promise) into a T.
 func pageEval[T any](b *browserEnv, expr string) T {
 	b.t.Helper()
-	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
 		b.fail("evaluate "+expr, err)
 	}
@@ -189,7 +199,9 @@ func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 // text reads the text of the first element matching sel.
 func (b *browserEnv) text(sel string) string {
 	b.t.Helper()
-	s, err := chromedp.Run(b.ctx, chromedp.Text(css(sel)))
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(css(sel)))
 	if err != nil {
 		b.fail("read "+sel, err)
 	}
@@ -296,7 +308,8 @@ var verifyLinkRe = regexp.MustCompile(`https?://[^\s"<>]+/api/user/verify/\?toke
 // admin: sign-up, the verification link from the mail file, sign-in, the
 // usage chart against the seeded numbers, an API key created and revoked,
 // admin pages and routes refused to a non-admin, sign-out; then, as an
-// admin, a study created and started. No page may throw or break its
+// admin, a study created and started, every page opened, the data
+// exported and the account deleted. No page may throw or break its
 // Content-Security-Policy.
 func TestDashboardInBrowser(t *testing.T) {
 	b := newBrowserEnv(t)
@@ -320,7 +333,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	var path string
 	select {
 	case path = <-b.mail.sent:
-	case <-b.ctx.Done():
+	case <-time.After(stepTimeout):
 		t.Fatal("no verification mail was written")
 	}
 	raw, err := os.ReadFile(path)
@@ -495,5 +508,23 @@ func TestDashboardInBrowser(t *testing.T) {
 		if got := b.text(p.ready); p.path == "/app/admin/users" && !strings.Contains(got, email) {
 			t.Errorf("admin users page does not list %s", email)
 		}
+	}
+
+	// The account page: the export link answers the caller's document,
+	// and deleting the account signs out and removes the user.
+	if v := pageEval[float64](b, `fetch(document.querySelector('[data-action="export"]').href).then(r => r.json()).then(d => d.schema_version)`); v != 1 {
+		t.Errorf("export from the account page: schema_version %v, want 1", v)
+	}
+	b.run("delete the account",
+		chromedp.SendKeys(css(`input[name="confirm-email"]`), email),
+		chromedp.Click(css(`[data-action="delete-account"]`)),
+		chromedp.WaitVisible(css(`form[aria-label="Sign in"]`)),
+	)
+	if got := b.fetchStatus("GET", "/api/user/get"); got != http.StatusUnauthorized {
+		t.Errorf("after deleting the account GET /api/user/get = %d, want 401", got)
+	}
+	var n int
+	if err := b.srv.db.QueryRow(context.Background(), "SELECT count(*) FROM users WHERE user_id = $1", uid).Scan(&n); err != nil || n != 0 {
+		t.Errorf("the deleted user has %d rows (%v)", n, err)
 	}
 }
