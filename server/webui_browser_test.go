@@ -430,7 +430,8 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Errorf("%s says %q", p, got)
 		}
 	}
-	for _, p := range []string{"/api/analytics/studies", "/api/analytics/usage", "/api/config/", "/api/eval/runs"} {
+	for _, p := range []string{"/api/admin/overview", "/api/admin/users", "/api/admin/workers", "/api/analytics/studies",
+		"/api/analytics/usage", "/api/config/", "/api/eval/runs"} {
 		if got := b.fetchStatus("GET", p); got != http.StatusForbidden {
 			t.Errorf("a non-admin's GET %s from the page = %d, want 403", p, got)
 		}
