@@ -358,9 +358,10 @@ func (l *faultLoad) checkAnswers(phase string, allowed ...string) {
 }
 
 // reconcile checks that every acknowledged completion is in Postgres,
-// answered (total_serving_ms set, its generation stored), and every
-// acknowledged feedback with its acceptance and ground truth. It returns
-// how many of each it checked.
+// answered (total_serving_ms set, its generation stored), every
+// acknowledged feedback with its acceptance and ground truth, and that no
+// query is half answered. It returns how many acknowledgements of each
+// kind it checked.
 func (l *faultLoad) reconcile() (completions, feedbacks int) {
 	t := l.e.t
 	t.Helper()
@@ -445,6 +446,17 @@ func (l *faultLoad) reconcile() (completions, feedbacks int) {
 	}
 	if missing > 0 {
 		t.Errorf("%d of %d acknowledged writes not in Postgres", missing, len(acks))
+	}
+	// Every query is either answered (total_serving_ms and its
+	// generations) or marked as never answered (total_serving_ms NULL, no
+	// generation).
+	var mixed int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM meta_query mq WHERE total_serving_ms IS NULL
+		AND EXISTS (SELECT 1 FROM generation g WHERE g.meta_query_id = mq.meta_query_id)`).Scan(&mixed); err != nil {
+		t.Fatal(err)
+	}
+	if mixed != 0 {
+		t.Errorf("%d queries have generations but no total_serving_ms", mixed)
 	}
 	return completions, feedbacks
 }
