@@ -52,10 +52,10 @@ WHERE ($1::bigint IS NULL OR a.id = $1::bigint)
     AND ($6::timestamptz IS NULL OR a.at >= $6::timestamptz)
     AND ($7::timestamptz IS NULL OR a.at < $7::timestamptz)
     AND ($8::text IS NULL OR CASE $9::text
-        WHEN 'created_at' THEN (a.at, a.id::text) > ($10::timestamptz, $8::text)
-        WHEN '-created_at' THEN (a.at, a.id::text) < ($10::timestamptz, $8::text)
-        WHEN 'id' THEN (a.id, a.id::text) > ($11::bigint, $8::text)
-        WHEN '-id' THEN (a.id, a.id::text) < ($11::bigint, $8::text)
+        WHEN 'created_at' THEN a.at >= $10::timestamptz AND (a.at, a.id::text) > ($10::timestamptz, $8::text)
+        WHEN '-created_at' THEN a.at <= $10::timestamptz AND (a.at, a.id::text) < ($10::timestamptz, $8::text)
+        WHEN 'id' THEN a.id >= $11::bigint AND (a.id, a.id::text) > ($11::bigint, $8::text)
+        WHEN '-id' THEN a.id <= $11::bigint AND (a.id, a.id::text) < ($11::bigint, $8::text)
     END)
 ORDER BY
     CASE WHEN $9::text = 'created_at' THEN a.at END,
@@ -91,8 +91,10 @@ type AdminAuditListParams struct {
 // with the sort value in @after_time, @after_text or @after_int, by the
 // key's type), at most @lim of them. Ties of the sort value are broken by
 // the row's id as text, in the sort's direction, so the order is total and
-// a page never repeats or skips a row. No query returns a password hash, a
-// token or a key.
+// a page never repeats or skips a row. The cursor also bounds the sort
+// column alone, and the server plans each call for its sort (the CASEs
+// fold away), so an index on the column serves the order and starts at
+// the cursor. No query returns a password hash, a token or a key.
 // from, to: at in [from, to).
 func (q *Queries) AdminAuditList(ctx context.Context, db DBTX, arg AdminAuditListParams) ([]AdminAudit, error) {
 	rows, err := db.Query(ctx, adminAuditList,

@@ -21,12 +21,12 @@ WHERE ($1::bigint IS NULL OR j.id = $1::bigint)
     AND ($3::text IS NULL OR j.kind = $3::text)
     AND ($4::text IS NULL OR j.queue = $4::text)
     AND ($5::text IS NULL OR CASE $6::text
-        WHEN 'created_at' THEN (j.created_at, j.id::text) > ($7::timestamptz, $5::text)
-        WHEN '-created_at' THEN (j.created_at, j.id::text) < ($7::timestamptz, $5::text)
-        WHEN 'scheduled_at' THEN (j.scheduled_at, j.id::text) > ($7::timestamptz, $5::text)
-        WHEN '-scheduled_at' THEN (j.scheduled_at, j.id::text) < ($7::timestamptz, $5::text)
-        WHEN 'id' THEN (j.id, j.id::text) > ($8::bigint, $5::text)
-        WHEN '-id' THEN (j.id, j.id::text) < ($8::bigint, $5::text)
+        WHEN 'created_at' THEN j.created_at >= $7::timestamptz AND (j.created_at, j.id::text) > ($7::timestamptz, $5::text)
+        WHEN '-created_at' THEN j.created_at <= $7::timestamptz AND (j.created_at, j.id::text) < ($7::timestamptz, $5::text)
+        WHEN 'scheduled_at' THEN j.scheduled_at >= $7::timestamptz AND (j.scheduled_at, j.id::text) > ($7::timestamptz, $5::text)
+        WHEN '-scheduled_at' THEN j.scheduled_at <= $7::timestamptz AND (j.scheduled_at, j.id::text) < ($7::timestamptz, $5::text)
+        WHEN 'id' THEN j.id >= $8::bigint AND (j.id, j.id::text) > ($8::bigint, $5::text)
+        WHEN '-id' THEN j.id <= $8::bigint AND (j.id, j.id::text) < ($8::bigint, $5::text)
     END)
 ORDER BY
     CASE WHEN $6::text = 'created_at' THEN j.created_at END,
@@ -78,8 +78,10 @@ type AdminJobListRow struct {
 // with the sort value in @after_time, @after_text or @after_int, by the
 // key's type), at most @lim of them. Ties of the sort value are broken by
 // the row's id as text, in the sort's direction, so the order is total and
-// a page never repeats or skips a row. No query returns a password hash, a
-// token or a key.
+// a page never repeats or skips a row. The cursor also bounds the sort
+// column alone, and the server plans each call for its sort (the CASEs
+// fold away), so an index on the column serves the order and starts at
+// the cursor. No query returns a password hash, a token or a key.
 // last_error: the error of the job's latest failed attempt, null when none.
 func (q *Queries) AdminJobList(ctx context.Context, db DBTX, arg AdminJobListParams) ([]AdminJobListRow, error) {
 	rows, err := db.Query(ctx, adminJobList,

@@ -24,12 +24,12 @@ WHERE ($1::bigint IS NULL OR m.model_id = $1::bigint)
     AND ($3::text IS NULL OR m.family = $3::text)
     AND ($4::boolean IS NULL OR m.is_chat = $4::boolean)
     AND ($5::text IS NULL OR CASE $6::text
-        WHEN 'created_at' THEN (m.registered_at, m.model_id::text) > ($7::timestamptz, $5::text)
-        WHEN '-created_at' THEN (m.registered_at, m.model_id::text) < ($7::timestamptz, $5::text)
-        WHEN 'last_loaded_at' THEN (m.last_loaded_at, m.model_id::text) > ($7::timestamptz, $5::text)
-        WHEN '-last_loaded_at' THEN (m.last_loaded_at, m.model_id::text) < ($7::timestamptz, $5::text)
-        WHEN 'name' THEN (m.name, m.model_id::text) > ($8::text, $5::text)
-        WHEN '-name' THEN (m.name, m.model_id::text) < ($8::text, $5::text)
+        WHEN 'created_at' THEN m.registered_at >= $7::timestamptz AND (m.registered_at, m.model_id::text) > ($7::timestamptz, $5::text)
+        WHEN '-created_at' THEN m.registered_at <= $7::timestamptz AND (m.registered_at, m.model_id::text) < ($7::timestamptz, $5::text)
+        WHEN 'last_loaded_at' THEN m.last_loaded_at >= $7::timestamptz AND (m.last_loaded_at, m.model_id::text) > ($7::timestamptz, $5::text)
+        WHEN '-last_loaded_at' THEN m.last_loaded_at <= $7::timestamptz AND (m.last_loaded_at, m.model_id::text) < ($7::timestamptz, $5::text)
+        WHEN 'name' THEN m.name >= $8::text AND (m.name, m.model_id::text) > ($8::text, $5::text)
+        WHEN '-name' THEN m.name <= $8::text AND (m.name, m.model_id::text) < ($8::text, $5::text)
     END)
 ORDER BY
     CASE WHEN $6::text = 'created_at' THEN m.registered_at END,
@@ -78,8 +78,10 @@ type AdminModelListRow struct {
 // with the sort value in @after_time, @after_text or @after_int, by the
 // key's type), at most @lim of them. Ties of the sort value are broken by
 // the row's id as text, in the sort's direction, so the order is total and
-// a page never repeats or skips a row. No query returns a password hash, a
-// token or a key.
+// a page never repeats or skips a row. The cursor also bounds the sort
+// column alone, and the server plans each call for its sort (the CASEs
+// fold away), so an index on the column serves the order and starts at
+// the cursor. No query returns a password hash, a token or a key.
 // name matches a part of the name, in any case; workers: how many
 // registered workers serve the model.
 func (q *Queries) AdminModelList(ctx context.Context, db DBTX, arg AdminModelListParams) ([]AdminModelListRow, error) {
@@ -143,12 +145,12 @@ WHERE ($2::uuid IS NULL OR w.worker_id = $2::uuid)
     AND ($4::boolean IS NULL OR (w.heartbeat_at > now() - make_interval(0, 0, 0, 0, 0, 0, $1::double precision / 1000)) = $4::boolean)
     AND ($5::bigint IS NULL OR EXISTS (SELECT 1 FROM engine_worker_model x WHERE x.worker_id = w.worker_id AND x.model_id = $5::bigint))
     AND ($6::text IS NULL OR CASE $7::text
-        WHEN 'created_at' THEN (w.started_at, w.worker_id::text) > ($8::timestamptz, $6::text)
-        WHEN '-created_at' THEN (w.started_at, w.worker_id::text) < ($8::timestamptz, $6::text)
-        WHEN 'heartbeat_at' THEN (w.heartbeat_at, w.worker_id::text) > ($8::timestamptz, $6::text)
-        WHEN '-heartbeat_at' THEN (w.heartbeat_at, w.worker_id::text) < ($8::timestamptz, $6::text)
-        WHEN 'host' THEN (w.host, w.worker_id::text) > ($9::text, $6::text)
-        WHEN '-host' THEN (w.host, w.worker_id::text) < ($9::text, $6::text)
+        WHEN 'created_at' THEN w.started_at >= $8::timestamptz AND (w.started_at, w.worker_id::text) > ($8::timestamptz, $6::text)
+        WHEN '-created_at' THEN w.started_at <= $8::timestamptz AND (w.started_at, w.worker_id::text) < ($8::timestamptz, $6::text)
+        WHEN 'heartbeat_at' THEN w.heartbeat_at >= $8::timestamptz AND (w.heartbeat_at, w.worker_id::text) > ($8::timestamptz, $6::text)
+        WHEN '-heartbeat_at' THEN w.heartbeat_at <= $8::timestamptz AND (w.heartbeat_at, w.worker_id::text) < ($8::timestamptz, $6::text)
+        WHEN 'host' THEN w.host >= $9::text AND (w.host, w.worker_id::text) > ($9::text, $6::text)
+        WHEN '-host' THEN w.host <= $9::text AND (w.host, w.worker_id::text) < ($9::text, $6::text)
     END)
 ORDER BY
     CASE WHEN $7::text = 'created_at' THEN w.started_at END,

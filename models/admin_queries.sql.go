@@ -17,24 +17,24 @@ const adminGenerationList = `-- name: AdminGenerationList :many
 SELECT (g.meta_query_id::text || ':' || g.model_id::text)::text AS generation_id, g.meta_query_id, g.model_id, mq.user_id,
     g.completion, g.generation_time_ms, g.shown_at, g.was_accepted, g.feedback_at, g.confidence, g.stop_reason,
     g.queue_ms, g.prefill_ms, g.decode_ms, g.tokens_cached, g.tokens_evaluated, g.tokens_generated, g.sampler, g.seed,
-    g.template_version, g.engine_build, g.context_policy, g.trigger, g.created_at
+    g.template_version, g.engine_build, g.context_policy, g.trigger, g.created_at, mq.requested_at
 FROM generation g
 JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
 WHERE ($1::uuid IS NULL OR g.meta_query_id = $1::uuid)
     AND ($2::bigint IS NULL OR g.model_id = $2::bigint)
     AND ($3::uuid IS NULL OR mq.user_id = $3::uuid)
     AND ($4::boolean IS NULL OR g.was_accepted = $4::boolean)
-    AND ($5::timestamptz IS NULL OR g.created_at >= $5::timestamptz)
-    AND ($6::timestamptz IS NULL OR g.created_at < $6::timestamptz)
+    AND ($5::timestamptz IS NULL OR mq.requested_at >= $5::timestamptz)
+    AND ($6::timestamptz IS NULL OR mq.requested_at < $6::timestamptz)
     AND ($7::text IS NULL OR CASE $8::text
-        WHEN 'created_at' THEN (g.created_at, (g.meta_query_id::text || ':' || g.model_id::text)) > ($9::timestamptz, $7::text)
-        WHEN '-created_at' THEN (g.created_at, (g.meta_query_id::text || ':' || g.model_id::text)) < ($9::timestamptz, $7::text)
-        WHEN 'generation_time_ms' THEN (g.generation_time_ms::bigint, (g.meta_query_id::text || ':' || g.model_id::text)) > ($10::bigint, $7::text)
-        WHEN '-generation_time_ms' THEN (g.generation_time_ms::bigint, (g.meta_query_id::text || ':' || g.model_id::text)) < ($10::bigint, $7::text)
+        WHEN 'created_at' THEN mq.requested_at >= $9::timestamptz AND (mq.requested_at, (g.meta_query_id::text || ':' || g.model_id::text)) > ($9::timestamptz, $7::text)
+        WHEN '-created_at' THEN mq.requested_at <= $9::timestamptz AND (mq.requested_at, (g.meta_query_id::text || ':' || g.model_id::text)) < ($9::timestamptz, $7::text)
+        WHEN 'generation_time_ms' THEN g.generation_time_ms::bigint >= $10::bigint AND (g.generation_time_ms::bigint, (g.meta_query_id::text || ':' || g.model_id::text)) > ($10::bigint, $7::text)
+        WHEN '-generation_time_ms' THEN g.generation_time_ms::bigint <= $10::bigint AND (g.generation_time_ms::bigint, (g.meta_query_id::text || ':' || g.model_id::text)) < ($10::bigint, $7::text)
     END)
 ORDER BY
-    CASE WHEN $8::text = 'created_at' THEN g.created_at END,
-    CASE WHEN $8::text = '-created_at' THEN g.created_at END DESC,
+    CASE WHEN $8::text = 'created_at' THEN mq.requested_at END,
+    CASE WHEN $8::text = '-created_at' THEN mq.requested_at END DESC,
     CASE WHEN $8::text = 'generation_time_ms' THEN g.generation_time_ms::bigint END,
     CASE WHEN $8::text = '-generation_time_ms' THEN g.generation_time_ms::bigint END DESC,
     CASE WHEN left($8::text, 1) <> '-' THEN (g.meta_query_id::text || ':' || g.model_id::text) END,
@@ -81,6 +81,7 @@ type AdminGenerationListRow struct {
 	ContextPolicy    *string         `json:"context_policy"`
 	Trigger          *string         `json:"trigger"`
 	CreatedAt        time.Time       `json:"created_at"`
+	RequestedAt      time.Time       `json:"requested_at"`
 }
 
 // A generation's id is "<meta_query_id>:<model_id>"; GET /:id reads it
@@ -131,6 +132,7 @@ func (q *Queries) AdminGenerationList(ctx context.Context, db DBTX, arg AdminGen
 			&i.ContextPolicy,
 			&i.Trigger,
 			&i.CreatedAt,
+			&i.RequestedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -158,8 +160,8 @@ WHERE ($1::uuid IS NULL OR mq.meta_query_id = $1::uuid)
     AND ($8::timestamptz IS NULL OR mq.requested_at >= $8::timestamptz)
     AND ($9::timestamptz IS NULL OR mq.requested_at < $9::timestamptz)
     AND ($10::text IS NULL OR CASE $11::text
-        WHEN 'created_at' THEN (mq.requested_at, mq.meta_query_id::text) > ($12::timestamptz, $10::text)
-        WHEN '-created_at' THEN (mq.requested_at, mq.meta_query_id::text) < ($12::timestamptz, $10::text)
+        WHEN 'created_at' THEN mq.requested_at >= $12::timestamptz AND (mq.requested_at, mq.meta_query_id::text) > ($12::timestamptz, $10::text)
+        WHEN '-created_at' THEN mq.requested_at <= $12::timestamptz AND (mq.requested_at, mq.meta_query_id::text) < ($12::timestamptz, $10::text)
     END)
 ORDER BY
     CASE WHEN $11::text = 'created_at' THEN mq.requested_at END,
@@ -215,8 +217,10 @@ type AdminQueryListRow struct {
 // with the sort value in @after_time, @after_text or @after_int, by the
 // key's type), at most @lim of them. Ties of the sort value are broken by
 // the row's id as text, in the sort's direction, so the order is total and
-// a page never repeats or skips a row. No query returns a password hash, a
-// token or a key.
+// a page never repeats or skips a row. The cursor also bounds the sort
+// column alone, and the server plans each call for its sort (the CASEs
+// fold away), so an index on the column serves the order and starts at
+// the cursor. No query returns a password hash, a token or a key.
 // from, to: requested_at in [from, to); model_id: queries that model
 // answered.
 func (q *Queries) AdminQueryList(ctx context.Context, db DBTX, arg AdminQueryListParams) ([]AdminQueryListRow, error) {

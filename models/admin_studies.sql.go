@@ -21,10 +21,10 @@ WHERE ($1::bigint IS NULL OR a.arm_id = $1::bigint)
     AND ($2::uuid IS NULL OR a.study_id = $2::uuid)
     AND ($3::bigint IS NULL OR a.config_id = $3::bigint)
     AND ($4::text IS NULL OR CASE $5::text
-        WHEN 'arm_id' THEN (a.arm_id, a.arm_id::text) > ($6::bigint, $4::text)
-        WHEN '-arm_id' THEN (a.arm_id, a.arm_id::text) < ($6::bigint, $4::text)
-        WHEN 'name' THEN (a.name, a.arm_id::text) > ($7::text, $4::text)
-        WHEN '-name' THEN (a.name, a.arm_id::text) < ($7::text, $4::text)
+        WHEN 'arm_id' THEN a.arm_id >= $6::bigint AND (a.arm_id, a.arm_id::text) > ($6::bigint, $4::text)
+        WHEN '-arm_id' THEN a.arm_id <= $6::bigint AND (a.arm_id, a.arm_id::text) < ($6::bigint, $4::text)
+        WHEN 'name' THEN a.name >= $7::text AND (a.name, a.arm_id::text) > ($7::text, $4::text)
+        WHEN '-name' THEN a.name <= $7::text AND (a.name, a.arm_id::text) < ($7::text, $4::text)
     END)
 ORDER BY
     CASE WHEN $5::text = 'arm_id' THEN a.arm_id END,
@@ -102,12 +102,12 @@ SELECT c.config_id, c.config_data, c.created_at, c.updated_at,
 FROM config c
 WHERE ($1::bigint IS NULL OR c.config_id = $1::bigint)
     AND ($2::text IS NULL OR CASE $3::text
-        WHEN 'created_at' THEN (c.created_at, c.config_id::text) > ($4::timestamptz, $2::text)
-        WHEN '-created_at' THEN (c.created_at, c.config_id::text) < ($4::timestamptz, $2::text)
-        WHEN 'updated_at' THEN (c.updated_at, c.config_id::text) > ($4::timestamptz, $2::text)
-        WHEN '-updated_at' THEN (c.updated_at, c.config_id::text) < ($4::timestamptz, $2::text)
-        WHEN 'config_id' THEN (c.config_id, c.config_id::text) > ($5::bigint, $2::text)
-        WHEN '-config_id' THEN (c.config_id, c.config_id::text) < ($5::bigint, $2::text)
+        WHEN 'created_at' THEN c.created_at >= $4::timestamptz AND (c.created_at, c.config_id::text) > ($4::timestamptz, $2::text)
+        WHEN '-created_at' THEN c.created_at <= $4::timestamptz AND (c.created_at, c.config_id::text) < ($4::timestamptz, $2::text)
+        WHEN 'updated_at' THEN c.updated_at >= $4::timestamptz AND (c.updated_at, c.config_id::text) > ($4::timestamptz, $2::text)
+        WHEN '-updated_at' THEN c.updated_at <= $4::timestamptz AND (c.updated_at, c.config_id::text) < ($4::timestamptz, $2::text)
+        WHEN 'config_id' THEN c.config_id >= $5::bigint AND (c.config_id, c.config_id::text) > ($5::bigint, $2::text)
+        WHEN '-config_id' THEN c.config_id <= $5::bigint AND (c.config_id, c.config_id::text) < ($5::bigint, $2::text)
     END)
 ORDER BY
     CASE WHEN $3::text = 'created_at' THEN c.created_at END,
@@ -183,12 +183,12 @@ WHERE ($1::uuid IS NULL OR s.study_id = $1::uuid)
     AND ($2::text IS NULL OR s.status = $2::text)
     AND ($3::text IS NULL OR strpos(lower(s.name), lower($3::text)) > 0)
     AND ($4::text IS NULL OR CASE $5::text
-        WHEN 'created_at' THEN (s.created_at, s.study_id::text) > ($6::timestamptz, $4::text)
-        WHEN '-created_at' THEN (s.created_at, s.study_id::text) < ($6::timestamptz, $4::text)
-        WHEN 'starts_at' THEN (s.starts_at, s.study_id::text) > ($6::timestamptz, $4::text)
-        WHEN '-starts_at' THEN (s.starts_at, s.study_id::text) < ($6::timestamptz, $4::text)
-        WHEN 'name' THEN (s.name, s.study_id::text) > ($7::text, $4::text)
-        WHEN '-name' THEN (s.name, s.study_id::text) < ($7::text, $4::text)
+        WHEN 'created_at' THEN s.created_at >= $6::timestamptz AND (s.created_at, s.study_id::text) > ($6::timestamptz, $4::text)
+        WHEN '-created_at' THEN s.created_at <= $6::timestamptz AND (s.created_at, s.study_id::text) < ($6::timestamptz, $4::text)
+        WHEN 'starts_at' THEN s.starts_at >= $6::timestamptz AND (s.starts_at, s.study_id::text) > ($6::timestamptz, $4::text)
+        WHEN '-starts_at' THEN s.starts_at <= $6::timestamptz AND (s.starts_at, s.study_id::text) < ($6::timestamptz, $4::text)
+        WHEN 'name' THEN s.name >= $7::text AND (s.name, s.study_id::text) > ($7::text, $4::text)
+        WHEN '-name' THEN s.name <= $7::text AND (s.name, s.study_id::text) < ($7::text, $4::text)
     END)
 ORDER BY
     CASE WHEN $5::text = 'created_at' THEN s.created_at END,
@@ -241,8 +241,10 @@ type AdminStudyListRow struct {
 // with the sort value in @after_time, @after_text or @after_int, by the
 // key's type), at most @lim of them. Ties of the sort value are broken by
 // the row's id as text, in the sort's direction, so the order is total and
-// a page never repeats or skips a row. No query returns a password hash, a
-// token or a key.
+// a page never repeats or skips a row. The cursor also bounds the sort
+// column alone, and the server plans each call for its sort (the CASEs
+// fold away), so an index on the column serves the order and starts at
+// the cursor. No query returns a password hash, a token or a key.
 // name matches a part of the name, in any case.
 func (q *Queries) AdminStudyList(ctx context.Context, db DBTX, arg AdminStudyListParams) ([]AdminStudyListRow, error) {
 	rows, err := db.Query(ctx, adminStudyList,

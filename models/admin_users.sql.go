@@ -23,10 +23,10 @@ WHERE ($1::uuid IS NULL OR p.project_id = $1::uuid)
     AND ($3::uuid IS NULL OR p.created_by = $3::uuid)
     AND ($4::uuid IS NULL OR EXISTS (SELECT 1 FROM project_users pu WHERE pu.project_id = p.project_id AND pu.user_id = $4::uuid))
     AND ($5::text IS NULL OR CASE $6::text
-        WHEN 'created_at' THEN (p.created_at, p.project_id::text) > ($7::timestamptz, $5::text)
-        WHEN '-created_at' THEN (p.created_at, p.project_id::text) < ($7::timestamptz, $5::text)
-        WHEN 'name' THEN (p.project_name, p.project_id::text) > ($8::text, $5::text)
-        WHEN '-name' THEN (p.project_name, p.project_id::text) < ($8::text, $5::text)
+        WHEN 'created_at' THEN p.created_at >= $7::timestamptz AND (p.created_at, p.project_id::text) > ($7::timestamptz, $5::text)
+        WHEN '-created_at' THEN p.created_at <= $7::timestamptz AND (p.created_at, p.project_id::text) < ($7::timestamptz, $5::text)
+        WHEN 'name' THEN p.project_name >= $8::text AND (p.project_name, p.project_id::text) > ($8::text, $5::text)
+        WHEN '-name' THEN p.project_name <= $8::text AND (p.project_name, p.project_id::text) < ($8::text, $5::text)
     END)
 ORDER BY
     CASE WHEN $6::text = 'created_at' THEN p.created_at END,
@@ -106,10 +106,10 @@ WHERE ($1::uuid IS NULL OR s.session_id = $1::uuid)
     AND ($2::uuid IS NULL OR s.user_id = $2::uuid)
     AND ($3::boolean IS NULL OR (s.end_time IS NULL) = $3::boolean)
     AND ($4::text IS NULL OR CASE $5::text
-        WHEN 'created_at' THEN (s.start_time, s.session_id::text) > ($6::timestamptz, $4::text)
-        WHEN '-created_at' THEN (s.start_time, s.session_id::text) < ($6::timestamptz, $4::text)
-        WHEN 'last_seen_at' THEN (s.last_seen_at, s.session_id::text) > ($6::timestamptz, $4::text)
-        WHEN '-last_seen_at' THEN (s.last_seen_at, s.session_id::text) < ($6::timestamptz, $4::text)
+        WHEN 'created_at' THEN s.start_time >= $6::timestamptz AND (s.start_time, s.session_id::text) > ($6::timestamptz, $4::text)
+        WHEN '-created_at' THEN s.start_time <= $6::timestamptz AND (s.start_time, s.session_id::text) < ($6::timestamptz, $4::text)
+        WHEN 'last_seen_at' THEN s.last_seen_at >= $6::timestamptz AND (s.last_seen_at, s.session_id::text) > ($6::timestamptz, $4::text)
+        WHEN '-last_seen_at' THEN s.last_seen_at <= $6::timestamptz AND (s.last_seen_at, s.session_id::text) < ($6::timestamptz, $4::text)
     END)
 ORDER BY
     CASE WHEN $5::text = 'created_at' THEN s.start_time END,
@@ -191,12 +191,12 @@ WHERE ($1::uuid IS NULL OR u.user_id = $1::uuid)
     AND ($3::boolean IS NULL OR u.is_admin = $3::boolean)
     AND ($4::boolean IS NULL OR u.verified = $4::boolean)
     AND ($5::text IS NULL OR CASE $6::text
-        WHEN 'created_at' THEN (u.joined_at, u.user_id::text) > ($7::timestamptz, $5::text)
-        WHEN '-created_at' THEN (u.joined_at, u.user_id::text) < ($7::timestamptz, $5::text)
-        WHEN 'email' THEN (u.email, u.user_id::text) > ($8::text, $5::text)
-        WHEN '-email' THEN (u.email, u.user_id::text) < ($8::text, $5::text)
-        WHEN 'name' THEN (u.name, u.user_id::text) > ($8::text, $5::text)
-        WHEN '-name' THEN (u.name, u.user_id::text) < ($8::text, $5::text)
+        WHEN 'created_at' THEN u.joined_at >= $7::timestamptz AND (u.joined_at, u.user_id::text) > ($7::timestamptz, $5::text)
+        WHEN '-created_at' THEN u.joined_at <= $7::timestamptz AND (u.joined_at, u.user_id::text) < ($7::timestamptz, $5::text)
+        WHEN 'email' THEN u.email >= $8::text AND (u.email, u.user_id::text) > ($8::text, $5::text)
+        WHEN '-email' THEN u.email <= $8::text AND (u.email, u.user_id::text) < ($8::text, $5::text)
+        WHEN 'name' THEN u.name >= $8::text AND (u.name, u.user_id::text) > ($8::text, $5::text)
+        WHEN '-name' THEN u.name <= $8::text AND (u.name, u.user_id::text) < ($8::text, $5::text)
     END)
 ORDER BY
     CASE WHEN $6::text = 'created_at' THEN u.joined_at END,
@@ -250,8 +250,10 @@ type AdminUserListRow struct {
 // with the sort value in @after_time, @after_text or @after_int, by the
 // key's type), at most @lim of them. Ties of the sort value are broken by
 // the row's id as text, in the sort's direction, so the order is total and
-// a page never repeats or skips a row. No query returns a password hash, a
-// token or a key.
+// a page never repeats or skips a row. The cursor also bounds the sort
+// column alone, and the server plans each call for its sort (the CASEs
+// fold away), so an index on the column serves the order and starts at
+// the cursor. No query returns a password hash, a token or a key.
 // email matches a part of the address, in any case.
 func (q *Queries) AdminUserList(ctx context.Context, db DBTX, arg AdminUserListParams) ([]AdminUserListRow, error) {
 	rows, err := db.Query(ctx, adminUserList,

@@ -7,8 +7,10 @@
 -- with the sort value in @after_time, @after_text or @after_int, by the
 -- key's type), at most @lim of them. Ties of the sort value are broken by
 -- the row's id as text, in the sort's direction, so the order is total and
--- a page never repeats or skips a row. No query returns a password hash, a
--- token or a key.
+-- a page never repeats or skips a row. The cursor also bounds the sort
+-- column alone, and the server plans each call for its sort (the CASEs
+-- fold away), so an index on the column serves the order and starts at
+-- the cursor. No query returns a password hash, a token or a key.
 
 -- name: AdminAuditList :many
 -- from, to: at in [from, to).
@@ -22,10 +24,10 @@ WHERE (sqlc.narg('id')::bigint IS NULL OR a.id = sqlc.narg('id')::bigint)
     AND (sqlc.narg('from')::timestamptz IS NULL OR a.at >= sqlc.narg('from')::timestamptz)
     AND (sqlc.narg('to')::timestamptz IS NULL OR a.at < sqlc.narg('to')::timestamptz)
     AND (sqlc.narg('after_id')::text IS NULL OR CASE sqlc.arg('sort')::text
-        WHEN 'created_at' THEN (a.at, a.id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-created_at' THEN (a.at, a.id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'id' THEN (a.id, a.id::text) > (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
-        WHEN '-id' THEN (a.id, a.id::text) < (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
+        WHEN 'created_at' THEN a.at >= sqlc.narg('after_time')::timestamptz AND (a.at, a.id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-created_at' THEN a.at <= sqlc.narg('after_time')::timestamptz AND (a.at, a.id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'id' THEN a.id >= sqlc.narg('after_int')::bigint AND (a.id, a.id::text) > (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
+        WHEN '-id' THEN a.id <= sqlc.narg('after_int')::bigint AND (a.id, a.id::text) < (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
     END)
 ORDER BY
     CASE WHEN sqlc.arg('sort')::text = 'created_at' THEN a.at END,

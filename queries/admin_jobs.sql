@@ -8,8 +8,10 @@
 -- with the sort value in @after_time, @after_text or @after_int, by the
 -- key's type), at most @lim of them. Ties of the sort value are broken by
 -- the row's id as text, in the sort's direction, so the order is total and
--- a page never repeats or skips a row. No query returns a password hash, a
--- token or a key.
+-- a page never repeats or skips a row. The cursor also bounds the sort
+-- column alone, and the server plans each call for its sort (the CASEs
+-- fold away), so an index on the column serves the order and starts at
+-- the cursor. No query returns a password hash, a token or a key.
 
 -- name: AdminJobList :many
 -- last_error: the error of the job's latest failed attempt, null when none.
@@ -22,12 +24,12 @@ WHERE (sqlc.narg('id')::bigint IS NULL OR j.id = sqlc.narg('id')::bigint)
     AND (sqlc.narg('kind')::text IS NULL OR j.kind = sqlc.narg('kind')::text)
     AND (sqlc.narg('queue')::text IS NULL OR j.queue = sqlc.narg('queue')::text)
     AND (sqlc.narg('after_id')::text IS NULL OR CASE sqlc.arg('sort')::text
-        WHEN 'created_at' THEN (j.created_at, j.id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-created_at' THEN (j.created_at, j.id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'scheduled_at' THEN (j.scheduled_at, j.id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-scheduled_at' THEN (j.scheduled_at, j.id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'id' THEN (j.id, j.id::text) > (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
-        WHEN '-id' THEN (j.id, j.id::text) < (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
+        WHEN 'created_at' THEN j.created_at >= sqlc.narg('after_time')::timestamptz AND (j.created_at, j.id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-created_at' THEN j.created_at <= sqlc.narg('after_time')::timestamptz AND (j.created_at, j.id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'scheduled_at' THEN j.scheduled_at >= sqlc.narg('after_time')::timestamptz AND (j.scheduled_at, j.id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-scheduled_at' THEN j.scheduled_at <= sqlc.narg('after_time')::timestamptz AND (j.scheduled_at, j.id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'id' THEN j.id >= sqlc.narg('after_int')::bigint AND (j.id, j.id::text) > (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
+        WHEN '-id' THEN j.id <= sqlc.narg('after_int')::bigint AND (j.id, j.id::text) < (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
     END)
 ORDER BY
     CASE WHEN sqlc.arg('sort')::text = 'created_at' THEN j.created_at END,

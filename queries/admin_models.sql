@@ -7,8 +7,10 @@
 -- with the sort value in @after_time, @after_text or @after_int, by the
 -- key's type), at most @lim of them. Ties of the sort value are broken by
 -- the row's id as text, in the sort's direction, so the order is total and
--- a page never repeats or skips a row. No query returns a password hash, a
--- token or a key.
+-- a page never repeats or skips a row. The cursor also bounds the sort
+-- column alone, and the server plans each call for its sort (the CASEs
+-- fold away), so an index on the column serves the order and starts at
+-- the cursor. No query returns a password hash, a token or a key.
 
 -- name: AdminModelList :many
 -- name matches a part of the name, in any case; workers: how many
@@ -22,12 +24,12 @@ WHERE (sqlc.narg('id')::bigint IS NULL OR m.model_id = sqlc.narg('id')::bigint)
     AND (sqlc.narg('family')::text IS NULL OR m.family = sqlc.narg('family')::text)
     AND (sqlc.narg('is_chat')::boolean IS NULL OR m.is_chat = sqlc.narg('is_chat')::boolean)
     AND (sqlc.narg('after_id')::text IS NULL OR CASE sqlc.arg('sort')::text
-        WHEN 'created_at' THEN (m.registered_at, m.model_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-created_at' THEN (m.registered_at, m.model_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'last_loaded_at' THEN (m.last_loaded_at, m.model_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-last_loaded_at' THEN (m.last_loaded_at, m.model_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'name' THEN (m.name, m.model_id::text) > (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
-        WHEN '-name' THEN (m.name, m.model_id::text) < (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
+        WHEN 'created_at' THEN m.registered_at >= sqlc.narg('after_time')::timestamptz AND (m.registered_at, m.model_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-created_at' THEN m.registered_at <= sqlc.narg('after_time')::timestamptz AND (m.registered_at, m.model_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'last_loaded_at' THEN m.last_loaded_at >= sqlc.narg('after_time')::timestamptz AND (m.last_loaded_at, m.model_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-last_loaded_at' THEN m.last_loaded_at <= sqlc.narg('after_time')::timestamptz AND (m.last_loaded_at, m.model_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'name' THEN m.name >= sqlc.narg('after_text')::text AND (m.name, m.model_id::text) > (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
+        WHEN '-name' THEN m.name <= sqlc.narg('after_text')::text AND (m.name, m.model_id::text) < (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
     END)
 ORDER BY
     CASE WHEN sqlc.arg('sort')::text = 'created_at' THEN m.registered_at END,
@@ -62,12 +64,12 @@ WHERE (sqlc.narg('id')::uuid IS NULL OR w.worker_id = sqlc.narg('id')::uuid)
     AND (sqlc.narg('alive')::boolean IS NULL OR (w.heartbeat_at > now() - make_interval(0, 0, 0, 0, 0, 0, sqlc.arg('alive_ms')::double precision / 1000)) = sqlc.narg('alive')::boolean)
     AND (sqlc.narg('model_id')::bigint IS NULL OR EXISTS (SELECT 1 FROM engine_worker_model x WHERE x.worker_id = w.worker_id AND x.model_id = sqlc.narg('model_id')::bigint))
     AND (sqlc.narg('after_id')::text IS NULL OR CASE sqlc.arg('sort')::text
-        WHEN 'created_at' THEN (w.started_at, w.worker_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-created_at' THEN (w.started_at, w.worker_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'heartbeat_at' THEN (w.heartbeat_at, w.worker_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-heartbeat_at' THEN (w.heartbeat_at, w.worker_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'host' THEN (w.host, w.worker_id::text) > (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
-        WHEN '-host' THEN (w.host, w.worker_id::text) < (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
+        WHEN 'created_at' THEN w.started_at >= sqlc.narg('after_time')::timestamptz AND (w.started_at, w.worker_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-created_at' THEN w.started_at <= sqlc.narg('after_time')::timestamptz AND (w.started_at, w.worker_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'heartbeat_at' THEN w.heartbeat_at >= sqlc.narg('after_time')::timestamptz AND (w.heartbeat_at, w.worker_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-heartbeat_at' THEN w.heartbeat_at <= sqlc.narg('after_time')::timestamptz AND (w.heartbeat_at, w.worker_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'host' THEN w.host >= sqlc.narg('after_text')::text AND (w.host, w.worker_id::text) > (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
+        WHEN '-host' THEN w.host <= sqlc.narg('after_text')::text AND (w.host, w.worker_id::text) < (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
     END)
 ORDER BY
     CASE WHEN sqlc.arg('sort')::text = 'created_at' THEN w.started_at END,

@@ -9,8 +9,10 @@
 -- with the sort value in @after_time, @after_text or @after_int, by the
 -- key's type), at most @lim of them. Ties of the sort value are broken by
 -- the row's id as text, in the sort's direction, so the order is total and
--- a page never repeats or skips a row. No query returns a password hash, a
--- token or a key.
+-- a page never repeats or skips a row. The cursor also bounds the sort
+-- column alone, and the server plans each call for its sort (the CASEs
+-- fold away), so an index on the column serves the order and starts at
+-- the cursor. No query returns a password hash, a token or a key.
 
 -- name: AdminQueryList :many
 -- from, to: requested_at in [from, to); model_id: queries that model
@@ -29,8 +31,8 @@ WHERE (sqlc.narg('id')::uuid IS NULL OR mq.meta_query_id = sqlc.narg('id')::uuid
     AND (sqlc.narg('from')::timestamptz IS NULL OR mq.requested_at >= sqlc.narg('from')::timestamptz)
     AND (sqlc.narg('to')::timestamptz IS NULL OR mq.requested_at < sqlc.narg('to')::timestamptz)
     AND (sqlc.narg('after_id')::text IS NULL OR CASE sqlc.arg('sort')::text
-        WHEN 'created_at' THEN (mq.requested_at, mq.meta_query_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-created_at' THEN (mq.requested_at, mq.meta_query_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'created_at' THEN mq.requested_at >= sqlc.narg('after_time')::timestamptz AND (mq.requested_at, mq.meta_query_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-created_at' THEN mq.requested_at <= sqlc.narg('after_time')::timestamptz AND (mq.requested_at, mq.meta_query_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
     END)
 ORDER BY
     CASE WHEN sqlc.arg('sort')::text = 'created_at' THEN mq.requested_at END,
@@ -45,24 +47,24 @@ LIMIT sqlc.arg('lim');
 SELECT (g.meta_query_id::text || ':' || g.model_id::text)::text AS generation_id, g.meta_query_id, g.model_id, mq.user_id,
     g.completion, g.generation_time_ms, g.shown_at, g.was_accepted, g.feedback_at, g.confidence, g.stop_reason,
     g.queue_ms, g.prefill_ms, g.decode_ms, g.tokens_cached, g.tokens_evaluated, g.tokens_generated, g.sampler, g.seed,
-    g.template_version, g.engine_build, g.context_policy, g.trigger, g.created_at
+    g.template_version, g.engine_build, g.context_policy, g.trigger, g.created_at, mq.requested_at
 FROM generation g
 JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
 WHERE (sqlc.narg('query_id')::uuid IS NULL OR g.meta_query_id = sqlc.narg('query_id')::uuid)
     AND (sqlc.narg('model_id')::bigint IS NULL OR g.model_id = sqlc.narg('model_id')::bigint)
     AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid)
     AND (sqlc.narg('accepted')::boolean IS NULL OR g.was_accepted = sqlc.narg('accepted')::boolean)
-    AND (sqlc.narg('from')::timestamptz IS NULL OR g.created_at >= sqlc.narg('from')::timestamptz)
-    AND (sqlc.narg('to')::timestamptz IS NULL OR g.created_at < sqlc.narg('to')::timestamptz)
+    AND (sqlc.narg('from')::timestamptz IS NULL OR mq.requested_at >= sqlc.narg('from')::timestamptz)
+    AND (sqlc.narg('to')::timestamptz IS NULL OR mq.requested_at < sqlc.narg('to')::timestamptz)
     AND (sqlc.narg('after_id')::text IS NULL OR CASE sqlc.arg('sort')::text
-        WHEN 'created_at' THEN (g.created_at, (g.meta_query_id::text || ':' || g.model_id::text)) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-created_at' THEN (g.created_at, (g.meta_query_id::text || ':' || g.model_id::text)) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'generation_time_ms' THEN (g.generation_time_ms::bigint, (g.meta_query_id::text || ':' || g.model_id::text)) > (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
-        WHEN '-generation_time_ms' THEN (g.generation_time_ms::bigint, (g.meta_query_id::text || ':' || g.model_id::text)) < (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
+        WHEN 'created_at' THEN mq.requested_at >= sqlc.narg('after_time')::timestamptz AND (mq.requested_at, (g.meta_query_id::text || ':' || g.model_id::text)) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-created_at' THEN mq.requested_at <= sqlc.narg('after_time')::timestamptz AND (mq.requested_at, (g.meta_query_id::text || ':' || g.model_id::text)) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'generation_time_ms' THEN g.generation_time_ms::bigint >= sqlc.narg('after_int')::bigint AND (g.generation_time_ms::bigint, (g.meta_query_id::text || ':' || g.model_id::text)) > (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
+        WHEN '-generation_time_ms' THEN g.generation_time_ms::bigint <= sqlc.narg('after_int')::bigint AND (g.generation_time_ms::bigint, (g.meta_query_id::text || ':' || g.model_id::text)) < (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
     END)
 ORDER BY
-    CASE WHEN sqlc.arg('sort')::text = 'created_at' THEN g.created_at END,
-    CASE WHEN sqlc.arg('sort')::text = '-created_at' THEN g.created_at END DESC,
+    CASE WHEN sqlc.arg('sort')::text = 'created_at' THEN mq.requested_at END,
+    CASE WHEN sqlc.arg('sort')::text = '-created_at' THEN mq.requested_at END DESC,
     CASE WHEN sqlc.arg('sort')::text = 'generation_time_ms' THEN g.generation_time_ms::bigint END,
     CASE WHEN sqlc.arg('sort')::text = '-generation_time_ms' THEN g.generation_time_ms::bigint END DESC,
     CASE WHEN left(sqlc.arg('sort')::text, 1) <> '-' THEN (g.meta_query_id::text || ':' || g.model_id::text) END,

@@ -9,8 +9,10 @@
 -- with the sort value in @after_time, @after_text or @after_int, by the
 -- key's type), at most @lim of them. Ties of the sort value are broken by
 -- the row's id as text, in the sort's direction, so the order is total and
--- a page never repeats or skips a row. No query returns a password hash, a
--- token or a key.
+-- a page never repeats or skips a row. The cursor also bounds the sort
+-- column alone, and the server plans each call for its sort (the CASEs
+-- fold away), so an index on the column serves the order and starts at
+-- the cursor. No query returns a password hash, a token or a key.
 
 -- name: AdminStudyList :many
 -- name matches a part of the name, in any case.
@@ -23,12 +25,12 @@ WHERE (sqlc.narg('id')::uuid IS NULL OR s.study_id = sqlc.narg('id')::uuid)
     AND (sqlc.narg('status')::text IS NULL OR s.status = sqlc.narg('status')::text)
     AND (sqlc.narg('name')::text IS NULL OR strpos(lower(s.name), lower(sqlc.narg('name')::text)) > 0)
     AND (sqlc.narg('after_id')::text IS NULL OR CASE sqlc.arg('sort')::text
-        WHEN 'created_at' THEN (s.created_at, s.study_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-created_at' THEN (s.created_at, s.study_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'starts_at' THEN (s.starts_at, s.study_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-starts_at' THEN (s.starts_at, s.study_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'name' THEN (s.name, s.study_id::text) > (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
-        WHEN '-name' THEN (s.name, s.study_id::text) < (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
+        WHEN 'created_at' THEN s.created_at >= sqlc.narg('after_time')::timestamptz AND (s.created_at, s.study_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-created_at' THEN s.created_at <= sqlc.narg('after_time')::timestamptz AND (s.created_at, s.study_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'starts_at' THEN s.starts_at >= sqlc.narg('after_time')::timestamptz AND (s.starts_at, s.study_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-starts_at' THEN s.starts_at <= sqlc.narg('after_time')::timestamptz AND (s.starts_at, s.study_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'name' THEN s.name >= sqlc.narg('after_text')::text AND (s.name, s.study_id::text) > (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
+        WHEN '-name' THEN s.name <= sqlc.narg('after_text')::text AND (s.name, s.study_id::text) < (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
     END)
 ORDER BY
     CASE WHEN sqlc.arg('sort')::text = 'created_at' THEN s.created_at END,
@@ -49,10 +51,10 @@ WHERE (sqlc.narg('id')::bigint IS NULL OR a.arm_id = sqlc.narg('id')::bigint)
     AND (sqlc.narg('study_id')::uuid IS NULL OR a.study_id = sqlc.narg('study_id')::uuid)
     AND (sqlc.narg('config_id')::bigint IS NULL OR a.config_id = sqlc.narg('config_id')::bigint)
     AND (sqlc.narg('after_id')::text IS NULL OR CASE sqlc.arg('sort')::text
-        WHEN 'arm_id' THEN (a.arm_id, a.arm_id::text) > (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
-        WHEN '-arm_id' THEN (a.arm_id, a.arm_id::text) < (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
-        WHEN 'name' THEN (a.name, a.arm_id::text) > (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
-        WHEN '-name' THEN (a.name, a.arm_id::text) < (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
+        WHEN 'arm_id' THEN a.arm_id >= sqlc.narg('after_int')::bigint AND (a.arm_id, a.arm_id::text) > (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
+        WHEN '-arm_id' THEN a.arm_id <= sqlc.narg('after_int')::bigint AND (a.arm_id, a.arm_id::text) < (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
+        WHEN 'name' THEN a.name >= sqlc.narg('after_text')::text AND (a.name, a.arm_id::text) > (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
+        WHEN '-name' THEN a.name <= sqlc.narg('after_text')::text AND (a.name, a.arm_id::text) < (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
     END)
 ORDER BY
     CASE WHEN sqlc.arg('sort')::text = 'arm_id' THEN a.arm_id END,
@@ -70,12 +72,12 @@ SELECT c.config_id, c.config_data, c.created_at, c.updated_at,
 FROM config c
 WHERE (sqlc.narg('id')::bigint IS NULL OR c.config_id = sqlc.narg('id')::bigint)
     AND (sqlc.narg('after_id')::text IS NULL OR CASE sqlc.arg('sort')::text
-        WHEN 'created_at' THEN (c.created_at, c.config_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-created_at' THEN (c.created_at, c.config_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'updated_at' THEN (c.updated_at, c.config_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-updated_at' THEN (c.updated_at, c.config_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'config_id' THEN (c.config_id, c.config_id::text) > (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
-        WHEN '-config_id' THEN (c.config_id, c.config_id::text) < (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
+        WHEN 'created_at' THEN c.created_at >= sqlc.narg('after_time')::timestamptz AND (c.created_at, c.config_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-created_at' THEN c.created_at <= sqlc.narg('after_time')::timestamptz AND (c.created_at, c.config_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'updated_at' THEN c.updated_at >= sqlc.narg('after_time')::timestamptz AND (c.updated_at, c.config_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-updated_at' THEN c.updated_at <= sqlc.narg('after_time')::timestamptz AND (c.updated_at, c.config_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'config_id' THEN c.config_id >= sqlc.narg('after_int')::bigint AND (c.config_id, c.config_id::text) > (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
+        WHEN '-config_id' THEN c.config_id <= sqlc.narg('after_int')::bigint AND (c.config_id, c.config_id::text) < (sqlc.narg('after_int')::bigint, sqlc.narg('after_id')::text)
     END)
 ORDER BY
     CASE WHEN sqlc.arg('sort')::text = 'created_at' THEN c.created_at END,

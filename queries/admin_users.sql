@@ -7,8 +7,10 @@
 -- with the sort value in @after_time, @after_text or @after_int, by the
 -- key's type), at most @lim of them. Ties of the sort value are broken by
 -- the row's id as text, in the sort's direction, so the order is total and
--- a page never repeats or skips a row. No query returns a password hash, a
--- token or a key.
+-- a page never repeats or skips a row. The cursor also bounds the sort
+-- column alone, and the server plans each call for its sort (the CASEs
+-- fold away), so an index on the column serves the order and starts at
+-- the cursor. No query returns a password hash, a token or a key.
 
 -- name: AdminUserList :many
 -- email matches a part of the address, in any case.
@@ -21,12 +23,12 @@ WHERE (sqlc.narg('id')::uuid IS NULL OR u.user_id = sqlc.narg('id')::uuid)
     AND (sqlc.narg('is_admin')::boolean IS NULL OR u.is_admin = sqlc.narg('is_admin')::boolean)
     AND (sqlc.narg('verified')::boolean IS NULL OR u.verified = sqlc.narg('verified')::boolean)
     AND (sqlc.narg('after_id')::text IS NULL OR CASE sqlc.arg('sort')::text
-        WHEN 'created_at' THEN (u.joined_at, u.user_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-created_at' THEN (u.joined_at, u.user_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'email' THEN (u.email, u.user_id::text) > (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
-        WHEN '-email' THEN (u.email, u.user_id::text) < (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
-        WHEN 'name' THEN (u.name, u.user_id::text) > (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
-        WHEN '-name' THEN (u.name, u.user_id::text) < (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
+        WHEN 'created_at' THEN u.joined_at >= sqlc.narg('after_time')::timestamptz AND (u.joined_at, u.user_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-created_at' THEN u.joined_at <= sqlc.narg('after_time')::timestamptz AND (u.joined_at, u.user_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'email' THEN u.email >= sqlc.narg('after_text')::text AND (u.email, u.user_id::text) > (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
+        WHEN '-email' THEN u.email <= sqlc.narg('after_text')::text AND (u.email, u.user_id::text) < (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
+        WHEN 'name' THEN u.name >= sqlc.narg('after_text')::text AND (u.name, u.user_id::text) > (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
+        WHEN '-name' THEN u.name <= sqlc.narg('after_text')::text AND (u.name, u.user_id::text) < (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
     END)
 ORDER BY
     CASE WHEN sqlc.arg('sort')::text = 'created_at' THEN u.joined_at END,
@@ -48,10 +50,10 @@ WHERE (sqlc.narg('id')::uuid IS NULL OR s.session_id = sqlc.narg('id')::uuid)
     AND (sqlc.narg('user_id')::uuid IS NULL OR s.user_id = sqlc.narg('user_id')::uuid)
     AND (sqlc.narg('open')::boolean IS NULL OR (s.end_time IS NULL) = sqlc.narg('open')::boolean)
     AND (sqlc.narg('after_id')::text IS NULL OR CASE sqlc.arg('sort')::text
-        WHEN 'created_at' THEN (s.start_time, s.session_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-created_at' THEN (s.start_time, s.session_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'last_seen_at' THEN (s.last_seen_at, s.session_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-last_seen_at' THEN (s.last_seen_at, s.session_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'created_at' THEN s.start_time >= sqlc.narg('after_time')::timestamptz AND (s.start_time, s.session_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-created_at' THEN s.start_time <= sqlc.narg('after_time')::timestamptz AND (s.start_time, s.session_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'last_seen_at' THEN s.last_seen_at >= sqlc.narg('after_time')::timestamptz AND (s.last_seen_at, s.session_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-last_seen_at' THEN s.last_seen_at <= sqlc.narg('after_time')::timestamptz AND (s.last_seen_at, s.session_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
     END)
 ORDER BY
     CASE WHEN sqlc.arg('sort')::text = 'created_at' THEN s.start_time END,
@@ -74,10 +76,10 @@ WHERE (sqlc.narg('id')::uuid IS NULL OR p.project_id = sqlc.narg('id')::uuid)
     AND (sqlc.narg('created_by')::uuid IS NULL OR p.created_by = sqlc.narg('created_by')::uuid)
     AND (sqlc.narg('user_id')::uuid IS NULL OR EXISTS (SELECT 1 FROM project_users pu WHERE pu.project_id = p.project_id AND pu.user_id = sqlc.narg('user_id')::uuid))
     AND (sqlc.narg('after_id')::text IS NULL OR CASE sqlc.arg('sort')::text
-        WHEN 'created_at' THEN (p.created_at, p.project_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN '-created_at' THEN (p.created_at, p.project_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
-        WHEN 'name' THEN (p.project_name, p.project_id::text) > (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
-        WHEN '-name' THEN (p.project_name, p.project_id::text) < (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
+        WHEN 'created_at' THEN p.created_at >= sqlc.narg('after_time')::timestamptz AND (p.created_at, p.project_id::text) > (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN '-created_at' THEN p.created_at <= sqlc.narg('after_time')::timestamptz AND (p.created_at, p.project_id::text) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::text)
+        WHEN 'name' THEN p.project_name >= sqlc.narg('after_text')::text AND (p.project_name, p.project_id::text) > (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
+        WHEN '-name' THEN p.project_name <= sqlc.narg('after_text')::text AND (p.project_name, p.project_id::text) < (sqlc.narg('after_text')::text, sqlc.narg('after_id')::text)
     END)
 ORDER BY
     CASE WHEN sqlc.arg('sort')::text = 'created_at' THEN p.created_at END,

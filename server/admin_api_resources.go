@@ -281,10 +281,11 @@ var adminGenerations = &adminResource[models.AdminGenerationListRow]{
 	ID: func(r models.AdminGenerationListRow) string { return r.GenerationID },
 	Filters: []adminFilter{
 		{"query_id", "uuid", ""}, {"model_id", "integer", ""}, {"user_id", "uuid", "the query's user"},
-		{"accepted", "boolean", ""}, fromFilter, toFilter,
+		{"accepted", "boolean", ""}, {"from", "date-time", "RFC 3339: queries requested at or after it"},
+		{"to", "date-time", "RFC 3339: queries requested before it"},
 	},
 	Sorts: []adminSort[models.AdminGenerationListRow]{
-		{"created_at", sortTime, func(r models.AdminGenerationListRow) any { return r.CreatedAt }},
+		{"created_at", sortTime, func(r models.AdminGenerationListRow) any { return r.RequestedAt }},
 		{"generation_time_ms", sortInt, func(r models.AdminGenerationListRow) any { return int64(r.GenerationTimeMs) }},
 	},
 	DefaultSort: "-created_at",
@@ -294,10 +295,11 @@ var adminGenerations = &adminResource[models.AdminGenerationListRow]{
 			From: a.datetime("from"), To: a.datetime("to"),
 			Sort: a.Sort, AfterID: a.AfterID, AfterTime: a.AfterTime, AfterInt: a.AfterInt, Lim: a.Limit})
 	},
-	Doc: "Each model's answer to a query; id is \"<meta_query_id>:<model_id>\". completion is the redacted text as stored.",
+	Doc: "Each model's answer to a query; id is \"<meta_query_id>:<model_id>\". completion is the redacted text as stored. " +
+		"created_at sorts, and from and to bound, by the query's requested_at (requested_at in the row).",
 	Item: "{generation_id, meta_query_id, model_id, user_id, completion, generation_time_ms, shown_at, was_accepted, " +
 		"feedback_at, confidence, stop_reason, queue_ms, prefill_ms, decode_ms, tokens_cached, tokens_evaluated, " +
-		"tokens_generated, sampler, seed, template_version, engine_build, context_policy, trigger, created_at}",
+		"tokens_generated, sampler, seed, template_version, engine_build, context_policy, trigger, created_at, requested_at}",
 }
 
 var adminStudies = &adminResource[models.AdminStudyListRow]{
