@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -232,6 +233,17 @@ func (b *browserEnv) screenshot(name string) {
 	}
 }
 
+// prefersColorScheme makes the page's system theme scheme.
+func (b *browserEnv) prefersColorScheme(scheme string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}}); err != nil {
+		b.fail("emulate prefers-color-scheme "+scheme, err)
+	}
+}
+
 // tableRows reads the cells of sel's body rows.
 func (b *browserEnv) tableRows(sel string) [][]string {
 	b.t.Helper()
@@ -318,6 +330,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	// Sign up: the page says a link was sent, and the mail file holds it.
 	b.run("open the dashboard", chromedp.Navigate(b.base+"/"), chromedp.WaitVisible(css(`form[aria-label="Sign in"]`)))
 	b.screenshot("signin")
+	// Without a choice of the user's, the theme is the system's.
+	b.prefersColorScheme("dark")
+	b.run("reload in a dark system", chromedp.Reload(), chromedp.WaitVisible(css(`html[data-theme="dark"]`)))
+	b.prefersColorScheme("light")
+	b.run("follow the system back to light", chromedp.WaitVisible(css(`html[data-theme="light"]`)))
 	b.run("sign up",
 		chromedp.Click(css(`a[href="/app/signup"]`)),
 		chromedp.WaitVisible(css(`form[aria-label="Sign up"]`)),
