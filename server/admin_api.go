@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -557,7 +559,7 @@ func (r *adminResource[T]) ops() []apiOp {
 				respField("next_cursor", "string", "the next page's cursor; null on the last page")},
 			Errors: listErrors},
 		{Method: "GET", Path: base + "/{id}", Summary: "Admin: one of " + r.Name, Auth: ClassA, Account: true, OK: 200,
-			Doc: doc, Params: idParam, Resp: []apiField{respField("(fields)", "object", r.Item)},
+			Doc: doc, Params: idParam, Resp: rowFields[T](),
 			Errors: adminErrors(map[int]string{404: r.Title + " not found"})},
 	}
 	for _, w := range r.Writes {
@@ -565,8 +567,7 @@ func (r *adminResource[T]) ops() []apiOp {
 		if w.Method == fiber.MethodPost {
 			p += "/" + w.Action
 		}
-		ok := 200
-		resp := []apiField{respField("(fields)", "object", "the row after the change: "+r.Item)}
+		ok, resp := 200, rowFields[T]()
 		if w.Method == fiber.MethodDelete {
 			ok, resp = 204, nil
 		}
@@ -579,6 +580,55 @@ func (r *adminResource[T]) ops() []apiOp {
 			Errors: adminErrors(errs)})
 	}
 	return ops
+}
+
+// rowFields documents the JSON fields of the row type T: the sqlc row's
+// json tags and Go types. A JSON column is an "object" (its value may be
+// any JSON); a pointer field may be null.
+func rowFields[T any]() []apiField {
+	var out []apiField
+	rt := reflect.TypeFor[T]()
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		doc := ""
+		if f.Type.Kind() == reflect.Pointer || f.Type.Kind() == reflect.Interface {
+			doc = "or null"
+		}
+		out = append(out, respField(name, jsonType(f.Type), doc))
+	}
+	return out
+}
+
+// jsonType is the apiField type of a Go type as encoding/json writes it.
+func jsonType(t reflect.Type) string {
+	switch t {
+	case reflect.TypeFor[time.Time]():
+		return "date-time"
+	case reflect.TypeFor[uuid.UUID]():
+		return "uuid"
+	case reflect.TypeFor[json.RawMessage]():
+		return "object"
+	case reflect.TypeFor[netip.Addr]():
+		return "string"
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonType(t.Elem())
+	case reflect.Slice:
+		return "[]" + jsonType(t.Elem())
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "integer"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	}
+	return "string"
 }
 
 const (

@@ -614,3 +614,31 @@ func TestAdminAPIAuditsExistingWrites(t *testing.T) {
 		t.Errorf("%d study rows after a refused pause, want 3", len(rows))
 	}
 }
+
+// TestAdminAPIOpenAPIRows: /openapi.json describes each resource's row
+// with the fields its GET /{id} answers, and never a secret's.
+func TestAdminAPIOpenAPIRows(t *testing.T) {
+	e := newEnv(t, nil)
+	admin, adminID := e.newAdmin()
+	_, ops := fetchOpenAPI(t, e)
+	op := ops["GET /api/admin/users/{id}"]
+	if op == nil {
+		t.Fatal("GET /api/admin/users/{id} is not documented")
+	}
+	schema := op["responses"].(map[string]any)["200"].(map[string]any)["content"].(map[string]any)["application/json"].(map[string]any)["schema"].(map[string]any)
+	props := schema["properties"].(map[string]any)
+	row := admin.expect("GET", "/api/admin/users/"+adminID, nil, 200).body
+	for k := range row {
+		if props[k] == nil {
+			t.Errorf("field %s is answered but not documented", k)
+		}
+	}
+	for k := range props {
+		if _, ok := row[k]; !ok {
+			t.Errorf("field %s is documented but not answered", k)
+		}
+	}
+	if p, _ := props["joined_at"].(map[string]any); p["format"] != "date-time" {
+		t.Errorf("joined_at = %v", props["joined_at"])
+	}
+}
