@@ -393,8 +393,8 @@ var adminJobs = &adminResource[models.AdminJobListRow]{
 				return nil, err
 			}},
 		{Method: fiber.MethodPost, Action: "retry", Summary: "retry a job",
-			Doc: "Through River's client (JobRetryTx): the job becomes available to run now, with its attempts so far " +
-				"kept; a running job is left as it is.",
+			Doc: "Through River's client (JobRetryTx): a job in any state but running becomes available to run now " +
+				"(max_attempts grows by one when its attempts are spent); a running job is left as it is.",
 			Errors: map[int]string{503: "Also when the server has no job queue client"},
 			Lock:   lockJob, Apply: func(c *fiber.Ctx, s *Server, tx pgx.Tx, before models.AdminJobListRow) (func(context.Context), error) {
 				if s.jobs.client == nil {
