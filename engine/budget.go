@@ -207,7 +207,7 @@ func (s *Scheduler) pendingPrefill(q *sequence) (all, before int) {
 // on, it generates, and nothing of it has been evaluated.
 func (s *Scheduler) plannable(q *sequence) bool {
 	return !s.cfg.RoundRobinPrefill && !q.planned && !q.finished && !q.generating &&
-		q.evaluated == 0 && q.req.MaxTokens > 0 && q.layout != nil
+		q.evaluated == 0 && q.req.MaxTokens > 0
 }
 
 // plan estimates q's prompt and end in its slot and trims or refuses it as
@@ -241,7 +241,7 @@ func (s *Scheduler) plan(q *sequence, now time.Time) bool {
 	if fitsEnd(own) && fitsPrompt(own) {
 		return true
 	}
-	if budget > 0 {
+	if budget > 0 && q.layout != nil { // a raw prompt has no parts to drop
 		t, toks, own2 := s.trim(q, func(own int) bool { return fitsEnd(own) && fitsPrompt(own) }, fitsEnd)
 		if t.Any() {
 			q.prompt, q.trimmed, q.truncated, own = toks, t, true, own2

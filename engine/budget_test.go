@@ -118,6 +118,22 @@ func TestBudgetFourColdPromptsDeadlineFitsThree(t *testing.T) {
 	}
 }
 
+// TestBudgetRawPromptRefused: a client-formatted prompt has no parts to
+// drop, but one that cannot meet its deadline is refused all the same.
+func TestBudgetRawPromptRefused(t *testing.T) {
+	s, _ := newSched(t, enginetest.Options{}, engine.Config{NParallel: 1})
+	s.SetPrefillSpeed(100) // 500 tokens: 5 s
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	res, err := s.Complete(ctx, engine.Request{Raw: true, Prefix: strings.Repeat("x", 500), MaxTokens: 4, TMaxPrompt: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(res.Err, engine.ErrDeadline) || res.Timings.EvaluatedTokens != 0 || res.Trimmed.Any() {
+		t.Errorf("stop %s, err %v, %d evaluated, trimmed %+v; want a refusal", res.Stop, res.Err, res.Timings.EvaluatedTokens, res.Trimmed)
+	}
+}
+
 // TestBudgetTrimsChunksThenPrefixLines: a throttled prefill speed makes a
 // prompt budget drop extra chunks, least relevant (first) first, and only
 // then prefix lines from the top, whole lines; the result says what went.
