@@ -145,7 +145,7 @@ VALUES (
     $1, $2, $3::uuid, $4, $5, $6,
     $7, $8, $9, $10, $11, $12,
     $13, $14, $15)
-RETURNING meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id, client, server_version, requested_at, total_serving_ms, redact_ms, context_ms, arm_id
+RETURNING meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id, client, server_version, requested_at, total_serving_ms, redact_ms, context_ms, arm_id, context_chunks
 `
 
 type MetaQueryCreateParams struct {
@@ -201,6 +201,7 @@ func (q *Queries) MetaQueryCreate(ctx context.Context, db DBTX, arg MetaQueryCre
 		&i.RedactMs,
 		&i.ContextMs,
 		&i.ArmID,
+		&i.ContextChunks,
 	)
 	return i, err
 }
@@ -218,7 +219,7 @@ func (q *Queries) MetaQueryDelete(ctx context.Context, db DBTX, metaQueryID uuid
 }
 
 const metaQueryGetByID = `-- name: MetaQueryGetByID :one
-SELECT meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id, client, server_version, requested_at, total_serving_ms, redact_ms, context_ms, arm_id FROM meta_query WHERE meta_query_id = $1
+SELECT meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id, client, server_version, requested_at, total_serving_ms, redact_ms, context_ms, arm_id, context_chunks FROM meta_query WHERE meta_query_id = $1
 `
 
 func (q *Queries) MetaQueryGetByID(ctx context.Context, db DBTX, metaQueryID uuid.UUID) (MetaQuery, error) {
@@ -240,6 +241,7 @@ func (q *Queries) MetaQueryGetByID(ctx context.Context, db DBTX, metaQueryID uui
 		&i.RedactMs,
 		&i.ContextMs,
 		&i.ArmID,
+		&i.ContextChunks,
 	)
 	return i, err
 }

@@ -274,21 +274,22 @@ type GroundTruth struct {
 }
 
 type MetaQuery struct {
-	MetaQueryID    uuid.UUID  `json:"meta_query_id"`
-	QueryType      string     `json:"query_type"`
-	UserID         *uuid.UUID `json:"user_id"`
-	SessionID      *uuid.UUID `json:"session_id"`
-	ProjectID      *uuid.UUID `json:"project_id"`
-	ChatID         *uuid.UUID `json:"chat_id"`
-	ConfigID       int64      `json:"config_id"`
-	StudyID        *uuid.UUID `json:"study_id"`
-	Client         string     `json:"client"`
-	ServerVersion  string     `json:"server_version"`
-	RequestedAt    time.Time  `json:"requested_at"`
-	TotalServingMs *float64   `json:"total_serving_ms"`
-	RedactMs       *float64   `json:"redact_ms"`
-	ContextMs      *float64   `json:"context_ms"`
-	ArmID          *int64     `json:"arm_id"`
+	MetaQueryID    uuid.UUID       `json:"meta_query_id"`
+	QueryType      string          `json:"query_type"`
+	UserID         *uuid.UUID      `json:"user_id"`
+	SessionID      *uuid.UUID      `json:"session_id"`
+	ProjectID      *uuid.UUID      `json:"project_id"`
+	ChatID         *uuid.UUID      `json:"chat_id"`
+	ConfigID       int64           `json:"config_id"`
+	StudyID        *uuid.UUID      `json:"study_id"`
+	Client         string          `json:"client"`
+	ServerVersion  string          `json:"server_version"`
+	RequestedAt    time.Time       `json:"requested_at"`
+	TotalServingMs *float64        `json:"total_serving_ms"`
+	RedactMs       *float64        `json:"redact_ms"`
+	ContextMs      *float64        `json:"context_ms"`
+	ArmID          *int64          `json:"arm_id"`
+	ContextChunks  json.RawMessage `json:"context_chunks"`
 }
 
 type Model struct {
@@ -335,6 +336,20 @@ type ProjectContextChange struct {
 	CreatedAt  time.Time `json:"created_at"`
 }
 
+type ProjectContextChunk struct {
+	ChunkID     int64            `json:"chunk_id"`
+	ProjectID   uuid.UUID        `json:"project_id"`
+	FileName    string           `json:"file_name"`
+	ChunkIndex  int32            `json:"chunk_index"`
+	StartLine   int32            `json:"start_line"`
+	EndLine     int32            `json:"end_line"`
+	ContentHash []byte           `json:"content_hash"`
+	Content     string           `json:"content"`
+	Embedding   *pgvector.Vector `json:"embedding"`
+	Embedder    *string          `json:"embedder"`
+	UpdatedAt   time.Time        `json:"updated_at"`
+}
+
 type ProjectContextFile struct {
 	ProjectID   uuid.UUID        `json:"project_id"`
 	FileName    string           `json:"file_name"`
@@ -342,6 +357,7 @@ type ProjectContextFile struct {
 	ChangeCount int32            `json:"change_count"`
 	Embedding   *pgvector.Vector `json:"embedding"`
 	UpdatedAt   time.Time        `json:"updated_at"`
+	SizeBytes   int32            `json:"size_bytes"`
 }
 
 type ProjectUser struct {

@@ -190,11 +190,12 @@ func (q *Queries) ProjectContextFileSetEmbedding(ctx context.Context, db DBTX, a
 }
 
 const projectContextFileUpsert = `-- name: ProjectContextFileUpsert :exec
-INSERT INTO project_context_file (project_id, file_name, lines, change_count)
-VALUES ($1, $2, $3, $4)
+INSERT INTO project_context_file (project_id, file_name, lines, change_count, size_bytes)
+VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (project_id, file_name) DO UPDATE SET
     lines = excluded.lines,
     change_count = excluded.change_count,
+    size_bytes = excluded.size_bytes,
     embedding = NULL,
     updated_at = now()
 `
@@ -204,6 +205,7 @@ type ProjectContextFileUpsertParams struct {
 	FileName    string    `json:"file_name"`
 	Lines       []string  `json:"lines"`
 	ChangeCount int32     `json:"change_count"`
+	SizeBytes   int32     `json:"size_bytes"`
 }
 
 func (q *Queries) ProjectContextFileUpsert(ctx context.Context, db DBTX, arg ProjectContextFileUpsertParams) error {
@@ -212,6 +214,7 @@ func (q *Queries) ProjectContextFileUpsert(ctx context.Context, db DBTX, arg Pro
 		arg.FileName,
 		arg.Lines,
 		arg.ChangeCount,
+		arg.SizeBytes,
 	)
 	return err
 }

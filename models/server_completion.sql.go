@@ -7,6 +7,7 @@ package models
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
@@ -97,29 +98,30 @@ func (q *Queries) GenerationRecordFeedback(ctx context.Context, db DBTX, arg Gen
 const metaQueryInsert = `-- name: MetaQueryInsert :exec
 INSERT INTO meta_query (
     meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id, arm_id,
-    client, server_version, requested_at, total_serving_ms, redact_ms, context_ms)
+    client, server_version, requested_at, total_serving_ms, redact_ms, context_ms, context_chunks)
 VALUES (
     $1, $2, $3::uuid, $4, $5, $6,
     $7, $8, $9, $10, $11, $12,
-    $13, $14, $15)
+    $13, $14, $15, $16)
 `
 
 type MetaQueryInsertParams struct {
-	MetaQueryID    uuid.UUID  `json:"meta_query_id"`
-	QueryType      string     `json:"query_type"`
-	UserID         uuid.UUID  `json:"user_id"`
-	SessionID      *uuid.UUID `json:"session_id"`
-	ProjectID      *uuid.UUID `json:"project_id"`
-	ChatID         *uuid.UUID `json:"chat_id"`
-	ConfigID       int64      `json:"config_id"`
-	StudyID        *uuid.UUID `json:"study_id"`
-	ArmID          *int64     `json:"arm_id"`
-	Client         string     `json:"client"`
-	ServerVersion  string     `json:"server_version"`
-	RequestedAt    time.Time  `json:"requested_at"`
-	TotalServingMs *float64   `json:"total_serving_ms"`
-	RedactMs       *float64   `json:"redact_ms"`
-	ContextMs      *float64   `json:"context_ms"`
+	MetaQueryID    uuid.UUID       `json:"meta_query_id"`
+	QueryType      string          `json:"query_type"`
+	UserID         uuid.UUID       `json:"user_id"`
+	SessionID      *uuid.UUID      `json:"session_id"`
+	ProjectID      *uuid.UUID      `json:"project_id"`
+	ChatID         *uuid.UUID      `json:"chat_id"`
+	ConfigID       int64           `json:"config_id"`
+	StudyID        *uuid.UUID      `json:"study_id"`
+	ArmID          *int64          `json:"arm_id"`
+	Client         string          `json:"client"`
+	ServerVersion  string          `json:"server_version"`
+	RequestedAt    time.Time       `json:"requested_at"`
+	TotalServingMs *float64        `json:"total_serving_ms"`
+	RedactMs       *float64        `json:"redact_ms"`
+	ContextMs      *float64        `json:"context_ms"`
+	ContextChunks  json.RawMessage `json:"context_chunks"`
 }
 
 // MetaQueryCreate without the returned row, so it can be queued in a batch
@@ -141,6 +143,7 @@ func (q *Queries) MetaQueryInsert(ctx context.Context, db DBTX, arg MetaQueryIns
 		arg.TotalServingMs,
 		arg.RedactMs,
 		arg.ContextMs,
+		arg.ContextChunks,
 	)
 	return err
 }

@@ -1,9 +1,10 @@
 -- name: ProjectContextFileUpsert :exec
-INSERT INTO project_context_file (project_id, file_name, lines, change_count)
-VALUES (@project_id, @file_name, @lines, @change_count)
+INSERT INTO project_context_file (project_id, file_name, lines, change_count, size_bytes)
+VALUES (@project_id, @file_name, @lines, @change_count, @size_bytes)
 ON CONFLICT (project_id, file_name) DO UPDATE SET
     lines = excluded.lines,
     change_count = excluded.change_count,
+    size_bytes = excluded.size_bytes,
     embedding = NULL,
     updated_at = now();
 

@@ -33,11 +33,11 @@ SELECT pg_advisory_xact_lock(hashtextextended(@lock_key::text, 4242));
 -- with the query's other rows (one round trip, one implicit transaction).
 INSERT INTO meta_query (
     meta_query_id, query_type, user_id, session_id, project_id, chat_id, config_id, study_id, arm_id,
-    client, server_version, requested_at, total_serving_ms, redact_ms, context_ms)
+    client, server_version, requested_at, total_serving_ms, redact_ms, context_ms, context_chunks)
 VALUES (
     @meta_query_id, @query_type, @user_id::uuid, sqlc.narg('session_id'), sqlc.narg('project_id'), sqlc.narg('chat_id'),
     @config_id, sqlc.narg('study_id'), sqlc.narg('arm_id'), @client, @server_version, @requested_at,
-    sqlc.narg('total_serving_ms'), sqlc.narg('redact_ms'), sqlc.narg('context_ms'));
+    sqlc.narg('total_serving_ms'), sqlc.narg('redact_ms'), sqlc.narg('context_ms'), sqlc.narg('context_chunks'));
 
 -- name: QueryContextFileInsertMany :exec
 -- The context files of a query in one statement (batchable, unlike COPY),

@@ -439,6 +439,10 @@ type prepared struct {
 	redactMS float64
 	ctxMS    float64
 
+	// retr is the extra context retrieved from the files' chunks, laid
+	// out instead of the whole files (nil: the files, retrieval.go).
+	retr *retrieved
+
 	// The caller's state (config, study, consent) and the telemetry ids'
 	// check: read while the models run, since only storage needs them.
 	// Valid once stateDone is closed.
@@ -580,8 +584,15 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		return nil, err
 	}
 	pr.asg, pr.client = asg, r.Client
+	key := p.SessionID.String() + "\x00" + r.Context.FileName
 	if len(r.Extra) > 0 {
 		pr.files = s.redactChunks(ctx, r.Extra)
+	} else {
+		t := time.Now()
+		pr.retr = s.retrieve(ctx, p, key, pr, s.modelNames(r.ModelIDs), asg.maxTokens(s.plugin.limits.CompletionTokens))
+		ms := msSince(t)
+		pr.ctxMS += ms
+		st.add(StageContext, ms)
 	}
 	// The models start now. Nothing is written, streamed or returned before
 	// the caller's state passes (waitState); its refusal (unknown telemetry
@@ -616,13 +627,16 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		}
 		return queueQuery(ctx, b, nil)
 	})
-	key := p.SessionID.String() + "\x00" + r.Context.FileName
 	var outs []*modelOutcome
 	run, debounced := s.debounce(mctx, asg, key, pr.t0)
 	defer debounced()
 	if run {
 		outs = s.runModels(mctx, r.ModelIDs, asg.timeout(completionTimeout), false, func(m RegisteredModel) engine.Request {
-			req := FIMRequest(pr.ctx.Prefix, asg.suffix(pr.ctx.Suffix), pr.ctx.FileName, chunks(pr.files), r.StopSequences, key,
+			extra := chunks(pr.files)
+			if pr.retr != nil {
+				extra = pr.retr.extra()
+			}
+			req := FIMRequest(pr.ctx.Prefix, asg.suffix(pr.ctx.Suffix), pr.ctx.FileName, extra, r.StopSequences, key,
 				asg.maxTokens(s.plugin.limits.CompletionTokens), s.plugin.seed())
 			if r.Tune != nil {
 				r.Tune(&req)
@@ -751,7 +765,7 @@ func (s *Server) createMetaQuery(ctx context.Context, tx models.DBTX, p *Princip
 	return s.q.MetaQueryInsert(ctx, tx, models.MetaQueryInsertParams{
 		MetaQueryID: mq, QueryType: typ, UserID: p.UserID, SessionID: &p.SessionID, ProjectID: project, ChatID: chatID,
 		ConfigID: config, StudyID: pr.asg.studyIDPtr(), ArmID: pr.asg.armIDPtr(), Client: client, ServerVersion: s.plugin.version, RequestedAt: pr.t0,
-		TotalServingMs: total, RedactMs: &pr.redactMS, ContextMs: &pr.ctxMS,
+		TotalServingMs: total, RedactMs: &pr.redactMS, ContextMs: &pr.ctxMS, ContextChunks: pr.retr.json(),
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -270,7 +271,7 @@ func (s *Server) contextUpdate(c *fiber.Ctx) error {
 	}
 	data, err := s.updateContext(c.UserContext(), p, updates)
 	if err != nil {
-		return internal(MsgMultiFileContextUpdateError, err)
+		return pipelineError(err, MsgMultiFileContextUpdateError) // 413, 422 past the bounds
 	}
 	return c.JSON(fiber.Map{"message": MsgMultiFileContextUpdate, "data": data})
 }
@@ -309,6 +310,7 @@ func (s *Server) updateContext(ctx context.Context, p *Principal, updates []file
 			exists bool
 		}
 		files := map[string]*state{}
+		written := make(map[string][]string, len(prep)) // each file's new lines
 		for _, r := range rows {
 			files[r.FileName] = &state{lines: r.Lines, count: r.ChangeCount, exists: len(r.Lines) > 0}
 		}
@@ -331,16 +333,22 @@ func (s *Server) updateContext(ctx context.Context, p *Principal, updates []file
 			// An emptied file keeps its row (with no lines) so its change
 			// log stays numbered; it leaves the context.
 			if err := s.q.ProjectContextFileUpsert(ctx, tx, models.ProjectContextFileUpsertParams{
-				ProjectID: p.ProjectID, FileName: u.file, Lines: nonNil(lines), ChangeCount: st.count}); err != nil {
+				ProjectID: p.ProjectID, FileName: u.file, Lines: nonNil(lines), ChangeCount: st.count,
+				SizeBytes: int32(min(contextSize(lines), math.MaxInt32))}); err != nil {
 				return err
 			}
+			written[u.file] = lines
 			if len(log) > 0 {
 				if _, err := s.q.ProjectContextChangeCreate(ctx, tx, log); err != nil {
 					return err
 				}
 			}
 		}
-		return nil
+		// Past a bound the transaction rolls back: nothing is stored.
+		if err := s.checkContextBounds(ctx, tx, p.ProjectID, written); err != nil {
+			return err
+		}
+		return s.storeChunks(ctx, tx, p.ProjectID, written) // retrieval.go
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update multi-file context: %w", err)

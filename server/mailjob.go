@@ -100,6 +100,9 @@ func (s *Server) startJobs(ctx context.Context, queue string) error {
 	if err := river.AddWorkerSafely(workers, &evalWorker{s: s}); err != nil {
 		return err
 	}
+	if err := river.AddWorkerSafely(workers, &contextEmbedWorker{s: s}); err != nil { // retrieval.go
+		return err
+	}
 	if err := s.addExportWorkers(workers); err != nil {
 		return err
 	}

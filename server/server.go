@@ -105,6 +105,8 @@ type Server struct {
 	ctxCache  ctxCache // projects' multi-file context (contextcache.go)
 	studies   studies  // the running study (study.go)
 
+	retr retrieval // chunks, embeddings and prompt layout of that context (retrieval.go)
+
 	metrics *metrics // Prometheus metrics (metrics.go)
 
 	jobFigures jobStatsCache // the job queue's figures in /api/ping (jobs_admin.go)
@@ -167,6 +169,7 @@ func New(d Deps) (*Server, error) {
 	if err := s.initPlugin(d); err != nil {
 		return nil, err
 	}
+	s.initRetrieval(d.Engine, d.Config)
 	s.initMetrics(d)
 	s.routes()
 

@@ -521,7 +521,7 @@ func (w *wsConn) run(ctx context.Context, id, key string, raw json.RawMessage, p
 			if data, err = w.s.updateContext(ctx, p, ups); err == nil {
 				content = fiber.Map{"message": MsgMultiFileContextUpdate, "data": data}
 			} else {
-				err = internal(MsgMultiFileContextUpdateError, err)
+				err = pipelineError(err, MsgMultiFileContextUpdateError) // 413, 422 past the bounds
 			}
 		}
 	case "chat_request":

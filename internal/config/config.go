@@ -112,6 +112,15 @@ type Config struct {
 	ChatMaxTokens       int      `env:"CHAT_MAX_TOKENS" def:"256" doc:"Most tokens a chat answer generates (1-32768)."`
 	ModelWorkers        int      `env:"THREAD_POOL_MAX_WORKERS" def:"4" doc:"Models run in parallel for one multi-model request (1-32)."`
 
+	// Project context and retrieval (docs/context.md)
+	ContextMaxFiles     int    `env:"CONTEXT_MAX_FILES" def:"500" doc:"Most files a project's multi-file context holds (1-100000); an update that would make more is refused with 422 and changes nothing."`
+	ContextMaxFileBytes int    `env:"CONTEXT_MAX_FILE_BYTES" def:"1048576" doc:"Largest file of a project's multi-file context, in bytes of its lines (1024 or more); an update that makes a larger one is refused with 413 and changes nothing."`
+	ContextMaxBytes     int    `env:"CONTEXT_MAX_BYTES" def:"33554432" doc:"Most bytes a project's whole multi-file context holds (at least CONTEXT_MAX_FILE_BYTES); an update that would make more is refused with 413 and changes nothing."`
+	EmbeddingModel      string `env:"EMBEDDING_MODEL" def:"" doc:"Loaded model whose mean-pooled embeddings index the project context for retrieval. Empty: the first completion model's. Retrieval needs an in-process engine: with serve --engine=remote the context is laid out whole, as without embeddings."`
+	RetrievalTopK       int    `env:"RETRIEVAL_TOP_K" def:"8" doc:"Chunks of the project context retrieved per completion, nearest to the lines before the cursor (0-64); 0 turns retrieval off, and the named context files are laid out whole."`
+	RetrievalQueryLines int    `env:"RETRIEVAL_QUERY_LINES" def:"16" doc:"Complete lines before the cursor line whose embedding is the retrieval query (1-256)."`
+	RetrievalBytes      int    `env:"RETRIEVAL_CONTEXT_BYTES" def:"8192" doc:"Bytes of retrieved chunks a session's prompts carry (1024-1048576): chunks stay in the order they were first laid out, new ones are appended, and the oldest go when the total is over this. The engine drops the oldest further when a model's context has no room for them beside the prefix and suffix."`
+
 	// Evaluation
 	EvalRoot string `env:"EVAL_ROOT" def:"" doc:"Directory holding the source trees that evaluation runs started from the admin API (POST /api/eval/runs) may read; a repo outside it (symbolic links resolved) is refused. Empty: DATA_DIR/eval."`
 }
@@ -328,6 +337,24 @@ func (c Config) Validate() error {
 	}
 	if c.PromptBudget < 0 || c.PromptBudget > 600000 {
 		return bad("ENGINE_PROMPT_BUDGET_MS", "%d is out of range 0-600000", c.PromptBudget)
+	}
+	if c.ContextMaxFiles < 1 || c.ContextMaxFiles > 100000 {
+		return bad("CONTEXT_MAX_FILES", "%d is out of range 1-100000", c.ContextMaxFiles)
+	}
+	if c.ContextMaxFileBytes < 1024 {
+		return bad("CONTEXT_MAX_FILE_BYTES", "%d is too small (at least 1024)", c.ContextMaxFileBytes)
+	}
+	if c.ContextMaxBytes < c.ContextMaxFileBytes {
+		return bad("CONTEXT_MAX_BYTES", "%d is less than CONTEXT_MAX_FILE_BYTES (%d)", c.ContextMaxBytes, c.ContextMaxFileBytes)
+	}
+	if c.RetrievalTopK < 0 || c.RetrievalTopK > 64 {
+		return bad("RETRIEVAL_TOP_K", "%d is out of range 0-64", c.RetrievalTopK)
+	}
+	if c.RetrievalQueryLines < 1 || c.RetrievalQueryLines > 256 {
+		return bad("RETRIEVAL_QUERY_LINES", "%d is out of range 1-256", c.RetrievalQueryLines)
+	}
+	if c.RetrievalBytes < 1024 || c.RetrievalBytes > 1<<20 {
+		return bad("RETRIEVAL_CONTEXT_BYTES", "%d is out of range 1024-1048576", c.RetrievalBytes)
 	}
 	return nil
 }
