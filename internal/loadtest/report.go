@@ -42,8 +42,9 @@ type Report struct {
 	// UserErrors are why users stopped before the end (sign-up failed).
 	UserErrors []string
 	// Stages are the Server-Timing stages (milliseconds, sorted) of the
-	// HTTP completions answered with a completion.
-	Stages map[string][]float64
+	// HTTP completions answered with a completion, OtherStages those of
+	// the other 200s (superseded, timed out).
+	Stages, OtherStages map[string][]float64
 	// RSS are the server's resident memory samples (ServerPID set).
 	RSS []RSSSample
 
@@ -152,19 +153,24 @@ func (r *Report) deliberate(route string, status int, d time.Duration) {
 var stageOrder = []string{"auth", "ratelimit", "bodywait", "parse", "redact", "lookup", "context", "tokenize", "queue",
 	"prefill", "decode", "output", "store", "total"}
 
-// stages keeps the stages of a Server-Timing header (name;dur=ms, ...).
-func (r *Report) stages(h string) {
+// stages keeps the stages of a Server-Timing header (name;dur=ms, ...) in
+// Stages (answered) or OtherStages.
+func (r *Report) stages(answered bool, h string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.Stages == nil {
-		r.Stages = map[string][]float64{}
+		r.Stages, r.OtherStages = map[string][]float64{}, map[string][]float64{}
+	}
+	set := r.Stages
+	if !answered {
+		set = r.OtherStages
 	}
 	for _, part := range strings.Split(h, ",") {
 		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
 		for _, p := range strings.Split(params, ";") {
 			if v, ok := strings.CutPrefix(strings.TrimSpace(p), "dur="); ok {
 				if f, err := strconv.ParseFloat(v, 64); err == nil {
-					r.Stages[name] = append(r.Stages[name], f)
+					set[name] = append(set[name], f)
 				}
 			}
 		}
@@ -205,6 +211,9 @@ func (r *Report) finish() {
 		s.P50, s.P95, s.P99 = pct(s.lat, 50), pct(s.lat, 95), pct(s.lat, 99)
 	}
 	for _, l := range r.Stages {
+		slices.Sort(l)
+	}
+	for _, l := range r.OtherStages {
 		slices.Sort(l)
 	}
 	if r.Elapsed > 0 {
@@ -350,12 +359,14 @@ func (r *Report) Write(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %d | %s | %.1f | %.1f | %.1f |\n", name, s.Count, strings.Join(st, " "), s.P50, s.P95, s.P99)
 	}
 	fmt.Fprintln(w, "\nLatencies are of 2xx answers that did their work (superseded completions apart).")
-	if len(r.Stages) > 0 {
-		fmt.Fprintf(w, "\nServer-Timing of the %d HTTP completions answered with a completion (ms):\n\n| stage | p50 | p95 |\n|---|---|---|\n",
-			len(r.Stages["total"]))
+	if len(r.Stages)+len(r.OtherStages) > 0 {
+		fmt.Fprintf(w, "\nServer-Timing of the HTTP completions (ms): %d answered with a completion, %d other 200s (superseded, timed out):\n\n",
+			len(r.Stages["total"]), len(r.OtherStages["total"]))
+		fmt.Fprintln(w, "| stage | answered p50 | answered p95 | others p50 | others p95 |\n|---|---|---|---|---|")
 		for _, n := range stageOrder {
-			if l := r.Stages[n]; len(l) > 0 {
-				fmt.Fprintf(w, "| %s | %.1f | %.1f |\n", n, pct(l, 50), pct(l, 95))
+			a, o := r.Stages[n], r.OtherStages[n]
+			if len(a)+len(o) > 0 {
+				fmt.Fprintf(w, "| %s | %.1f | %.1f | %.1f | %.1f |\n", n, pct(a, 50), pct(a, 95), pct(o, 50), pct(o, 95))
 			}
 		}
 	}

@@ -303,8 +303,9 @@ func (u *user) complete(ctx context.Context, n int, k workload.Keystroke, truth 
 		defer u.inflight.Done()
 		t0 := time.Now()
 		ans := u.c.do(context.WithoutCancel(ctx), "POST", "/api/completion/request", body)
-		if u.completionAnswered(RouteCompletion, ans.status, ans.body, time.Since(t0), a, truth, pick) {
-			u.rep.stages(ans.header.Get("Server-Timing"))
+		answered := u.completionAnswered(RouteCompletion, ans.status, ans.body, time.Since(t0), a, truth, pick)
+		if ans.status == http.StatusOK {
+			u.rep.stages(answered, ans.header.Get("Server-Timing"))
 		}
 	}()
 }
