@@ -140,6 +140,14 @@ type faultMailArgs struct {
 
 func (faultMailArgs) Kind() string { return "mail" }
 
+// faultExportArgs is the server's export job (kind "user_export",
+// exportArgs).
+type faultExportArgs struct {
+	ExportID string `json:"export_id"`
+}
+
+func (faultExportArgs) Kind() string { return "user_export" }
+
 // TestFaultServerKill: the server is killed with SIGKILL under load, with
 // at least one completion between its two commits, and started again on
 // the same Postgres, Redis and DATA_DIR. Clients see their requests fail
@@ -147,8 +155,9 @@ func (faultMailArgs) Kind() string { return "mail" }
 // process with the tokens they had; every acknowledged write is in
 // Postgres; each query that was received but never answered stays with
 // total_serving_ms NULL and no generation, which marks it so; mail jobs
-// queued before the kill run after the restart, each exactly once, and
-// each user has exactly the mails queued for it.
+// and an export queued before the kill run after the restart, each
+// exactly once, each user has exactly the mails queued for it, and the
+// export can be downloaded.
 func TestFaultServerKill(t *testing.T) {
 	e := newFaultEnv(t)
 	l := newFaultLoad(e, faultUsers)
@@ -212,8 +221,8 @@ func TestFaultServerKill(t *testing.T) {
 		}
 	}
 
-	// Mail jobs queued while the server cannot take them, as another
-	// process would just before the kill.
+	// Mail jobs and an export queued while the server cannot take them,
+	// as another process would just before the kill.
 	pool, err := pgxpool.New(ctx, e.dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -235,6 +244,25 @@ func TestFaultServerKill(t *testing.T) {
 		}
 		queued = append(queued, res.Job.ID)
 	}
+	// The export: its row and its job in one transaction, as GET
+	// /api/user/export queues them.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exportID string
+	if err := tx.QueryRow(ctx, `INSERT INTO user_export (user_id, expires_at)
+		SELECT user_id, now() + interval '1 hour' FROM users WHERE email = $1 RETURNING export_id::text`, l.users[0].email).Scan(&exportID); err != nil {
+		t.Fatal(err)
+	}
+	res, err := rc.InsertTx(ctx, tx, faultExportArgs{ExportID: exportID}, &river.InsertOpts{Queue: river.QueueDefault, MaxAttempts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	queued = append(queued, res.Job.ID)
 
 	l.setPhase("killed")
 	if err := e.srv.cmd.Process.Kill(); err != nil {
@@ -257,7 +285,7 @@ func TestFaultServerKill(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d mail jobs queued before the kill completed a minute after the restart", done, len(queued))
+			t.Fatalf("%d of %d jobs queued before the kill completed a minute after the restart", done, len(queued))
 		}
 	}
 	rows, err := conn.Query(ctx, `SELECT id, attempt, cardinality(attempted_by) FROM river_job WHERE id = ANY($1)`, queued)
@@ -274,8 +302,12 @@ func TestFaultServerKill(t *testing.T) {
 	}
 	for _, j := range jobs {
 		if j[1] != 1 || j[2] != 1 {
-			t.Errorf("mail job %d: attempt %d, attempted by %d clients; want one attempt", j[0], j[1], j[2])
+			t.Errorf("job %d: attempt %d, attempted by %d clients; want one attempt", j[0], j[1], j[2])
 		}
+	}
+	// The export's owner downloads it.
+	if status, _, err := l.do(l.users[0], "GET", "/api/user/export/"+exportID, nil); status != 200 {
+		t.Errorf("GET /api/user/export/{id} after the restart: %d %v", status, err)
 	}
 	l.stop()
 	t.Logf("answers: %s", l.summary())
