@@ -177,61 +177,109 @@ func (q *Queries) AnalyticsLatency(ctx context.Context, db DBTX, arg AnalyticsLa
 	return items, nil
 }
 
-const analyticsQualityList = `-- name: AnalyticsQualityList :many
-SELECT g.model_id, m.name AS model_name, g.completion, g.was_accepted,
-    coalesce(g.feedback_at, g.shown_at[cardinality(g.shown_at)])::timestamptz AS accepted_at,
-    coalesce(array_agg(gt.ground_truth ORDER BY gt.truth_timestamp, gt.ground_truth_id)
-        FILTER (WHERE gt.ground_truth_id IS NOT NULL), '{}')::text[] AS truths,
-    coalesce(array_agg(gt.truth_timestamp ORDER BY gt.truth_timestamp, gt.ground_truth_id)
-        FILTER (WHERE gt.ground_truth_id IS NOT NULL), '{}')::timestamptz[] AS truth_times
-FROM generation g
-JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
-JOIN model m ON m.model_id = g.model_id
-LEFT JOIN ground_truth gt ON gt.meta_query_id = g.meta_query_id AND (gt.model_id IS NULL OR gt.model_id = g.model_id)
-WHERE mq.query_type = 'completion' AND cardinality(g.shown_at) > 0
-    AND mq.requested_at >= $1::timestamptz AND mq.requested_at < $2::timestamptz
-    AND ($3::uuid IS NULL OR mq.user_id = $3::uuid)
-GROUP BY g.meta_query_id, g.model_id, m.name
-ORDER BY g.model_id, g.meta_query_id
+const analyticsQuality = `-- name: AnalyticsQuality :many
+WITH g AS (
+    SELECT g.meta_query_id, g.model_id, g.was_accepted,
+        coalesce(g.feedback_at, g.shown_at[cardinality(g.shown_at)]) AS accepted_at
+    FROM generation g
+    JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
+    WHERE mq.query_type = 'completion' AND cardinality(g.shown_at) > 0
+        AND mq.requested_at >= $1::timestamptz AND mq.requested_at < $2::timestamptz
+        AND ($3::uuid IS NULL OR mq.user_id = $3::uuid)
+), matched AS (
+    SELECT g.model_id,
+        count(t.exact_match) AS n_shown,
+        avg(t.exact_match::int) AS em_shown,
+        avg(t.edit_similarity) AS es_shown,
+        count(t.exact_match) FILTER (WHERE g.was_accepted) AS n_accepted,
+        avg(t.exact_match::int) FILTER (WHERE g.was_accepted) AS em_accepted,
+        avg(t.edit_similarity) FILTER (WHERE g.was_accepted) AS es_accepted
+    FROM g
+    LEFT JOIN LATERAL (
+        SELECT x.exact_match, x.edit_similarity FROM generation_truth_match x
+        WHERE x.meta_query_id = g.meta_query_id AND x.model_id = g.model_id
+        ORDER BY x.truth_at DESC, x.ground_truth_id DESC LIMIT 1
+    ) t ON true
+    GROUP BY g.model_id
+), survived AS (
+    SELECT g.model_id, h.k, count(t.survival) AS n, avg(t.survival) AS mean
+    FROM g
+    CROSS JOIN unnest($4::int[]) WITH ORDINALITY AS h(secs, k)
+    LEFT JOIN LATERAL (
+        SELECT x.survival FROM generation_truth_match x
+        WHERE x.meta_query_id = g.meta_query_id AND x.model_id = g.model_id
+            AND x.truth_at <= g.accepted_at + make_interval(secs => h.secs)
+        ORDER BY x.truth_at DESC, x.ground_truth_id DESC LIMIT 1
+    ) t ON true
+    WHERE g.was_accepted
+    GROUP BY g.model_id, h.k
+)
+SELECT a.model_id, m.name AS model_name,
+    a.n_shown::bigint AS n_shown, coalesce(a.em_shown, 0)::float8 AS em_shown, coalesce(a.es_shown, 0)::float8 AS es_shown,
+    a.n_accepted::bigint AS n_accepted, coalesce(a.em_accepted, 0)::float8 AS em_accepted,
+    coalesce(a.es_accepted, 0)::float8 AS es_accepted,
+    coalesce((SELECT array_agg(s.n ORDER BY s.k) FROM survived s WHERE s.model_id = a.model_id), '{}')::bigint[] AS survival_n,
+    coalesce((SELECT array_agg(coalesce(s.mean, 0) ORDER BY s.k) FROM survived s WHERE s.model_id = a.model_id), '{}')::float8[] AS survival_mean
+FROM matched a
+JOIN model m ON m.model_id = a.model_id
+ORDER BY a.model_id
 `
 
-type AnalyticsQualityListParams struct {
-	FromTime time.Time  `json:"from_time"`
-	ToTime   time.Time  `json:"to_time"`
-	UserID   *uuid.UUID `json:"user_id"`
+type AnalyticsQualityParams struct {
+	FromTime  time.Time  `json:"from_time"`
+	ToTime    time.Time  `json:"to_time"`
+	UserID    *uuid.UUID `json:"user_id"`
+	HorizonsS []int32    `json:"horizons_s"`
 }
 
-type AnalyticsQualityListRow struct {
-	ModelID     int64       `json:"model_id"`
-	ModelName   string      `json:"model_name"`
-	Completion  string      `json:"completion"`
-	WasAccepted bool        `json:"was_accepted"`
-	AcceptedAt  time.Time   `json:"accepted_at"`
-	Truths      []string    `json:"truths"`
-	TruthTimes  []time.Time `json:"truth_times"`
+type AnalyticsQualityRow struct {
+	ModelID      int64     `json:"model_id"`
+	ModelName    string    `json:"model_name"`
+	NShown       int64     `json:"n_shown"`
+	EmShown      float64   `json:"em_shown"`
+	EsShown      float64   `json:"es_shown"`
+	NAccepted    int64     `json:"n_accepted"`
+	EmAccepted   float64   `json:"em_accepted"`
+	EsAccepted   float64   `json:"es_accepted"`
+	SurvivalN    []int64   `json:"survival_n"`
+	SurvivalMean []float64 `json:"survival_mean"`
 }
 
-// The shown completion generations with the ground truths that apply to
-// them (those of their query for their model or for no model), oldest
-// first. accepted_at is when the acceptance was recorded (feedback_at),
-// else the last time the completion was shown.
-func (q *Queries) AnalyticsQualityList(ctx context.Context, db DBTX, arg AnalyticsQualityListParams) ([]AnalyticsQualityListRow, error) {
-	rows, err := db.Query(ctx, analyticsQualityList, arg.FromTime, arg.ToTime, arg.UserID)
+// Per model with shown completion generations, in model_id order: over
+// the shown generations whose latest ground truth (by truth_timestamp,
+// then ground_truth_id) has its figures in generation_truth_match, how
+// many, and the means of exact_match and edit_similarity against it;
+// the same over the accepted ones; and per horizon of horizons_s (in that
+// order), over the accepted, non-empty generations with a ground truth
+// reported at or before accepted_at + horizon, how many and the mean
+// survival against the latest such one. Means are 0 where the count is.
+// accepted_at is when the acceptance was recorded (feedback_at), else the
+// last time the completion was shown.
+func (q *Queries) AnalyticsQuality(ctx context.Context, db DBTX, arg AnalyticsQualityParams) ([]AnalyticsQualityRow, error) {
+	rows, err := db.Query(ctx, analyticsQuality,
+		arg.FromTime,
+		arg.ToTime,
+		arg.UserID,
+		arg.HorizonsS,
+	)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []AnalyticsQualityListRow{}
+	items := []AnalyticsQualityRow{}
 	for rows.Next() {
-		var i AnalyticsQualityListRow
+		var i AnalyticsQualityRow
 		if err := rows.Scan(
 			&i.ModelID,
 			&i.ModelName,
-			&i.Completion,
-			&i.WasAccepted,
-			&i.AcceptedAt,
-			&i.Truths,
-			&i.TruthTimes,
+			&i.NShown,
+			&i.EmShown,
+			&i.EsShown,
+			&i.NAccepted,
+			&i.EmAccepted,
+			&i.EsAccepted,
+			&i.SurvivalN,
+			&i.SurvivalMean,
 		); err != nil {
 			return nil, err
 		}

@@ -265,6 +265,17 @@ type Generation struct {
 	Trigger          *string         `json:"trigger"`
 }
 
+type GenerationTruthMatch struct {
+	MetaQueryID    uuid.UUID `json:"meta_query_id"`
+	ModelID        int64     `json:"model_id"`
+	GroundTruthID  int64     `json:"ground_truth_id"`
+	TruthAt        time.Time `json:"truth_at"`
+	ExactMatch     bool      `json:"exact_match"`
+	EditSimilarity float64   `json:"edit_similarity"`
+	Survival       *float64  `json:"survival"`
+	ComputedAt     time.Time `json:"computed_at"`
+}
+
 type GroundTruth struct {
 	GroundTruthID  int64     `json:"ground_truth_id"`
 	MetaQueryID    uuid.UUID `json:"meta_query_id"`

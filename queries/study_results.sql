@@ -48,24 +48,53 @@ WHERE a.study_id = sqlc.arg('study_id')
 GROUP BY a.arm_id
 ORDER BY a.arm_id;
 
--- name: StudyResultQualityList :many
--- AnalyticsQualityList's rows for the study's exposed queries, per arm:
--- the shown generations with the ground truths that apply to them,
--- oldest first, and when each was accepted.
-SELECT mq.arm_id::bigint AS arm_id, g.completion, g.was_accepted,
-    coalesce(g.feedback_at, g.shown_at[cardinality(g.shown_at)])::timestamptz AS accepted_at,
-    coalesce(array_agg(gt.ground_truth ORDER BY gt.truth_timestamp, gt.ground_truth_id)
-        FILTER (WHERE gt.ground_truth_id IS NOT NULL), '{}')::text[] AS truths,
-    coalesce(array_agg(gt.truth_timestamp ORDER BY gt.truth_timestamp, gt.ground_truth_id)
-        FILTER (WHERE gt.ground_truth_id IS NOT NULL), '{}')::timestamptz[] AS truth_times
-FROM generation g
-JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
-JOIN study_arm a ON a.arm_id = mq.arm_id
-LEFT JOIN ground_truth gt ON gt.meta_query_id = g.meta_query_id AND (gt.model_id IS NULL OR gt.model_id = g.model_id)
-WHERE a.study_id = sqlc.arg('study_id') AND mq.query_type = 'completion' AND cardinality(g.shown_at) > 0
-    AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
-GROUP BY g.meta_query_id, g.model_id, mq.arm_id
-ORDER BY mq.arm_id, g.meta_query_id, g.model_id;
+-- name: StudyResultQuality :many
+-- AnalyticsQuality's figures per arm, over the study's exposed queries,
+-- in arm_id order; arms without a shown generation have no row.
+WITH g AS (
+    SELECT mq.arm_id::bigint AS arm_id, g.meta_query_id, g.model_id, g.was_accepted,
+        coalesce(g.feedback_at, g.shown_at[cardinality(g.shown_at)]) AS accepted_at
+    FROM generation g
+    JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
+    JOIN study_arm a ON a.arm_id = mq.arm_id
+    WHERE a.study_id = sqlc.arg('study_id') AND mq.query_type = 'completion' AND cardinality(g.shown_at) > 0
+        AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
+), matched AS (
+    SELECT g.arm_id,
+        count(t.exact_match) AS n_shown,
+        avg(t.exact_match::int) AS em_shown,
+        avg(t.edit_similarity) AS es_shown,
+        count(t.exact_match) FILTER (WHERE g.was_accepted) AS n_accepted,
+        avg(t.exact_match::int) FILTER (WHERE g.was_accepted) AS em_accepted,
+        avg(t.edit_similarity) FILTER (WHERE g.was_accepted) AS es_accepted
+    FROM g
+    LEFT JOIN LATERAL (
+        SELECT x.exact_match, x.edit_similarity FROM generation_truth_match x
+        WHERE x.meta_query_id = g.meta_query_id AND x.model_id = g.model_id
+        ORDER BY x.truth_at DESC, x.ground_truth_id DESC LIMIT 1
+    ) t ON true
+    GROUP BY g.arm_id
+), survived AS (
+    SELECT g.arm_id, h.k, count(t.survival) AS n, avg(t.survival) AS mean
+    FROM g
+    CROSS JOIN unnest(sqlc.arg('horizons_s')::int[]) WITH ORDINALITY AS h(secs, k)
+    LEFT JOIN LATERAL (
+        SELECT x.survival FROM generation_truth_match x
+        WHERE x.meta_query_id = g.meta_query_id AND x.model_id = g.model_id
+            AND x.truth_at <= g.accepted_at + make_interval(secs => h.secs)
+        ORDER BY x.truth_at DESC, x.ground_truth_id DESC LIMIT 1
+    ) t ON true
+    WHERE g.was_accepted
+    GROUP BY g.arm_id, h.k
+)
+SELECT a.arm_id,
+    a.n_shown::bigint AS n_shown, coalesce(a.em_shown, 0)::float8 AS em_shown, coalesce(a.es_shown, 0)::float8 AS es_shown,
+    a.n_accepted::bigint AS n_accepted, coalesce(a.em_accepted, 0)::float8 AS em_accepted,
+    coalesce(a.es_accepted, 0)::float8 AS es_accepted,
+    coalesce((SELECT array_agg(s.n ORDER BY s.k) FROM survived s WHERE s.arm_id = a.arm_id), '{}')::bigint[] AS survival_n,
+    coalesce((SELECT array_agg(coalesce(s.mean, 0) ORDER BY s.k) FROM survived s WHERE s.arm_id = a.arm_id), '{}')::float8[] AS survival_mean
+FROM matched a
+ORDER BY a.arm_id;
 
 -- name: StudyExportPage :many
 -- One page of the export: the next page_size exposed queries after

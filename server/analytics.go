@@ -7,7 +7,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 
-	"github.com/code4me/code4me/internal/eval"
 	"github.com/code4me/code4me/models"
 )
 
@@ -229,6 +228,16 @@ func (s *Server) analyticsLatency(c *fiber.Ctx) error {
 // accepted code is measured.
 var survivalHorizons = []time.Duration{30 * time.Second, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute}
 
+// survivalHorizonsS is survivalHorizons in seconds, as the quality
+// queries take them.
+func survivalHorizonsS() []int32 {
+	out := make([]int32, len(survivalHorizons))
+	for k, h := range survivalHorizons {
+		out[k] = int32(h / time.Second)
+	}
+	return out
+}
+
 // matchFigures are exact match and edit similarity (eval.ExactMatch,
 // eval.EditSimilarity) of completions against their latest ground truth,
 // averaged over the N generations that have one.
@@ -236,22 +245,16 @@ type matchFigures struct {
 	N              int64    `json:"n"`
 	ExactMatch     *float64 `json:"exact_match"`
 	EditSimilarity *float64 `json:"edit_similarity"`
-	em, es         float64
 }
 
-func (m *matchFigures) add(completion, truth string) {
-	m.N++
-	if eval.ExactMatch(completion, truth) {
-		m.em++
-	}
-	m.es += eval.EditSimilarity(completion, truth)
-}
-
-func (m *matchFigures) finish() {
-	if m.N > 0 {
-		em, es := m.em/float64(m.N), m.es/float64(m.N)
+// newMatchFigures are n generations' figures with the means em and es
+// (nulls when n is 0).
+func newMatchFigures(n int64, em, es float64) matchFigures {
+	m := matchFigures{N: n}
+	if n > 0 {
 		m.ExactMatch, m.EditSimilarity = &em, &es
 	}
+	return m
 }
 
 // survivalFigure is the mean survival at one horizon over the N accepted
@@ -260,55 +263,39 @@ type survivalFigure struct {
 	HorizonS int64    `json:"horizon_s"`
 	N        int64    `json:"n"`
 	Mean     *float64 `json:"mean"`
-	sum      float64
 }
 
 // qualityFigures are the quality figures of a set of shown generations:
 // exact match and edit similarity of the shown and of the accepted ones,
-// and the survival of accepted code at each horizon.
+// and the survival of accepted code at each horizon. They are read from
+// the figures the truth_match job stores per (generation, ground truth)
+// (truth_job.go), within seconds of the ground truth's arrival.
 type qualityFigures struct {
 	Shown    matchFigures     `json:"shown"`
 	Accepted matchFigures     `json:"accepted"`
 	Survival []survivalFigure `json:"survival"`
 }
 
+// newQualityFigures are the figures of a set without ground truths.
 func newQualityFigures() qualityFigures {
-	var q qualityFigures
-	for _, h := range survivalHorizons {
-		q.Survival = append(q.Survival, survivalFigure{HorizonS: int64(h / time.Second)})
+	return readQualityFigures(0, 0, 0, 0, 0, 0, nil, nil)
+}
+
+// readQualityFigures are the figures of a quality query's row: the counts
+// and means of the shown and accepted generations, and per horizon of
+// survivalHorizons the count and mean survival (absent: none).
+func readQualityFigures(nShown int64, emShown, esShown float64, nAccepted int64, emAccepted, esAccepted float64,
+	survN []int64, survMean []float64) qualityFigures {
+	q := qualityFigures{Shown: newMatchFigures(nShown, emShown, esShown),
+		Accepted: newMatchFigures(nAccepted, emAccepted, esAccepted)}
+	for k, h := range survivalHorizons {
+		sv := survivalFigure{HorizonS: int64(h / time.Second)}
+		if k < len(survN) && k < len(survMean) && survN[k] > 0 {
+			sv.N, sv.Mean = survN[k], &survMean[k]
+		}
+		q.Survival = append(q.Survival, sv)
 	}
 	return q
-}
-
-// add counts one shown generation: its completion, whether it was
-// accepted and when, and its ground truths with their times, oldest first.
-func (q *qualityFigures) add(completion string, accepted bool, acceptedAt time.Time, truths []string, truthTimes []time.Time) {
-	if len(truths) == 0 {
-		return
-	}
-	latest := truths[len(truths)-1]
-	q.Shown.add(completion, latest)
-	if !accepted {
-		return
-	}
-	q.Accepted.add(completion, latest)
-	for k, h := range survivalHorizons {
-		if v, ok := survivalBy(completion, acceptedAt, h, truths, truthTimes); ok {
-			q.Survival[k].N++
-			q.Survival[k].sum += v
-		}
-	}
-}
-
-func (q *qualityFigures) finish() {
-	q.Shown.finish()
-	q.Accepted.finish()
-	for k := range q.Survival {
-		if sv := &q.Survival[k]; sv.N > 0 {
-			mean := sv.sum / float64(sv.N)
-			sv.Mean = &mean
-		}
-	}
 }
 
 // survivalBy is the survival of an accepted completion at horizon h:
@@ -361,26 +348,23 @@ func survival(completion, truth string) float64 {
 // their latest ground truth, and the survival of accepted code: at
 // horizon h, an accepted, non-empty completion's survival against the
 // latest ground truth reported at or before accepted_at + h, averaged
-// over the accepted generations that have one.
+// over the accepted generations that have one. The figures are the
+// stored ones of the truth_match job (truth_job.go), aggregated in SQL.
 func (s *Server) analyticsQuality(c *fiber.Ctx) error {
 	q := queryFields(c)
 	f := readAnalyticsFilter(q)
 	if err := q.err(); err != nil {
 		return err
 	}
-	rows, err := s.q.AnalyticsQualityList(c.UserContext(), s.db, models.AnalyticsQualityListParams{FromTime: f.from, ToTime: f.to, UserID: f.userID})
+	rows, err := s.q.AnalyticsQuality(c.UserContext(), s.db, models.AnalyticsQualityParams{FromTime: f.from, ToTime: f.to,
+		UserID: f.userID, HorizonsS: survivalHorizonsS()})
 	if err != nil {
 		return internalDetail(MsgAnalyticsError, err)
 	}
-	out := []*qualityModel{}
+	out := make([]qualityModel, 0, len(rows))
 	for _, r := range rows {
-		if len(out) == 0 || out[len(out)-1].ModelID != r.ModelID {
-			out = append(out, &qualityModel{ModelID: r.ModelID, ModelName: r.ModelName, qualityFigures: newQualityFigures()})
-		}
-		out[len(out)-1].add(r.Completion, r.WasAccepted, r.AcceptedAt, r.Truths, r.TruthTimes)
-	}
-	for _, m := range out {
-		m.finish()
+		out = append(out, qualityModel{ModelID: r.ModelID, ModelName: r.ModelName, qualityFigures: readQualityFigures(
+			r.NShown, r.EmShown, r.EsShown, r.NAccepted, r.EmAccepted, r.EsAccepted, r.SurvivalN, r.SurvivalMean)})
 	}
 	return c.JSON(fiber.Map{"from": f.from.UTC(), "to": f.to.UTC(), "models": out})
 }

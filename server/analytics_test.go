@@ -482,6 +482,7 @@ func TestAnalyticsQuality(t *testing.T) {
 	}
 	horizons := []time.Duration{30 * time.Second, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute}
 	wants := map[int64]*want{s.models[0]: {}, s.models[1]: {}}
+	mark := s.e.truthMark()
 	for i := range 80 {
 		chat := i%10 == 9
 		at := s.from.Add(time.Duration(i) * time.Minute)
@@ -584,6 +585,7 @@ func TestAnalyticsQuality(t *testing.T) {
 		}
 	}
 
+	s.e.sweepTruths(mark) // the quality figures are derived by jobs
 	r := s.get("/api/analytics/quality", nil)
 	got := r["models"].([]any)
 	if len(got) != 2 {

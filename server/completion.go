@@ -1035,7 +1035,8 @@ func (s *Server) completionFeedback(c *fiber.Ctx) error {
 }
 
 // recordFeedback sets acceptance, appends shown_at and stores the redacted
-// ground truth, in one transaction; only the query's owner may.
+// ground truth with the job that derives its figures, in one transaction;
+// only the query's owner may.
 func (s *Server) recordFeedback(ctx context.Context, p *Principal, fb *feedback) error {
 	mq, err := s.q.MetaQueryGetByID(ctx, s.db, fb.MetaQueryID)
 	if errors.Is(db.Translate(err), db.ErrNotFound) {
@@ -1060,9 +1061,12 @@ func (s *Server) recordFeedback(ctx context.Context, p *Principal, fb *feedback)
 			return fail(fiber.StatusNotFound, MsgGenerationNotFound)
 		}
 		if truth != "" {
-			if _, err := s.q.GroundTruthCreate(ctx, tx, models.GroundTruthCreateParams{MetaQueryID: fb.MetaQueryID, ModelID: &fb.ModelID, GroundTruth: truth}); err != nil {
+			gt, err := s.q.GroundTruthCreate(ctx, tx, models.GroundTruthCreateParams{MetaQueryID: fb.MetaQueryID, ModelID: &fb.ModelID, GroundTruth: truth})
+			if err != nil {
 				return err
 			}
+			// Its figures are derived by a job stored with it (truth_job.go).
+			return s.queueTruthMatchTx(ctx, tx, gt.GroundTruthID)
 		}
 		return nil
 	})

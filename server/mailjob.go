@@ -106,6 +106,9 @@ func (s *Server) startJobs(ctx context.Context, queue string) error {
 	if err := s.addExportWorkers(workers); err != nil {
 		return err
 	}
+	if err := s.addTruthMatch(workers); err != nil { // truth_job.go
+		return err
+	}
 	c, err := river.NewClient(riverpgxv5.New(s.db), &river.Config{
 		Queues:  map[string]river.QueueConfig{queue: {MaxWorkers: 2}, evalQueue: {MaxWorkers: 1}},
 		Workers: workers,
@@ -117,6 +120,7 @@ func (s *Server) startJobs(ctx context.Context, queue string) error {
 		return fmt.Errorf("server: job queue: %w", err)
 	}
 	c.PeriodicJobs().Add(s.retentionJob(queue))
+	c.PeriodicJobs().Add(s.truthSweepJob(queue))
 	if err := c.Start(ctx); err != nil {
 		return fmt.Errorf("server: start job queue: %w", err)
 	}

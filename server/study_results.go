@@ -135,7 +135,8 @@ func (s *Server) studyEvaluation(c *fiber.Ctx) error {
 	if err != nil {
 		return internalDetail(MsgAnalyticsError, err)
 	}
-	quality, err := s.q.StudyResultQualityList(ctx, s.db, models.StudyResultQualityListParams{StudyID: st.StudyID, FromTime: from, ToTime: to})
+	quality, err := s.q.StudyResultQuality(ctx, s.db, models.StudyResultQualityParams{StudyID: st.StudyID, FromTime: from, ToTime: to,
+		HorizonsS: survivalHorizonsS()})
 	if err != nil {
 		return internalDetail(MsgAnalyticsError, err)
 	}
@@ -156,11 +157,9 @@ func (s *Server) studyEvaluation(c *fiber.Ctx) error {
 	}
 	for _, r := range quality {
 		if a := byID[r.ArmID]; a != nil {
-			a.Quality.add(r.Completion, r.WasAccepted, r.AcceptedAt, r.Truths, r.TruthTimes)
+			a.Quality = readQualityFigures(r.NShown, r.EmShown, r.EsShown, r.NAccepted, r.EmAccepted, r.EsAccepted,
+				r.SurvivalN, r.SurvivalMean)
 		}
-	}
-	for _, a := range arms {
-		a.Quality.finish()
 	}
 	return c.JSON(fiber.Map{"study": studyJSON(st), "from": from.UTC(), "to": to.UTC(), "unit": st.Unit,
 		"confidence_level": studyConfidence, "arms": arms})

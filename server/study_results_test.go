@@ -592,7 +592,9 @@ func TestStudyResults(t *testing.T) {
 			e := newEnv(t, nil)
 			admin, _ := e.newAdmin()
 			s := newStudySeed(t, e, admin, unit, 5, "control", "treatment", "empty")
+			mark := e.truthMark()
 			s.seedRandom(rand.New(rand.NewPCG(uint64(len(unit)), 11)), 160, []int{0, 1})
+			e.sweepTruths(mark) // the quality figures are derived by jobs
 			want := s.want()
 			if want[0].shown < 10 || want[1].latency == nil || want[0].survN[3] == 0 || want[1].accM[1] == 0 {
 				t.Fatalf("the seed covers too little: %+v", want[:2])
