@@ -79,22 +79,24 @@ export function Layout() {
           )}
         </nav>
         <div className="sidebar-foot">
-          <ThemeToggle />
           <div className="me">
             <div className="me-name">{user?.name}</div>
             <div className="me-email">{user?.email}</div>
           </div>
-          <button
-            type="button"
-            className="btn btn-ghost"
-            data-action="sign-out"
-            onClick={async () => {
-              await signOut();
-              navigate("/signin");
-            }}
-          >
-            Sign out
-          </button>
+          <div className="foot-row">
+            <ThemeToggle />
+            <button
+              type="button"
+              className="btn btn-ghost"
+              data-action="sign-out"
+              onClick={async () => {
+                await signOut();
+                navigate("/signin");
+              }}
+            >
+              Sign out
+            </button>
+          </div>
         </div>
       </aside>
       <main className="content">

@@ -32,12 +32,20 @@ type ArmResult = {
 
 type ArmForm = { name: string; config_id: number; weight: number; baseline: boolean };
 
-const interval = (e: Estimate, f: (v: number) => string) =>
-  !e || e.estimate == null ? "–" : e.low == null || e.high == null ? f(e.estimate) : `${f(e.estimate)} [${f(e.low)}, ${f(e.high)}]`;
-const pct = (v: number) => `${(v * 100).toFixed(1)} %`;
-const pp = (v: number) => `${v >= 0 ? "+" : ""}${(v * 100).toFixed(1)} pp`;
-const ms = (v: number) => `${v.toFixed(0)} ms`;
-const dms = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(0)} ms`;
+// interval shows an estimate with its interval below it.
+function interval(e: Estimate, f: (v: number) => string) {
+  if (!e || e.estimate == null) return "–";
+  if (e.low == null || e.high == null) return f(e.estimate);
+  return (
+    <>
+      <span className="ci-est">{f(e.estimate)}</span> <span className="ci-range">[{f(e.low)}, {f(e.high)}]</span>
+    </>
+  );
+}
+const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
+const pp = (v: number) => `${v >= 0 ? "+" : ""}${(v * 100).toFixed(1)}pp`;
+const ms = (v: number) => `${v.toFixed(0)}ms`;
+const dms = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(0)}ms`;
 
 // IntervalBar draws an estimate and its interval on [0, 1].
 function IntervalBar({ e }: { e: Estimate }) {
@@ -76,7 +84,7 @@ function Results({ study }: { study: Study }) {
                   <th scope="col" className="num">Shown</th>
                   <th scope="col" className="num">Accepted</th>
                   <th scope="col">Acceptance [95 % CI]</th>
-                  <th scope="col" className="bar-col"><span className="sr-only">Interval</span></th>
+                  <th scope="col" className="ci-bar"><span className="sr-only">Interval</span></th>
                   <th scope="col">vs baseline</th>
                   <th scope="col">Serving mean [95 % CI]</th>
                   <th scope="col">vs baseline</th>
@@ -92,13 +100,13 @@ function Results({ study }: { study: Study }) {
                     <td className="num">{fmtInt(a.queries)}</td>
                     <td className="num">{fmtInt(a.shown)}</td>
                     <td className="num">{fmtInt(a.accepted)}</td>
-                    <td>{interval(a.acceptance_rate, pct)}</td>
-                    <td className="bar-col">
+                    <td className="ci">{interval(a.acceptance_rate, pct)}</td>
+                    <td className="ci-bar">
                       <IntervalBar e={a.acceptance_rate} />
                     </td>
-                    <td>{a.vs_baseline ? interval(a.vs_baseline.acceptance_rate_diff, pp) : "–"}</td>
-                    <td>{interval(a.total_serving_ms.mean, ms)}</td>
-                    <td>{a.vs_baseline ? interval(a.vs_baseline.total_serving_ms_mean_diff, dms) : "–"}</td>
+                    <td className="ci">{a.vs_baseline ? interval(a.vs_baseline.acceptance_rate_diff, pp) : "–"}</td>
+                    <td className="ci">{interval(a.total_serving_ms.mean, ms)}</td>
+                    <td className="ci">{a.vs_baseline ? interval(a.vs_baseline.total_serving_ms_mean_diff, dms) : "–"}</td>
                   </tr>
                 ))}
               </tbody>
