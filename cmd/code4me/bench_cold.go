@@ -30,7 +30,7 @@ const coldUsers = 4
 // freshly loaded model that a warm-up request (another file) has measured.
 func benchCold(ctx context.Context, cfg config.Config, log *slog.Logger, ref modelRef, maxPrefix, maxSuffix, maxTokens int,
 	deadline time.Duration) (string, error) {
-	ws, err := workload.Build(filepath.Join(runtime.GOROOT(), "src"), coldUsers+1, workload.Options{Files: 1, Keystrokes: 1,
+	ws, err := workload.Build(filepath.Join(runtime.GOROOT(), "src"), 4*(coldUsers+1), workload.Options{Files: 1, Keystrokes: 1,
 		MaxPrefix: maxPrefix, MaxSuffix: maxSuffix, MinFileBytes: maxPrefix + maxSuffix})
 	if err != nil {
 		return "", err
@@ -38,6 +38,9 @@ func benchCold(ctx context.Context, cfg config.Config, log *slog.Logger, ref mod
 	llama.SetLogger(log.With(slog.String("component", "llama.cpp")))
 	b, err := llama.New(llama.Config{BackendDir: cfg.GGMLBackendDir})
 	if err != nil {
+		return "", err
+	}
+	if ws, err = typicalFiles(b, ref, ws, coldUsers+1); err != nil {
 		return "", err
 	}
 	var rows []string
@@ -121,6 +124,37 @@ func coldRun(ctx context.Context, b *llama.Backend, cfg config.Config, log *slog
 	return fmt.Sprintf("| %s | %d-%d | %d | %d | %d | %s | %s | %.0f | %.1f |\n", order, prompt[0], prompt[len(prompt)-1],
 		answered, refused, late, dash(strings.Join(ms, ", ")), dash(strings.Join(refusedMS, ", ")), speed,
 		(after.DecodeMS-before.DecodeMS)/1000), nil
+}
+
+// typicalFiles keeps the n typists whose first prompt text has the median
+// token counts: a window of a file of numbers tokenizes into several times
+// the tokens of one of code.
+func typicalFiles(b *llama.Backend, ref modelRef, ws []workload.Typist, n int) ([]workload.Typist, error) {
+	m, err := b.Load(ref.Path, engine.LoadOptions{UseMmap: true}, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	type sized struct {
+		w workload.Typist
+		n int
+	}
+	var all []sized
+	for _, w := range ws {
+		ks := w.Keystrokes[0]
+		t, err := m.Tokenize(ks.Prefix+ks.Suffix, false, false)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, sized{w, len(t)})
+	}
+	slices.SortFunc(all, func(a, b sized) int { return a.n - b.n })
+	mid := max(len(all)/2-n/2, 0)
+	out := make([]workload.Typist, 0, n)
+	for _, s := range all[mid:min(mid+n, len(all))] {
+		out = append(out, s.w)
+	}
+	return out, nil
 }
 
 func dash(s string) string {
