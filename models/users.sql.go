@@ -73,12 +73,14 @@ WITH p AS (
     DELETE FROM project_context_file f USING p WHERE f.project_id = p.project_id
 ), changes AS (
     DELETE FROM project_context_change c USING p WHERE c.project_id = p.project_id
+), chunks AS (
+    DELETE FROM project_context_chunk k USING p WHERE k.project_id = p.project_id
 )
 SELECT p.project_id FROM p
 `
 
-// Drops the multi-file context (files and change log) of the user's
-// remaining projects where no other member consents to storing context,
+// Drops the multi-file context (files, change log and chunks) of the
+// user's remaining projects where no other member consents to storing context,
 // and returns those projects. Run after UserDataDeleteSoleProjects and
 // before the memberships go.
 func (q *Queries) UserDataClearSharedContext(ctx context.Context, db DBTX, userID uuid.UUID) ([]uuid.UUID, error) {

@@ -86,8 +86,8 @@ WHERE EXISTS (SELECT 1 FROM project_users pu WHERE pu.project_id = p.project_id 
   AND NOT EXISTS (SELECT 1 FROM project_users pu WHERE pu.project_id = p.project_id AND pu.user_id <> @user_id::uuid);
 
 -- name: UserDataClearSharedContext :many
--- Drops the multi-file context (files and change log) of the user's
--- remaining projects where no other member consents to storing context,
+-- Drops the multi-file context (files, change log and chunks) of the
+-- user's remaining projects where no other member consents to storing context,
 -- and returns those projects. Run after UserDataDeleteSoleProjects and
 -- before the memberships go.
 WITH p AS (
@@ -99,6 +99,8 @@ WITH p AS (
     DELETE FROM project_context_file f USING p WHERE f.project_id = p.project_id
 ), changes AS (
     DELETE FROM project_context_change c USING p WHERE c.project_id = p.project_id
+), chunks AS (
+    DELETE FROM project_context_chunk k USING p WHERE k.project_id = p.project_id
 )
 SELECT p.project_id FROM p;
 

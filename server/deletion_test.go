@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/code4me/code4me/internal/config"
 )
 
 // seededUser is a user with rows in every table that refers to users,
@@ -118,6 +120,7 @@ var deletionTables = []struct{ table, world, mine string }{
 	// remaining member consents to storing context (the other does not).
 	{"project_context_file", `project_id = ANY(w.ps)`, `project_id IN (SELECT project_id FROM project_users WHERE user_id = w.u)`},
 	{"project_context_change", `project_id = ANY(w.ps)`, `project_id IN (SELECT project_id FROM project_users WHERE user_id = w.u)`},
+	{"project_context_chunk", `project_id = ANY(w.ps)`, `project_id IN (SELECT project_id FROM project_users WHERE user_id = w.u)`},
 	{"config_assignment_history", `user_id = ANY(w.us) OR assignment_id = ANY(w.asg)`, `user_id = w.u`},
 	{"study_participant", `study_id = w.st`, `user_id = w.u`},
 	{"chat", `project_id = ANY(w.ps)`, `user_id = w.u`},
@@ -215,7 +218,8 @@ func namingUser(e *pluginEnv, id uuid.UUID) (map[string]int, int) {
 func TestUserDeletionCounts(t *testing.T) {
 	for _, deleteData := range []bool{false, true} {
 		t.Run(fmt.Sprintf("delete_data=%v", deleteData), func(t *testing.T) {
-			e := newPluginEnv(t, nil)
+			// Retrieval on: the consenting user's context is chunked too.
+			e := newPluginEnv(t, func(c *config.Config) { c.EmbeddingModel = "tiny-coder" })
 			su := seedUser(e, fmt.Sprintf("gone-%v@example.com", deleteData), fmt.Sprintf("stays-%v@example.com", deleteData))
 			w := deletionWorld{u: su.id, users: []uuid.UUID{su.id, su.other}, projects: []uuid.UUID{su.sole, su.shared, su.otherP}, study: su.study}
 			ctx := context.Background()
