@@ -283,7 +283,9 @@ var coreOps = []apiOp{
 			reqField("contextual_telemetry", "object", contextualField), reqField("behavioral_telemetry", "object", behavioralField),
 			optField("stop_sequences", "[]string", "")}, storeFields...),
 		Resp: []apiField{respField("message", "string", ""), respField("data", "object", "{meta_query_id, completions: [{model_id, model_name, "+
-			"completion, generation_time (ms), confidence, logprobs, stop_reason}]}")},
+			"completion, generation_time (ms), confidence, logprobs, stop_reason, trimmed?: {extra_chunks, prefix_tokens} (what the "+
+			"prompt's time budget dropped)}]}; an item with error \"deadline\" (the engine estimated it would end after the 30 s "+
+			"deadline and refused it before evaluating it) also has estimated_ms and left_ms")},
 		Errors: map[int]string{429: allOverloadedDoc}},
 	{Method: "POST", Path: "/api/completion/feedback", Summary: "Whether a completion was accepted, when it was shown, and the code that was written", Auth: ClassSP, OK: 200,
 		Body: []apiField{reqField("meta_query_id", "uuid", ""), reqField("model_id", "integer", ""), reqField("was_accepted", "boolean", ""),
