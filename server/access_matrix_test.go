@@ -1053,3 +1053,45 @@ func writeOrCheckMatrixDoc(t *testing.T, rows, missing []string) {
 		t.Fatal("the access matrix in docs/security.md is stale: run go generate ./server/")
 	}
 }
+
+// TestAccessMatrixRules checks the derivation itself on rows of each kind,
+// and that a row the rules cannot read is refused rather than guessed.
+func TestAccessMatrixRules(t *testing.T) {
+	admin := apiOp{Auth: ClassA, Account: true, OK: 200, Errors: adminErrors(nil)}
+	plugin := apiOp{Auth: ClassSP, OK: 200, Errors: map[int]string{403: "Also when the chat is another user's."}}
+	keyed := apiOp{Auth: ClassA, Account: true, OK: 200, Errors: map[int]string{404: "No live key of the caller has this id"}}
+	project := apiOp{Auth: ClassA, OK: 200, Errors: map[int]string{401: "Also when the caller is not a member of the project."}}
+	for _, tc := range []struct {
+		name   string
+		op     apiOp
+		owned  string
+		want   [nPrincipals]int
+		errors bool
+	}{
+		{"public", apiOp{OK: 201, Public: true}, "", [nPrincipals]int{201, 201, 201, 201, 201, 201, 201, 201, 201}, false},
+		{"admin", admin, "", [nPrincipals]int{401, 403, 403, 403, 200, 401, 401, 401, 403}, false},
+		{"own resource", plugin, "", [nPrincipals]int{401, 200, 200, 200, 200, 401, 401, 401, 403}, false},
+		{"A's chat", plugin, "user", [nPrincipals]int{401, 200, 403, 403, 403, 401, 401, 401, 403}, false},
+		{"A's key", keyed, "user", [nPrincipals]int{401, 200, 404, 404, 404, 401, 401, 401, 403}, false},
+		{"A's project", project, "project", [nPrincipals]int{401, 200, 401, 200, 401, 401, 401, 401, 403}, false},
+		{"no documented answer", apiOp{Auth: ClassS, OK: 200}, "user", [nPrincipals]int{}, true},
+		{"no success status", apiOp{Auth: ClassS}, "", [nPrincipals]int{}, true},
+	} {
+		var got [nPrincipals]int
+		failed := false
+		for who := range nPrincipals {
+			s, err := expectedStatus(tc.op, "X /x", matrixReq{owned: tc.owned}, who)
+			failed = failed || err != nil
+			got[who] = s
+		}
+		if tc.errors {
+			if !failed {
+				t.Errorf("%s: derived %v, want an error", tc.name, got)
+			}
+			continue
+		}
+		if failed || got != tc.want {
+			t.Errorf("%s: %v (error %v), want %v", tc.name, got, failed, tc.want)
+		}
+	}
+}
