@@ -60,6 +60,7 @@ func runBenchServer(ctx context.Context, args []string) error {
 	remotePath := fs.Bool("remote", false, "compare the direct path (the engine in process) with the remote path (serve --engine=remote and one code4me worker process), over HTTP")
 	typists := fs.String("typists", "1,4", "with -remote: concurrent typists to measure")
 	trips := fs.Int("round-trips", 200, "with -remote: samples of each notification timed after the keystrokes")
+	retrieval := fs.Bool("retrieval", false, "lay out the context files' chunks nearest to the cursor (RETRIEVAL_TOP_K 8, embedded by the model itself) instead of the whole files; the bare engine still gets the whole files")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -103,6 +104,7 @@ func runBenchServer(ctx context.Context, args []string) error {
 	cfg.NThreads = *threads
 	cfg.NParallel = 1
 	cfg.NCtx = 4096
+	cfg.RetrievalTopK = 0
 
 	ref, err := resolveModel(ctx, cfg, *model)
 	if err != nil {
@@ -147,6 +149,9 @@ func runBenchServer(ctx context.Context, args []string) error {
 	// sampler seed, so both generate the same tokens and the difference
 	// of their times is the platform's alone.
 	var seed atomic.Uint32
+	if *retrieval {
+		cfg.RetrievalTopK, cfg.EmbeddingModel = 8, ref.Name
+	}
 	srv, err := server.New(server.Deps{Config: cfg, Log: log, DB: svc.pool, Redis: svc.rdb, Engine: e, Models: reg, Seed: seed.Load})
 	if err != nil {
 		return err
@@ -167,6 +172,11 @@ func runBenchServer(ctx context.Context, args []string) error {
 	}
 	if err := cl.login(ctx, files); err != nil {
 		return err
+	}
+	if *retrieval {
+		if err := waitEmbedded(ctx, svc); err != nil {
+			return err
+		}
 	}
 	var floorSrv *floorServer
 	if !*wsPath {
@@ -200,6 +210,7 @@ func runBenchServer(ctx context.Context, args []string) error {
 	engStages := []string{server.StageTokenize, server.StageQueue, server.StagePrefill, server.StageDecode}
 	engDiff := map[string][]float64{}
 	var genTokens, cachedTokens, promptTokens int
+	var srvStats0 engine.Stats // the server's model after the warm-up
 	var prof *os.File
 	for i, k := range ks {
 		body, err := json.Marshal(benchCompletionBody(m.ID, k, names, *storeCtx))
@@ -253,6 +264,9 @@ func runBenchServer(ctx context.Context, args []string) error {
 			}
 		}
 		if i == 0 { // warm-up: fills both caches and the server's
+			if sc, err := e.Get(ref.Name); err == nil {
+				srvStats0 = sc.Stats()
+			}
 			if *cpuProfile != "" {
 				if prof, err = os.Create(*cpuProfile); err != nil {
 					return err
@@ -347,8 +361,15 @@ func runBenchServer(ctx context.Context, args []string) error {
 		fmt.Fprintf(&b, "| server minus its own engine time, per request | %.2f | %.2f | %.2f |\n", pct(inSrv, 50), pct(inSrv, 95), pct(inSrv, 99))
 		fmt.Fprintf(&b, "| floor pipeline (HTTP, engine, one committed INSERT, nothing else) minus engine alone, per keystroke | %.2f | %.2f | %.2f |\n", pct(floorPaired, 50), pct(floorPaired, 95), pct(floorPaired, 99))
 	}
-	fmt.Fprintf(&b, "\nServer/engine p50: %.3f×; engine: %.1f generated tokens, %.0f of %.0f prompt tokens from cache per keystroke; the server answered the bare engine's completion on %d of %d keystrokes\n\n",
+	fmt.Fprintf(&b, "\nServer/engine p50: %.3f×; engine: %.1f generated tokens, %.0f of %.0f prompt tokens from cache per keystroke; the server answered the bare engine's completion on %d of %d keystrokes\n",
 		pct(srvLat, 50)/pct(engLat, 50), float64(genTokens)/float64(n), float64(cachedTokens)/float64(n), float64(promptTokens)/float64(n), same, n)
+	if sc, err := e.Get(ref.Name); err == nil {
+		s1 := sc.Stats()
+		cached, prompt := s1.CachedTokens-srvStats0.CachedTokens, s1.PromptTokens-srvStats0.PromptTokens
+		fmt.Fprintf(&b, "\nThe server's model (retrieval %v): %.0f of %.0f prompt tokens from cache per keystroke (%.1f %%)\n",
+			*retrieval, float64(cached)/float64(n), float64(prompt)/float64(n), 100*float64(cached)/float64(max(prompt, 1)))
+	}
+	b.WriteString("\n")
 	if sock == nil {
 		b.WriteString("| stage (Server-Timing) | p50 ms | p95 ms |\n|---|---|---|\n")
 	}
@@ -790,4 +811,26 @@ func parseServerTiming(h string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// waitEmbedded waits until the embedding job has embedded every chunk of
+// the context files (-retrieval).
+func waitEmbedded(ctx context.Context, svc *services) error {
+	deadline := time.Now().Add(10 * time.Minute)
+	for time.Now().Before(deadline) {
+		var all, pending int
+		if err := svc.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE embedding IS NULL) FROM project_context_chunk`).Scan(&all, &pending); err != nil {
+			return err
+		}
+		if all > 0 && pending == 0 {
+			fmt.Fprintf(os.Stderr, "%d context chunks embedded\n", all)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errors.New("bench server: the context chunks were not embedded in 10 minutes")
 }
