@@ -96,7 +96,9 @@ type matrixWorld struct {
 	addr string // a real listener, for the WebSocket routes
 
 	principals [nPrincipals]*client
-	// noScope are A's keys by the scope they lack.
+	// noScope are A's keys by the scope they lack, and the admin's under
+	// "admin " and the scope: an admin route is sent the admin's key, so
+	// that its scope check is what refuses it.
 	noScope map[string]string
 
 	emailA      string
@@ -383,6 +385,10 @@ func newMatrixWorld(t *testing.T) *matrixWorld {
 	w.principals[pUserB] = w.newUser("b", false)
 	w.principals[pMember] = w.newMember()
 	w.principals[pAdmin] = w.newUser("admin", true)
+	for _, scope := range []string{"completions", "account"} {
+		r := w.principals[pAdmin].expect("POST", "/api/user/api-keys", map[string]any{"name": scope, "scopes": []string{scope}}, 201)
+		w.noScope["admin "+otherScope(scope)] = r.body["api_key"].(string)
+	}
 
 	// Deleted: its cookies, kept after it deleted its account.
 	deleted := w.newUser("deleted", false)
@@ -817,6 +823,14 @@ func studyCell(action string, running bool) func(w *matrixWorld, who int) matrix
 	}
 }
 
+// otherScope is the scope of the two that is not scope.
+func otherScope(scope string) string {
+	if scope == "account" {
+		return "completions"
+	}
+	return "account"
+}
+
 // queue is the River queue of the server's own jobs.
 func (w *matrixWorld) queue() string {
 	var q string
@@ -902,7 +916,11 @@ func (w *matrixWorld) send(rt matrixRoute, op apiOp, req matrixReq, who int) int
 	}
 	c = w.clone(c)
 	if who == pKeyNoScope {
-		c.header["Authorization"] = "Bearer " + w.noScope[scopeOf(op)]
+		k := scopeOf(op)
+		if isAdminOp(op) {
+			k = "admin " + k
+		}
+		c.header["Authorization"] = "Bearer " + w.noScope[k]
 	}
 	if op.WS != nil {
 		return w.sendWS(rt.path, c, req.ws)
@@ -999,8 +1017,8 @@ func writeOrCheckMatrixDoc(t *testing.T, rows, missing []string) {
 		"  (project_users, role member) of A's project and activated it; no route adds members, so the test adds\n" +
 		"  the row. **deleted user**: the cookies of a user who deleted the account. **expired session**: a login whose\n" +
 		"  login, session and project tokens reached their TTL. **revoked API key**: a key of A's with both scopes and\n" +
-		"  a project token of its session, revoked. **API key without scope**: a key of A's holding only the scope the\n" +
-		"  route does not need.\n" +
+		"  a project token of its session, revoked. **API key without scope**: a key holding only the scope the route\n" +
+		"  does not need: the admin's on admin routes, else A's.\n" +
 		"- Rules: a route without authentication answers everyone alike. Otherwise anonymous, deleted, expired and\n" +
 		"  revoked callers get 401 and a key without the route's scope 403; an admin route answers 403 to everyone\n" +
 		"  else; a caller naming another user's resource gets the route's documented answer (403 or 404), and a\n" +
