@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -220,11 +222,41 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	if status == fiber.StatusServiceUnavailable {
 		c.Set(fiber.HeaderRetryAfter, itoa(retryAfterUnavailable))
 	}
-	if status >= 500 && !errors.Is(err, errShuttingDown) {
+	switch {
+	case errors.Is(err, errShuttingDown):
+	case status == fiber.StatusServiceUnavailable:
+		// While Postgres or Redis is down every request answers 503: one
+		// line a second says so, with the number of 503s it stands for.
+		if n, ok := s.unavailable.tick(time.Now()); ok {
+			s.log.Warn("request failed: service unavailable", slog.String("method", c.Method()), slog.String("route", c.Route().Path),
+				slog.String("error", err.Error()), slog.Int("requests", n))
+		}
+	case status >= 500:
 		s.log.Error("request failed", slog.String("method", c.Method()), slog.String("route", c.Route().Path),
 			slog.Int("status", status), slog.String("error", err.Error()))
 	}
 	return c.Status(status).JSON(body)
+}
+
+// logEvery lets one log line through a second and counts the events in
+// between, so that an outage's 503s do not flood the log.
+type logEvery struct {
+	mu      sync.Mutex
+	last    time.Time
+	pending int
+}
+
+// tick counts one event; ok says to log now, n is how many events the line
+// stands for (this one and those not logged since the last line).
+func (l *logEvery) tick(now time.Time) (n int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pending++
+	if now.Sub(l.last) < time.Second {
+		return 0, false
+	}
+	n, l.pending, l.last = l.pending, 0, now
+	return n, true
 }
 
 // redactInputs redacts the text a 422 echoes back (each error's input, as

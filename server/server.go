@@ -93,6 +93,8 @@ type Server struct {
 	app     *fiber.App
 	started time.Time
 
+	unavailable logEvery // the 503s' log lines, at most one a second
+
 	q         *models.Queries
 	tokens    *auth.Store
 	limiter   *ratelimit.Limiter
