@@ -72,9 +72,9 @@ type matrixReq struct {
 	path string
 	body any
 	// owned says the request names a resource of user A ("user": a query,
-	// chat, API key or export) or of A's project ("project"): user B and
-	// the admin get the route's answer to another user's resource, and so
-	// does the member for a user's resource.
+	// chat, API key, export or next-edit suggestion) or of A's project
+	// ("project"): user B and the admin get the route's answer to another
+	// user's resource, and so does the member for a user's resource.
 	owned string
 	// consumes: a request that succeeds ends its caller's credentials
 	// (logout, account deletion), so each admitted principal sends it
