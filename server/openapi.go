@@ -296,7 +296,9 @@ var coreOps = []apiOp{
 	{Method: "POST", Path: "/api/completion/multi-file-context/update", Summary: "Apply line edits to the project's multi-file context", Auth: ClassSP, OK: 200,
 		Body: []apiField{reqField("context_updates", "object", "file name -> list of {change_type: \"update\", \"insert\" or \"remove\", "+
 			"start_line, end_line, new_lines: [string]}, applied in order")},
-		Resp: []apiField{respField("message", "string", ""), respField("data", "object", "file name -> its lines (redacted), the whole context")}},
+		Resp: []apiField{respField("message", "string", ""), respField("data", "object", "file name -> its lines (redacted), the whole context")},
+		Errors: map[int]string{413: "A file or the project's context would exceed CONTEXT_MAX_FILE_BYTES or CONTEXT_MAX_BYTES; nothing is stored " +
+			"(more than CONTEXT_MAX_FILES non-empty files is a 422 of type too_long at [\"body\", \"context_updates\"])"}},
 	{Method: "GET", Path: "/api/completion/{query_id}", Summary: "A query of the caller and its generations", Auth: ClassS, OK: 200,
 		Params: []apiField{reqField("query_id", "uuid", "")},
 		Resp: []apiField{respField("message", "string", ""), respField("data", "object", "{meta_query_id, query_type, completions: [{model_id, "+

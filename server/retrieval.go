@@ -245,18 +245,21 @@ type contextLimits struct {
 	files, fileBytes, bytes int
 }
 
-// errContextTooLarge and errContextTooManyFiles refuse an update past the
-// project's bounds; nothing of it is stored.
-var (
-	errContextTooLarge     = fail(413, MsgContextTooLarge)
-	errContextTooManyFiles = fail(422, MsgContextTooManyFiles)
-)
+// errContextTooLarge refuses an update that makes a file or the project's
+// context too large (413); nothing of it is stored.
+var errContextTooLarge = fail(413, MsgContextTooLarge)
 
-// Messages of refused context updates.
-const (
-	MsgContextTooLarge     = "Multi-file context too large."
-	MsgContextTooManyFiles = "Too many files in the multi-file context."
-)
+// MsgContextTooLarge is the message of errContextTooLarge.
+const MsgContextTooLarge = "Multi-file context too large."
+
+// errContextTooManyFiles refuses an update that would make the project's
+// context hold n files, more than limit: a 422 in the shape of the route's
+// other validation errors, naming context_updates; nothing is stored.
+func errContextTooManyFiles(n, limit int) error {
+	return &validationError{errs: []fieldError{{Type: "too_long", Loc: []any{"body", "context_updates"},
+		Msg:   fmt.Sprintf("Value error, the project's multi-file context would hold %d files, more than the %d allowed", n, limit),
+		Input: n, Ctx: map[string]any{"max_length": limit}}}}
+}
 
 // contextSize is the size of a file as the bounds count it
 // (project_context_file.size_bytes): its lines, each with a newline.
@@ -290,8 +293,8 @@ func (s *Server) checkContextBounds(ctx context.Context, tx pgx.Tx, project uuid
 	if err != nil {
 		return err
 	}
-	if nFiles+int(other.Files) > lim.files {
-		return errContextTooManyFiles
+	if n := nFiles + int(other.Files); n > lim.files {
+		return errContextTooManyFiles(n, lim.files)
 	}
 	if nBytes+int(other.Bytes) > lim.bytes {
 		return errContextTooLarge

@@ -407,8 +407,8 @@ func TestRetrievalNeedsConsent(t *testing.T) {
 }
 
 // TestContextBounds: an update past a bound of the project's context is
-// refused in the route's shape (413 too large, 422 too many files), over
-// HTTP and the WebSocket, and stores nothing.
+// refused in the route's shapes (413 {"message"} too large, 422 {"detail"}
+// too many files), over HTTP and the WebSocket, and stores nothing.
 func TestContextBounds(t *testing.T) {
 	e := newPluginEnv(t, func(c *config.Config) {
 		c.ContextMaxFiles, c.ContextMaxFileBytes, c.ContextMaxBytes = 2, 1024, 1500
@@ -431,11 +431,11 @@ func TestContextBounds(t *testing.T) {
 		{"file too large", map[string]any{"b.py": ins(lines(11))}, 413, MsgContextTooLarge},
 		{"grown too large", map[string]any{"a.py": ins(lines(1))}, 413, MsgContextTooLarge},
 		{"project too large", map[string]any{"b.py": ins(lines(6))}, 413, MsgContextTooLarge},
-		{"too many files", map[string]any{"b.py": ins(lines(1)), "c.py": ins(lines(1))}, 422, MsgContextTooManyFiles},
+		{"too many files", map[string]any{"b.py": ins(lines(1)), "c.py": ins(lines(1))}, 422, ""},
 	} {
 		r := c.expect("POST", ctxPath, map[string]any{"context_updates": tc.update}, tc.status)
-		if r.msg() != tc.msg {
-			t.Errorf("%s: message %q, want %q", tc.name, r.msg(), tc.msg)
+		if got := tooManyFiles(r.body); (tc.status == 422) != got || (tc.status == 413 && r.msg() != tc.msg) {
+			t.Errorf("%s: %s, want %d %q", tc.name, r.raw, tc.status, tc.msg)
 		}
 		if n := e.count(`SELECT count(*) FROM project_context_file WHERE project_id = $1`, project); n != 1 {
 			t.Fatalf("%s: %d files stored, want 1", tc.name, n)
@@ -459,9 +459,20 @@ func TestContextBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	frame := readUntil(t, ws, func(map[string]any) bool { return true })[0]
-	if content, _ := frame["content"].(map[string]any); frame["status_code"] != float64(422) || content["message"] != MsgContextTooManyFiles {
-		t.Fatalf("WebSocket frame %v, want status 422 and %q", frame, MsgContextTooManyFiles)
+	if content, _ := frame["content"].(map[string]any); frame["status_code"] != float64(422) || !tooManyFiles(content) {
+		t.Fatalf("WebSocket frame %v, want status 422 naming context_updates", frame)
 	}
+}
+
+// tooManyFiles reports whether body is the 422 of too many context files.
+func tooManyFiles(body map[string]any) bool {
+	d, _ := body["detail"].([]any)
+	if len(d) != 1 {
+		return false
+	}
+	e, _ := d[0].(map[string]any)
+	loc, _ := e["loc"].([]any)
+	return e["type"] == "too_long" && len(loc) == 2 && loc[1] == "context_updates"
 }
 
 // TestChunkLines: chunks cover the file in order, each within the line
