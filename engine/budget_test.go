@@ -118,6 +118,49 @@ func TestBudgetFourColdPromptsDeadlineFitsThree(t *testing.T) {
 	}
 }
 
+// TestBudgetPlannedOnceSpeedIsMeasured: requests admitted before the
+// model has measured any prefill are planned at the first step after it
+// has: the second prompt, which cannot end before its deadline behind the
+// first, is refused then, having evaluated nothing.
+func TestBudgetPlannedOnceSpeedIsMeasured(t *testing.T) {
+	g := newGate()
+	// At most 1,000 tokens/s: the fake sleeps 1 ms per token.
+	s, _ := newSched(t, enginetest.Options{TokenDelay: time.Millisecond, BeforeDecode: g.hook}, engine.Config{NParallel: 2, NCtx: 2 * 4096})
+	warm := g.hold(t, s)
+	first := engine.Request{Raw: true, Prefix: strings.Repeat("a", 2000), MaxTokens: 2}
+	second := engine.Request{Raw: true, Prefix: strings.Repeat("b", 600), MaxTokens: 2}
+	ctx1, cancel1 := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel1()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 1600*time.Millisecond)
+	defer cancel2()
+	st1, err := s.Stream(ctx1, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2, err := s.Stream(ctx2, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if speed, _ := s.PrefillSpeed(); speed != 0 {
+		t.Fatalf("speed %v measured before any prefill", speed)
+	}
+	close(g.release)
+	if _, err := warm.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := st2.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Behind the first prompt's 1,488 tokens left, at 1,000 tokens/s at
+	// most, the second ends after 2 s; 1.1 s at most are left.
+	if !errors.Is(res.Err, engine.ErrDeadline) || res.Timings.EvaluatedTokens != 0 {
+		t.Errorf("second: stop %s, err %v, %d evaluated; want a refusal before any evaluation", res.Stop, res.Err, res.Timings.EvaluatedTokens)
+	}
+	st1.Cancel()
+	st1.Wait()
+}
+
 // TestBudgetRawPromptRefused: a client-formatted prompt has no parts to
 // drop, but one that cannot meet its deadline is refused all the same.
 func TestBudgetRawPromptRefused(t *testing.T) {
