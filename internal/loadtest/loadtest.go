@@ -73,7 +73,10 @@ type Options struct {
 	// and 1024).
 	MaxPrefix, MaxSuffix int
 	// SettleTimeout bounds the wait for requests still in flight when the
-	// typing ends (default 30s).
+	// typing ends (default 150s: longer than the server's own limits of
+	// 30 s per completion and 2 min per chat, so that the server, not the
+	// load, ends every request; a request cut off here counts as no
+	// answer).
 	SettleTimeout time.Duration
 }
 
@@ -108,7 +111,7 @@ func (o *Options) defaults() error {
 		o.MaxSuffix = 1024
 	}
 	if o.SettleTimeout <= 0 {
-		o.SettleTimeout = 30 * time.Second
+		o.SettleTimeout = 150 * time.Second
 	}
 	return nil
 }
