@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"sync/atomic"
@@ -245,11 +246,15 @@ func (s *Scheduler) plan(q *sequence, now time.Time) bool {
 		t, toks, own2 := s.trim(q, func(own int) bool { return fitsEnd(own) && fitsPrompt(own) }, fitsEnd)
 		if t.Any() {
 			q.prompt, q.trimmed, q.truncated, own = toks, t, true, own2
+			s.log.Debug("prompt trimmed to its time budget", slog.String("model", s.name),
+				slog.Int("extra_chunks", t.ExtraChunks), slog.Int("prefix_tokens", t.PrefixTokens), slog.Duration("budget", budget))
 		}
 		if fitsEnd(own) {
 			return true
 		}
 	}
+	s.log.Debug("request refused: it would end after its deadline", slog.String("model", s.name),
+		slog.Duration("estimate", endAt(own)), slog.Duration("left", left), slog.Float64("prefill_tokens_per_s", speed))
 	s.finish(q, StopDeadline, &DeadlineError{Estimate: endAt(own), Left: left})
 	return false
 }
