@@ -21,11 +21,14 @@
 //
 // Drain submissions; end requests whose context is done (checked every
 // iteration, during prefill too, so a cancelled request frees its slot within
-// one batch step); give waiting requests idle slots, choosing the slot whose
-// cache shares the longest prefix with the prompt (else the least recently
-// used one), trimming its KV and shifting reusable chunks into place; build a
-// batch with one token for every generating request first, then prompt chunks
-// round-robin from a rotating start; decode; mirror the KV only after Decode
+// one batch step); give waiting requests idle slots, earliest deadline first,
+// choosing the slot whose cache shares the longest prefix with the prompt
+// (else the least recently used one); plan each from the measured prefill
+// speed, trimming its prompt to its time budget or refusing it when it would
+// end after its deadline (budget.go); trim the slot's KV and shift reusable
+// chunks into place; build a batch with one token for every generating
+// request first, then prompt chunks earliest deadline first (round-robin with
+// Config.RoundRobinPrefill); decode; mirror the KV only after Decode
 // succeeded; sample, apply stop rules with UTF-8 and stop-string holdback,
 // and publish the safe text. ErrKVFull evicts idle caches and halves the
 // batch; an error that remains ends only the requests of that batch.
