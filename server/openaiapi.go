@@ -25,7 +25,7 @@ import (
 //     Mistral provider calls for autocomplete.
 //   - POST /v1/chat/completions: a chat model answers the messages.
 //   - GET /v1/models: the completion and chat models, by name.
-//   - POST /v1/embeddings: 501, as no embedding model is configured.
+//   - POST /v1/embeddings: embeddings of texts (embeddings.go).
 //
 // Callers authenticate with `Authorization: Bearer <API key>` holding the
 // completions scope; the key's session is opened on first use. Under
@@ -492,14 +492,8 @@ func (s *Server) openAIModels(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"object": "list", "data": data})
 }
 
-// msgNoEmbeddings answers POST /v1/embeddings: the engine loads no
-// embedding model, so there is nothing to answer with.
-const msgNoEmbeddings = "This server has no embedding model configured, so /v1/embeddings is not available."
-
-// openAIEmbeddings handles POST /v1/embeddings.
-func (s *Server) openAIEmbeddings(c *fiber.Ctx) error {
-	return &clientErr{status: fiber.StatusNotImplemented, msg: msgNoEmbeddings, param: "model"}
-}
+// msgNoEmbeddings answers POST /v1/embeddings when no model embeds here.
+const msgNoEmbeddings = "This server has no embedding model (it needs an in-process engine), so /v1/embeddings is not available."
 
 // clientErrorDocs are the error answers of an editor-client route: errs,
 // and the answers every guarded route gives, in the API's own shape.
@@ -593,9 +587,16 @@ var openAIOps = []apiOp{
 		Doc:    openAIAuthDoc + "Each model's id is the name the other /v1 routes take.",
 		Resp:   []apiField{respField("object", "string", "\"list\""), respField("data", "[]object", "{id, object: \"model\", created, owned_by}")},
 		Errors: clientErrorDocs(openAIShape, nil)},
-	{Method: "POST", Path: "/v1/embeddings", Summary: "OpenAI embeddings: not available (501)", Auth: ClassS, OK: 200,
-		Doc:    openAIAuthDoc + "The server has no embedding model configured: every request is answered 501.",
-		Errors: clientErrorDocs(openAIShape, map[int]string{501: msgNoEmbeddings})},
+	{Method: "POST", Path: "/v1/embeddings", Summary: "OpenAI embeddings: mean-pooled vectors of texts, redacted first", Auth: ClassS, OK: 200,
+		Doc: openAIAuthDoc + "Each text is redacted, then embedded by the named model (or, when none is named, the model retrieval uses), " +
+			"mean-pooled over its first 512 tokens. Nothing is stored.",
+		Body: []apiField{reqField("input", "string", "the text, or a list of texts (at most 256, none empty)"),
+			optField("model", "string", "a completion or chat model; default: the embedding model"),
+			optField("encoding_format", "string", "float (default) or base64 (little-endian float32s)")},
+		Resp: []apiField{respField("object", "string", "\"list\""), respField("data", "[]object", "{object: \"embedding\", index, embedding}"),
+			respField("model", "string", ""), respField("usage", "object", "{prompt_tokens, total_tokens}")},
+		Errors: clientErrorDocs(openAIShape, map[int]string{400: "dimensions, token arrays, an unknown encoding_format, an empty text, more than 256 texts, or a model that cannot embed.",
+			404: "The model does not exist.", 501: msgNoEmbeddings})},
 }
 
 // clientAPIOps document the OpenAI-compatible, Tabby, next-edit and

@@ -391,7 +391,10 @@ func TestOpenAIModelsAndErrors(t *testing.T) {
 		{"chat model fills", "/v1/completions", c, `{"model":"tiny-instruct","prompt":"x","suffix":"y"}`, 400, "invalid_request_error", "model", "", "chat model"},
 		{"completion model chats", "/v1/chat/completions", c, `{"model":"tiny-coder","messages":[{"role":"user","content":"x"}]}`, 400, "invalid_request_error", "model", "", "not a chat model"},
 		{"too many choices", "/v1/completions", c, `{"prompt":["a","b"],"n":9}`, 400, "invalid_request_error", "n", "", ""},
-		{"embeddings", "/v1/embeddings", c, `{"model":"x","input":"y"}`, 501, "not_supported_error", "model", "", "no embedding model"},
+		{"embeddings of an unknown model", "/v1/embeddings", c, `{"model":"x","input":"y"}`, 404, "invalid_request_error", "model", "model_not_found", "'x'"},
+		{"embeddings' dimensions", "/v1/embeddings", c, `{"input":"y","dimensions":8}`, 400, "invalid_request_error", "dimensions", "", ""},
+		{"embeddings of no text", "/v1/embeddings", c, `{"input":["a",""]}`, 400, "invalid_request_error", "input", "", "input[1]"},
+		{"embeddings of tokens", "/v1/embeddings", c, `{"input":[[1,2]]}`, 422, "invalid_request_error", "input[0]", "", "valid string"},
 	}
 	for _, tc := range cases {
 		r := tc.c.do("POST", tc.path, tc.body)
