@@ -1,14 +1,32 @@
 // Package server is code4me's HTTP and WebSocket front end, built on Fiber:
-// the Code4me V2 plugin API (users, sessions, projects, completions, chat,
-// multi-file context, over HTTP and WebSocket), API keys, and
-// /openapi.json. Every route authenticates and rate-limits its caller
-// (auth.go); errors map to status codes in one place (errors.go); a
-// dependency outage answers 503 and shutdown drains (drain.go).
 //
-// Handlers never touch llama.cpp directly: they talk to the engine package.
-// Fiber never cancels a handler when its client leaves, so every engine call
-// gets a context that the handler cancels itself (WebSocket cancel or
-// supersede, a failed write, a deadline).
+//   - the Code4me V2 plugin API (users, sessions, projects, completions,
+//     chat, multi-file context, feedback, over HTTP and WebSocket), API keys
+//     with scopes, data export and account deletion;
+//   - the editor-client APIs: llama.cpp's (/infill, /completion, /health,
+//     /props, /slots; llamaapi.go), OpenAI's (/v1/completions with suffix,
+//     /v1/chat/completions, /v1/embeddings; openaiapi.go, embeddings.go),
+//     ollama's (/api/generate, /api/chat, /api/tags; ollamaapi.go), Tabby's
+//     (tabbyapi.go) and next-edit suggestions (/v1/next-edit; nextedit.go);
+//   - retrieval of project context: chunks embedded by a River job, the
+//     nearest laid out in a stable order (retrieval.go, retrieval_layout.go);
+//   - research: analytics, studies with arms and per-arm results,
+//     evaluation runs, replay, exports, quality figures derived by a River
+//     job (analytics*.go, study*.go, eval_job.go, truth_job.go);
+//   - administration: the admin API generated from the sqlc queries with its
+//     audit log (admin_api*.go), configs, River's UI at /admin/jobs, the
+//     dashboard at / (webui.go, built from web/), Prometheus /metrics, and
+//     /openapi.json with /docs.
+//
+// Every route authenticates and rate-limits its caller (auth.go); errors
+// map to status codes in one place (errors.go); a dependency outage answers
+// 503 and shutdown drains (drain.go).
+//
+// Handlers never touch llama.cpp directly: they talk to the engine package,
+// in process or through the worker tier (runner.go). Fiber never cancels a
+// handler when its client leaves, so every engine call gets a context that
+// the handler cancels itself (WebSocket cancel or supersede, a failed write,
+// a deadline).
 package server
 
 import (
