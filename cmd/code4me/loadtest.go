@@ -38,11 +38,13 @@ func runLoadtest(ctx context.Context, args []string) error {
 	keyShare := fs.Float64("key-share", 0.25, "share of users that authenticate with an API key")
 	seed := fs.Int64("seed", 1, "seed of the users' pacing and choices")
 	threads := fs.Int("threads", 1, "without -url: the server's inference threads (ENGINE_THREADS; ggml's threads spin-wait, so on a small machine shared with the load and Postgres one is fastest)")
+	think := fs.Bool("think", true, "users pause as developers do: 0.5–2 s after a line end, 0.3–1 s after one space in six (false: a keystroke every 150–300 ms throughout)")
+	chat := fs.Bool("chat", true, "users chat now and then (when the server serves a chat model)")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return errUsage
 	}
 	res, err := loadtestRun(ctx, loadtest.Options{BaseURL: *target, Users: *users, Duration: *duration, Model: *model,
-		KeyShare: *keyShare, Seed: *seed}, *threads, os.Stdout)
+		KeyShare: *keyShare, Seed: *seed, Continuous: !*think, NoChat: !*chat}, *threads, os.Stdout)
 	if err != nil {
 		return err
 	}

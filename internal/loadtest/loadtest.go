@@ -78,6 +78,13 @@ type Options struct {
 	// load, ends every request; a request cut off here counts as no
 	// answer).
 	SettleTimeout time.Duration
+	// Continuous types without a pause, a keystroke every 150–300 ms
+	// throughout. By default a user pauses as a developer does: 0.5–2 s
+	// after typing a line end, and 0.3–1 s after one space in six.
+	Continuous bool
+	// NoChat: the users do not chat, even when the server serves a chat
+	// model.
+	NoChat bool
 }
 
 func (o *Options) defaults() error {
@@ -130,6 +137,19 @@ const (
 	keyMin    = 150 * time.Millisecond
 	keyJitter = 150 * time.Millisecond
 )
+
+// pause is the think time after keystroke k (zero for most keystrokes):
+// 0.5–2 s at a line end, and 0.3–1 s after one space in six. Seeded by
+// the user's rng, so a seed repeats the same pauses.
+func pause(rng *rand.Rand, k workload.Keystroke) time.Duration {
+	switch {
+	case strings.HasSuffix(k.Prefix, "\n"):
+		return 500*time.Millisecond + time.Duration(rng.Int64N(int64(1500*time.Millisecond)))
+	case strings.HasSuffix(k.Prefix, " ") && rng.IntN(6) == 0:
+		return 300*time.Millisecond + time.Duration(rng.Int64N(int64(700*time.Millisecond)))
+	}
+	return 0
+}
 
 // Run signs the users up, lets them type for o.Duration, waits for the
 // requests in flight, and returns what was measured and acknowledged. It

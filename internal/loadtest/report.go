@@ -45,6 +45,12 @@ type Report struct {
 	// HTTP completions answered with a completion, OtherStages those of
 	// the other 200s (superseded, timed out).
 	Stages, OtherStages map[string][]float64
+	// Continuous: the users typed without pauses (Options.Continuous).
+	Continuous bool
+	// SinceKeystroke are the completions answered with a completion (HTTP
+	// and WebSocket), each from the user's last keystroke before the
+	// answer came (milliseconds, sorted): the latency the developer sees.
+	SinceKeystroke []float64
 	// RSS are the server's resident memory samples (ServerPID set).
 	RSS []RSSSample
 
@@ -81,6 +87,7 @@ func newReport(o Options) *Report {
 	r := &Report{BaseURL: o.BaseURL, Users: o.Users, Duration: o.Duration, Routes: map[string]*RouteStats{}}
 	r.KeyUsers = int(float64(o.Users)*o.KeyShare + 0.5)
 	r.WSUsers = o.Users / 2
+	r.Continuous = o.Continuous
 	return r
 }
 
@@ -126,6 +133,14 @@ func (r *Report) record(route string, status int, d time.Duration, superseded bo
 	default:
 		r.Unexpected++
 	}
+}
+
+// sinceKeystroke keeps an answered completion's latency from the user's
+// last keystroke.
+func (r *Report) sinceKeystroke(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.SinceKeystroke = append(r.SinceKeystroke, float64(d.Microseconds())/1000)
 }
 
 // cancelled counts a WebSocket request a newer one superseded.
@@ -210,6 +225,7 @@ func (r *Report) finish() {
 		slices.Sort(s.lat)
 		s.P50, s.P95, s.P99 = pct(s.lat, 50), pct(s.lat, 95), pct(s.lat, 99)
 	}
+	slices.Sort(r.SinceKeystroke)
 	for _, l := range r.Stages {
 		slices.Sort(l)
 	}
@@ -359,6 +375,12 @@ func (r *Report) Write(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %d | %s | %.1f | %.1f | %.1f |\n", name, s.Count, strings.Join(st, " "), s.P50, s.P95, s.P99)
 	}
 	fmt.Fprintln(w, "\nLatencies are of 2xx answers that did their work (superseded completions apart).")
+	typing := "with pauses at line ends and between words"
+	if r.Continuous {
+		typing = "continuous typing, no pauses"
+	}
+	fmt.Fprintf(w, "Completions answered with a completion (HTTP and WebSocket), from the user's last keystroke before the answer (%s): %d, p50 %.1f ms, p95 %.1f ms\n",
+		typing, len(r.SinceKeystroke), pct(r.SinceKeystroke, 50), pct(r.SinceKeystroke, 95))
 	if len(r.Stages)+len(r.OtherStages) > 0 {
 		fmt.Fprintf(w, "\nServer-Timing of the HTTP completions (ms): %d answered with a completion, %d other 200s (superseded, timed out):\n\n",
 			len(r.Stages["total"]), len(r.OtherStages["total"]))

@@ -41,6 +41,7 @@ type user struct {
 	chats    sync.WaitGroup // the chat request in flight
 	chatting atomic.Bool    // a chat request is in flight
 	sock     *wsConn
+	lastKey  atomic.Int64 // when the latest keystroke was typed (Unix nanoseconds)
 
 	mu       sync.Mutex
 	acked    Acked
@@ -169,7 +170,7 @@ func (u *user) run(ctx context.Context) {
 			line := fmt.Sprintf("// edit %d of %s", n, f.name)
 			at := u.rng.IntN(len(f.lines) + 1)
 			u.contextUpdate(ctx, map[string][]change{f.name: {{Type: "insert", Start: at, End: at, Lines: []string{line}}}})
-		case n%80 == 10 && u.models.chatName != "" && !u.chatting.Load():
+		case n%80 == 10 && u.models.chatName != "" && !u.o.NoChat && !u.chatting.Load():
 			// The chat answers beside the typing, one at a time.
 			u.chatting.Store(true)
 			u.chats.Add(1)
@@ -184,7 +185,11 @@ func (u *user) run(ctx context.Context) {
 				"model_id": u.models.id, "was_accepted": false, "shown_at": []string{}}, http.StatusNotFound)
 		}
 		u.feedback(ctx)
-		if !sleep(ctx, keyMin+time.Duration(u.rng.Int64N(int64(keyJitter)))) {
+		gap := keyMin + time.Duration(u.rng.Int64N(int64(keyJitter)))
+		if !u.o.Continuous {
+			gap += pause(u.rng, k)
+		}
+		if !sleep(ctx, gap) {
 			break
 		}
 	}
@@ -289,6 +294,7 @@ type completionAnswer struct {
 // HTTP, without waiting for its answer.
 func (u *user) complete(ctx context.Context, n int, k workload.Keystroke, truth string) {
 	body, a := u.completionBody(k)
+	u.lastKey.Store(time.Now().UnixNano())
 	// One answered generation in three gets feedback.
 	pick := u.rng.IntN(3) == 0
 	if u.ws {
@@ -333,6 +339,11 @@ func (u *user) completionAnswered(route string, status int, body []byte, d time.
 		}
 	}
 	u.rep.record(route, status, d, superseded)
+	if status == http.StatusOK && !superseded && len(res.Data.Completions) > 0 && res.Data.Completions[0].Error == "" {
+		// The latency the developer sees: from the last keystroke typed
+		// before the answer came, not from this request's own.
+		u.rep.sinceKeystroke(time.Since(time.Unix(0, u.lastKey.Load())))
+	}
 	if status < 200 || status > 299 {
 		u.onError(route, status)
 		return false
