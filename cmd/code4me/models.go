@@ -171,20 +171,10 @@ func newEngine(c config.Config, log *slog.Logger, refs []modelRef) (*engine.Engi
 	for _, r := range refs {
 		start := time.Now()
 		_, err := e.Load(engine.ModelSpec{
-			Name: r.Name,
-			Path: r.Path,
-			Load: engine.LoadOptions{NGPULayers: c.NGPULayers, UseMmap: c.ModelMmap},
-			Sched: engine.Config{
-				NParallel:    c.NParallel,
-				NCtx:         c.NCtx * c.NParallel,
-				NBatch:       c.NBatch,
-				NThreads:     c.NThreads,
-				QueueSize:    c.QueueLength,
-				CompactAfter: compactAfter(c.CompactAfter),
-				TMaxPrompt:   time.Duration(c.PromptBudget) * time.Millisecond,
-				Family:       engine.Family(r.Family),
-				Logger:       log,
-			},
+			Name:  r.Name,
+			Path:  r.Path,
+			Load:  engine.LoadOptions{NGPULayers: c.NGPULayers, UseMmap: c.ModelMmap},
+			Sched: schedConfig(c, r, log),
 		}, nil)
 		if err != nil {
 			e.Close()
@@ -193,6 +183,27 @@ func newEngine(c config.Config, log *slog.Logger, refs []modelRef) (*engine.Engi
 		log.Info("model loaded", slog.String("model", r.Name), slog.Bool("synthetic", r.Synthetic), slog.Duration("took", time.Since(start)))
 	}
 	return e, nil
+}
+
+// schedConfig is the engine configuration of model r: the engine settings
+// of c, with the model's own prompt budget (MODEL_PROMPT_BUDGET_MS) where
+// it has one, else ENGINE_PROMPT_BUDGET_MS.
+func schedConfig(c config.Config, r modelRef, log *slog.Logger) engine.Config {
+	budget, ok := c.PromptBudgetByModel[r.Name]
+	if !ok {
+		budget = c.PromptBudget
+	}
+	return engine.Config{
+		NParallel:    c.NParallel,
+		NCtx:         c.NCtx * c.NParallel,
+		NBatch:       c.NBatch,
+		NThreads:     c.NThreads,
+		QueueSize:    c.QueueLength,
+		CompactAfter: compactAfter(c.CompactAfter),
+		TMaxPrompt:   time.Duration(budget) * time.Millisecond,
+		Family:       engine.Family(r.Family),
+		Logger:       log,
+	}
 }
 
 func runModel(ctx context.Context, args []string) error {

@@ -124,3 +124,27 @@ func TestModelStatusSynthetic(t *testing.T) {
 		t.Fatalf("synthetic path %s", byShape.Path)
 	}
 }
+
+// TestSchedConfigPromptBudget: a model listed in MODEL_PROMPT_BUDGET_MS
+// gets its own prompt budget (0 included), the others
+// ENGINE_PROMPT_BUDGET_MS.
+func TestSchedConfigPromptBudget(t *testing.T) {
+	c, err := config.Load(func(k string) (string, bool) {
+		v, ok := map[string]string{"ENGINE_PROMPT_BUDGET_MS": "10000", "MODEL_PROMPT_BUDGET_MS": `{"big": 2500, "none": 0}`}[k]
+		return v, ok
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]time.Duration{"big": 2500 * time.Millisecond, "none": 0, "other": 10 * time.Second} {
+		if got := schedConfig(c, modelRef{Name: name}, nil).TMaxPrompt; got != want {
+			t.Errorf("%s: TMaxPrompt %v, want %v", name, got, want)
+		}
+	}
+	if _, err := config.Load(func(k string) (string, bool) {
+		v, ok := map[string]string{"MODEL_PROMPT_BUDGET_MS": `{"big": -1}`}[k]
+		return v, ok
+	}); err == nil || !strings.Contains(err.Error(), "MODEL_PROMPT_BUDGET_MS") {
+		t.Errorf("a negative budget: %v, want an error naming MODEL_PROMPT_BUDGET_MS", err)
+	}
+}

@@ -95,22 +95,23 @@ type Config struct {
 	ExportTTL            time.Duration `env:"EXPORT_TTL" def:"86400" unit:"s" doc:"Seconds an export built by a job can be downloaded once it is ready (one that never gets ready goes this long after the request); then it answers 410 until an hourly job deletes it."`
 
 	// Models and engine
-	Models              []string `env:"MODELS" def:"" doc:"Comma-separated models to load: catalog names, or paths to GGUF files. Empty: every model under MODEL_DIR, else a synthetic model."`
-	ModelDir            string   `env:"MODEL_DIR" def:"" doc:"Where pulled and synthetic models live. Default DATA_DIR/models."`
-	SyntheticShape      string   `env:"SYNTHETIC_MODEL" def:"tiny" doc:"Shape of the synthetic model used when no real model is available (tiny, qwen2.5-coder-0.5b, ...)."`
-	NParallel           int      `env:"ENGINE_PARALLEL" def:"4" doc:"Slots (concurrent sequences) per loaded model."`
-	NCtx                int      `env:"ENGINE_CTX" def:"8192" doc:"KV cells per slot."`
-	NBatch              int      `env:"ENGINE_BATCH" def:"512" doc:"Tokens per decode call."`
-	NThreads            int      `env:"ENGINE_THREADS" def:"0" doc:"CPU threads for inference (0-512); 0 = all cores."`
-	NGPULayers          int      `env:"N_GPU_LAYERS" def:"-1" doc:"Layers offloaded to the GPU when a GPU backend is loaded; -1 = all."`
-	GGMLBackendDir      string   `env:"GGML_BACKEND_DIR" def:"" doc:"Directory holding loadable ggml backends (e.g. libggml-cuda.so); empty = CPU only."`
-	CompactAfter        int      `env:"ENGINE_COMPACT_AFTER_SECONDS" def:"10" doc:"A request whose slot sits above a slot idle this long runs in that slot instead, the two caches swapped (none lost), so the slots in use stay next to each other and CPU steps carry no placeholder rows for idle slots between them (docs/architecture.md); 0 disables."`
-	QueueLength         int      `env:"ENGINE_QUEUE" def:"64" doc:"Requests waiting per model before 429 overload."`
-	PromptBudget        int      `env:"ENGINE_PROMPT_BUDGET_MS" def:"10000" doc:"Prompt time budget, in ms, of requests that set none (llama.cpp's t_max_prompt_ms sets one): when a model estimates from its measured prefill speed that a prompt would take longer, it drops extra context chunks and then prefix lines until it fits (docs/context.md); 0 = none (0-600000)."`
-	ModelMmap           bool     `env:"MODEL_MMAP" def:"false" doc:"Map model files instead of reading them into memory. Reading is the default: on CPU, batched decoding of 8 sequences ran 1.6x faster from read-in weights than from mapped ones (docs/benchmarks.md); mapping starts faster and shares the page cache."`
-	CompletionMaxTokens int      `env:"COMPLETION_MAX_TOKENS" def:"64" doc:"Most tokens a code completion generates (1-4096)."`
-	ChatMaxTokens       int      `env:"CHAT_MAX_TOKENS" def:"256" doc:"Most tokens a chat answer generates (1-32768)."`
-	ModelWorkers        int      `env:"THREAD_POOL_MAX_WORKERS" def:"4" doc:"Models run in parallel for one multi-model request (1-32)."`
+	Models              []string       `env:"MODELS" def:"" doc:"Comma-separated models to load: catalog names, or paths to GGUF files. Empty: every model under MODEL_DIR, else a synthetic model."`
+	ModelDir            string         `env:"MODEL_DIR" def:"" doc:"Where pulled and synthetic models live. Default DATA_DIR/models."`
+	SyntheticShape      string         `env:"SYNTHETIC_MODEL" def:"tiny" doc:"Shape of the synthetic model used when no real model is available (tiny, qwen2.5-coder-0.5b, ...)."`
+	NParallel           int            `env:"ENGINE_PARALLEL" def:"4" doc:"Slots (concurrent sequences) per loaded model."`
+	NCtx                int            `env:"ENGINE_CTX" def:"8192" doc:"KV cells per slot."`
+	NBatch              int            `env:"ENGINE_BATCH" def:"512" doc:"Tokens per decode call."`
+	NThreads            int            `env:"ENGINE_THREADS" def:"0" doc:"CPU threads for inference (0-512); 0 = all cores."`
+	NGPULayers          int            `env:"N_GPU_LAYERS" def:"-1" doc:"Layers offloaded to the GPU when a GPU backend is loaded; -1 = all."`
+	GGMLBackendDir      string         `env:"GGML_BACKEND_DIR" def:"" doc:"Directory holding loadable ggml backends (e.g. libggml-cuda.so); empty = CPU only."`
+	CompactAfter        int            `env:"ENGINE_COMPACT_AFTER_SECONDS" def:"10" doc:"A request whose slot sits above a slot idle this long runs in that slot instead, the two caches swapped (none lost), so the slots in use stay next to each other and CPU steps carry no placeholder rows for idle slots between them (docs/architecture.md); 0 disables."`
+	QueueLength         int            `env:"ENGINE_QUEUE" def:"64" doc:"Requests waiting per model before 429 overload."`
+	PromptBudget        int            `env:"ENGINE_PROMPT_BUDGET_MS" def:"10000" doc:"Prompt time budget, in ms, of requests that set none (llama.cpp's t_max_prompt_ms sets one): when a model estimates from its measured prefill speed that a prompt would take longer, it drops extra context chunks and then prefix lines until it fits (docs/context.md); 0 = none (0-600000)."`
+	PromptBudgetByModel map[string]int `env:"MODEL_PROMPT_BUDGET_MS" def:"{}" doc:"JSON object: model name to its own prompt time budget in ms, in place of ENGINE_PROMPT_BUDGET_MS (0-600000; 0 = none), e.g. {\"qwen2.5-coder-7b-q4_k_m\": 2000}."`
+	ModelMmap           bool           `env:"MODEL_MMAP" def:"false" doc:"Map model files instead of reading them into memory. Reading is the default: on CPU, batched decoding of 8 sequences ran 1.6x faster from read-in weights than from mapped ones (docs/benchmarks.md); mapping starts faster and shares the page cache."`
+	CompletionMaxTokens int            `env:"COMPLETION_MAX_TOKENS" def:"64" doc:"Most tokens a code completion generates (1-4096)."`
+	ChatMaxTokens       int            `env:"CHAT_MAX_TOKENS" def:"256" doc:"Most tokens a chat answer generates (1-32768)."`
+	ModelWorkers        int            `env:"THREAD_POOL_MAX_WORKERS" def:"4" doc:"Models run in parallel for one multi-model request (1-32)."`
 
 	// Project context and retrieval (docs/context.md)
 	ContextMaxFiles     int    `env:"CONTEXT_MAX_FILES" def:"500" doc:"Most files a project's multi-file context holds (1-100000); an update that would make more is refused with 422 and changes nothing."`
@@ -337,6 +338,11 @@ func (c Config) Validate() error {
 	}
 	if c.PromptBudget < 0 || c.PromptBudget > 600000 {
 		return bad("ENGINE_PROMPT_BUDGET_MS", "%d is out of range 0-600000", c.PromptBudget)
+	}
+	for model, ms := range c.PromptBudgetByModel {
+		if model == "" || ms < 0 || ms > 600000 {
+			return bad("MODEL_PROMPT_BUDGET_MS", "entry %q: %d must name a model and be in range 0-600000", model, ms)
+		}
 	}
 	if c.ContextMaxFiles < 1 || c.ContextMaxFiles > 100000 {
 		return bad("CONTEXT_MAX_FILES", "%d is out of range 1-100000", c.ContextMaxFiles)
