@@ -48,6 +48,17 @@ func TestLoadtestReconciles(t *testing.T) {
 	if rep.Routes[loadtest.RouteCompletion] == nil || rep.Routes[loadtest.RouteWSCompletion] == nil {
 		t.Errorf("completions over HTTP and the WebSocket: %v", rep.Routes)
 	}
+	// Every completion answered with a completion is also measured from
+	// the user's last keystroke, which is never before the request was sent.
+	if len(rep.SinceKeystroke) == 0 || rep.Continuous {
+		t.Errorf("%d latencies from the last keystroke (continuous %v), want some, with pauses", len(rep.SinceKeystroke), rep.Continuous)
+	}
+	if max := rep.Routes[loadtest.RouteCompletion].P99; len(rep.SinceKeystroke) > 0 && rep.SinceKeystroke[0] <= 0 {
+		t.Errorf("latency from the last keystroke %v ms (HTTP p99 %v ms), want positive", rep.SinceKeystroke[0], max)
+	}
+	if !strings.Contains(out.String(), "from the user's last keystroke before the answer (with pauses") {
+		t.Errorf("the report lacks the latency from the last keystroke:\n%s", out.String())
+	}
 	pool, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
