@@ -162,20 +162,20 @@ var errCancelled = errors.New("request cancelled")
 
 // modelOutcome is one model's answer, or why it has none.
 type modelOutcome struct {
-	id     int64
-	model  RegisteredModel
-	known  bool
-	res    *engine.Result
-	text   string // redacted completion
-	seed   uint32
+	id    int64
+	model RegisteredModel
+	known bool
+	res   *engine.Result
+	text  string // redacted completion
+	seed  uint32
 	// sampling, maxTokens and mode are the engine request's, stored with
 	// the generation (generation.sampler).
 	sampling  engine.SamplingParams
 	maxTokens int
 	mode      engine.Mode
 	reason    string // user-visible failure reason; "" on success
-	err    error  // logged cause
-	gen    time.Duration
+	err       error  // logged cause
+	gen       time.Duration
 	// redactMS is the time spent redacting the completion.
 	redactMS float64
 }
@@ -585,11 +585,15 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	}
 	pr.asg, pr.client = asg, r.Client
 	key := p.SessionID.String() + "\x00" + r.Context.FileName
+	// From here a newer request of the same session and file stops this
+	// one's work (wctx); it is still answered and stored, as superseded.
+	wctx, sup, arrived := s.supersede.arrive(ctx, key)
+	defer arrived()
 	if len(r.Extra) > 0 {
 		pr.files = s.redactChunks(ctx, r.Extra)
 	} else {
 		t := time.Now()
-		pr.retr = s.retrieve(ctx, p, key, pr, s.modelNames(r.ModelIDs), asg.maxTokens(s.plugin.limits.CompletionTokens))
+		pr.retr = s.retrieve(wctx, p, key, pr, s.modelNames(r.ModelIDs), asg.maxTokens(s.plugin.limits.CompletionTokens))
 		ms := msSince(t)
 		pr.ctxMS += ms
 		st.add(StageContext, ms)
@@ -597,7 +601,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	// The models start now. Nothing is written, streamed or returned before
 	// the caller's state passes (waitState); its refusal (unknown telemetry
 	// ids, the user gone) cancels them.
-	mctx, cancelModels := context.WithCancel(ctx)
+	mctx, cancelModels := context.WithCancel(wctx)
 	defer cancelModels()
 	if sink != nil {
 		stream := sink
@@ -630,7 +634,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	var outs []*modelOutcome
 	run, debounced := s.debounce(mctx, asg, key, pr.t0)
 	defer debounced()
-	if run {
+	if run && !sup.is() {
 		outs = s.runModels(mctx, r.ModelIDs, asg.timeout(completionTimeout), false, func(m RegisteredModel) engine.Request {
 			extra := chunks(pr.files)
 			if pr.retr != nil {
@@ -645,6 +649,13 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		}, sink)
 	} else {
 		outs = supersededOutcomes(r.ModelIDs)
+	}
+	if sup.is() {
+		for _, o := range outs {
+			if o.reason == "cancelled" {
+				o.reason = "superseded"
+			}
+		}
 	}
 	if ctx.Err() != nil {
 		s.discard(pre)

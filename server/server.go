@@ -111,7 +111,8 @@ type Server struct {
 	app     *fiber.App
 	started time.Time
 
-	unavailable logEvery // the 503s' log lines, at most one a second
+	unavailable logEvery   // the 503s' log lines, at most one a second
+	supersede   supersedes // completion requests in flight per session and file
 
 	q         *models.Queries
 	tokens    *auth.Store

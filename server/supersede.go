@@ -1,0 +1,54 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// supersedes lets a completion request stop the work of the older request
+// of the same session and file the moment it arrives. The engine also
+// supersedes by that key, but only when the newer request reaches it,
+// after its context stage (retrieval embeds the lines before the cursor
+// on the same busy engine): until then the older request kept its queue
+// place or slot.
+type supersedes struct {
+	mu     sync.Mutex
+	latest map[string]*superseded // the newest request in flight per key
+}
+
+// superseded is one request's mark: set once a newer request of its key
+// arrived.
+type superseded struct {
+	cancel context.CancelFunc
+	set    atomic.Bool
+}
+
+func (m *superseded) is() bool { return m.set.Load() }
+
+// arrive registers a request of key. Its work (retrieval, the models) runs
+// under the returned context, which a newer request of key cancels after
+// setting the mark; the caller still answers and stores, with ctx. done
+// must be called when the request ends.
+func (r *supersedes) arrive(ctx context.Context, key string) (context.Context, *superseded, func()) {
+	wctx, cancel := context.WithCancel(ctx)
+	me := &superseded{cancel: cancel}
+	r.mu.Lock()
+	if r.latest == nil {
+		r.latest = map[string]*superseded{}
+	}
+	if old := r.latest[key]; old != nil {
+		old.set.Store(true)
+		old.cancel()
+	}
+	r.latest[key] = me
+	r.mu.Unlock()
+	return wctx, me, func() {
+		r.mu.Lock()
+		if r.latest[key] == me {
+			delete(r.latest, key)
+		}
+		r.mu.Unlock()
+		cancel()
+	}
+}

@@ -1,0 +1,49 @@
+package server
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// TestHTTPSupersedeOnArrival: over HTTP, a newer completion request of the
+// same session and file stops the older one when it arrives, whatever
+// model it asks for, and the older one is answered and stored as
+// superseded. (The engine supersedes only among one model's requests, and
+// only once the newer request reaches it.)
+func TestHTTPSupersedeOnArrival(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	c := e.member("http-supersede@example.com")
+	slow, coder := e.ids["slow-coder"], e.ids["tiny-coder"]
+	var uid uuid.UUID
+	if err := e.srv.db.QueryRow(context.Background(), `SELECT user_id FROM users WHERE email = $1`, "http-supersede@example.com").Scan(&uid); err != nil {
+		t.Fatal(err)
+	}
+	old := make(chan resp, 1)
+	go func() { old <- c.do("POST", "/api/completion/request", completionBody([]int64{slow}, "x = 1\n", "")) }()
+	// The older request's first rows are committed while the slow model
+	// runs (it takes 26 s unless stopped).
+	waitCount(t, e, 1, `SELECT count(*) FROM meta_query WHERE user_id = $1 AND total_serving_ms IS NULL`, uid)
+	newer := c.expect("POST", "/api/completion/request", completionBody([]int64{coder}, "x = 12\n", ""), 200)
+	var r resp
+	select {
+	case r = <-old:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the older request still runs 10 s after a newer one of its session and file arrived")
+	}
+	if r.status != 200 {
+		t.Fatalf("older request: %d %s", r.status, r.raw)
+	}
+	items := r.body["data"].(map[string]any)["completions"].([]any)
+	if got := items[0].(map[string]any)["error"]; got != "superseded" {
+		t.Fatalf("older request's outcome %v, want superseded: %s", got, r.raw)
+	}
+	if items := newer.body["data"].(map[string]any)["completions"].([]any); items[0].(map[string]any)["error"] != nil {
+		t.Fatalf("newer request: %s", newer.raw)
+	}
+	if n := e.count(`SELECT count(*) FROM meta_query WHERE user_id = $1 AND total_serving_ms IS NOT NULL`, uid); n != 2 {
+		t.Fatalf("%d answered queries stored, want 2", n)
+	}
+}
