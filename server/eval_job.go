@@ -302,18 +302,22 @@ func (s *Server) evalRunCreate(c *fiber.Ctx) error {
 	info := eval.RunInfo{ModelName: m.Name, ModelSHA256: m.SHA256, Arm: arm, Seed: uint64(seed), Repo: repo,
 		Languages: langs, MaxTokens: int(maxTokens)}
 	var id, jobID int64
-	err = db.WithTx(ctx, s.db, func(tx pgx.Tx) error {
+	// The run, its job and the audit row commit together.
+	err = s.auditedTx(c, "create", "eval_runs", func(tx pgx.Tx) (string, any, any, error) {
 		var err error
 		if id, err = eval.Queue(ctx, tx, info, int(tasks), principal(c).UserID); err != nil {
-			return err
+			return "", nil, nil, err
 		}
 		job, err := s.jobs.client.InsertTx(ctx, tx, evalArgs{RunID: id, ModelID: m.ID, Tasks: int(tasks)},
 			&river.InsertOpts{Queue: s.jobs.evalQueue, MaxAttempts: evalAttempts})
 		if err != nil {
-			return err
+			return "", nil, nil, err
 		}
 		jobID = job.Job.ID
-		return s.q.EvalRunSetJob(ctx, tx, models.EvalRunSetJobParams{EvalRunID: id, JobID: &jobID})
+		err = s.q.EvalRunSetJob(ctx, tx, models.EvalRunSetJobParams{EvalRunID: id, JobID: &jobID})
+		after := fiber.Map{"model_id": m.ID, "arm": arm, "tasks": tasks, "seed": seed, "max_tokens": maxTokens, "repo": repo,
+			"languages": langs, "job_id": jobID}
+		return strconv.FormatInt(id, 10), nil, after, err
 	})
 	if err != nil {
 		return internalDetail(MsgEvalError, err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +99,12 @@ func TestEvalJob(t *testing.T) {
 	id, jobID := int64(r.body["eval_run_id"].(float64)), int64(r.body["job_id"].(float64))
 	if r.body["status"] != "queued" || r.header.Get("Location") != fmt.Sprintf("/api/eval/runs/%d", id) {
 		t.Errorf("202 = %s, Location %q", r.raw, r.header.Get("Location"))
+	}
+	// The admin's write is audited with the run.
+	var audited int
+	if err := e.srv.db.QueryRow(ctx, `SELECT count(*) FROM admin_audit WHERE actor_id::text = $1 AND action = 'create'
+		AND resource = 'eval_runs' AND resource_id = $2 AND (after->>'job_id')::bigint = $3`, adminID, strconv.FormatInt(id, 10), jobID).Scan(&audited); err != nil || audited != 1 {
+		t.Errorf("%d audit rows of the run (%v), want 1", audited, err)
 	}
 	var kind, queue string
 	var maxAttempts int
