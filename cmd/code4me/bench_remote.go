@@ -81,6 +81,9 @@ func runBenchRemote(ctx context.Context, o remoteBenchOptions) error {
 	cfg.NThreads = o.threads
 	cfg.NParallel = most
 	cfg.NCtx = 4096
+	// Both paths lay out the whole context files: the remote path has no
+	// engine to embed with, so retrieval would make the prompts differ.
+	cfg.RetrievalTopK = 0
 
 	ref, err := resolveModel(ctx, cfg, o.model)
 	if err != nil {
