@@ -246,6 +246,20 @@ func (q *Queries) MetaQueryGetByID(ctx context.Context, db DBTX, metaQueryID uui
 	return i, err
 }
 
+const metaQueryRetrievedChunks = `-- name: MetaQueryRetrievedChunks :one
+SELECT coalesce(jsonb_array_length(context_chunks), 0)::int AS n
+FROM meta_query WHERE meta_query_id = $1
+`
+
+// How many chunks retrieved from the project context the query's prompt
+// held (0 when it held none).
+func (q *Queries) MetaQueryRetrievedChunks(ctx context.Context, db DBTX, metaQueryID uuid.UUID) (int32, error) {
+	row := db.QueryRow(ctx, metaQueryRetrievedChunks, metaQueryID)
+	var n int32
+	err := row.Scan(&n)
+	return n, err
+}
+
 const metaQuerySetServingTime = `-- name: MetaQuerySetServingTime :exec
 UPDATE meta_query SET total_serving_ms = $1 WHERE meta_query_id = $2
 `

@@ -48,3 +48,9 @@ VALUES (
 -- name: BehavioralTelemetryCreate :exec
 INSERT INTO behavioral_telemetry (meta_query_id, time_since_last_shown, time_since_last_accepted, typing_speed)
 VALUES (@meta_query_id, sqlc.narg('time_since_last_shown'), sqlc.narg('time_since_last_accepted'), sqlc.narg('typing_speed'));
+
+-- name: MetaQueryRetrievedChunks :one
+-- How many chunks retrieved from the project context the query's prompt
+-- held (0 when it held none).
+SELECT coalesce(jsonb_array_length(context_chunks), 0)::int AS n
+FROM meta_query WHERE meta_query_id = @meta_query_id;

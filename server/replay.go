@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,7 @@ var (
 	errReplayModel     = errors.New("the generation's model file is not loaded")
 	errReplayTemplate  = errors.New("the model's prompt template differs from the generation's")
 	errReplayRow       = errors.New("the generation row lacks what a replay needs")
+	errReplayRetrieved = errors.New("the query's prompt held chunks retrieved from the project context, which replay does not rebuild")
 )
 
 // Replay is a completion generation run again from its stored rows.
@@ -73,6 +75,11 @@ func (s *Server) ReplayGeneration(ctx context.Context, queryID uuid.UUID, modelI
 	row, err := s.q.GenerationReplayGet(ctx, s.db, models.GenerationReplayGetParams{MetaQueryID: queryID, ModelID: modelID})
 	if err != nil {
 		return nil, fmt.Errorf("replay: read generation: %w", db.Translate(err))
+	}
+	// The stored context files are what a query without retrieval laid
+	// out; a query with retrieved chunks had other text in its prompt.
+	if n, err := s.q.MetaQueryRetrievedChunks(ctx, s.db, queryID); err != nil || n > 0 {
+		return nil, fmt.Errorf("replay: %w", cmp.Or(err, errReplayRetrieved))
 	}
 	if !row.HasContext {
 		return nil, fmt.Errorf("replay: %w", errReplayNoContext)

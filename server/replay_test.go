@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/code4me/code4me/internal/config"
 	"github.com/code4me/code4me/internal/db"
 )
 
@@ -17,7 +18,9 @@ import (
 // the context policy and the trigger; a query whose context was not stored
 // is refused.
 func TestReplayGeneration(t *testing.T) {
-	e := newPluginEnv(t, nil)
+	// The context files are laid out whole (no retrieval), as replay
+	// rebuilds them; TestReplayRefusesRetrievedChunks covers retrieval.
+	e := newPluginEnv(t, func(c *config.Config) { c.RetrievalTopK = 0 })
 	const build = "code4me test; llama.cpp test"
 	e.srv.plugin.build = build
 	email := "replay-" + uuid.NewString()[:8] + "@example.com"
@@ -127,5 +130,26 @@ func TestReplayGeneration(t *testing.T) {
 	}
 	if _, err := e.srv.ReplayGeneration(t.Context(), uuid.New(), coder); !errors.Is(err, db.ErrNotFound) {
 		t.Fatalf("replay of no generation: %v", err)
+	}
+}
+
+// TestReplayRefusesRetrievedChunks: a query whose prompt held chunks
+// retrieved from the project context is refused, not replayed with
+// other text.
+func TestReplayRefusesRetrievedChunks(t *testing.T) {
+	e, c, _ := retrievalEnv(t, nil)
+	wait := e.embedJobs()
+	c.put("util.py", nil, codeLines("util", 40))
+	wait()
+	mq := e.complete(c, "import util\n\n", "\n")
+	if refs, _ := e.chunkRefs(mq); len(refs) == 0 {
+		t.Fatal("no chunk laid out")
+	}
+	id, err := uuid.Parse(mq.(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.ReplayGeneration(t.Context(), id, e.ids["tiny-coder"]); !errors.Is(err, errReplayRetrieved) {
+		t.Fatalf("replay of a query with retrieved chunks: %v, want %v", err, errReplayRetrieved)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+
+	"github.com/code4me/code4me/engine"
 )
 
 // supersedes lets a completion request stop the work of the older request
@@ -20,7 +22,7 @@ type supersedes struct {
 // superseded is one request's mark: set once a newer request of its key
 // arrived.
 type superseded struct {
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	set    atomic.Bool
 }
 
@@ -31,7 +33,7 @@ func (m *superseded) is() bool { return m.set.Load() }
 // setting the mark; the caller still answers and stores, with ctx. done
 // must be called when the request ends.
 func (r *supersedes) arrive(ctx context.Context, key string) (context.Context, *superseded, func()) {
-	wctx, cancel := context.WithCancel(ctx)
+	wctx, cancel := context.WithCancelCause(ctx)
 	me := &superseded{cancel: cancel}
 	r.mu.Lock()
 	if r.latest == nil {
@@ -39,7 +41,7 @@ func (r *supersedes) arrive(ctx context.Context, key string) (context.Context, *
 	}
 	if old := r.latest[key]; old != nil {
 		old.set.Store(true)
-		old.cancel()
+		old.cancel(engine.ErrSuperseded) // the engine ends its request as superseded
 	}
 	r.latest[key] = me
 	r.mu.Unlock()
@@ -49,6 +51,6 @@ func (r *supersedes) arrive(ctx context.Context, key string) (context.Context, *
 			delete(r.latest, key)
 		}
 		r.mu.Unlock()
-		cancel()
+		cancel(nil)
 	}
 }
