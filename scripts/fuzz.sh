@@ -39,8 +39,21 @@ for pkg in "${pkgs[@]}"; do
 	targets="$(cd "$pkg" && "$bin/$name.test" -test.list '^Fuzz' | grep "^${FUZZ:-Fuzz}" || true)"
 	for target in $targets; do
 		t0=$SECONDS
-		if (cd "$pkg" && "$bin/$name.test" -test.run='^$' -test.fuzz="^$target\$" -test.fuzztime="$FUZZTIME" \
-			-test.fuzzcachedir="$cache/$importpath" >"$bin/out" 2>&1); then
+		run() {
+			(cd "$pkg" && "$bin/$name.test" -test.run='^$' -test.fuzz="^$target\$" -test.fuzztime="$FUZZTIME" \
+				-test.fuzzcachedir="$cache/$importpath" >"$bin/out" 2>&1)
+		}
+		ok=0
+		run && ok=1
+		# Go's fuzzing coordinator sometimes gives up on a worker with
+		# "context deadline exceeded" when the time is short and the machine
+		# busy; that is no finding (no failing input is written), so such a
+		# run is tried once more.
+		if [ $ok -eq 0 ] && grep -q 'context deadline exceeded' "$bin/out" && ! grep -q 'Failing input written' "$bin/out"; then
+			echo "retry $pkg $target (the fuzzing engine timed out a worker)"
+			run && ok=1
+		fi
+		if [ $ok -eq 1 ]; then
 			echo "ok    $pkg $target ($((SECONDS - t0))s)"
 		else
 			cat "$bin/out"
