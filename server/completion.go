@@ -632,9 +632,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 		return queueQuery(ctx, b, nil)
 	})
 	var outs []*modelOutcome
-	run, debounced := s.debounce(mctx, asg, key, pr.t0)
-	defer debounced()
-	if run && !sup.is() {
+	if debounce(mctx, asg, pr.t0) && !sup.is() {
 		outs = s.runModels(mctx, r.ModelIDs, asg.timeout(completionTimeout), false, func(m RegisteredModel) engine.Request {
 			extra := chunks(pr.files)
 			if pr.retr != nil {

@@ -156,10 +156,6 @@ type studies struct {
 	enrolled map[uuid.UUID]bool
 	// logged holds the units of cur whose assignment is logged.
 	logged map[[2]uuid.UUID]bool
-	// latest is, per debounce key, the sequence number of the newest
-	// request waiting or running.
-	latest map[string]uint64
-	seq    uint64
 }
 
 // invalidate makes the next request read the running study again.
@@ -373,37 +369,18 @@ func (a *assignment) keepsSuffix() bool {
 }
 
 // debounce waits out the arm's debounce from t0 and reports whether the
-// request may run: false when a newer request with the same key arrived
-// meanwhile. done must be called when the request ends.
-func (s *Server) debounce(ctx context.Context, a *assignment, key string, t0 time.Time) (run bool, done func()) {
+// request may run: false when ctx ended meanwhile, as it does when a newer
+// request of the same session and file arrives (supersede.go).
+func debounce(ctx context.Context, a *assignment, t0 time.Time) bool {
 	if a == nil || a.arm.policy.DebounceMS <= 0 {
-		return true, func() {}
-	}
-	ss := &s.studies
-	ss.mu.Lock()
-	if ss.latest == nil {
-		ss.latest = map[string]uint64{}
-	}
-	ss.seq++
-	me := ss.seq
-	ss.latest[key] = me
-	ss.mu.Unlock()
-	done = func() {
-		ss.mu.Lock()
-		if ss.latest[key] == me {
-			delete(ss.latest, key)
-		}
-		ss.mu.Unlock()
+		return true
 	}
 	t := time.NewTimer(time.Until(t0.Add(time.Duration(a.arm.policy.DebounceMS) * time.Millisecond)))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return false, done
+		return false
 	case <-t.C:
+		return true
 	}
-	ss.mu.Lock()
-	run = ss.latest[key] == me
-	ss.mu.Unlock()
-	return run, done
 }
