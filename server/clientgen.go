@@ -128,15 +128,12 @@ func (s *Server) generate(ctx context.Context, p *Principal, g *clientGen, i int
 		return s.generateChat(ctx, g, i, sink)
 	}
 	r := &completionRequest{ModelIDs: []int64{g.model.ID}, Context: contextData{Prefix: g.prompt, Suffix: g.suffix, FileName: g.fileName},
-		StoreContext: true, StopSequences: g.stop, Client: g.client, Kind: g.kind, Extra: g.extra}
+		StoreContext: true, StopSequences: g.stop, Client: g.client, Kind: g.kind, Extra: g.extra, Concurrent: true}
 	r.Tune = func(req *engine.Request) {
 		req.Raw = !g.fim
 		// The client's stop strings and token limit end the text, as its API
-		// promises, not the plugin's blank-line rule; and a request is never
-		// superseded by another of the same key (these APIs have no such
-		// rule: a streamed request ends when its client leaves).
+		// promises, not the plugin's blank-line rule.
 		req.Mode = engine.ModeMultiLine
-		req.SupersedeKey = ""
 		if g.kind == nextEditKind {
 			// A next-edit writes the whole region back, longer than a
 			// completion: it may take as many tokens as a chat answer.

@@ -587,7 +587,11 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	key := p.SessionID.String() + "\x00" + r.Context.FileName
 	// From here a newer request of the same session and file stops this
 	// one's work (wctx); it is still answered and stored, as superseded.
-	wctx, sup, arrived := s.supersede.arrive(ctx, key)
+	wctx, sup, arrived, supKey := ctx, &superseded{}, func() {}, ""
+	if !r.Concurrent {
+		wctx, sup, arrived = s.supersede.arrive(ctx, key)
+		supKey = key
+	}
 	defer arrived()
 	if len(r.Extra) > 0 {
 		pr.files = s.redactChunks(ctx, r.Extra)
@@ -638,7 +642,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 			if pr.retr != nil {
 				extra = pr.retr.extra()
 			}
-			req := FIMRequest(pr.ctx.Prefix, asg.suffix(pr.ctx.Suffix), pr.ctx.FileName, extra, r.StopSequences, key,
+			req := FIMRequest(pr.ctx.Prefix, asg.suffix(pr.ctx.Suffix), pr.ctx.FileName, extra, r.StopSequences, supKey,
 				asg.maxTokens(s.plugin.limits.CompletionTokens), s.plugin.seed())
 			if r.Tune != nil {
 				r.Tune(&req)

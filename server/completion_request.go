@@ -66,6 +66,11 @@ type completionRequest struct {
 	// ("warm-up" for a cache-warming request), stored whatever the
 	// telemetry consent: it describes the request, not the user.
 	Trigger string
+	// Concurrent requests are never superseded by a newer request of the
+	// same session and file, neither on arrival nor in the engine: the
+	// editor-client APIs have no such rule (their clients cancel a request
+	// by closing its connection), and an API key's requests share a session.
+	Concurrent bool
 	// Kind, when set, is stored as the generation's mode in
 	// generation.sampler in place of the stop mode: "next-edit" for a
 	// next-edit suggestion, whose prompt asks the model to rewrite a region.

@@ -334,6 +334,9 @@ func (lr *llamaRun) candidate(ctx context.Context, i int, st *stageTimes, sink t
 		Client:        lr.client,
 		Extra:         r.extra,
 		Tune:          func(req *engine.Request) { lr.tune(req, i) },
+		// Requests never supersede one another: these clients cancel by
+		// closing the connection.
+		Concurrent: true,
 	}
 	if r.raw {
 		cr.Context = contextData{Prefix: r.prompt}
@@ -390,9 +393,7 @@ func llamaDeadline(err error) *llamaError {
 
 // tune applies the request's settings to candidate i's engine request. The
 // token limit is the smaller of n_predict and the server's (or the study
-// arm's); every line rule but n_indent is off, as in llama-server; requests
-// never supersede one another, since the clients cancel by closing the
-// connection.
+// arm's); every line rule but n_indent is off, as in llama-server.
 func (lr *llamaRun) tune(req *engine.Request, i int) {
 	r := lr.r
 	switch {
@@ -418,7 +419,6 @@ func (lr *llamaRun) tune(req *engine.Request, i int) {
 	req.NIndent = r.nIndent
 	req.TMaxPrompt, req.TMaxPredict = r.tMaxPrompt, r.tMaxPredict
 	req.CachePrompt = r.cachePrompt
-	req.SupersedeKey = ""
 }
 
 // llamaStopTypes map the engine's stop reasons onto llama-server's
