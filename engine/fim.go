@@ -126,20 +126,35 @@ func lineHash(s string) uint32 {
 	return h
 }
 
+// PromptSplit caps, in tokens, the parts of a FIM prompt: Extra the extra
+// context (project files, retrieved chunks), Prefix the text before the
+// cursor (the middle block and cursor line included), Suffix the text after
+// it. 0 gives a part no cap of its own. The prompt's token budget applies
+// after the caps, as it does without them.
+type PromptSplit struct {
+	Extra, Prefix, Suffix int
+}
+
 // BuildPrompt lays out req for family fam and tokenizes it within budget
 // tokens. The layout puts stable context first (BOS, repository name, extra
 // files, the current file's path) so that the KV cache keeps it across
 // requests. Text is tokenized without special-token parsing, so user text can
 // never produce a control token; control tokens are inserted by id.
 //
-// When the prompt exceeds the budget, extra chunks are dropped from the front
+// The caps of split come first: extra chunks are dropped from the front
+// until they fit theirs; the prefix loses whole lines from its top, on the
+// stepped cut described below, until it and the middle block fit theirs
+// (the middle block loses lines from its front only when it alone is over
+// the cap); the suffix loses whole lines from its end.
+//
+// When the prompt then exceeds the budget, extra chunks are dropped from the front
 // until they use at most what the local context leaves (and at most half the
 // budget when the local context needs more); then the far end of the prefix
 // and the end of the suffix are cut on line boundaries, keeping about 3/4
 // prefix and 1/4 suffix. The prefix cut moves in steps of budget/16 tokens so
 // that it stays put while the user types. BuildPrompt runs in the caller's
 // goroutine.
-func BuildPrompt(tk Tokenizer, sp SpecialTokens, fam Family, req *Request, budget int) (*Prompt, error) {
+func BuildPrompt(tk Tokenizer, sp SpecialTokens, fam Family, req *Request, budget int, split PromptSplit) (*Prompt, error) {
 	if budget <= 0 {
 		return nil, ErrPromptTooLong
 	}
@@ -249,13 +264,36 @@ func BuildPrompt(tk Tokenizer, sp SpecialTokens, fam Family, req *Request, budge
 	}
 	fixed := len(head) + len(cur) + len(curIn) + markers
 
-	// Budget.
-	local := len(pre) + len(suf) + len(mid)
+	// The split's caps.
+	quantum := max(16, budget/16) // the prefix cut moves in steps of quantum tokens
 	nExtra := 0
 	for _, e := range extras {
 		nExtra += len(e)
 	}
 	truncated := false
+	if split.Extra > 0 {
+		for len(extras) > 0 && nExtra > split.Extra {
+			nExtra -= len(extras[0])
+			extras = extras[1:]
+			truncated = true
+		}
+	}
+	if split.Prefix > 0 && len(pre)+len(mid) > split.Prefix {
+		truncated = true
+		if len(mid) > split.Prefix {
+			mid = trimFront(tk, mid, split.Prefix, 1)
+		}
+		// A step of at most a quarter of the cap keeps the prefix at
+		// three quarters of the cap or more.
+		pre = trimFront(tk, pre, split.Prefix-len(mid), min(quantum, max(1, split.Prefix/4)))
+	}
+	if split.Suffix > 0 && len(suf) > split.Suffix {
+		truncated = true
+		suf = trimBack(tk, suf, split.Suffix)
+	}
+
+	// Budget.
+	local := len(pre) + len(suf) + len(mid)
 	if fixed+local+nExtra > budget {
 		allow := max(budget-fixed-local, (budget-fixed)/2, 0)
 		for len(extras) > 0 && nExtra > allow {
@@ -276,7 +314,7 @@ func BuildPrompt(tk Tokenizer, sp SpecialTokens, fam Family, req *Request, budge
 		a := avail - len(mid)
 		nSuf := min(len(suf), max(a/4, a-len(pre)))
 		nPre := min(len(pre), a-nSuf)
-		pre = trimFront(tk, pre, nPre, max(16, budget/16))
+		pre = trimFront(tk, pre, nPre, quantum)
 		suf = trimBack(tk, suf, nSuf)
 	}
 

@@ -68,11 +68,11 @@ func FuzzBuildPrompt(f *testing.F) {
 		}
 		budget := int(budget16) % 4096
 
-		full, err := engine.BuildPrompt(m, sp, fam, req, 1<<30)
+		full, err := engine.BuildPrompt(m, sp, fam, req, 1<<30, engine.PromptSplit{})
 		if err != nil {
 			t.Fatalf("unlimited budget: %v", err)
 		}
-		p, err := engine.BuildPrompt(m, sp, fam, req, budget)
+		p, err := engine.BuildPrompt(m, sp, fam, req, budget, engine.PromptSplit{})
 
 		// The parts as the layout should see them.
 		before, mid := prefix, middle

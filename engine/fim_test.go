@@ -78,7 +78,7 @@ func TestBuildPromptLayouts(t *testing.T) {
 		{"control text stays text", engine.FamilyQwen, sp, inject, "<|fim_prefix|><|fim_middle|>\n<|fim_suffix|><|endoftext|><|fim_middle|>"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := engine.BuildPrompt(m, tc.sp, tc.fam, &tc.req, 1000)
+			p, err := engine.BuildPrompt(m, tc.sp, tc.fam, &tc.req, 1000, engine.PromptSplit{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,11 +100,11 @@ func TestBuildPromptLayouts(t *testing.T) {
 			}
 		})
 	}
-	if _, err := engine.BuildPrompt(m, sp, engine.FamilyNone, &bare, 100); !errors.Is(err, engine.ErrNoFIM) {
+	if _, err := engine.BuildPrompt(m, sp, engine.FamilyNone, &bare, 100, engine.PromptSplit{}); !errors.Is(err, engine.ErrNoFIM) {
 		t.Errorf("no FIM family: %v", err)
 	}
 	raw := engine.Request{Raw: true, Prefix: "<|fim_prefix|>x"}
-	if p, _ := engine.BuildPrompt(m, sp, engine.FamilyNone, &raw, 100); len(p.Tokens) != 2 || p.Tokens[0] != enginetest.FIMPre {
+	if p, _ := engine.BuildPrompt(m, sp, engine.FamilyNone, &raw, 100, engine.PromptSplit{}); len(p.Tokens) != 2 || p.Tokens[0] != enginetest.FIMPre {
 		t.Errorf("raw prompt tokens %v", p.Tokens)
 	}
 }
@@ -143,14 +143,14 @@ func TestBuildPromptBudget(t *testing.T) {
 
 	t.Run("fits", func(t *testing.T) {
 		r := engine.Request{Prefix: lines("p", 5), Suffix: lines("s", 5), Extra: extra}
-		p, _ := engine.BuildPrompt(m, sp, engine.FamilyQwen, &r, 1000)
+		p, _ := engine.BuildPrompt(m, sp, engine.FamilyQwen, &r, 1000, engine.PromptSplit{})
 		if p.Truncated || len(p.Tokens) > 1000 {
 			t.Errorf("truncated %v, %d tokens", p.Truncated, len(p.Tokens))
 		}
 	})
 	t.Run("extras dropped from the front first", func(t *testing.T) {
 		r := engine.Request{Prefix: lines("p", 5), Suffix: lines("s", 5), Extra: extra}
-		p, _ := engine.BuildPrompt(m, sp, engine.FamilyQwen, &r, 400)
+		p, _ := engine.BuildPrompt(m, sp, engine.FamilyQwen, &r, 400, engine.PromptSplit{})
 		text := m.Detokenize(p.Tokens)
 		if !p.Truncated || len(p.Tokens) > 400 {
 			t.Fatalf("truncated %v, %d tokens", p.Truncated, len(p.Tokens))
@@ -165,7 +165,7 @@ func TestBuildPromptBudget(t *testing.T) {
 	t.Run("prefix far end and suffix tail cut on lines", func(t *testing.T) {
 		r := engine.Request{Prefix: lines("p", 100) + "cur", Suffix: lines("s", 100), Extra: extra}
 		budget := 600
-		p, _ := engine.BuildPrompt(m, sp, engine.FamilyQwen, &r, budget)
+		p, _ := engine.BuildPrompt(m, sp, engine.FamilyQwen, &r, budget, engine.PromptSplit{})
 		if !p.Truncated || len(p.Tokens) > budget {
 			t.Fatalf("truncated %v, %d tokens", p.Truncated, len(p.Tokens))
 		}
@@ -195,7 +195,7 @@ func TestBuildPromptBudget(t *testing.T) {
 		starts := map[string]bool{}
 		for k := range 12 {
 			r := engine.Request{Prefix: lines("p", 200) + "\tx := " + strings.Repeat("y", k), Suffix: lines("s", 50)}
-			p, _ := engine.BuildPrompt(m, sp, engine.FamilyQwen, &r, 800)
+			p, _ := engine.BuildPrompt(m, sp, engine.FamilyQwen, &r, 800, engine.PromptSplit{})
 			starts[m.Detokenize(p.Tokens[:20])] = true
 		}
 		if len(starts) > 2 {
@@ -204,7 +204,7 @@ func TestBuildPromptBudget(t *testing.T) {
 	})
 	t.Run("too small", func(t *testing.T) {
 		r := engine.Request{Prefix: "x", Suffix: "y", FilePath: strings.Repeat("d/", 50) + "f.go"}
-		if _, err := engine.BuildPrompt(m, sp, engine.FamilyQwen, &r, 20); !errors.Is(err, engine.ErrPromptTooLong) {
+		if _, err := engine.BuildPrompt(m, sp, engine.FamilyQwen, &r, 20, engine.PromptSplit{}); !errors.Is(err, engine.ErrPromptTooLong) {
 			t.Errorf("got %v", err)
 		}
 	})

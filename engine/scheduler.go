@@ -35,6 +35,10 @@ type Config struct {
 	SlotSimilarity float64
 	// Family overrides the prompt layout detected from the model.
 	Family Family
+	// Split caps the tokens of a FIM prompt's extra context, prefix and
+	// suffix (BuildPrompt), before the slot's token budget applies;
+	// default none.
+	Split PromptSplit
 	// TokenCacheBytes bounds the texts and tokens of prompt parts kept so
 	// that an unchanged part (an extra file, the suffix, the prefix lines
 	// before the cursor line) is not tokenized again; default
@@ -323,7 +327,7 @@ func (s *Scheduler) Complete(ctx context.Context, req Request) (*Result, error) 
 func (s *Scheduler) Stream(ctx context.Context, req Request) (*Stream, error) {
 	t0 := time.Now()
 	budget := s.nCtxSlot - min(max(req.MaxTokens, 1), s.nCtxSlot/2)
-	p, err := BuildPrompt(s.tokens, s.special, s.family, &req, budget)
+	p, err := BuildPrompt(s.tokens, s.special, s.family, &req, budget, s.cfg.Split)
 	if err != nil {
 		return nil, err
 	}

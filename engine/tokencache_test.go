@@ -85,11 +85,11 @@ func samePromptsWhileTyping(t *testing.T, tk engine.Tokenizer, sp engine.Special
 			c := engine.NewTokenCache(tk, 8<<20)
 			truncated := 0
 			for i, r := range reqs {
-				want, err := engine.BuildPrompt(tk, sp, fam, &r, budget)
+				want, err := engine.BuildPrompt(tk, sp, fam, &r, budget, engine.PromptSplit{})
 				if err != nil {
 					t.Fatal(err)
 				}
-				got, err := engine.BuildPrompt(c, sp, fam, &r, budget)
+				got, err := engine.BuildPrompt(c, sp, fam, &r, budget, engine.PromptSplit{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -145,7 +145,7 @@ func TestTokenCacheTypingTokenizesOnlyTheCursorLine(t *testing.T) {
 	prev, onLine := "", 0
 	for i, r := range reqs {
 		before, calls := ct.bytes.Load(), ct.calls.Load()
-		if _, err := engine.BuildPrompt(c, m.Special(), engine.FamilyQwen, &r, 4080); err != nil {
+		if _, err := engine.BuildPrompt(c, m.Special(), engine.FamilyQwen, &r, 4080, engine.PromptSplit{}); err != nil {
 			t.Fatal(err)
 		}
 		lines, cursor := engine.SplitCursorLine(r.Prefix)
@@ -216,7 +216,7 @@ func TestTokenCacheConcurrent(t *testing.T) {
 	reqs := typingRequests(t, 60)
 	want := make([][]engine.Token, len(reqs))
 	for i, r := range reqs {
-		p, err := engine.BuildPrompt(m, m.Special(), engine.FamilyQwen, &r, 4080)
+		p, err := engine.BuildPrompt(m, m.Special(), engine.FamilyQwen, &r, 4080, engine.PromptSplit{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,7 +227,7 @@ func TestTokenCacheConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for k := range 3 * len(reqs) {
 				i := (k*7 + g*13) % len(reqs)
-				p, err := engine.BuildPrompt(c, m.Special(), engine.FamilyQwen, &reqs[i], 4080)
+				p, err := engine.BuildPrompt(c, m.Special(), engine.FamilyQwen, &reqs[i], 4080, engine.PromptSplit{})
 				if err != nil {
 					t.Error(err)
 					return
@@ -289,7 +289,7 @@ func BenchmarkBuildPromptTyping(b *testing.B) {
 					tk = tc.tk() // a new typist: no cursor line was seen before
 				}
 				t0 := time.Now()
-				p, err := engine.BuildPrompt(tk, m.Special(), fam, &reqs[i%len(reqs)], 4080)
+				p, err := engine.BuildPrompt(tk, m.Special(), fam, &reqs[i%len(reqs)], 4080, engine.PromptSplit{})
 				if err != nil {
 					b.Fatal(err)
 				}
