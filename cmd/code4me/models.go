@@ -182,17 +182,36 @@ func newEngine(c config.Config, log *slog.Logger, refs []modelRef) (*engine.Engi
 		}
 		log.Info("model loaded", slog.String("model", r.Name), slog.Bool("synthetic", r.Synthetic), slog.Duration("took", time.Since(start)))
 	}
+	for _, name := range unloadedSplits(c, refs) {
+		log.Warn("MODEL_PROMPT_SPLIT names a model that is not loaded", slog.String("model", name))
+	}
 	return e, nil
+}
+
+// unloadedSplits lists the models of MODEL_PROMPT_SPLIT that are not among
+// refs, sorted: a misspelt name would otherwise leave its model uncapped
+// without a word.
+func unloadedSplits(c config.Config, refs []modelRef) []string {
+	var out []string
+	for name := range c.PromptSplitByModel {
+		if !slices.ContainsFunc(refs, func(r modelRef) bool { return r.Name == name }) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // schedConfig is the engine configuration of model r: the engine settings
 // of c, with the model's own prompt budget (MODEL_PROMPT_BUDGET_MS) where
-// it has one, else ENGINE_PROMPT_BUDGET_MS.
+// it has one, else ENGINE_PROMPT_BUDGET_MS, and its token caps
+// (MODEL_PROMPT_SPLIT), none where it has none.
 func schedConfig(c config.Config, r modelRef, log *slog.Logger) engine.Config {
 	budget, ok := c.PromptBudgetByModel[r.Name]
 	if !ok {
 		budget = c.PromptBudget
 	}
+	split := c.PromptSplitByModel[r.Name]
 	return engine.Config{
 		NParallel:    c.NParallel,
 		NCtx:         c.NCtx * c.NParallel,
@@ -201,6 +220,7 @@ func schedConfig(c config.Config, r modelRef, log *slog.Logger) engine.Config {
 		QueueSize:    c.QueueLength,
 		CompactAfter: compactAfter(c.CompactAfter),
 		TMaxPrompt:   time.Duration(budget) * time.Millisecond,
+		Split:        engine.PromptSplit{Extra: split.Extra, Prefix: split.Prefix, Suffix: split.Suffix},
 		Family:       engine.Family(r.Family),
 		Logger:       log,
 	}

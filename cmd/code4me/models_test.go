@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,5 +147,28 @@ func TestSchedConfigPromptBudget(t *testing.T) {
 		return v, ok
 	}); err == nil || !strings.Contains(err.Error(), "MODEL_PROMPT_BUDGET_MS") {
 		t.Errorf("a negative budget: %v, want an error naming MODEL_PROMPT_BUDGET_MS", err)
+	}
+}
+
+// TestSchedConfigPromptSplit: a model listed in MODEL_PROMPT_SPLIT gets its
+// caps in its engine configuration, the others none; the names that no
+// loaded model has are the ones newEngine warns about.
+func TestSchedConfigPromptSplit(t *testing.T) {
+	c, err := config.Load(func(k string) (string, bool) {
+		v, ok := map[string]string{"MODEL_PROMPT_SPLIT": `{"big": {"extra": 2048, "prefix": 1024, "suffix": 256}, "typo": {"suffix": 8}, "gone": {}}`}[k]
+		return v, ok
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]engine.PromptSplit{"big": {Extra: 2048, Prefix: 1024, Suffix: 256}, "other": {}}
+	for name, w := range want {
+		if got := schedConfig(c, modelRef{Name: name}, nil).Split; got != w {
+			t.Errorf("%s: Split %+v, want %+v", name, got, w)
+		}
+	}
+	refs := []modelRef{{Name: "big"}, {Name: "other"}}
+	if got := unloadedSplits(c, refs); !slices.Equal(got, []string{"gone", "typo"}) {
+		t.Errorf("unloaded names %v, want [gone typo]", got)
 	}
 }

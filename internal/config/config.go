@@ -6,13 +6,17 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net"
 	"net/mail"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,6 +117,9 @@ type Config struct {
 	ChatMaxTokens       int            `env:"CHAT_MAX_TOKENS" def:"256" doc:"Most tokens a chat answer generates (1-32768)."`
 	ModelWorkers        int            `env:"THREAD_POOL_MAX_WORKERS" def:"4" doc:"Models run in parallel for one multi-model request (1-32)."`
 
+	// Token caps of each model's FIM prompt parts, before the slot's budget.
+	PromptSplitByModel map[string]PromptSplit `env:"MODEL_PROMPT_SPLIT" def:"{}" doc:"JSON object: model name to token caps on the parts of its FIM prompts, {\"extra\": N, \"prefix\": N, \"suffix\": N} (each optional, 0-1048576; 0 or absent: no cap of its own), applied before the slot's token budget: extra context chunks are dropped oldest first, prefix lines (the cursor's block included) from the top, suffix lines from the end (docs/context.md), e.g. {\"qwen2.5-coder-7b-q4_k_m\": {\"extra\": 2048, \"prefix\": 1024, \"suffix\": 256}}. A model named here that is not loaded is logged as a warning."`
+
 	// Project context and retrieval (docs/context.md)
 	ContextMaxFiles     int    `env:"CONTEXT_MAX_FILES" def:"500" doc:"Most files a project's multi-file context holds (1-100000); an update that would make more is refused with 422 and changes nothing."`
 	ContextMaxFileBytes int    `env:"CONTEXT_MAX_FILE_BYTES" def:"1048576" doc:"Largest file of a project's multi-file context, in bytes of its lines (1024 or more); an update that makes a larger one is refused with 413 and changes nothing."`
@@ -125,6 +132,20 @@ type Config struct {
 	// Evaluation
 	EvalRoot string `env:"EVAL_ROOT" def:"" doc:"Directory holding the source trees that evaluation runs started from the admin API (POST /api/eval/runs) may read; a repo outside it (symbolic links resolved) is refused. Empty: DATA_DIR/eval."`
 }
+
+// PromptSplit is one model's entry of MODEL_PROMPT_SPLIT: the most tokens
+// of extra context, prefix and suffix its FIM prompts carry; 0: no cap of
+// its own.
+type PromptSplit struct {
+	Extra  int `json:"extra"`
+	Prefix int `json:"prefix"`
+	Suffix int `json:"suffix"`
+}
+
+// maxPromptSplit is the largest cap MODEL_PROMPT_SPLIT accepts, 2^20
+// tokens: far above a slot's context, so that a larger number is refused as
+// the mistake it is.
+const maxPromptSplit = 1 << 20
 
 // Lookup returns the value of an environment variable and whether it is set;
 // os.LookupEnv has this shape.
@@ -187,6 +208,20 @@ func setField(fv reflect.Value, f reflect.StructField, raw string) error {
 		if raw != "" {
 			if err := json.Unmarshal([]byte(raw), &m); err != nil {
 				return fmt.Errorf("not a JSON object of route to integer: %v", err)
+			}
+		}
+		fv.Set(reflect.ValueOf(m))
+	case map[string]PromptSplit:
+		m := map[string]PromptSplit{}
+		if raw != "" {
+			dec := json.NewDecoder(strings.NewReader(raw))
+			dec.DisallowUnknownFields()
+			err := dec.Decode(&m)
+			if _, end := dec.Token(); err == nil && end != io.EOF {
+				err = errors.New("data after the object")
+			}
+			if err != nil {
+				return fmt.Errorf(`not a JSON object of model name to {"extra": N, "prefix": N, "suffix": N}: %v`, err)
 			}
 		}
 		fv.Set(reflect.ValueOf(m))
@@ -342,6 +377,20 @@ func (c Config) Validate() error {
 	for model, ms := range c.PromptBudgetByModel {
 		if model == "" || ms < 0 || ms > 600000 {
 			return bad("MODEL_PROMPT_BUDGET_MS", "entry %q: %d must name a model and be in range 0-600000", model, ms)
+		}
+	}
+	for _, model := range slices.Sorted(maps.Keys(c.PromptSplitByModel)) {
+		s := c.PromptSplitByModel[model]
+		if model == "" {
+			return bad("MODEL_PROMPT_SPLIT", "an entry has no model name")
+		}
+		for _, part := range []struct {
+			name string
+			n    int
+		}{{"extra", s.Extra}, {"prefix", s.Prefix}, {"suffix", s.Suffix}} {
+			if part.n < 0 || part.n > maxPromptSplit {
+				return bad("MODEL_PROMPT_SPLIT", "entry %q: %s %d is out of range 0-%d tokens", model, part.name, part.n, maxPromptSplit)
+			}
 		}
 	}
 	if c.ContextMaxFiles < 1 || c.ContextMaxFiles > 100000 {

@@ -109,3 +109,45 @@ func TestVarsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestPromptSplit: MODEL_PROMPT_SPLIT maps model names to token caps, each
+// optional; a negative or huge cap, an unknown key, a value that is not an
+// object of caps and data after the object are refused with an error that
+// names the variable and says what is wrong.
+func TestPromptSplit(t *testing.T) {
+	c, err := Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.PromptSplitByModel) != 0 {
+		t.Errorf("default %v, want none", c.PromptSplitByModel)
+	}
+	c, err = Load(env(map[string]string{"MODEL_PROMPT_SPLIT": ` {"big": {"extra": 2048, "prefix": 1024, "suffix": 256}, "small": {"suffix": 8}, "none": {}} `}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]PromptSplit{"big": {Extra: 2048, Prefix: 1024, Suffix: 256}, "small": {Suffix: 8}, "none": {}}
+	if len(c.PromptSplitByModel) != len(want) {
+		t.Errorf("got %v, want %v", c.PromptSplitByModel, want)
+	}
+	for name, s := range want {
+		if c.PromptSplitByModel[name] != s {
+			t.Errorf("%s: %+v, want %+v", name, c.PromptSplitByModel[name], s)
+		}
+	}
+	for _, tc := range []struct{ value, want string }{
+		{`{"m": {"suffix": -1}}`, `entry "m": suffix -1 is out of range 0-1048576 tokens`},
+		{`{"m": {"extra": 1048577}}`, `entry "m": extra 1048577 is out of range`},
+		{`{"m": {"prefx": 10}}`, `unknown field "prefx"`},
+		{`{"m": 256}`, `not a JSON object of model name to {"extra": N, "prefix": N, "suffix": N}`},
+		{`{"m": {"prefix": 1.5}}`, `not a JSON object of model name`},
+		{`{"m": {}} {}`, `data after the object`},
+		{`{"": {"prefix": 10}}`, `an entry has no model name`},
+		{`{bad`, `not a JSON object of model name`},
+	} {
+		_, err := Load(env(map[string]string{"MODEL_PROMPT_SPLIT": tc.value}))
+		if err == nil || !strings.Contains(err.Error(), "MODEL_PROMPT_SPLIT") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one naming MODEL_PROMPT_SPLIT and saying %q", tc.value, err, tc.want)
+		}
+	}
+}
