@@ -66,7 +66,14 @@ type Options struct {
 	// BeforeDecode runs at the start of every Decode (from the scheduler
 	// goroutine); a non-nil error fails that Decode.
 	BeforeDecode func(b *engine.Batch) error
+	// Embeds makes Embeddings answer: a sequence's embedding is the mean
+	// of its tokens as one-hot vectors of EmbedDims coordinates (token t
+	// at t mod EmbedDims). Otherwise Embeddings fails.
+	Embeds bool
 }
+
+// EmbedDims is the width of the fake's embeddings (Options.Embeds).
+const EmbedDims = 64
 
 // Backend is the fake backend.
 type Backend struct {
@@ -466,9 +473,32 @@ func (c *Context) Logits(i int) []float32 {
 	return r
 }
 
-// Embeddings is not supported by the fake.
-func (c *Context) Embeddings(int32) ([]float32, error) {
-	return nil, errors.New("fake: no embeddings")
+// Embeddings returns the sequence's embedding with Options.Embeds, else an
+// error.
+func (c *Context) Embeddings(seq int32) ([]float32, error) {
+	c.enter()
+	defer c.leave()
+	if !c.m.opts.Embeds {
+		return nil, errors.New("fake: no embeddings")
+	}
+	if seq < 0 || int(seq) >= len(c.seqs) {
+		return nil, fmt.Errorf("fake: seq %d out of range", seq)
+	}
+	v := make([]float32, EmbedDims)
+	n := 0
+	for _, cl := range c.seqs[seq] {
+		if cl.ok {
+			v[int(cl.tok)%EmbedDims]++
+			n++
+		}
+	}
+	if n == 0 {
+		return nil, errors.New("fake: embeddings of an empty sequence")
+	}
+	for i := range v {
+		v[i] /= float32(n)
+	}
+	return v, nil
 }
 
 // SeqRm removes positions [p0,p1) of seq (all sequences when seq < 0).

@@ -209,6 +209,38 @@ func (c *Client) Stream(ctx context.Context, model string, req engine.Request) (
 	return c.start(ctx, model, req, true)
 }
 
+// Embed returns the embedding of each text by model, in order, as the
+// engine's Embed computes it on a live worker that serves the model. The
+// request takes the path of a completion (package doc), in the model's
+// embedding queue: ErrNoWorker at once when no live worker serves the
+// model; ctx's end cancels it on its worker; a worker that dies with it
+// has it sent once more, to another. A NUL in a text becomes U+FFFD (River's
+// jsonb args refuse it).
+func (c *Client) Embed(ctx context.Context, model string, texts []string) ([][]float32, error) {
+	if len(texts) == 0 {
+		return nil, nil
+	}
+	safe := make([]string, len(texts))
+	for i, t := range texts {
+		safe[i] = strings.ReplaceAll(t, "\x00", "\uFFFD")
+	}
+	a := &attempt{c: c, model: model, embed: safe}
+	if err := a.send(ctx, uuid.Nil); err != nil {
+		return nil, err
+	}
+	s := &Stream{text: make(chan string), done: make(chan struct{})}
+	a.follow(ctx, s)
+	switch {
+	case s.err != nil:
+		return nil, s.err
+	case s.vecs == nil && ctx.Err() != nil:
+		return nil, context.Cause(ctx)
+	case s.vecs == nil:
+		return nil, errors.New("remote: the embedding ended without vectors")
+	}
+	return s.vecs, nil
+}
+
 // call is one request attempt waiting for its replies.
 type call struct {
 	replies chan reply
@@ -231,6 +263,7 @@ type Stream struct {
 	done chan struct{}
 	res  *engine.Result
 	err  error
+	vecs [][]float32 // an embedding request's result
 }
 
 // Next returns the text generated since the previous call, io.EOF after
@@ -273,6 +306,7 @@ type attempt struct {
 	model  string
 	req    engine.Request
 	stream bool
+	embed  []string // an embedding request's texts (Client.Embed)
 
 	id     uuid.UUID
 	call   *call
@@ -289,12 +323,16 @@ func (a *attempt) send(ctx context.Context, avoid uuid.UUID) error {
 	if err != nil {
 		return err
 	}
+	if a.embed != nil {
+		queue = EmbedQueue(a.model) // no supersede key: target is Nil
+	}
 	a.id, a.target, a.worker, a.sent, a.tries = uuid.New(), target, uuid.Nil, time.Now(), a.tries+1
 	a.call = &call{replies: make(chan reply, 256)}
 	a.c.mu.Lock()
 	a.c.calls[a.id] = a.call
 	a.c.mu.Unlock()
-	args := JobArgs{RequestID: a.id, ReplyTo: replyChannel(a.c.node), Model: a.model, Request: a.req, Stream: a.stream}
+	args := JobArgs{RequestID: a.id, ReplyTo: replyChannel(a.c.node), Model: a.model, Request: a.req, Stream: a.stream,
+		Embed: a.embed}
 	if d, ok := ctx.Deadline(); ok {
 		args.Deadline = d
 	}
@@ -343,7 +381,7 @@ func (a *attempt) follow(ctx context.Context, s *Stream) {
 	defer close(s.done)
 	defer close(s.text)
 	defer func() {
-		if f := a.c.observer.Load(); f != nil && s.res != nil {
+		if f := a.c.observer.Load(); f != nil && s.res != nil && a.embed == nil {
 			(*f)(a.model, s.res)
 		}
 	}()
@@ -421,6 +459,10 @@ func (a *attempt) follow(ctx context.Context, s *Stream) {
 			return
 		case replyEnd:
 			a.forget()
+			if a.embed != nil {
+				s.vecs, s.err = bytesVectors(r.Vectors, len(a.embed))
+				return
+			}
 			s.res = r.Result.result()
 			if s.res.Stop == engine.StopError {
 				s.err = s.res.Err

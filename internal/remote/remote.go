@@ -33,7 +33,13 @@
 //     River's job row names. The dead worker's job stays 'running' with
 //     River's cancel mark until River's rescuer ends it cancelled, an hour
 //     later; it never runs again.
-//  6. A worker stopped with SIGTERM drains (its running requests finish)
+//  6. An embedding request (Client.Embed: retrieval's chunks and queries)
+//     takes the same path as a completion without a supersede key, in the
+//     model's embedding queue (EmbedQueue) rather than its completion
+//     queue: a worker embeds on a context of its own, not a completion
+//     slot, so an embedding never waits in River behind the completions
+//     that fill the slots. Its result carries the vectors.
+//  7. A worker stopped with SIGTERM drains (its running requests finish)
 //     and stays in the registry as a dead one, so a request for a model no
 //     other worker serves answers 503, as after a crash; so does a request
 //     still waiting in the model's queue when the last such worker goes.
@@ -41,7 +47,10 @@ package remote
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"math"
 	"regexp"
 	"strings"
 	"time"
@@ -78,6 +87,9 @@ type JobArgs struct {
 	// Deadline, when set, is when the API node stops waiting: a job taken
 	// later is not started, and a running one is stopped then.
 	Deadline time.Time `json:"deadline,omitzero"`
+	// Embed, when set, asks for the embedding of each text by Model (the
+	// engine's Embed) instead of running Request.
+	Embed []string `json:"embed,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -133,6 +145,41 @@ type reply struct {
 	Text      string      `json:"x,omitempty"`
 	Result    *wireResult `json:"r,omitempty"`
 	Err       string      `json:"e,omitempty"`
+	// Vectors is an embedding request's result: each text's vector as its
+	// little-endian float32s (JSON carries them as base64).
+	Vectors [][]byte `json:"v,omitempty"`
+}
+
+// vectorBytes is v as reply.Vectors carries it.
+func vectorBytes(vecs [][]float32) [][]byte {
+	out := make([][]byte, len(vecs))
+	for i, v := range vecs {
+		b := make([]byte, 4*len(v))
+		for j, x := range v {
+			binary.LittleEndian.PutUint32(b[4*j:], math.Float32bits(x))
+		}
+		out[i] = b
+	}
+	return out
+}
+
+// bytesVectors is vectorBytes' inverse; n is the number of texts asked for.
+func bytesVectors(bs [][]byte, n int) ([][]float32, error) {
+	if len(bs) != n {
+		return nil, fmt.Errorf("remote: %d vectors for %d texts", len(bs), n)
+	}
+	out := make([][]float32, n)
+	for i, b := range bs {
+		if len(b)%4 != 0 || len(b) == 0 {
+			return nil, fmt.Errorf("remote: a vector of %d bytes", len(b))
+		}
+		v := make([]float32, len(b)/4)
+		for j := range v {
+			v[j] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
+		}
+		out[i] = v
+	}
+	return out, nil
 }
 
 // wireResult is engine.Result as JSON: the error becomes its kind.
@@ -166,6 +213,16 @@ var queueUnsafe = regexp.MustCompile(`[^a-z0-9_-]+`)
 // ModelQueue is the queue every worker serving model takes from.
 func ModelQueue(model string) string {
 	q := "engine_m_" + queueUnsafe.ReplaceAllString(strings.ToLower(model), "_")
+	if len(q) > 120 {
+		q = q[:120]
+	}
+	return q
+}
+
+// EmbedQueue is the queue of model's embedding requests, which every
+// worker serving the model takes from.
+func EmbedQueue(model string) string {
+	q := "engine_e_" + queueUnsafe.ReplaceAllString(strings.ToLower(model), "_")
 	if len(q) > 120 {
 		q = q[:120]
 	}

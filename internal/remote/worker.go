@@ -84,6 +84,7 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	for _, st := range cfg.Engine.Stats() {
 		if _, ok := cfg.Models[st.Model]; ok {
 			queues[ModelQueue(st.Model)] = queue(st.Slots)
+			queues[EmbedQueue(st.Model)] = queue(embedJobs)
 			total += st.Slots
 		}
 	}
@@ -217,6 +218,11 @@ func (w *Worker) Drain(ctx context.Context) error {
 	return err
 }
 
+// embedJobs is how many embedding jobs of one model a worker runs at once.
+// Its engine embeds one text at a time on the model's embedding context;
+// the second job waits there, fetched, while the first runs.
+const embedJobs = 2
+
 // jobWorker runs engine_request jobs.
 type jobWorker struct {
 	river.WorkerDefaults[JobArgs]
@@ -244,8 +250,12 @@ func (j *jobWorker) Work(ctx context.Context, job *river.Job[JobArgs]) error {
 	}
 	if !a.Deadline.IsZero() {
 		if !time.Now().Before(a.Deadline) {
-			publish(reply{Type: replyEnd, Worker: j.w.id, Result: &wireResult{Stop: engine.StopDeadline,
-				Err: errText(context.DeadlineExceeded)}})
+			if a.Embed != nil {
+				publish(reply{Type: replyError, Worker: j.w.id, Err: errText(context.DeadlineExceeded)})
+			} else {
+				publish(reply{Type: replyEnd, Worker: j.w.id, Result: &wireResult{Stop: engine.StopDeadline,
+					Err: errText(context.DeadlineExceeded)}})
+			}
 			return river.JobCancel(errors.New("the request's deadline passed before it started"))
 		}
 		var cancel context.CancelFunc
@@ -253,6 +263,15 @@ func (j *jobWorker) Work(ctx context.Context, job *river.Job[JobArgs]) error {
 		defer cancel()
 	}
 	publish(reply{Type: replyStart, Worker: j.w.id})
+	if a.Embed != nil {
+		vecs, err := j.w.cfg.Engine.Embed(ctx, a.Model, a.Embed)
+		if err != nil {
+			publish(reply{Type: replyError, Worker: j.w.id, Err: errText(err)})
+			return river.JobCancel(err)
+		}
+		publish(reply{Type: replyEnd, Worker: j.w.id, Vectors: vectorBytes(vecs)})
+		return nil
+	}
 	st, err := j.w.cfg.Engine.Stream(ctx, a.Model, a.Request)
 	if err != nil {
 		publish(reply{Type: replyError, Worker: j.w.id, Err: errText(err)})
