@@ -82,6 +82,12 @@ func startTestWorker(t *testing.T, eng *engine.Engine) *remote.Worker {
 // newRemoteEnv is a server of the worker tier (no engine).
 func newRemoteEnv(t *testing.T) *pluginEnv {
 	t.Helper()
+	return newRemoteEnvWith(t, nil)
+}
+
+// newRemoteEnvWith is newRemoteEnv with mut applied to its config.
+func newRemoteEnvWith(t *testing.T, mut func(*config.Config)) *pluginEnv {
+	t.Helper()
 	ctx := context.Background()
 	c, err := remote.NewClient(ctx, testenv.Pool(t), testenv.Redis(t), nil)
 	if err != nil {
@@ -94,6 +100,9 @@ func newRemoteEnv(t *testing.T) *pluginEnv {
 	}
 	cfg.DataDir = t.TempDir()
 	cfg.DefaultRatePerHour = 100000
+	if mut != nil {
+		mut(&cfg)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	lb, err := llama.New(llama.Config{})
 	if err != nil {

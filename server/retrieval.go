@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/code4me/code4me/engine"
 	"github.com/code4me/code4me/internal/config"
+	"github.com/code4me/code4me/internal/remote"
 	"github.com/code4me/code4me/models"
 )
 
@@ -110,10 +112,21 @@ func fitDims(v []float32) []float32 {
 	return out
 }
 
-// retrieval is the server's retrieval state. Off (no embedder) without an
-// in-process engine, with RETRIEVAL_TOP_K 0, or when no model embeds.
+// Embedder computes the embeddings retrieval stores and queries with:
+// the in-process engine (*engine.Engine) or, on an API node of the worker
+// tier, the workers' engines (*remote.Client). Any goroutine may call it;
+// a cancelled ctx ends the call with ctx's error.
+type Embedder interface {
+	// Embed returns the embedding of each text by the named model, in
+	// order, each of the model's embedding width.
+	Embed(ctx context.Context, model string, texts []string) ([][]float32, error)
+}
+
+// retrieval is the server's retrieval state. Off (no embedder) with
+// RETRIEVAL_TOP_K 0, or while no model that can run embeds.
 type retrieval struct {
-	eng  *engine.Engine
+	emb  Embedder               // nil: no engine, retrieval stays off
+	eng  *engine.Engine         // the in-process engine (token counts); nil on an API node
 	name atomic.Pointer[string] // the model that embeds; nil while off
 
 	topK, queryLines, budget int
@@ -139,18 +152,28 @@ func (r *retrieval) embedder() string {
 
 func (r *retrieval) on() bool { return r.embedder() != "" }
 
-// initRetrieval picks the embedding model: EMBEDDING_MODEL, else the first
-// completion model of the registry that embeds, found in the background
-// (a model whose backend cannot embed is skipped); until then, and when
-// none embeds, retrieval is off.
-func (s *Server) initRetrieval(eng *engine.Engine, cfg config.Config) {
+// initRetrieval sets retrieval up on the in-process engine, or on the
+// worker tier (rc, `serve --engine=remote`), whose embedder
+// watchRemoteEmbedder picks. With the in-process engine the embedding
+// model is EMBEDDING_MODEL when it is loaded, else the first completion
+// model of the registry that embeds, found in the background (a model
+// whose backend cannot embed is skipped); until then, and when none
+// embeds, retrieval is off.
+func (s *Server) initRetrieval(eng *engine.Engine, rc *remote.Client, cfg config.Config) {
 	r := &s.retr
 	r.topK, r.queryLines, r.budget = cfg.RetrievalTopK, cfg.RetrievalQueryLines, cfg.RetrievalBytes
 	r.limits = contextLimits{files: cfg.ContextMaxFiles, fileBytes: cfg.ContextMaxFileBytes, bytes: cfg.ContextMaxBytes}
-	if eng == nil || cfg.RetrievalTopK == 0 {
+	if cfg.RetrievalTopK == 0 {
 		return
 	}
-	r.eng = eng
+	if rc != nil {
+		r.emb = rc
+		return
+	}
+	if eng == nil {
+		return
+	}
+	r.emb, r.eng = eng, eng
 	if name := cfg.EmbeddingModel; name != "" {
 		if _, err := eng.Get(name); err != nil {
 			s.log.Warn("retrieval: off, EMBEDDING_MODEL is not loaded", slog.String("model", name))
@@ -159,27 +182,79 @@ func (s *Server) initRetrieval(eng *engine.Engine, cfg config.Config) {
 		r.name.Store(&name)
 		return
 	}
-	var candidates []string
-	if s.plugin.models != nil {
-		for _, m := range s.plugin.models.List() {
-			if m.Completion() {
-				candidates = append(candidates, m.Name)
-			}
-		}
-	}
+	candidates := s.embedCandidates()
 	s.background(func(ctx context.Context) {
-		for _, name := range candidates {
-			if _, err := eng.Embed(ctx, name, []string{"package main"}); err != nil {
-				s.log.Debug("retrieval: model does not embed", slog.String("model", name), slog.String("error", err.Error()))
-				continue
-			}
-			r.name.Store(&name)
-			return
-		}
-		if len(candidates) > 0 {
+		if !s.probeEmbedders(ctx, candidates) && len(candidates) > 0 {
 			s.log.Warn("retrieval: off, no model embeds")
 		}
 	})
+}
+
+// embedCandidates are the models that may embed, in the order they are
+// tried: EMBEDDING_MODEL alone when it is set, else the registry's
+// completion models.
+func (s *Server) embedCandidates() []string {
+	if name := s.cfg.EmbeddingModel; name != "" {
+		return []string{name}
+	}
+	var out []string
+	if s.plugin.models != nil {
+		for _, m := range s.plugin.models.List() {
+			if m.Completion() {
+				out = append(out, m.Name)
+			}
+		}
+	}
+	return out
+}
+
+// probeEmbedders makes the first of candidates that embeds a text the
+// embedding model, turning retrieval on; false when none did.
+func (s *Server) probeEmbedders(ctx context.Context, candidates []string) bool {
+	r := &s.retr
+	for _, name := range candidates {
+		if _, err := r.emb.Embed(ctx, name, []string{"package main"}); err != nil {
+			s.log.Debug("retrieval: model does not embed", slog.String("model", name), slog.String("error", err.Error()))
+			continue
+		}
+		r.name.Store(&name)
+		s.log.Info("retrieval: on", slog.String("model", name))
+		return true
+	}
+	return false
+}
+
+// remoteEmbedderProbeEvery is how often an API node whose retrieval is off
+// asks the workers again for a model that embeds.
+const remoteEmbedderProbeEvery = 2 * time.Second
+
+// watchRemoteEmbedder picks the embedding model of an API node: the first
+// of embedCandidates (EMBEDDING_MODEL, else the completion models live
+// workers serve, as the registry lists them) that embeds a text on a
+// worker. Until one does (no worker is up yet, or none serves such a
+// model) it asks again every remoteEmbedderProbeEvery, so an API node
+// started before its workers turns retrieval on once they come; it stops
+// when one did or ctx ends. A candidate no live worker serves costs one
+// read of the worker registry, no job.
+func (s *Server) watchRemoteEmbedder(ctx context.Context) {
+	if s.retr.emb == nil {
+		return
+	}
+	t := time.NewTicker(remoteEmbedderProbeEvery)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
+		ok := s.probeEmbedders(pctx, s.embedCandidates())
+		cancel()
+		if ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // contextEmbedArgs is the job that embeds a project's chunks that have no
@@ -203,8 +278,10 @@ type contextEmbedWorker struct {
 	s *Server
 }
 
-// Work embeds the project's pending chunks until none is left. A chunk
-// replaced while it was embedded keeps its new, pending row.
+// Work embeds the project's pending chunks until none is left, in batches
+// of contextEmbedBatch: on the in-process engine, or on an API node as one
+// embedding request to a worker per batch (any node's River may run the
+// job). A chunk replaced while it was embedded keeps its new, pending row.
 func (w *contextEmbedWorker) Work(ctx context.Context, job *river.Job[contextEmbedArgs]) error {
 	s := w.s
 	r := &s.retr
@@ -224,9 +301,12 @@ func (w *contextEmbedWorker) Work(ctx context.Context, job *river.Job[contextEmb
 		for i, row := range rows {
 			texts[i] = row.Content
 		}
-		vecs, err := r.eng.Embed(ctx, embedder, texts)
+		vecs, err := r.emb.Embed(ctx, embedder, texts)
 		if err != nil {
 			return fmt.Errorf("embed context chunks: %w", err)
+		}
+		if len(vecs) != len(rows) {
+			return fmt.Errorf("embed context chunks: %d vectors for %d chunks", len(vecs), len(rows))
 		}
 		r.embedded.Add(int64(len(texts)))
 		for i, row := range rows {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"math"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/pgvector/pgvector-go"
 
 	"github.com/code4me/code4me/engine"
+	"github.com/code4me/code4me/internal/remote"
 	"github.com/code4me/code4me/models"
 )
 
@@ -150,6 +152,9 @@ type tokenCounts struct {
 // engine keeps about three quarters of it for the prefix). 0: no model
 // can be measured.
 func (s *Server) tokenBudget(names []string, maxTokens int) int {
+	if s.retr.eng == nil {
+		return 0 // an API node has no tokenizer: the byte budget alone
+	}
 	budget := 0
 	for _, name := range names {
 		sc, err := s.retr.eng.Get(name)
@@ -169,6 +174,9 @@ func (s *Server) tokenBudget(names []string, maxTokens int) int {
 // prompts: its path line, its text and a separator (a few tokens over at
 // most).
 func (s *Server) chunkTokens(c layoutChunk, names []string) int {
+	if s.retr.eng == nil {
+		return 0
+	}
 	tc := &s.retr.tokens
 	most := 0
 	for _, name := range names {
@@ -294,9 +302,13 @@ func (s *Server) retrieve(ctx context.Context, p *Principal, key string, pr *pre
 	h := sha256.Sum256([]byte(embedder + "\x00" + text))
 	q, ok := r.queries.get(h)
 	if !ok {
-		vecs, err := r.eng.Embed(ctx, embedder, []string{text})
+		vecs, err := r.emb.Embed(ctx, embedder, []string{text})
 		if err != nil {
-			if ctx.Err() == nil {
+			switch {
+			case ctx.Err() != nil:
+			case errors.Is(err, remote.ErrNoWorker): // the model's workers are gone; the completion says so
+				s.log.Debug("retrieval: embed query", slog.String("error", err.Error()))
+			default:
 				s.log.Warn("retrieval: embed query", slog.String("error", err.Error()))
 			}
 			return nil

@@ -190,7 +190,7 @@ func New(d Deps) (*Server, error) {
 	if err := s.initPlugin(d); err != nil {
 		return nil, err
 	}
-	s.initRetrieval(d.Engine, d.Config)
+	s.initRetrieval(d.Engine, d.Remote, d.Config)
 	s.initMetrics(d)
 	s.routes()
 
@@ -208,6 +208,7 @@ func New(d Deps) (*Server, error) {
 	if d.Remote != nil {
 		s.loadRemoteModels(ctx, d.Remote)
 		s.bg.Go(func() { s.refreshRemoteModels(ctx, d.Remote) })
+		s.bg.Go(func() { s.watchRemoteEmbedder(ctx) })
 	}
 	return s, nil
 }
