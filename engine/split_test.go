@@ -207,3 +207,44 @@ func TestPromptSplitPrefixStable(t *testing.T) {
 		}
 	}
 }
+
+// TestPromptSplitTyping: through real code typed keystroke by keystroke,
+// for every family, budget and split, the prompt fits its budget, keeps
+// the end of the cursor line, and in the Qwen layout each part
+// fits its cap.
+func TestPromptSplitTyping(t *testing.T) {
+	m := enginetest.NewModel(enginetest.Options{})
+	sp := m.Special()
+	reqs := typingRequests(t, 1500)
+	splits := []engine.PromptSplit{{Extra: 500}, {Prefix: 300}, {Suffix: 50}, {Extra: 100, Prefix: 100, Suffix: 100}, {Prefix: 5, Suffix: 1}}
+	for _, fam := range []engine.Family{engine.FamilyQwen, engine.FamilyStarCoder, engine.FamilyDeepSeek, engine.FamilyCodestral} {
+		for _, budget := range []int{300, 1000, 4080} {
+			for _, split := range splits {
+				for i := 0; i < len(reqs); i += 37 {
+					r := reqs[i]
+					p, err := engine.BuildPrompt(m, sp, fam, &r, budget, split)
+					if err != nil {
+						t.Fatalf("%s, budget %d, split %+v, keystroke %d: %v", fam, budget, split, i, err)
+					}
+					if len(p.Tokens) > budget || !p.Truncated {
+						t.Fatalf("%s, budget %d, split %+v, keystroke %d: %d tokens, truncated %v", fam, budget, split, i, len(p.Tokens), p.Truncated)
+					}
+					_, cursorLine := engine.SplitCursorLine(r.Prefix)
+					end := cursorLine[len(cursorLine)-min(len(cursorLine), 4):]
+					if !strings.HasSuffix(m.Detokenize(p.Tokens), end) && !strings.Contains(m.Detokenize(p.Tokens), end+"<|fim_suffix|>") {
+						t.Fatalf("%s, budget %d, split %+v, keystroke %d: the prompt lost the end of the cursor line %q", fam, budget, split, i, end)
+					}
+					if fam != engine.FamilyQwen {
+						continue
+					}
+					extra, prefix, suffix := qwenParts(t, m, p.Tokens)
+					for _, part := range []struct{ n, limit int }{{len(extra), split.Extra}, {len(prefix), split.Prefix}, {len(suffix), split.Suffix}} {
+						if part.limit > 0 && part.n > part.limit {
+							t.Fatalf("budget %d, split %+v, keystroke %d: parts %d/%d/%d over their caps", budget, split, i, len(extra), len(prefix), len(suffix))
+						}
+					}
+				}
+			}
+		}
+	}
+}
