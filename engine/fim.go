@@ -147,11 +147,11 @@ type PromptSplit struct {
 // (the middle block loses lines from its front only when it alone is over
 // the cap); the suffix loses whole lines from its end.
 //
-// When the prompt then exceeds the budget, extra chunks are dropped from the front
-// until they use at most what the local context leaves (and at most half the
-// budget when the local context needs more); then the far end of the prefix
-// and the end of the suffix are cut on line boundaries, keeping about 3/4
-// prefix and 1/4 suffix. The prefix cut moves in steps of budget/16 tokens so
+// When the prompt then exceeds the budget, extra chunks are dropped from the
+// front until they use at most what the local context leaves (and at most
+// half the budget when the local context needs more); then the far end of
+// the prefix and the end of the suffix are cut on line boundaries, keeping
+// about 3/4 prefix and 1/4 suffix. The prefix cut moves in steps of budget/16 tokens so
 // that it stays put while the user types. BuildPrompt runs in the caller's
 // goroutine.
 func BuildPrompt(tk Tokenizer, sp SpecialTokens, fam Family, req *Request, budget int, split PromptSplit) (*Prompt, error) {
@@ -283,8 +283,9 @@ func BuildPrompt(tk Tokenizer, sp SpecialTokens, fam Family, req *Request, budge
 		if len(mid) > split.Prefix {
 			mid = trimFront(tk, mid, split.Prefix, 1)
 		}
-		// A step of at most a quarter of the cap keeps the prefix at
-		// three quarters of the cap or more.
+		// A step of at most a quarter of the cap keeps about three
+		// quarters of it or more (less the rest of the line the cut
+		// moves to).
 		pre = trimFront(tk, pre, split.Prefix-len(mid), min(quantum, max(1, split.Prefix/4)))
 	}
 	if split.Suffix > 0 && len(suf) > split.Suffix {
