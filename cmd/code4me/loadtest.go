@@ -56,6 +56,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 type loadtestResult struct {
 	report *loadtest.Report
 	rec    *loadtest.Reconciliation
+	work   *loadtest.EngineWork // a private server's stored generations
 }
 
 // verdict fails on a 5xx, an unexpected answer, a user that could not
@@ -90,6 +91,7 @@ func loadtestRun(ctx context.Context, o loadtest.Options, threads int, out io.Wr
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	o.Log = log
+	private := o.BaseURL == "" // a private server, whose database holds this run's rows only
 	var pool *pgxpool.Pool
 	if o.BaseURL != "" {
 		if !cfg.ManagedPostgres() {
@@ -144,6 +146,14 @@ func loadtestRun(ctx context.Context, o loadtest.Options, threads int, out io.Wr
 	fmt.Fprintln(out, "\nReconciliation of every acknowledged row against Postgres:")
 	fmt.Fprintln(out)
 	res.rec.Write(out)
+	if private {
+		if res.work, err = loadtest.ReadEngineWork(ctx, pool); err != nil {
+			return nil, err
+		}
+		fmt.Fprintln(out, "\nThe engine's work, from the stored generations:")
+		fmt.Fprintln(out)
+		res.work.Write(out)
+	}
 	return res, nil
 }
 

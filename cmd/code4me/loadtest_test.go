@@ -165,7 +165,16 @@ func TestLoadtestCommand(t *testing.T) {
 	if !strings.Contains(out.String(), "Server RSS:") || !strings.Contains(out.String(), "| completion |") {
 		t.Errorf("the output lacks the RSS line or the reconciliation:\n%s", out.String())
 	}
-	if child == nil || child.ProcessState == nil {
+	stored := 0
+	if res.work != nil {
+		for _, r := range res.work.Rows {
+			stored += r.N
+		}
+	}
+	if found := res.rec.Kinds[loadtest.KindGeneration].Found; stored < found || stored == 0 || !strings.Contains(out.String(), "prompt tokens from cache") {
+		t.Errorf("the engine's work counts %d stored generations, want at least the %d reconciled (and more than none)", stored, found)
+	}
+		if child == nil || child.ProcessState == nil {
 		t.Error("the serve child was not waited for")
 	}
 }
