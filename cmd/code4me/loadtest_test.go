@@ -174,7 +174,7 @@ func TestLoadtestCommand(t *testing.T) {
 	if found := res.rec.Kinds[loadtest.KindGeneration].Found; stored < found || stored == 0 || !strings.Contains(out.String(), "prompt tokens from cache") {
 		t.Errorf("the engine's work counts %d stored generations, want at least the %d reconciled (and more than none)", stored, found)
 	}
-		if child == nil || child.ProcessState == nil {
+	if child == nil || child.ProcessState == nil {
 		t.Error("the serve child was not waited for")
 	}
 }
