@@ -213,8 +213,8 @@ func (c *Client) Stream(ctx context.Context, model string, req engine.Request) (
 // engine's Embed computes it on a live worker that serves the model. The
 // request takes the path of a completion (package doc), in the model's
 // embedding queue: ErrNoWorker at once when no live worker serves the
-// model; ctx's end cancels it on its worker; a worker that dies with it
-// has it sent once more, to another. A NUL in a text becomes U+FFFD (River's
+// model; ctx's end cancels it on its worker and returns ctx's error at
+// once; a worker that dies with it has it sent once more, to another. A NUL in a text becomes U+FFFD (River's
 // jsonb args refuse it).
 func (c *Client) Embed(ctx context.Context, model string, texts []string) ([][]float32, error) {
 	if len(texts) == 0 {
@@ -395,6 +395,13 @@ func (a *attempt) follow(ctx context.Context, s *Stream) {
 		case <-done:
 			cancelled, done = true, nil
 			a.cancelJob()
+			if a.embed != nil {
+				// Vectors are of no use once the caller left: do not wait for
+				// the worker to answer the cancellation.
+				a.forget()
+				s.err = context.Cause(ctx)
+				return
+			}
 			// The worker answers the cancellation with its result; if it
 			// never does (it died), give up after a while.
 			check.Reset(AliveFor)

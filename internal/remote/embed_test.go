@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/code4me/code4me/engine"
@@ -200,5 +201,41 @@ func TestEmbedWorkerDeathRetried(t *testing.T) {
 	}
 	if attempts != 2 {
 		t.Errorf("%d embedding jobs, want 2 (the dead worker's and the retry)", attempts)
+	}
+}
+
+// An embedding that no worker took yet when its caller's context ends
+// returns at once, its job cancelled: the caller does not wait for a
+// worker's answer, as a completion does for its result.
+func TestEmbedCancelledWhileQueued(t *testing.T) {
+	name := modelName(t)
+	model := registerModel(t, name)
+	// A live worker that serves the model and takes nothing (an older
+	// worker that does not take embedding requests).
+	pool := testenv.Pool(t)
+	ghost := uuid.New()
+	if _, err := pool.Exec(context.Background(), `INSERT INTO engine_worker (worker_id, host, pid, heartbeat_at)
+		VALUES ($1, 'ghost', 1, now() + interval '1 minute')`, ghost); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(context.Background(), `INSERT INTO engine_worker_model (worker_id, model_id, slots)
+		VALUES ($1, $2, 2)`, ghost, model); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Exec(context.Background(), `DELETE FROM engine_worker WHERE worker_id = $1`, ghost) })
+	c := newTestClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Embed(ctx, name, []string{"x"})
+	// Waiting for an answer would take AliveFor more.
+	if d := time.Since(start); d >= AliveFor {
+		t.Errorf("Embed returned %v after it was called, its context ending after 300 ms", d)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+	}
+	if q, st := embedJobState(t, name); q != EmbedQueue(name) || st != "cancelled" {
+		t.Fatalf("job in %s, %s; want %s, cancelled", q, st, EmbedQueue(name))
 	}
 }
