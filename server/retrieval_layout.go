@@ -34,6 +34,12 @@ import (
 // the same extra context in the same order, which the engine keeps in its
 // KV cache; a prompt changes where a chunk is appended or evicted only.
 
+// queryEmbedTimeout bounds the embedding of a query: past it (the
+// embedder is busy with a project's chunks, or on an API node no worker
+// took the request) the completion lays out the files whole rather than
+// wait.
+const queryEmbedTimeout = 2 * time.Second
+
 // queryCacheSize bounds the cached query embeddings.
 const queryCacheSize = 4096
 
@@ -302,11 +308,15 @@ func (s *Server) retrieve(ctx context.Context, p *Principal, key string, pr *pre
 	h := sha256.Sum256([]byte(embedder + "\x00" + text))
 	q, ok := r.queries.get(h)
 	if !ok {
-		vecs, err := r.emb.Embed(ctx, embedder, []string{text})
+		ectx, cancel := context.WithTimeout(ctx, queryEmbedTimeout)
+		vecs, err := r.emb.Embed(ectx, embedder, []string{text})
+		cancel()
 		if err != nil {
 			switch {
 			case ctx.Err() != nil:
-			case errors.Is(err, remote.ErrNoWorker): // the model's workers are gone; the completion says so
+			case errors.Is(err, remote.ErrNoWorker), errors.Is(err, context.DeadlineExceeded):
+				// The model's workers are gone or busy: this keystroke lays
+				// out the files whole, the next one asks again.
 				s.log.Debug("retrieval: embed query", slog.String("error", err.Error()))
 			default:
 				s.log.Warn("retrieval: embed query", slog.String("error", err.Error()))

@@ -5,12 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/code4me/code4me/engine"
+	"github.com/code4me/code4me/engine/enginetest"
 	"github.com/code4me/code4me/engine/llama"
 	"github.com/code4me/code4me/engine/synth"
 	"github.com/code4me/code4me/internal/config"
@@ -67,6 +69,13 @@ type remoteRetrieval struct {
 
 func newRemoteRetrieval(t *testing.T) *remoteRetrieval {
 	t.Helper()
+	return newRemoteRetrievalWith(t, func(name string) (*engine.Engine, *recorder) { return recWorkerEngine(t, name) })
+}
+
+// newRemoteRetrievalWith is newRemoteRetrieval whose embedding worker
+// runs the engine embedEngine returns for the model's name.
+func newRemoteRetrievalWith(t *testing.T, embedEngine func(name string) (*engine.Engine, *recorder)) *remoteRetrieval {
+	t.Helper()
 	names := uniqueNames("rcoder", "rembed")
 	e := newRemoteEnvWith(t, func(c *config.Config) {
 		c.EmbeddingModel = names[1]
@@ -78,7 +87,7 @@ func newRemoteRetrieval(t *testing.T) *remoteRetrieval {
 		t.Fatalf("embedder %q before any worker", got)
 	}
 	engC, recC := recWorkerEngine(t, names[0])
-	engE, recE := recWorkerEngine(t, names[1])
+	engE, recE := embedEngine(names[1])
 	startTestWorker(t, engC)
 	w := startTestWorker(t, engE)
 	// The API node asks the workers again every few seconds.
@@ -219,5 +228,53 @@ func TestRemoteRetrievalSecretNeverStored(t *testing.T) {
 		if strings.Contains(r.coderRec.all(), secret) {
 			t.Error("a secret reached the completion worker's engine")
 		}
+	}
+}
+
+// TestRemoteRetrievalQueryEmbedBounded: when the embedding worker takes
+// no new text (its embedder is stuck), a completion whose query is not
+// cached still answers, within queryEmbedTimeout of waiting for the
+// embedding, with the files laid out whole.
+func TestRemoteRetrievalQueryEmbedBounded(t *testing.T) {
+	var stuck atomic.Bool
+	release := make(chan struct{})
+	r := newRemoteRetrievalWith(t, func(name string) (*engine.Engine, *recorder) {
+		eng := engine.New(enginetest.New(enginetest.Options{Embeds: true, BeforeDecode: func(*engine.Batch) error {
+			if stuck.Load() {
+				<-release
+			}
+			return nil
+		}}), nil)
+		t.Cleanup(func() { eng.Close() })
+		if _, err := eng.Load(engine.ModelSpec{Name: name, Path: "fake",
+			Sched: engine.Config{NParallel: 2, NCtx: 2 * 512, NBatch: 64, QueueSize: 8}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { close(release) }) // before the engine closes
+		return eng, &recorder{}
+	})
+	lib := codeLines("rb"+uuid.NewString()[:6], 60)
+	wait := r.embedJobs()
+	r.c.put("lib.py", nil, lib)
+	wait()
+	stuck.Store(true)
+	b := completionBody([]int64{r.ids[r.coder]}, lib[40]+"\n"+lib[41]+"\n", "\n")
+	b["context"].(map[string]any)["context_files"] = []string{"*"}
+	done := make(chan resp, 1)
+	go func() { done <- r.c.do("POST", "/api/completion/request", b) }()
+	var got resp
+	select {
+	case got = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the completion waits for the stuck embedder")
+	}
+	if got.status != 200 {
+		t.Fatalf("completion = %d %s, want 200", got.status, got.raw)
+	}
+	if refs, raw := r.chunkRefs(got.body["data"].(map[string]any)["meta_query_id"]); refs != nil {
+		t.Fatalf("chunks laid out without a query embedding: %s", raw)
+	}
+	if !strings.Contains(r.coderRec.all(), strings.Join(lib, "\n")) {
+		t.Fatal("the completion worker did not get the whole file")
 	}
 }
