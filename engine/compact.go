@@ -59,11 +59,13 @@ func (s *Scheduler) compactTo(sl *slot, prompt []Token, now time.Time) *slot {
 		s.copySeq(s.spare, to.id)
 		s.ctx.SeqRm(s.spare, 0, -1)
 		sl.cached, to.cached = to.cached, sl.cached
+		sl.key, to.key = to.key, sl.key
 		s.nMovedTokens.Add(uint64(len(to.cached) + len(sl.cached)))
 	} else {
 		s.copySeq(to.id, sl.id)
 		s.ctx.SeqRm(to.id, 0, -1)
 		sl.cached, to.cached = append(sl.cached[:0], to.cached...), to.cached[:0]
+		sl.key, to.key = to.key, ""
 		s.nMovedTokens.Add(uint64(len(sl.cached)))
 	}
 	// sl now holds what to held, and its history.

@@ -511,7 +511,7 @@ func (s *Scheduler) admit(now time.Time) {
 	}
 	for len(s.waiting) > 0 {
 		q := s.waiting[0]
-		sl := pickSlot(s.slots, q.prompt, s.cfg.SlotSimilarity, s.reuseChunk())
+		sl := pickSlot(s.slots, q.prompt, q.req.SupersedeKey, s.cfg.SlotSimilarity, s.reuseChunk())
 		if sl == nil {
 			return
 		}
@@ -520,7 +520,7 @@ func (s *Scheduler) admit(now time.Time) {
 		s.waiting = s.waiting[1:]
 		s.queued.Add(-1)
 		s.busy.Add(1)
-		q.slot, sl.seq = sl, q
+		q.slot, sl.seq, sl.key = sl, q, q.req.SupersedeKey
 		q.tAdmit = now
 		s.active = append(s.active, q)
 		if len(q.prompt) >= s.nCtxSlot {

@@ -956,3 +956,38 @@ func TestStreamsCompactionKeepsWarmSlots(t *testing.T) {
 		}
 	}
 }
+
+// TestSupersededPrefillGoesOnInItsSlot: a keystroke that supersedes a
+// request mid-prefill runs in that request's slot and keeps what it
+// evaluated, though that is far below the slot-similarity threshold; in
+// the least recently used slot it would start again from nothing, and
+// under load no long prompt would ever finish its prefill.
+func TestSupersededPrefillGoesOnInItsSlot(t *testing.T) {
+	var decodes atomic.Int64
+	o := enginetest.Options{Logits: endless, DecodeDelay: 2 * time.Millisecond,
+		BeforeDecode: func(*engine.Batch) error { decodes.Add(1); return nil }}
+	s, _ := newSched(t, o, engine.Config{NParallel: 3, NCtx: 3 * 4096, NBatch: 32, SlotSimilarity: 0.5})
+	r := fimReq(1, 60, 40)
+	r.SupersedeKey, r.MaxTokens = "u1:main.go", 1000
+	old, err := s.Stream(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for decodes.Load() < 3 { // three batches of 32 prompt tokens
+		time.Sleep(time.Millisecond)
+	}
+	r.Prefix += "y"
+	r.MaxTokens = 1
+	res := complete(t, s, r)
+	oldRes, _ := old.Wait()
+	if oldRes.Stop != engine.StopCancelled || !errors.Is(oldRes.Err, engine.ErrSuperseded) {
+		t.Fatalf("old request: stop %s, err %v", oldRes.Stop, oldRes.Err)
+	}
+	if oldRes.Timings.EvaluatedTokens*2 >= res.Timings.PromptTokens {
+		t.Skipf("the old request evaluated %d of %d tokens before it was superseded: above the threshold, no case", oldRes.Timings.EvaluatedTokens, res.Timings.PromptTokens)
+	}
+	if res.Slot != oldRes.Slot || res.Timings.CachedTokens < oldRes.Timings.EvaluatedTokens-1 {
+		t.Errorf("the keystroke ran in slot %d with %d cached tokens; the superseded request had slot %d and evaluated %d",
+			res.Slot, res.Timings.CachedTokens, oldRes.Slot, oldRes.Timings.EvaluatedTokens)
+	}
+}

@@ -13,6 +13,9 @@ type slot struct {
 	idleSince time.Time
 	seq       *sequence // nil when idle
 	pad       [1]Token  // a placeholder's token (batchlayout.go)
+	// key is the SupersedeKey (session and file) of the last request the
+	// slot ran: whose typing its cache holds.
+	key string
 }
 
 // commonPrefix is the length of the longest common prefix of a and b.
@@ -28,21 +31,29 @@ func commonPrefix(a, b []Token) int {
 
 // pickSlot chooses among idle slots the one whose cache shares the longest
 // prefix with prompt, if that prefix is at least threshold × len(prompt)
-// (llama.cpp's --slot-prompt-similarity). When none does and chunk reuse is
-// on (minChunk > 0), it takes the slot whose cache would give the most
-// tokens with chunks shifted into place (reuseChunks), under the same
-// threshold: when the editor window's start moves, every token after the
-// first line changes position, and only the typist's own slot holds them.
-// Otherwise it takes the least recently used idle slot. It returns nil
-// when no slot is idle.
-func pickSlot(slots []*slot, prompt []Token, threshold float64, minChunk int) *slot {
-	var best, lru *slot
+// (llama.cpp's --slot-prompt-similarity); on a tie, the slot that last ran
+// a request of key (the typist's own). When none is similar enough, it
+// takes the typist's own slot all the same: a request superseded by the
+// next keystroke before its prefill ended leaves the part it evaluated
+// there, often far less than the threshold, and the next request must go
+// on from it, or under load no prefill of a long prompt ever ends. Else,
+// when chunk reuse is on (minChunk > 0), it takes the slot whose cache
+// would give the most tokens with chunks shifted into place (reuseChunks),
+// under the same threshold: when the editor window's start moves, every
+// token after the first line changes position. Otherwise it takes the
+// least recently used idle slot. It returns nil when no slot is idle.
+func pickSlot(slots []*slot, prompt []Token, key string, threshold float64, minChunk int) *slot {
+	var best, lru, own *slot
 	bestLCP := -1
 	for _, sl := range slots {
 		if sl.seq != nil {
 			continue
 		}
-		if l := commonPrefix(sl.cached, prompt); l > bestLCP {
+		mine := key != "" && sl.key == key
+		if mine {
+			own = sl
+		}
+		if l := commonPrefix(sl.cached, prompt); l > bestLCP || (l == bestLCP && mine) {
 			best, bestLCP = sl, l
 		}
 		if lru == nil || sl.lastUsed < lru.lastUsed {
@@ -55,6 +66,9 @@ func pickSlot(slots []*slot, prompt []Token, threshold float64, minChunk int) *s
 	enough := func(n int) bool { return n > 0 && (threshold <= 0 || float64(n) >= threshold*float64(len(prompt))) }
 	if enough(bestLCP) {
 		return best
+	}
+	if own != nil {
+		return own
 	}
 	if minChunk > 0 {
 		bestN := 0

@@ -34,29 +34,40 @@ func TestPickSlot(t *testing.T) {
 		}
 		return s
 	}
+	keyed := func(s *slot, key string) *slot { s.key = key; return s }
 	for _, tc := range []struct {
 		name      string
 		slots     []*slot
 		prompt    string
+		key       string
 		threshold float64
 		minChunk  int
 		want      int // index, -1 for nil
 	}{
-		{"longest prefix", []*slot{mk("abx", 1, false), mk("abcdx", 2, false), mk("", 0, false)}, "abcdef", 0.1, 0, 1},
-		{"below threshold takes LRU", []*slot{mk("zz", 5, false), mk("aq", 3, false), mk("", 4, false)}, "abcdefghijklmnopqrstuvwxyz", 0.1, 0, 1},
-		{"threshold zero takes any prefix", []*slot{mk("zz", 5, false), mk("aq", 3, false)}, "abcdefghijklmnopqrstuvwxyz", -1, 0, 1},
-		{"busy slots skipped", []*slot{mk("abcdef", 1, true), mk("ab", 9, false)}, "abcdef", 0.1, 0, 1},
-		{"all busy", []*slot{mk("a", 1, true)}, "a", 0.1, 0, -1},
-		{"no prefix anywhere takes LRU", []*slot{mk("x", 7, false), mk("y", 2, false), mk("z", 3, false)}, "abc", 0.1, 0, 1},
+		{"longest prefix", []*slot{mk("abx", 1, false), mk("abcdx", 2, false), mk("", 0, false)}, "abcdef", "", 0.1, 0, 1},
+		{"below threshold takes LRU", []*slot{mk("zz", 5, false), mk("aq", 3, false), mk("", 4, false)}, "abcdefghijklmnopqrstuvwxyz", "", 0.1, 0, 1},
+		{"threshold zero takes any prefix", []*slot{mk("zz", 5, false), mk("aq", 3, false)}, "abcdefghijklmnopqrstuvwxyz", "", -1, 0, 1},
+		{"busy slots skipped", []*slot{mk("abcdef", 1, true), mk("ab", 9, false)}, "abcdef", "", 0.1, 0, 1},
+		{"all busy", []*slot{mk("a", 1, true)}, "a", "", 0.1, 0, -1},
+		{"no prefix anywhere takes LRU", []*slot{mk("x", 7, false), mk("y", 2, false), mk("z", 3, false)}, "abc", "", 0.1, 0, 1},
 		// The window's start moved: the typist's slot holds the prompt's
 		// body one line later, which shifting recovers.
 		{"moved window takes the slot with reusable chunks", []*slot{mk("hdr1111abcdefghijklmnop", 7, false), mk("hzzzzzzzzzzzzzzzzzzzz", 2, false)},
-			"habcdefghijklmnopq", 0.5, 4, 0},
+			"habcdefghijklmnopq", "", 0.5, 4, 0},
+		// A request of key u1 was superseded after evaluating 3 tokens of
+		// its prompt: u1's next request goes on from them, though they are
+		// below the threshold, even where another slot shares as much.
+		{"the typist's own slot below the threshold", []*slot{mk("zz", 1, false), keyed(mk("abc", 5, false), "u1")}, "abcdefghijklmnopqrstuvwxyz", "u1", 0.5, 0, 1},
+		{"the typist's own slot on a tie", []*slot{mk("abc", 1, false), keyed(mk("abc", 5, false), "u1")}, "abcdefghijklmnopqrstuvwxyz", "u1", 0.1, 0, 1},
+		{"a longer similar prefix beats the own slot", []*slot{mk("abcdefghijklmnop", 1, false), keyed(mk("abc", 5, false), "u1")}, "abcdefghijklmnopqrstuvwxyz", "u1", 0.5, 0, 0},
+		{"another typist's slot is not own", []*slot{mk("zz", 1, false), keyed(mk("abc", 5, false), "u2")}, "abcdefghijklmnopqrstuvwxyz", "u1", 0.5, 0, 0},
+		{"no key, no own slot", []*slot{mk("zz", 1, false), keyed(mk("abc", 5, false), "")}, "abcdefghijklmnopqrstuvwxyz", "", 0.5, 0, 0},
+		{"a busy own slot is skipped", []*slot{mk("zz", 1, false), keyed(mk("abc", 5, true), "u1")}, "abcdefghijklmnopqrstuvwxyz", "u1", 0.5, 0, 0},
 		{"reusable chunks below the threshold take LRU", []*slot{mk("hdr1111abcdefghijklmnop", 7, false), mk("hzzzzzzzzzzzzzzzzzzzz", 2, false)},
-			"habcdexxxxxxxxxxxxxxxxxxxxxxxxxx", 0.5, 4, 1},
+			"habcdexxxxxxxxxxxxxxxxxxxxxxxxxx", "", 0.5, 4, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := pickSlot(tc.slots, toks(tc.prompt), tc.threshold, tc.minChunk)
+			got := pickSlot(tc.slots, toks(tc.prompt), tc.key, tc.threshold, tc.minChunk)
 			idx := -1
 			for i, s := range tc.slots {
 				if s == got {
