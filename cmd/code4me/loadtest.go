@@ -38,13 +38,14 @@ func runLoadtest(ctx context.Context, args []string) error {
 	keyShare := fs.Float64("key-share", 0.25, "share of users that authenticate with an API key")
 	seed := fs.Int64("seed", 1, "seed of the users' pacing and choices")
 	threads := fs.Int("threads", 1, "without -url: the server's inference threads (ENGINE_THREADS; ggml's threads spin-wait, so on a small machine shared with the load and Postgres one is fastest)")
+	slots := fs.Int("slots", 0, "without -url: the server's slots per model (ENGINE_PARALLEL); 0: one per user, so that every typist's prompt stays in the KV cache between keystrokes, as on a server sized for that many typists")
 	think := fs.Bool("think", true, "users pause as developers do: 0.5–2 s after a line end, 0.3–1 s after one space in six (false: a keystroke every 150–300 ms throughout)")
 	chat := fs.Bool("chat", true, "users chat now and then (when the server serves a chat model)")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return errUsage
 	}
 	res, err := loadtestRun(ctx, loadtest.Options{BaseURL: *target, Users: *users, Duration: *duration, Model: *model,
-		KeyShare: *keyShare, Seed: *seed, Continuous: !*think, NoChat: !*chat}, *threads, os.Stdout)
+		KeyShare: *keyShare, Seed: *seed, Continuous: !*think, NoChat: !*chat}, serveSettings{threads: *threads, slots: *slots}, os.Stdout)
 	if err != nil {
 		return err
 	}
@@ -81,10 +82,16 @@ func (r *loadtestResult) verdict() error {
 	return nil
 }
 
+// serveSettings are the engine settings of a load test's private server.
+type serveSettings struct {
+	threads int // ENGINE_THREADS
+	slots   int // ENGINE_PARALLEL; 0: one per user
+}
+
 // loadtestRun runs the load (o.BaseURL empty: against a private server it
-// starts with threads inference threads), reconciles, and writes both
+// starts with the engine settings ss), reconciles, and writes both
 // reports to out.
-func loadtestRun(ctx context.Context, o loadtest.Options, threads int, out io.Writer) (*loadtestResult, error) {
+func loadtestRun(ctx context.Context, o loadtest.Options, ss serveSettings, out io.Writer) (*loadtestResult, error) {
 	cfg, err := loadConfig()
 	if err != nil {
 		return nil, err
@@ -121,7 +128,10 @@ func loadtestRun(ctx context.Context, o loadtest.Options, threads int, out io.Wr
 		}
 		defer svc.stop(log)
 		pool = svc.pool
-		child, err := startLoadtestServe(ctx, tmp, svc, threads)
+		if ss.slots <= 0 {
+			ss.slots = max(o.Users, 1)
+		}
+		child, err := startLoadtestServe(ctx, tmp, svc, ss)
 		if err != nil {
 			return nil, err
 		}
@@ -187,10 +197,10 @@ type loadtestServe struct {
 func (s *loadtestServe) pid() int { return s.cmd.Process.Pid }
 
 // startLoadtestServe starts `code4me serve` on loopback, on svc and with
-// the tiny synthetic models (completion and chat) under dir, threads
-// inference threads and a rate limit no user reaches, and waits until
+// the tiny synthetic models (completion and chat) under dir, the engine
+// settings ss and a rate limit no user reaches, and waits until
 // /api/ping answers 200.
-func startLoadtestServe(ctx context.Context, dir string, svc *services, threads int) (*loadtestServe, error) {
+func startLoadtestServe(ctx context.Context, dir string, svc *services, ss serveSettings) (*loadtestServe, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -205,7 +215,7 @@ func startLoadtestServe(ctx context.Context, dir string, svc *services, threads 
 	cmd.Env = append(cmd.Environ(), "DATABASE_URL="+svc.pgURL, "REDIS_URL="+svc.redisURL, "DB_HOST=", "REDIS_HOST=",
 		"DATA_DIR="+dir, "SERVER_HOST=127.0.0.1", "SERVER_PORT="+strconv.Itoa(port), "MODELS=", "MODEL_DIR="+dir+"/models",
 		"SYNTHETIC_MODEL=tiny", "DEFAULT_MAX_REQUEST_RATE_PER_HOUR=1000000000", "MAX_REQUEST_RATE_PER_HOUR_CONFIG={}",
-		"EMAIL_HOST=", "LLAMA_LISTEN=", "LOG_LEVEL=warn", "ENGINE_THREADS="+strconv.Itoa(threads))
+		"EMAIL_HOST=", "LLAMA_LISTEN=", "LOG_LEVEL=warn", "ENGINE_THREADS="+strconv.Itoa(ss.threads), "ENGINE_PARALLEL="+strconv.Itoa(ss.slots))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start code4me serve: %w", err)

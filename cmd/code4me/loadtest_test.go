@@ -148,7 +148,7 @@ func TestLoadtestCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	res, err := loadtestRun(ctx, loadtest.Options{Users: 2, Duration: 5 * time.Second, RSSEvery: time.Second}, 1, &out)
+	res, err := loadtestRun(ctx, loadtest.Options{Users: 2, Duration: 5 * time.Second, RSSEvery: time.Second}, serveSettings{threads: 1}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
