@@ -14,7 +14,8 @@ import (
 // prompt's logits) and through bare Decode calls of NBatch tokens on a
 // context of the same shape; the metric is prompt tokens per second. The
 // two sub-benchmarks alternate within each run (-count), so a noisy
-// machine affects both alike. CODE4ME_BENCH_THREADS sets the threads.
+// machine affects both alike. CODE4ME_BENCH_THREADS sets the threads;
+// CODE4ME_BENCH_SETTINGS=1 adds bare runs with other CPU settings.
 func BenchmarkColdPrefill(b *testing.B) {
 	const nBatch = 512
 	const n0 = 1300
@@ -31,28 +32,50 @@ func BenchmarkColdPrefill(b *testing.B) {
 		}
 	}
 	n := len(toks)
-	b.Run("raw", func(b *testing.B) {
-		c, err := m.NewLlamaContext(engine.ContextParams{NCtx: 4096, NBatch: nBatch, NSeqMax: 1, NThreads: threads})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		var batch engine.Batch
-		for b.Loop() {
-			c.Clear()
-			for at := 0; at < n; at += nBatch {
-				batch.Reset()
-				end := min(at+nBatch, n)
-				for i := at; i < end; i++ {
-					batch.Add(toks[i], int32(i), 0, i == n-1)
-				}
-				if err := c.Decode(&batch); err != nil {
-					b.Fatal(err)
+	// raw runs bare Decode calls on a context of p (the scheduler's
+	// settings, or one CPU setting changed).
+	raw := func(p engine.ContextParams) func(b *testing.B) {
+		return func(b *testing.B) {
+			c, err := m.NewLlamaContext(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			var batch engine.Batch
+			for b.Loop() {
+				c.Clear()
+				for at := 0; at < n; at += nBatch {
+					batch.Reset()
+					end := min(at+nBatch, n)
+					for i := at; i < end; i++ {
+						batch.Add(toks[i], int32(i), 0, i == n-1)
+					}
+					if err := c.Decode(&batch); err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
 		}
-		b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
-	})
+	}
+	base := engine.ContextParams{NCtx: 4096, NBatch: nBatch, NSeqMax: 1, NThreads: threads}
+	b.Run("raw", raw(base))
+	// The CPU settings the scheduler could use instead of its defaults
+	// (CODE4ME_BENCH_SETTINGS=1): flash attention, smaller micro-batches,
+	// and one thread.
+	if os.Getenv("CODE4ME_BENCH_SETTINGS") != "" {
+		flash := base
+		flash.FlashAttn = true
+		b.Run("raw-flash-attn", raw(flash))
+		for _, u := range []int{128, 256} {
+			ub := base
+			ub.NUbatch = u
+			b.Run("raw-ubatch-"+strconv.Itoa(u), raw(ub))
+		}
+		one := base
+		one.NThreads = 1
+		b.Run("raw-threads-1", raw(one))
+	}
 	b.Run("scheduler", func(b *testing.B) {
 		s, err := engine.NewScheduler("bench", m, engine.Config{NParallel: 1, NCtx: 4096, NBatch: nBatch, NThreads: threads})
 		if err != nil {
