@@ -101,6 +101,7 @@ type Stats struct {
 	SlotsBusy   int
 	NCtx        int // KV cells in all
 	NCtxPerSlot int
+	Split       PromptSplit // token caps of its FIM prompts (Config.Split)
 	NBatch      int
 	CanShift    bool
 	QueueLen    int // requests waiting for a slot
@@ -299,7 +300,7 @@ func (s *Scheduler) Stats() Stats {
 	return Stats{
 		Model: s.name, Family: s.family, Info: s.info,
 		Slots: len(s.slots), SlotsBusy: int(s.busy.Load()),
-		NCtx: s.nCtxSlot * len(s.slots), NCtxPerSlot: s.nCtxSlot, NBatch: s.cfg.NBatch, CanShift: s.canShift,
+		NCtx: s.nCtxSlot * len(s.slots), NCtxPerSlot: s.nCtxSlot, Split: s.cfg.Split, NBatch: s.cfg.NBatch, CanShift: s.canShift,
 		QueueLen: int(s.queued.Load()), QueueCap: s.cfg.QueueSize,
 		Requests: s.nReq.Load(), PromptTokens: s.nPrompt.Load(), CachedTokens: s.nCached.Load(),
 		EvaluatedTokens: s.nEval.Load(), GeneratedTokens: s.nGen.Load(),

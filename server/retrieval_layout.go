@@ -155,8 +155,10 @@ type tokenCounts struct {
 // completion may generate). The engine keeps at least that half for
 // extra context whatever the prefix and suffix need, so it never drops a
 // chunk of a layout within it; the prefix and suffix share the rest (the
-// engine keeps about three quarters of it for the prefix). 0: no model
-// can be measured.
+// engine keeps about three quarters of it for the prefix). A model's own
+// cap on extra context (MODEL_PROMPT_SPLIT) lowers it: past the cap the
+// engine drops the oldest chunks, which changes the prompt from its first
+// chunk on. 0: no model can be measured.
 func (s *Server) tokenBudget(names []string, maxTokens int) int {
 	if s.retr.eng == nil {
 		return 0 // an API node has no tokenizer: the byte budget alone
@@ -167,8 +169,12 @@ func (s *Server) tokenBudget(names []string, maxTokens int) int {
 		if err != nil {
 			continue
 		}
-		nCtx := sc.Stats().NCtxPerSlot
+		st := sc.Stats()
+		nCtx := st.NCtxPerSlot
 		b := (nCtx - min(max(maxTokens, 1), nCtx/2)) / 2
+		if c := st.Split.Extra; c > 0 && c < b {
+			b = c
+		}
 		if budget == 0 || b < budget {
 			budget = b
 		}
