@@ -3,12 +3,14 @@ package server
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/code4me/code4me/engine"
+	"github.com/code4me/code4me/internal/remote"
 )
 
 // POST /v1/embeddings, as OpenAI's SDKs and Continue's embeddings providers
@@ -19,9 +21,10 @@ import (
 // "base64" (the OpenAI Python SDK's default) answers each vector as the
 // base64 of its little-endian float32s. Token arrays as input and
 // dimensions are refused (400): the server tokenizes itself, and a mean-
-// pooled vector cannot be shortened. Nothing is stored. Without an
-// in-process engine (serve --engine=remote) or an embedding model the
-// route answers 501.
+// pooled vector cannot be shortened. Nothing is stored. On an API node of
+// the worker tier (serve --engine=remote) a worker serving the model
+// embeds (503 when none is live), and usage counts no tokens. Without an
+// embedding model the route answers 501.
 
 // maxEmbeddingInputs is the most texts one request may embed.
 const maxEmbeddingInputs = 256
@@ -57,11 +60,13 @@ func (s *Server) openAIEmbeddings(c *fiber.Ctx) error {
 			return refuse("input", fmt.Sprintf("input[%d] is empty.", i))
 		}
 	}
-	eng := s.retr.eng
+	// The in-process engine, or on an API node of the worker tier the
+	// workers that serve the model.
+	emb, eng := s.retr.emb, s.retr.eng
 	if name == "" {
 		name = s.retr.embedder()
 	}
-	if eng == nil || name == "" {
+	if emb == nil || name == "" {
 		return &clientErr{status: fiber.StatusNotImplemented, msg: msgNoEmbeddings, param: "model"}
 	}
 	m, ok := s.clientModel(name)
@@ -73,18 +78,23 @@ func (s *Server) openAIEmbeddings(c *fiber.Ctx) error {
 	for i, in := range inputs {
 		texts[i], _ = s.plugin.redactor.Text(ctx, pgText(in))
 	}
-	vecs, err := eng.Embed(ctx, m.Name, texts)
+	vecs, err := emb.Embed(ctx, m.Name, texts)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
+		if errors.Is(err, remote.ErrNoWorker) {
+			return fail(fiber.StatusServiceUnavailable, MsgNoWorker)
+		}
 		return &clientErr{status: fiber.StatusBadRequest, msg: fmt.Sprintf("The model '%s' cannot embed: %v", m.Name, err), param: "model"}
 	}
-	tokens := 0
-	if sc, err := eng.Get(m.Name); err == nil {
-		for _, t := range texts {
-			if toks, err := sc.Model().Tokenize(t, false, false); err == nil {
-				tokens += min(len(toks), engine.EmbedMaxTokens)
+	tokens := 0 // an API node has no tokenizer: it counts none
+	if eng != nil {
+		if sc, err := eng.Get(m.Name); err == nil {
+			for _, t := range texts {
+				if toks, err := sc.Model().Tokenize(t, false, false); err == nil {
+					tokens += min(len(toks), engine.EmbedMaxTokens)
+				}
 			}
 		}
 	}

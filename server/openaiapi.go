@@ -493,7 +493,7 @@ func (s *Server) openAIModels(c *fiber.Ctx) error {
 }
 
 // msgNoEmbeddings answers POST /v1/embeddings when no model embeds here.
-const msgNoEmbeddings = "This server has no embedding model (it needs an in-process engine), so /v1/embeddings is not available."
+const msgNoEmbeddings = "No served model embeds (EMBEDDING_MODEL, or a completion model that embeds), so /v1/embeddings is not available."
 
 // clientErrorDocs are the error answers of an editor-client route: errs,
 // and the answers every guarded route gives, in the API's own shape.
