@@ -38,7 +38,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 	keyShare := fs.Float64("key-share", 0.25, "share of users that authenticate with an API key")
 	seed := fs.Int64("seed", 1, "seed of the users' pacing and choices")
 	threads := fs.Int("threads", 1, "without -url: the server's inference threads (ENGINE_THREADS; ggml's threads spin-wait, so on a small machine shared with the load and Postgres one is fastest)")
-	slots := fs.Int("slots", 0, "without -url: the server's slots per model (ENGINE_PARALLEL); 0: one per user, so that every typist's prompt stays in the KV cache between keystrokes, as on a server sized for that many typists")
+	slots := fs.Int("slots", 0, "without -url: the server's slots per model (ENGINE_PARALLEL); 0: the server's default (4, or ENGINE_PARALLEL from the environment)")
 	think := fs.Bool("think", true, "users pause as developers do: 0.5–2 s after a line end, 0.3–1 s after one space in six (false: a keystroke every 150–300 ms throughout)")
 	chat := fs.Bool("chat", true, "users chat now and then (when the server serves a chat model)")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
@@ -85,7 +85,7 @@ func (r *loadtestResult) verdict() error {
 // serveSettings are the engine settings of a load test's private server.
 type serveSettings struct {
 	threads int // ENGINE_THREADS
-	slots   int // ENGINE_PARALLEL; 0: one per user
+	slots   int // ENGINE_PARALLEL; 0: the server's default
 }
 
 // loadtestRun runs the load (o.BaseURL empty: against a private server it
@@ -128,9 +128,6 @@ func loadtestRun(ctx context.Context, o loadtest.Options, ss serveSettings, out 
 		}
 		defer svc.stop(log)
 		pool = svc.pool
-		if ss.slots <= 0 {
-			ss.slots = max(o.Users, 1)
-		}
 		child, err := startLoadtestServe(ctx, tmp, svc, ss)
 		if err != nil {
 			return nil, err
@@ -215,7 +212,10 @@ func startLoadtestServe(ctx context.Context, dir string, svc *services, ss serve
 	cmd.Env = append(cmd.Environ(), "DATABASE_URL="+svc.pgURL, "REDIS_URL="+svc.redisURL, "DB_HOST=", "REDIS_HOST=",
 		"DATA_DIR="+dir, "SERVER_HOST=127.0.0.1", "SERVER_PORT="+strconv.Itoa(port), "MODELS=", "MODEL_DIR="+dir+"/models",
 		"SYNTHETIC_MODEL=tiny", "DEFAULT_MAX_REQUEST_RATE_PER_HOUR=1000000000", "MAX_REQUEST_RATE_PER_HOUR_CONFIG={}",
-		"EMAIL_HOST=", "LLAMA_LISTEN=", "LOG_LEVEL=warn", "ENGINE_THREADS="+strconv.Itoa(ss.threads), "ENGINE_PARALLEL="+strconv.Itoa(ss.slots))
+		"EMAIL_HOST=", "LLAMA_LISTEN=", "LOG_LEVEL=warn", "ENGINE_THREADS="+strconv.Itoa(ss.threads))
+	if ss.slots > 0 {
+		cmd.Env = append(cmd.Env, "ENGINE_PARALLEL="+strconv.Itoa(ss.slots))
+	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start code4me serve: %w", err)
