@@ -589,7 +589,7 @@ func (s *Server) runCompletion(ctx context.Context, p *Principal, r *completionR
 	// one's work (wctx); it is still answered and stored, as superseded.
 	wctx, sup, arrived, supKey := ctx, &superseded{}, func() {}, ""
 	if !r.Concurrent {
-		wctx, sup, arrived = s.supersede.arrive(ctx, key)
+		wctx, sup, arrived = s.supersede.arrive(ctx, key, pr.t0)
 		supKey = key
 	}
 	defer arrived()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/code4me/code4me/engine"
 )
@@ -23,23 +24,37 @@ type supersedes struct {
 // arrived.
 type superseded struct {
 	cancel context.CancelCauseFunc
+	t0     time.Time // when the request arrived
 	set    atomic.Bool
 }
 
 func (m *superseded) is() bool { return m.set.Load() }
 
-// arrive registers a request of key. Its work (retrieval, the models) runs
-// under the returned context, which a newer request of key cancels after
-// setting the mark; the caller still answers and stores, with ctx. done
-// must be called when the request ends.
-func (r *supersedes) arrive(ctx context.Context, key string) (context.Context, *superseded, func()) {
+// arrive registers a request of key that arrived at t0. Its work
+// (retrieval, the models) runs under the returned context, which a newer
+// request of key cancels after setting the mark; the caller still answers
+// and stores, with ctx. done must be called when the request ends.
+//
+// Requests reach arrive in their own goroutines, after their context
+// stage, so an older request may get here after a newer one: it never
+// supersedes that one, it is superseded at once. A request whose ctx has
+// ended (the WebSocket ends the previous keystroke's request before the
+// next one starts) supersedes nothing.
+func (r *supersedes) arrive(ctx context.Context, key string, t0 time.Time) (context.Context, *superseded, func()) {
 	wctx, cancel := context.WithCancelCause(ctx)
-	me := &superseded{cancel: cancel}
+	me := &superseded{cancel: cancel, t0: t0}
 	r.mu.Lock()
 	if r.latest == nil {
 		r.latest = map[string]*superseded{}
 	}
-	if old := r.latest[key]; old != nil {
+	old := r.latest[key]
+	if ctx.Err() != nil || (old != nil && t0.Before(old.t0)) {
+		r.mu.Unlock()
+		me.set.Store(true)
+		cancel(engine.ErrSuperseded)
+		return wctx, me, func() {}
+	}
+	if old != nil {
 		old.set.Store(true)
 		old.cancel(engine.ErrSuperseded) // the engine ends its request as superseded
 	}
