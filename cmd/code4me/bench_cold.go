@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -54,10 +55,10 @@ func benchCold(ctx context.Context, cfg config.Config, log *slog.Logger, ref mod
 	load, _ := os.ReadFile("/proc/loadavg")
 	host, _ := os.Hostname()
 	var out strings.Builder
-	fmt.Fprintf(&out, "Cold starts: %d users open new files at once, model %s, %d generated tokens, %s deadline, %d slots, %s, GOMAXPROCS %d, commit %s, host %s, %s, load average after %s\n\n",
-		coldUsers, ref.Name, maxTokens, deadline, coldUsers, cpuModel(), runtime.GOMAXPROCS(0), buildVersion(), host,
+	fmt.Fprintf(&out, "Cold starts: %d users open new files at once, model %s, %d generated tokens, %s deadline, %s prompt budget, %d slots, %s, GOMAXPROCS %d, commit %s, host %s, %s, load average after %s\n\n",
+		coldUsers, ref.Name, maxTokens, deadline, time.Duration(cfg.PromptBudget)*time.Millisecond, coldUsers, cpuModel(), runtime.GOMAXPROCS(0), buildVersion(), host,
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), strings.Join(strings.Fields(string(load))[:3], " "))
-	out.WriteString("| prefill order | prompt tokens | answered in time | refused at once | past the deadline | answered: ms each | refused after ms | prefill speed tok/s | decode s |\n|---|---|---|---|---|---|---|---|---|\n")
+	out.WriteString("| prefill order | prompt tokens | prefix tokens the plan cut, each | answered in time | refused at once | past the deadline | answered: ms each | refused after ms | prefill speed tok/s | decode s |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		out.WriteString(r)
 	}
@@ -73,7 +74,11 @@ func coldRun(ctx context.Context, b *llama.Backend, cfg config.Config, log *slog
 	s, err := e.Load(engine.ModelSpec{Name: ref.Name, Path: ref.Path,
 		Load: engine.LoadOptions{NGPULayers: cfg.NGPULayers, UseMmap: cfg.ModelMmap},
 		Sched: engine.Config{NParallel: coldUsers, NCtx: coldUsers * 4096, NBatch: cfg.NBatch, NThreads: cfg.NThreads,
-			Family: engine.Family(ref.Family), RoundRobinPrefill: roundRobin, Logger: log}}, nil)
+			Family: engine.Family(ref.Family), RoundRobinPrefill: roundRobin, Logger: log,
+			// The server's prompt budget (ENGINE_PROMPT_BUDGET_MS), within
+			// which planning trims a prompt that would not fit; round-robin
+			// plans nothing.
+			TMaxPrompt: time.Duration(cfg.PromptBudget) * time.Millisecond}}, nil)
 	if err != nil {
 		return "", err
 	}
@@ -96,11 +101,13 @@ func coldRun(ctx context.Context, b *llama.Backend, cfg config.Config, log *slog
 	var answered, refused, late int
 	var ms, refusedMS []string
 	var prompt []int
+	var cuts []string
 	for i, r := range results {
 		if errs[i] != nil {
 			return "", errs[i]
 		}
-		prompt = append(prompt, r.Timings.PromptTokens)
+		prompt = append(prompt, r.Timings.PromptTokens+r.Trimmed.PrefixTokens)
+		cuts = append(cuts, strconv.Itoa(r.Trimmed.PrefixTokens))
 		switch {
 		case errors.Is(r.Err, engine.ErrDeadline):
 			refused++
@@ -121,8 +128,8 @@ func coldRun(ctx context.Context, b *llama.Backend, cfg config.Config, log *slog
 	if roundRobin {
 		order = "round-robin"
 	}
-	return fmt.Sprintf("| %s | %d-%d | %d | %d | %d | %s | %s | %.0f | %.1f |\n", order, prompt[0], prompt[len(prompt)-1],
-		answered, refused, late, dash(strings.Join(ms, ", ")), dash(strings.Join(refusedMS, ", ")), speed,
+	return fmt.Sprintf("| %s | %d-%d | %s | %d | %d | %d | %s | %s | %.0f | %.1f |\n", order, prompt[0], prompt[len(prompt)-1],
+		strings.Join(cuts, ", "), answered, refused, late, dash(strings.Join(ms, ", ")), dash(strings.Join(refusedMS, ", ")), speed,
 		(after.DecodeMS-before.DecodeMS)/1000), nil
 }
 
