@@ -99,32 +99,58 @@ var testEngine struct {
 	err  error
 }
 
+// testSched is the scheduler configuration of the tests' models.
+var testSched = engine.Config{NParallel: 2, NCtx: 2 * 2048, NBatch: 256, QueueSize: 16}
+
+// tinyModel returns the path of the tiny synthetic model (generated once
+// into the user's cache) and a llama.cpp backend to load it with.
+func tinyModel() (string, *llama.Backend, error) {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	path, err := synth.Ensure(ctx, filepath.Join(dir, "code4me-test-models"), "tiny", "f16")
+	if err != nil {
+		return "", nil, err
+	}
+	lb, err := llama.New(llama.Config{})
+	if err != nil {
+		return "", nil, err
+	}
+	return path, lb, nil
+}
+
+// tinyEngine is an engine of the test's own on the tiny model, recording
+// what it tokenizes; the caller loads the models.
+func tinyEngine(t *testing.T) (string, *engine.Engine, *recorder) {
+	t.Helper()
+	sharedEngine(t) // llama.cpp's logger and backend, set up once
+	path, lb, err := tinyModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	eng := engine.New(recBackend{real: lb, rec: rec}, nil)
+	t.Cleanup(func() { eng.Close() })
+	return path, eng, rec
+}
+
 // sharedEngine loads the test models once per test binary.
 func sharedEngine(t testing.TB) (*engine.Engine, *recorder) {
 	t.Helper()
 	testEngine.once.Do(func() {
 		llama.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
-		dir, err := os.UserCacheDir()
-		if err != nil {
-			dir = os.TempDir()
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		path, err := synth.Ensure(ctx, filepath.Join(dir, "code4me-test-models"), "tiny", "f16")
-		if err != nil {
-			testEngine.err = err
-			return
-		}
-		lb, err := llama.New(llama.Config{})
+		path, lb, err := tinyModel()
 		if err != nil {
 			testEngine.err = err
 			return
 		}
 		rec := &recorder{}
 		eng := engine.New(recBackend{real: lb, rec: rec}, nil)
-		sched := engine.Config{NParallel: 2, NCtx: 2 * 2048, NBatch: 256, QueueSize: 16}
 		for name, p := range map[string]string{"tiny-coder": path, "tiny-instruct": path, "broken-coder": "broken", "slow-coder": "slow"} {
-			if _, err := eng.Load(engine.ModelSpec{Name: name, Path: p, Load: engine.LoadOptions{UseMmap: true}, Sched: sched}, nil); err != nil {
+			if _, err := eng.Load(engine.ModelSpec{Name: name, Path: p, Load: engine.LoadOptions{UseMmap: true}, Sched: testSched}, nil); err != nil {
 				testEngine.err = err
 				return
 			}

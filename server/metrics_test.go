@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,8 +21,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/code4me/code4me/engine"
-	"github.com/code4me/code4me/engine/llama"
-	"github.com/code4me/code4me/engine/synth"
 	"github.com/code4me/code4me/internal/config"
 	"github.com/code4me/code4me/internal/db"
 	"github.com/code4me/code4me/internal/redact"
@@ -174,26 +171,9 @@ func TestMetricsAccess(t *testing.T) {
 // that its metrics count only this test's requests.
 func metricsEngine(t *testing.T) *engine.Engine {
 	t.Helper()
-	sharedEngine(t) // llama.cpp's logger and backend, set up once
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		dir = os.TempDir()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	path, err := synth.Ensure(ctx, filepath.Join(dir, "code4me-test-models"), "tiny", "f16")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, err := llama.New(llama.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := engine.New(recBackend{real: lb, rec: &recorder{}}, nil)
-	t.Cleanup(func() { eng.Close() })
-	sched := engine.Config{NParallel: 2, NCtx: 2 * 2048, NBatch: 256, QueueSize: 16}
+	path, eng, _ := tinyEngine(t)
 	for name, p := range map[string]string{"metrics-coder": path, "metrics-slow": "slow"} {
-		if _, err := eng.Load(engine.ModelSpec{Name: name, Path: p, Load: engine.LoadOptions{UseMmap: true}, Sched: sched}, nil); err != nil {
+		if _, err := eng.Load(engine.ModelSpec{Name: name, Path: p, Load: engine.LoadOptions{UseMmap: true}, Sched: testSched}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -5,15 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/code4me/code4me/engine"
-	"github.com/code4me/code4me/engine/llama"
-	"github.com/code4me/code4me/engine/synth"
 	"github.com/code4me/code4me/internal/config"
 	"github.com/code4me/code4me/internal/testenv"
 )
@@ -28,25 +25,8 @@ import (
 // suffix tokens the cap cut.
 func TestPromptSplitCapsSuffix(t *testing.T) {
 	const capTokens = 8
-	sharedEngine(t) // llama.cpp's logger and backend, set up once
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		dir = os.TempDir()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	path, err := synth.Ensure(ctx, filepath.Join(dir, "code4me-test-models"), "tiny", "f16")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, err := llama.New(llama.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{}
-	eng := engine.New(recBackend{real: lb, rec: rec}, nil)
-	t.Cleanup(func() { eng.Close() })
-	plain := engine.Config{NParallel: 2, NCtx: 2 * 2048, NBatch: 256, QueueSize: 16}
+	path, eng, rec := tinyEngine(t)
+	plain := testSched
 	capped := plain
 	capped.Split = engine.PromptSplit{Suffix: capTokens}
 	for name, sched := range map[string]engine.Config{"split-coder": capped, "plain-coder": plain} {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/code4me/code4me/engine"
 	"github.com/code4me/code4me/engine/llama"
-	"github.com/code4me/code4me/engine/synth"
 	"github.com/code4me/code4me/internal/config"
 	"github.com/code4me/code4me/internal/remote"
 	"github.com/code4me/code4me/internal/testenv"
@@ -27,28 +25,7 @@ import (
 // workerEngine loads the tiny model under each name.
 func workerEngine(t *testing.T, names ...string) *engine.Engine {
 	t.Helper()
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		dir = os.TempDir()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	path, err := synth.Ensure(ctx, filepath.Join(dir, "code4me-test-models"), "tiny", "f16")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, err := llama.New(llama.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := engine.New(lb, nil)
-	t.Cleanup(func() { eng.Close() })
-	for _, n := range names {
-		if _, err := eng.Load(engine.ModelSpec{Name: n, Path: path, Load: engine.LoadOptions{UseMmap: true},
-			Sched: engine.Config{NParallel: 2, NCtx: 2 * 2048, NBatch: 256, QueueSize: 16}}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	eng, _ := recWorkerEngine(t, names...)
 	return eng
 }
 

@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,8 +11,6 @@ import (
 
 	"github.com/code4me/code4me/engine"
 	"github.com/code4me/code4me/engine/enginetest"
-	"github.com/code4me/code4me/engine/llama"
-	"github.com/code4me/code4me/engine/synth"
 	"github.com/code4me/code4me/internal/config"
 	"github.com/code4me/code4me/internal/remote"
 )
@@ -28,26 +24,9 @@ import (
 // its engine tokenizes.
 func recWorkerEngine(t *testing.T, names ...string) (*engine.Engine, *recorder) {
 	t.Helper()
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		dir = os.TempDir()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	path, err := synth.Ensure(ctx, filepath.Join(dir, "code4me-test-models"), "tiny", "f16")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, err := llama.New(llama.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{}
-	eng := engine.New(recBackend{real: lb, rec: rec}, nil)
-	t.Cleanup(func() { eng.Close() })
+	path, eng, rec := tinyEngine(t)
 	for _, n := range names {
-		if _, err := eng.Load(engine.ModelSpec{Name: n, Path: path, Load: engine.LoadOptions{UseMmap: true},
-			Sched: engine.Config{NParallel: 2, NCtx: 2 * 2048, NBatch: 256, QueueSize: 16}}, nil); err != nil {
+		if _, err := eng.Load(engine.ModelSpec{Name: n, Path: path, Load: engine.LoadOptions{UseMmap: true}, Sched: testSched}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
