@@ -13,8 +13,8 @@ import (
 )
 
 // Time budgets. Before a request's prompt is evaluated the scheduler
-// estimates, from the prefill speed it measures, when the prompt will be
-// done and when the request will end, and acts on the estimate instead of
+// estimates, from the speeds it measures, how long its own prompt will
+// take and when the request will end, and acts on the estimate instead of
 // finding out after the fact:
 //
 //   - The prefill speed is an exponentially weighted mean of the tokens per
@@ -25,24 +25,28 @@ import (
 //     benchmarks).
 //   - A request's own work is its prompt tokens not already in its slot's
 //     cache (prefix reuse and shifted chunks, as prepare will find them).
-//   - Its prompt is done after the prompt tokens the prefills before it in
-//     deadline order have left, plus its own, at that speed.
-//   - It ends after every prefill in flight, its own included, plus
-//     MaxTokens steps of generation: a step of a generating request
-//     carries the other requests' prompt chunks (decode first, then
-//     prompt chunks fill the batch), so its tokens come at the pace of all
-//     the prefills in flight, whatever their order.
+//     Its prompt time is that work at the prefill speed.
+//   - It ends after the prompt tokens the requests before it in deadline
+//     order have left and its own, at that speed, plus one step for each
+//     token those requests and it have left to generate (at most
+//     MaxTokens each: the estimate errs long). While later prompts are
+//     waiting, its own steps also carry their chunks (at most
+//     Config.MixedPrefill tokens a step), which adds their time.
 //
 // A request with a time budget (Request.TMaxPrompt, or the scheduler's
-// Config.TMaxPrompt) accepts a shorter prompt: when its prompt would be
-// done after the budget, or it would end after its deadline, the extra
+// Config.TMaxPrompt) accepts a shorter prompt: when its prompt time would
+// exceed the budget, or it would end after its deadline, the extra
 // context chunks go first, least relevant (first) first, then lines from
 // the top of the prefix (whole lines, at least budgetMinPrefix tokens
 // kept), until both fit; Result.Trimmed says what went. A request that
 // ends after its deadline even so, or one without a budget that would, is
 // refused at once with a *DeadlineError (StopDeadline), before it costs
 // any CPU. When only the prompt budget cannot be met, the most trimmed
-// prompt runs and the prompt budget stops it after the fact as before.
+// prompt runs, and it is stopped (ErrPromptBudget) once the batches that
+// carried its prompt took longer than the budget. The time a request
+// waits behind other prompts never counts against its prompt budget: the
+// deadline bounds that, and a budget counted from arrival would stop
+// requests queued behind others that still have time to answer.
 //
 // When the speed is not known yet (nothing measured since the model was
 // loaded), a request is planned at the first step after it is.
@@ -143,20 +147,17 @@ func (s *Scheduler) PrefillSpeed() (tokensPerSecond float64, step time.Duration)
 	return s.pace.speed(), time.Duration(loadF(&s.pace.step) * float64(time.Second))
 }
 
-// due is q's deadline for ordering prefills (earliest first): the earlier
-// of its context's deadline and, with a prompt budget, the time it was
-// submitted plus that budget; the zero time (none) sorts last.
+// dueAt is q's deadline for ordering prefills (earliest first): its
+// context's deadline; without one, with a prompt budget, the time it was
+// submitted plus that budget; else the zero time (none), which sorts last.
 func (q *sequence) dueAt() time.Time {
-	due, ok := q.ctx.Deadline()
+	if due, ok := q.ctx.Deadline(); ok {
+		return due
+	}
 	if q.req.TMaxPrompt > 0 && q.req.MaxTokens > 0 {
-		if b := q.tSubmit.Add(q.req.TMaxPrompt); !ok || b.Before(due) {
-			due, ok = b, true
-		}
+		return q.tSubmit.Add(q.req.TMaxPrompt)
 	}
-	if !ok {
-		return time.Time{}
-	}
-	return due
+	return time.Time{}
 }
 
 // byDue orders sequences earliest deadline first, those without one last,
@@ -188,20 +189,49 @@ func (s *Scheduler) orderPrefills(pre []*sequence) {
 // remaining is the prompt tokens q has left to evaluate.
 func (q *sequence) remaining() int { return len(q.prompt) - q.nPast }
 
-// pendingPrefill sums the prompt tokens that the active prefills other
-// than q have left: all of them (all) or those before q in deadline order.
-func (s *Scheduler) pendingPrefill(q *sequence) (all, before int) {
+// work is what the active requests other than q have left to do before
+// q ends (budget.go's estimate).
+type work struct {
+	prompt int // prompt tokens of the requests before q in deadline order
+	steps  int // tokens those requests may still generate (MaxTokens at most)
+	later  int // prompt tokens of the requests after q
+}
+
+// ahead sums the work of the active requests other than q.
+func (s *Scheduler) ahead(q *sequence) work {
+	var w work
 	for _, r := range s.active {
-		if r == q || r.finished || r.generating || r.slot == nil {
+		if r == q || r.finished || r.slot == nil {
 			continue
 		}
-		n := r.remaining()
-		all += n
-		if byDue(r, q) < 0 {
-			before += n
+		if byDue(r, q) > 0 {
+			if !r.generating {
+				w.later += r.remaining()
+			}
+			continue
 		}
+		if !r.generating {
+			w.prompt += r.remaining()
+		}
+		w.steps += max(r.req.MaxTokens-len(r.tokens), 0)
 	}
-	return all, before
+	return w
+}
+
+// mixedCap is the most prompt tokens a step that carries generated tokens
+// takes (Config.MixedPrefill).
+func (s *Scheduler) mixedCap() int {
+	switch c := s.cfg.MixedPrefill; {
+	case c > 0:
+		return c
+	case c < 0:
+		return s.cfg.NBatch
+	}
+	speed, step := s.pace.speed(), loadF(&s.pace.step)
+	if speed <= 0 || step <= 0 {
+		return s.cfg.NBatch
+	}
+	return max(1, int(speed*step))
 }
 
 // plannable reports whether q's prompt may still be planned: budgets are
@@ -227,16 +257,19 @@ func (s *Scheduler) plan(q *sequence, now time.Time) bool {
 	if !hasDeadline && budget <= 0 {
 		return true
 	}
-	all, before := s.pendingPrefill(q)
+	w := s.ahead(q)
 	stepS := loadF(&s.pace.step)
 	left := deadline.Sub(now)
 	secs := func(tokens int) time.Duration { return time.Duration(float64(tokens) / speed * float64(time.Second)) }
-	genTime := time.Duration(float64(q.req.MaxTokens) * stepS * float64(time.Second))
+	steps := func(n int) time.Duration { return time.Duration(float64(n) * stepS * float64(time.Second)) }
+	genTime := steps(w.steps + q.req.MaxTokens)
+	// Its own steps carry chunks of the later prompts too.
+	genTime += secs(min(w.later, q.req.MaxTokens*s.mixedCap()))
 	// fits says whether own uncached tokens meet the deadline (end) and
-	// the prompt budget (prompt done).
-	endAt := func(own int) time.Duration { return secs(all+own) + genTime }
+	// the prompt budget (own prompt time).
+	endAt := func(own int) time.Duration { return secs(w.prompt+own) + genTime }
 	fitsEnd := func(own int) bool { return !hasDeadline || endAt(own) <= left }
-	fitsPrompt := func(own int) bool { return budget <= 0 || secs(before+own) <= budget }
+	fitsPrompt := func(own int) bool { return budget <= 0 || secs(own) <= budget }
 
 	own := s.uncached(q, q.prompt)
 	if fitsEnd(own) && fitsPrompt(own) {

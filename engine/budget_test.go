@@ -327,3 +327,123 @@ func TestLlamaBudgetTrimmedPromptIsTheShorterRequest(t *testing.T) {
 		t.Errorf("stop %s, err %v, %d evaluated; want a deadline refusal before any evaluation", res.Stop, res.Err, res.Timings.EvaluatedTokens)
 	}
 }
+
+// TestBudgetMixedStepsCapPrompt: a request that generates while a long
+// prompt is evaluated gets steps that carry at most Config.MixedPrefill of
+// that prompt's tokens (by default, as many as the measured speeds give),
+// so it ends long before the long prompt is done; with no cap every step
+// carries a whole batch of the prompt and it ends only after the prompt.
+func TestBudgetMixedStepsCapPrompt(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		mixed    int
+		capped   bool
+		measured bool
+	}{
+		{"cap 8", 8, true, false},
+		{"measured default", 0, true, true},
+		{"no cap", -1, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGate()
+			hooked := false
+			s, _ := newSched(t, enginetest.Options{Logits: endless, DecodeDelay: time.Millisecond, TokenDelay: 20 * time.Microsecond,
+				BeforeDecode: func(b *engine.Batch) error {
+					if hooked {
+						return g.hook(b)
+					}
+					return nil
+				}},
+				engine.Config{NParallel: 2, NCtx: 2 * 8192, MixedPrefill: tc.mixed})
+			if tc.measured {
+				// A prompt of full batches and steps of generated tokens alone.
+				w := fimReq(9, 60, 30)
+				w.MaxTokens = 8
+				complete(t, s, w)
+				if speed, step := s.PrefillSpeed(); speed <= 0 || step <= 0 {
+					t.Fatalf("speeds not measured: %v tok/s, step %v", speed, step)
+				}
+			}
+			hooked = true
+			warm := g.hold(t, s)
+			short := engine.Request{Prefix: "func f() {\n\tx := ", Suffix: "\n}\n", MaxTokens: 30, CachePrompt: true}
+			long := fimReq(1, 120, 100) // about 3,600 tokens: 7 batches
+			long.MaxTokens = 1
+			a, err := s.Stream(context.Background(), short)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := s.Stream(context.Background(), long)
+			if err != nil {
+				t.Fatal(err)
+			}
+			close(g.release)
+			if _, err := warm.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			ra, err := a.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rb, err := b.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ra.Timings.GeneratedTokens != 30 || rb.Timings.PromptTokens < 4*512 {
+				t.Fatalf("short generated %d tokens, long prompt %d tokens; want 30 and at least 4 batches", ra.Timings.GeneratedTokens, rb.Timings.PromptTokens)
+			}
+			// Both were submitted together: the short one ended first
+			// exactly when its 30 steps carried less than the long prompt.
+			endedFirst := ra.Timings.TotalMS < rb.Timings.FirstMS
+			if endedFirst != tc.capped {
+				t.Errorf("short ended after %.1f ms, long prompt done after %.1f ms; want short first: %v",
+					ra.Timings.TotalMS, rb.Timings.FirstMS, tc.capped)
+			}
+		})
+	}
+}
+
+// TestBudgetPromptTimeExcludesTheWait: the prompt budget bounds a
+// request's own prompt time, not the wait behind another request's
+// prompt: a request whose prompt fits its budget answers even though the
+// prompt before it took longer than that budget, and is not trimmed.
+func TestBudgetPromptTimeExcludesTheWait(t *testing.T) {
+	g := newGate()
+	s, _ := newSched(t, enginetest.Options{TokenDelay: 100 * time.Microsecond, BeforeDecode: g.hook},
+		engine.Config{NParallel: 2, NCtx: 2 * 8192})
+	s.SetPrefillSpeed(10000) // the fake's speed: 100 µs a token
+	warm := g.hold(t, s)
+	first := fimReq(1, 120, 100) // about 3,600 tokens: 0.36 s
+	first.MaxTokens = 2
+	second := fimReq(2, 40, 20) // about 1,300 tokens: 0.13 s
+	second.MaxTokens = 2
+	second.TMaxPrompt = 300 * time.Millisecond // fits its own prompt, not the wait as well
+	// The same deadline for both: the first submitted is evaluated first.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, err := s.Stream(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Stream(ctx, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(g.release)
+	if _, err := warm.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if ra, err := a.Wait(); err != nil || ra.Err != nil || ra.Timings.GeneratedTokens == 0 {
+		t.Fatalf("first: %v %+v", err, ra)
+	}
+	rb, err := b.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb.Err != nil || rb.Stop == engine.StopDeadline || rb.Trimmed.Any() || rb.Timings.GeneratedTokens == 0 {
+		t.Errorf("second: stop %s, err %v, trimmed %+v, %d tokens; want an untrimmed answer", rb.Stop, rb.Err, rb.Trimmed, rb.Timings.GeneratedTokens)
+	}
+	if rb.Timings.FirstMS < 300 {
+		t.Errorf("second's first token after %.0f ms; want it after the first prompt (0.36 s at least)", rb.Timings.FirstMS)
+	}
+}

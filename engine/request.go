@@ -79,11 +79,12 @@ type Request struct {
 	// Stop strings end generation at their earliest occurrence; the stop
 	// string itself is not returned.
 	Stop []string
-	// TMaxPrompt is the prompt's time budget: when the scheduler estimates
-	// that the prompt would be evaluated later than this after the request
-	// got a slot, it drops extra chunks and then prefix lines until it
-	// fits (budget.go); a request whose prompt is still being evaluated
-	// this long after it got a slot is stopped with ErrPromptBudget. 0:
+	// TMaxPrompt is the prompt's time budget: the time its own prompt's
+	// evaluation may take, not counting the wait behind other prompts
+	// (which the deadline bounds). When the scheduler estimates that the
+	// prompt would take longer, it drops extra chunks and then prefix
+	// lines until it fits (budget.go); a request whose prompt's batches
+	// took longer than this is stopped with ErrPromptBudget. 0:
 	// the scheduler's Config.TMaxPrompt. It does not apply to
 	// MaxTokens == 0, so a cache-warming request always completes its
 	// prompt.

@@ -52,6 +52,15 @@ type Config struct {
 	// (Request.TMaxPrompt); 0: none. Budgets trim prompts ahead of time
 	// (budget.go).
 	TMaxPrompt time.Duration
+	// MixedPrefill caps the prompt tokens of a step that also carries
+	// generated tokens. Default (0): as many as the measured prefill speed
+	// evaluates in the measured time of a step of generated tokens alone,
+	// so a generating request runs at about half its speed alone while
+	// other prompts are evaluated, instead of waiting a whole batch of
+	// prompt tokens per token (on a CPU, seconds); until both speeds are
+	// measured, no cap. Negative: no cap (the whole batch, as llama.cpp's
+	// server fills it). Round-robin prefill (below) takes no cap.
+	MixedPrefill int
 	// RoundRobinPrefill shares each batch's prompt tokens among the
 	// prefills round-robin and plans nothing ahead: no request is trimmed
 	// or refused on an estimate. The default orders prefills earliest
@@ -153,12 +162,16 @@ type sequence struct {
 	cached     int
 	shifted    int
 	evaluated  int
-	tAdmit     time.Time
-	tGen       time.Time // prompt done, generation began
-	tFirst     time.Time
-	finished   bool
-	planned    bool    // plan ran with a known speed
-	trimmed    Trimmed // what plan dropped
+	// promptSpent is the decode time of the batches that carried this
+	// request's prompt tokens: its own prompt time, which the prompt
+	// budget bounds (the wait behind other prompts is the deadline's).
+	promptSpent time.Duration
+	tAdmit      time.Time
+	tGen        time.Time // prompt done, generation began
+	tFirst      time.Time
+	finished    bool
+	planned     bool    // plan ran with a known speed
+	trimmed     Trimmed // what plan dropped
 }
 
 // part is one sequence's share of a batch.
@@ -467,7 +480,7 @@ func (s *Scheduler) reap(now time.Time) {
 			s.finishCtx(q)
 			continue
 		}
-		if !q.generating && q.req.MaxTokens > 0 && q.req.TMaxPrompt > 0 && now.Sub(q.tAdmit) > q.req.TMaxPrompt {
+		if !q.generating && q.req.MaxTokens > 0 && q.req.TMaxPrompt > 0 && q.promptSpent > q.req.TMaxPrompt {
 			s.finish(q, StopDeadline, ErrPromptBudget)
 		}
 	}
@@ -581,6 +594,9 @@ func (s *Scheduler) step() {
 	}
 	generating := len(parts)
 	budget := s.cfg.NBatch - len(parts)
+	if generating > 0 && !s.cfg.RoundRobinPrefill {
+		budget = min(budget, s.mixedCap())
+	}
 	var pre []*sequence
 	for _, q := range s.active {
 		if !q.finished && !q.generating {
@@ -677,6 +693,11 @@ func (s *Scheduler) decode(parts []part) {
 			s.nDecodes.Add(1)
 			s.nDecodeTokens.Add(uint64(n))
 			parts = s.dropPlaceholders(parts)
+			for _, p := range parts {
+				if !p.seq.generating {
+					p.seq.promptSpent += d
+				}
+			}
 			s.commit(parts)
 			return
 		}
