@@ -25,7 +25,8 @@ import (
 // net/http adaptor. Every path under /admin/jobs, its pages, assets and
 // JSON API (which can cancel, retry and delete jobs and pause queues),
 // passes guardAdmin first: an admin's login or account-scoped API key, a
-// 403 for anyone else, a 401 without credentials. Its routes are
+// 403 for anyone else, a 401 without credentials; its writes append
+// audit rows (jobs_admin_audit.go). Its routes are
 // riverui's, not this server's, so /openapi.json documents the mount point
 // and not each path under it.
 
@@ -70,8 +71,10 @@ func (s *Server) jobsAdminRoutes() {
 		c.Request().SetRequestURI(uri)
 		return ui(c)
 	})...)
-	for _, method := range []string{fiber.MethodGet, fiber.MethodPost, fiber.MethodPut, fiber.MethodPatch} {
-		s.app.Add(method, jobsUIPath+"/*", s.guardAdmin(ui)...)
+	s.app.Add(fiber.MethodGet, jobsUIPath+"/*", s.guardAdmin(ui)...)
+	// Its writes append audit rows (jobs_admin_audit.go).
+	for _, method := range []string{fiber.MethodPost, fiber.MethodPut, fiber.MethodPatch} {
+		s.app.Add(method, jobsUIPath+"/*", s.guardAdmin(s.auditJobsUI(ui))...)
 	}
 }
 

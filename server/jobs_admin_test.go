@@ -282,3 +282,61 @@ func TestJobsUIBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestJobsUIWritesAudited: the writes of River's UI append audit rows
+// with the admin and the rows before and after: a cancel and a delete per
+// job, a pause and resume per queue; a refused write appends none.
+func TestJobsUIWritesAudited(t *testing.T) {
+	e := newEnv(t, nil)
+	admin, adminID := e.newAdmin()
+	member, _ := e.newMember()
+	queue := "uiaudit_" + uuid.NewString()
+	e.exec("INSERT INTO river_queue (name, updated_at) VALUES ($1, now())", queue)
+	t.Cleanup(func() {
+		e.exec("DELETE FROM river_job WHERE queue = $1", queue)
+		e.exec("DELETE FROM river_queue WHERE name = $1", queue)
+	})
+	a, b := e.seedJob(queue, "ui_test", "available", 3, nil, nil), e.seedJob(queue, "ui_test", "available", 2, nil, nil)
+	ids := func(n ...int64) map[string]any {
+		out := []string{}
+		for _, id := range n {
+			out = append(out, strconv.FormatInt(id, 10))
+		}
+		return map[string]any{"ids": out}
+	}
+
+	member.expect("POST", "/admin/jobs/api/jobs/cancel", ids(a), 403)
+	admin.expect("POST", "/admin/jobs/api/jobs/cancel", ids(a, b), 200)
+	for _, id := range []int64{a, b} {
+		rows := auditRows(admin, "jobs", strconv.FormatInt(id, 10))
+		if len(rows) != 1 || rows[0]["action"] != "cancel" || rows[0]["actor_id"] != adminID {
+			t.Fatalf("job %d: audit rows %v, want one cancel by the admin", id, rows)
+		}
+		before, _ := rows[0]["before"].(map[string]any)
+		after, _ := rows[0]["after"].(map[string]any)
+		if before["state"] != "available" || after["state"] != "cancelled" {
+			t.Errorf("job %d: audit before %v, after %v", id, rows[0]["before"], rows[0]["after"])
+		}
+	}
+	admin.expect("POST", "/admin/jobs/api/jobs/delete", ids(a), 200)
+	if got := e.jobState(a); got != "" {
+		t.Fatalf("deleted job is %q", got)
+	}
+	rows := auditRows(admin, "jobs", strconv.FormatInt(a, 10))
+	if len(rows) != 2 || rows[0]["action"] != "delete" || rows[0]["after"] != nil || rows[0]["before"] == nil {
+		t.Errorf("delete's audit rows = %v", rows)
+	}
+
+	admin.expect("PUT", "/admin/jobs/api/queues/"+queue+"/pause", nil, 200)
+	admin.expect("PUT", "/admin/jobs/api/queues/"+queue+"/resume", nil, 200)
+	rows = auditRows(admin, "queues", queue)
+	if len(rows) != 2 || rows[0]["action"] != "resume" || rows[1]["action"] != "pause" {
+		t.Fatalf("queue audit rows = %v", rows)
+	}
+	if after, _ := rows[1]["after"].(map[string]any); after["paused"] != true || after["name"] != queue {
+		t.Errorf("pause's audit row = %v", rows[1])
+	}
+	if n := len(auditRows(admin, "jobs", strconv.FormatInt(b, 10))); n != 1 {
+		t.Errorf("job %d has %d audit rows, want 1", b, n)
+	}
+}
