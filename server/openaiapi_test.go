@@ -326,6 +326,31 @@ func TestOpenAIChat(t *testing.T) {
 	}
 	noSecret(t, aws, map[string]string{"the engine": seen, "the stream": strings.Join(events, "\n")})
 
+	// With include_usage every chunk says usage null and the last one
+	// before [DONE] has no choice and the usage of the chat's tokens.
+	usageBody := strings.Replace(body, `"stream":true`, `"stream":true,"stream_options":{"include_usage":true}`, 1)
+	events = sseEvents(t, c.expect("POST", "/v1/chat/completions", usageBody, 200).raw)
+	if len(events) < 3 || events[len(events)-1] != "[DONE]" {
+		t.Fatalf("events with include_usage = %q", events)
+	}
+	generated := 0
+	for _, ev := range events[:len(events)-2] {
+		ch := decode(t, ev)
+		if u, ok := ch["usage"]; !ok || u != nil || ch["object"] != "chat.completion.chunk" {
+			t.Fatalf("chunk without usage null: %s", ev)
+		}
+		if d, _ := ch["choices"].([]any)[0].(map[string]any)["delta"].(map[string]any)["content"].(string); d != "" {
+			generated++
+		}
+	}
+	lastChunk := decode(t, events[len(events)-2])
+	su, _ := lastChunk["usage"].(map[string]any)
+	if su == nil || len(lastChunk["choices"].([]any)) != 0 || su["prompt_tokens"].(float64) < 1 ||
+		su["total_tokens"] != su["prompt_tokens"].(float64)+su["completion_tokens"].(float64) ||
+		su["completion_tokens"].(float64) > 8 || (generated > 0 && su["completion_tokens"].(float64) < 1) {
+		t.Fatalf("last chunk %s", events[len(events)-2])
+	}
+
 	zed := `{"model":"tiny-instruct","messages":[{"role":"user","content":[{"type":"text","text":"Explain "},{"type":"text","text":"maps."}]}],` +
 		`"stream":false,"n":2,"seed":7,"max_completion_tokens":5,"stop":[],"temperature":1}`
 	r := c.expect("POST", "/v1/chat/completions", zed, 200)
