@@ -233,6 +233,15 @@ func (b *browserEnv) screenshot(name string) {
 	}
 }
 
+// fitsWidth checks that the page scrolls only vertically in the test's
+// 1280 px window.
+func (b *browserEnv) fitsWidth(page string) {
+	b.t.Helper()
+	if w := pageEval[int](b, `document.documentElement.scrollWidth - window.innerWidth`); w > 0 {
+		b.t.Errorf("%s is %d px wider than the 1280 px window", page, w)
+	}
+}
+
 // prefersColorScheme makes the page's system theme scheme.
 func (b *browserEnv) prefersColorScheme(scheme string) {
 	b.t.Helper()
@@ -268,9 +277,11 @@ func (b *browserEnv) signIn(email string) {
 // seedUsageHistory gives user two more weeks of completions, on the 14
 // UTC days before seedUsage's first: day k (1 to 14) has 4 + 5k mod 7
 // queries of one generation each, all but k mod 3 of them shown, half of
-// those plus k mod 2 accepted, served in 80, 90, 100, ... ms. It returns
-// the days as GET /api/user/usage must answer them, oldest first.
-func seedUsageHistory(e *env, user uuid.UUID) []usageDay {
+// those plus k mod 2 accepted, served in 80, 90, 100, ... ms, in
+// TypeScript, Java or Go by k mod 3. It returns the days as GET
+// /api/user/usage must answer them, oldest first, and adds each day's
+// completions, shown and accepted to its language in langs.
+func seedUsageHistory(e *env, user uuid.UUID, langs map[string][3]int64) []usageDay {
 	e.t.Helper()
 	ctx := context.Background()
 	var model int64
@@ -290,6 +301,8 @@ func seedUsageHistory(e *env, user uuid.UUID) []usageDay {
 		shown := n - k%3
 		accepted := shown/2 + k%2
 		lang := []string{"TypeScript", "Java", "Go"}[k%3]
+		l := langs[lang]
+		langs[lang] = [3]int64{l[0] + int64(n), l[1] + int64(shown), l[2] + int64(accepted)}
 		for i := range n {
 			at := day.Add(9*time.Hour + time.Duration(i)*7*time.Minute)
 			var mq uuid.UUID
@@ -410,7 +423,7 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	// Usage: the chart is drawn, and its table view shows the seeded days.
 	want := seedUsage(b.env, uid)
-	history := seedUsageHistory(b.env, uid)
+	history := seedUsageHistory(b.env, uid, want.languages)
 	want.days = append(history, want.days...)
 	for _, d := range history {
 		want.total[0] += d.completions
@@ -421,6 +434,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("completions stat = %q, want %d", got, want.total[0])
 	}
 	b.screenshot("usage")
+	b.fitsWidth("usage")
 	b.run("switch to the dark theme", chromedp.Click(css(`[data-action="theme"]`)), chromedp.WaitVisible(css(`html[data-theme="dark"]`)))
 	b.run("the chart is redrawn", chromedp.WaitVisible(css(`[data-chart="usage-daily"] canvas`)))
 	b.screenshot("usage-dark")
@@ -445,6 +459,21 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 
+	// Languages: most used first, with their acceptance (accepted/shown).
+	langs := b.tableRows(`[data-chart="usage-languages"] table`)
+	if len(langs) != len(want.languages) {
+		t.Errorf("languages table = %v, want %d languages", langs, len(want.languages))
+	}
+	for i, row := range langs {
+		w, ok := want.languages[row[0]]
+		if !ok || len(row) < 3 || row[1] != fmt.Sprint(w[0]) || row[2] != fmt.Sprintf("%.1f %%", 100*float64(w[2])/float64(w[1])) {
+			t.Errorf("languages row %v, want %s with completions, shown, accepted %v", row, row[0], w)
+		}
+		if i > 0 && want.languages[langs[i-1][0]][0] < w[0] {
+			t.Errorf("languages %v: %s listed after one with fewer completions", langs, row[0])
+		}
+	}
+
 	// API keys: created with a scope, shown once, working; revoked, refused.
 	b.run("create an API key",
 		chromedp.Click(css(`nav a[href="/app/api-keys"]`)),
@@ -465,6 +494,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("key row = %q, want both scopes", got)
 	}
 	b.screenshot("api-keys")
+	b.fitsWidth("api-keys")
 	b.run("revoke the key",
 		chromedp.Click(css(`tr[data-key="laptop"] [data-action="revoke"]`)),
 		chromedp.Click(css(`tr[data-key="laptop"] [data-action="confirm-revoke"]`)),
@@ -507,6 +537,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.run("the overview over 30 days", chromedp.Click(css(`.page-head .seg button:nth-child(4)`)),
 		chromedp.WaitVisible(css(`[data-window="30 days"]`)), chromedp.WaitVisible(css(`[data-chart="overview-latency"] canvas`)))
 	b.screenshot("admin-overview")
+	b.fitsWidth("admin-overview")
 	study := "Shorter completions " + uuid.NewString()[:6]
 	t.Cleanup(func() {
 		_, _ = b.srv.db.Exec(context.Background(), "DELETE FROM study WHERE name = $1", study)
@@ -551,8 +582,16 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("vs baseline = %q, %q; want – and +13.3pp [low, high]", arms[0][7], arms[1][7])
 	}
 	b.screenshot("admin-studies")
+	b.fitsWidth("admin-studies")
+	b.run("pause the study", chromedp.Click(css(row+` [data-action="pause"]`)), chromedp.WaitVisible(css(row+` [data-action="start"]`)))
+	if got := b.text(row + " [data-status]"); got != "paused" {
+		t.Errorf("paused study's status = %q, want paused", got)
+	}
+	if err := b.srv.db.QueryRow(context.Background(), "SELECT status FROM study WHERE name = $1", study).Scan(&status); err != nil || status != "paused" {
+		t.Errorf("study in Postgres: %q, %v; want paused", status, err)
+	}
 	// End it, so that other tests can run theirs.
-	b.run("end the study", chromedp.Click(css(row+` [data-action="end"]`)), chromedp.WaitNotPresent(css(row+` [data-action="pause"]`)))
+	b.run("end the study", chromedp.Click(css(row+` [data-action="end"]`)), chromedp.WaitNotPresent(css(row+` [data-action="end"]`)))
 
 	if n := pageEval[int](b, `document.querySelectorAll('nav a[href="/admin/jobs"]').length`); n != 1 {
 		t.Errorf("admin sidebar has %d links to /admin/jobs, want 1", n)
@@ -572,6 +611,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		if n := pageEval[int](b, `document.querySelectorAll('[role="alert"]').length`); n != 0 {
 			t.Errorf("%s shows an error: %q", p.path, b.text(`[role="alert"]`))
 		}
+		b.fitsWidth(p.path)
 		if got := b.text(p.ready); p.path == "/app/admin/users" && !strings.Contains(got, email) {
 			t.Errorf("admin users page does not list %s", email)
 		}
