@@ -8,10 +8,12 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -608,5 +610,55 @@ func TestLlamaRemote(t *testing.T) {
 		if s["id"] != float64(i) || s["n_ctx"] != nil || s["model"] != names[0] {
 			t.Errorf("slot %d = %v", i, s)
 		}
+	}
+}
+
+// TestLlamaVSCodeWarmUp replays llama.vscode's cache-warming request (its
+// updateExtraContext: n_predict 0, no samplers, t_max_predict_ms 1, from
+// Node) and then its completion with the same chunks: the warm-up is
+// answered with an empty completion and stored as a warm-up of
+// llama.vscode, the completion finds the chunks in the KV cache, and both
+// are queries of the key's user that the research analytics count.
+func TestLlamaVSCodeWarmUp(t *testing.T) {
+	e := newLlamaEnv(t)
+	vsc, uid := e.llamaClientOf("vscode-warm-"+uuid.NewString()[:8]+"@example.com", "axios/1.7.9")
+	tag := randomFrom("abcdefghijklmnopqrstuvwxyz", 12) // makes the texts new to the engine's token cache
+	chunks := []any{
+		map[string]any{"text": "def helper_" + tag + "():\n    return 42\n", "time": 1733000000, "filename": "lib/util_" + tag + ".py"},
+		map[string]any{"text": "CONSTANT_" + tag + " = 7\n", "time": 1733000100, "filename": "lib/const.py"},
+	}
+	from := time.Now().Add(-time.Minute)
+	warm := map[string]any{"input_prefix": "", "input_suffix": "", "input_extra": chunks, "prompt": "", "n_predict": 0,
+		"samplers": []string{}, "cache_prompt": true, "t_max_prompt_ms": 500, "t_max_predict_ms": 1}
+	r := vsc.expect("POST", "/infill", warm, 200)
+	if r.body == nil || r.body["content"] != "" || r.body["stop"] != true || llamaNum(t, r.body, "tokens_predicted") != 0 {
+		t.Fatalf("warm-up answer = %s, want one object with an empty completion", r.raw)
+	}
+	req := map[string]any{"input_prefix": "import os\n\ndef main_" + tag + "():\n", "input_suffix": "\n", "input_extra": chunks,
+		"prompt": "    x = ", "n_predict": 8, "top_k": 40, "top_p": 0.99, "stream": false, "samplers": []string{"top_k", "top_p", "infill"},
+		"cache_prompt": true, "n_indent": 4, "t_max_prompt_ms": 500, "t_max_predict_ms": 500}
+	r = vsc.expect("POST", "/infill", req, 200)
+	gens := e.llamaGens(uid)
+	if len(gens) != 2 {
+		t.Fatalf("%d generations stored, want 2 (warm-up and completion)", len(gens))
+	}
+	w, g := gens[0], gens[1]
+	if w.client != "llama.vscode" || w.trigger == nil || *w.trigger != "warm-up" || w.generated != 0 || w.completion != "" || w.evaluated == 0 {
+		t.Errorf("warm-up stored as client %q trigger %v, %d evaluated, %d generated %q", w.client, w.trigger, w.evaluated, w.generated, w.completion)
+	}
+	if g.client != "llama.vscode" || g.trigger != nil || r.body["content"] != g.completion {
+		t.Errorf("completion stored as client %q trigger %v %q, answered %s", g.client, g.trigger, g.completion, r.raw)
+	}
+	// The warm-up's prompt was the chunks and the closing FIM tokens after
+	// its empty prefix: the completion reuses all but those.
+	if g.cached < w.evaluated-2 {
+		t.Errorf("completion reused %d cached tokens, the warm-up evaluated %d", g.cached, w.evaluated)
+	}
+
+	admin, _ := e.newAdmin()
+	v := url.Values{"from": {from.UTC().Format(time.RFC3339)}, "to": {time.Now().Add(time.Minute).UTC().Format(time.RFC3339)}, "user_id": {uid}}
+	total := admin.expect("GET", "/api/analytics/usage?"+v.Encode(), nil, 200).body["total"].(map[string]any)
+	if total["completions"] != 2.0 || total["users"] != 1.0 {
+		t.Errorf("analytics of the key's user: %v, want 2 completions of 1 user", total)
 	}
 }
