@@ -162,9 +162,10 @@ type sequence struct {
 	cached     int
 	shifted    int
 	evaluated  int
-	// promptSpent is the decode time of the batches that carried this
-	// request's prompt tokens: its own prompt time, which the prompt
-	// budget bounds (the wait behind other prompts is the deadline's).
+	// promptSpent is this request's share (by tokens) of the decode time
+	// of the batches that carried its prompt tokens: its own prompt time,
+	// which the prompt budget bounds (the wait behind other prompts is the
+	// deadline's).
 	promptSpent time.Duration
 	tAdmit      time.Time
 	tGen        time.Time // prompt done, generation began
@@ -694,8 +695,8 @@ func (s *Scheduler) decode(parts []part) {
 			s.nDecodeTokens.Add(uint64(n))
 			parts = s.dropPlaceholders(parts)
 			for _, p := range parts {
-				if !p.seq.generating {
-					p.seq.promptSpent += d
+				if !p.seq.generating { // its share of the batch's time
+					p.seq.promptSpent += d * time.Duration(len(p.toks)) / time.Duration(n)
 				}
 			}
 			s.commit(parts)
