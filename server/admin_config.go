@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/code4me/code4me/engine"
 	"github.com/code4me/code4me/internal/db"
 	"github.com/code4me/code4me/internal/hocon"
 	"github.com/code4me/code4me/models"
@@ -356,17 +357,33 @@ func (s *Server) languageDelete(c *fiber.Ctx) error {
 }
 
 // GET /api/config/models: {"models": [...]}, every registered model;
-// loaded says whether this server serves it now.
+// loaded says whether this server serves it now. A model the server's
+// own engine has loaded also shows its engine state now: slots, busy
+// slots, requests queued for a slot, the bytes of its weights and its KV
+// cache's cells; these are null for the others, and on an API node of the
+// worker tier, whose workers show theirs in GET /api/admin/workers.
 func (s *Server) modelList(c *fiber.Ctx) error {
 	ms, err := s.q.ModelList(c.UserContext(), s.db)
 	if err != nil {
 		return internalDetail(MsgAdminError, err)
 	}
+	stats := map[string]engine.Stats{}
+	if s.plugin.engine != nil {
+		for _, st := range s.plugin.engine.Stats() {
+			stats[st.Model] = st
+		}
+	}
 	out := make([]fiber.Map, len(ms))
 	for i, m := range ms {
-		_, loaded := s.plugin.models.Get(m.ModelID)
-		out[i] = fiber.Map{"model_id": m.ModelID, "model_name": m.Name, "family": m.Family, "is_chat": m.IsChat,
-			"is_synthetic": m.IsSynthetic, "loaded": loaded, "registered_at": m.RegisteredAt, "last_loaded_at": m.LastLoadedAt}
+		reg, loaded := s.plugin.models.Get(m.ModelID)
+		row := fiber.Map{"model_id": m.ModelID, "model_name": m.Name, "family": m.Family, "is_chat": m.IsChat,
+			"is_synthetic": m.IsSynthetic, "loaded": loaded, "registered_at": m.RegisteredAt, "last_loaded_at": m.LastLoadedAt,
+			"slots": nil, "slots_busy": nil, "queue_len": nil, "weights_bytes": nil, "kv_cells": nil}
+		if st, ok := stats[reg.Name]; loaded && ok {
+			row["slots"], row["slots_busy"], row["queue_len"] = st.Slots, st.SlotsBusy, st.QueueLen
+			row["weights_bytes"], row["kv_cells"] = st.Info.SizeBytes, st.NCtx
+		}
+		out[i] = row
 	}
 	return c.JSON(fiber.Map{"models": out})
 }

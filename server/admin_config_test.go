@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/code4me/code4me/engine"
 	"github.com/code4me/code4me/internal/hocon"
 )
 
@@ -356,4 +358,55 @@ func TestIsAdminOnlyByAdmin(t *testing.T) {
 	}
 	member.expect("PUT", "/api/config/users/nobody/admin", map[string]any{"is_admin": true}, 422)
 	member.expect("PUT", "/api/config/users/"+adminID+"/admin", map[string]any{}, 422)
+}
+
+// TestConfigModelsEngineState: GET /api/config/models shows a model the
+// server's engine has loaded with its slots, the busy ones while a
+// request runs, its weights' bytes and KV cells; a model it has not
+// loaded has them null.
+func TestConfigModelsEngineState(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	admin, _ := e.newAdmin()
+	var old int64
+	if err := e.srv.db.QueryRow(context.Background(), "INSERT INTO model (name, family, file_sha256) VALUES ($1, 'none', $2) RETURNING model_id",
+		"unloaded-"+uuid.NewString()[:8], strings.ReplaceAll(uuid.NewString()+uuid.NewString(), "-", "")[:64]).Scan(&old); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.exec("DELETE FROM model WHERE model_id = $1", old) })
+	byID := func() map[float64]map[string]any {
+		out := map[float64]map[string]any{}
+		for _, m := range asList(admin.expect("GET", "/api/config/models", nil, 200).body["models"]) {
+			out[m["model_id"].(float64)] = m
+		}
+		return out
+	}
+	slow := float64(e.ids["slow-coder"])
+	ms := byID()
+	m := ms[float64(e.ids["tiny-coder"])]
+	if m["loaded"] != true || m["slots"] != float64(testSched.NParallel) || m["kv_cells"] != float64(testSched.NCtx) ||
+		m["weights_bytes"] == nil || m["weights_bytes"].(float64) <= 0 || m["queue_len"] != float64(0) {
+		t.Errorf("loaded model = %v", m)
+	}
+	u := ms[float64(old)]
+	for _, k := range []string{"slots", "slots_busy", "queue_len", "weights_bytes", "kv_cells"} {
+		if v, ok := u[k]; !ok || v != nil {
+			t.Errorf("unloaded model's %s = %v (present %v), want null", k, v, ok)
+		}
+	}
+
+	// A request runs on slow-coder (400 ms a token) until cancelled.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = e.srv.plugin.engine.Complete(ctx, "slow-coder", engine.Request{Prefix: "z = ", MaxTokens: 64})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(30 * time.Second)
+	for byID()[slow]["slots_busy"] != float64(1) {
+		if time.Now().After(deadline) {
+			t.Fatalf("slow-coder never showed a busy slot: %v", byID()[slow])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -346,7 +346,8 @@ var coreOps = []apiOp{
 		Errors: adminErrors(map[int]string{404: "No such language", 409: "Recorded telemetry uses the language"})},
 	{Method: "GET", Path: "/api/config/models", Summary: "Admin: every registered model", Auth: ClassA, Account: true, OK: 200, Doc: adminDoc,
 		Resp: []apiField{respField("models", "[]object", "{model_id, model_name, family, is_chat, is_synthetic, loaded: served by this "+
-			"server now, registered_at, last_loaded_at}")},
+			"server now, registered_at, last_loaded_at, and the state of a model this server's own engine has loaded (null for "+
+			"others and on an API node of the worker tier): slots, slots_busy, queue_len, weights_bytes, kv_cells}")},
 		Errors: adminErrors(nil)},
 	{Method: "DELETE", Path: "/api/config/models/{model_id}", Summary: "Admin: delete a registered model that is not loaded and not used",
 		Auth: ClassA, Account: true, OK: 200, Doc: adminDoc + " Models are registered by the server when it loads their files; no route creates one.",

@@ -93,7 +93,8 @@ func newBrowserEnv(t *testing.T) *browserEnv {
 	cfg.VerificationURL = base + "/api/user/verify/"
 	fm := &fileMail{dir: &mail.Dir{Path: filepath.Join(cfg.DataDir, "mail"), From: cfg.EmailFrom, Logger: slog.New(slog.DiscardHandler)},
 		sent: make(chan string, 16)}
-	srv, err := New(Deps{Config: cfg, DB: testenv.Pool(t), Redis: testenv.Redis(t), Mail: fm, JobQueue: testQueue()})
+	eng, _ := sharedEngine(t) // the tiny models, for the models page
+	srv, err := New(Deps{Config: cfg, DB: testenv.Pool(t), Redis: testenv.Redis(t), Mail: fm, Engine: eng, JobQueue: testQueue()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -614,6 +615,17 @@ func TestDashboardInBrowser(t *testing.T) {
 		b.fitsWidth(p.path)
 		if got := b.text(p.ready); p.path == "/app/admin/users" && !strings.Contains(got, email) {
 			t.Errorf("admin users page does not list %s", email)
+		}
+		if p.path == "/app/admin/models" {
+			// The engine's model: loaded, its slots and its weights' size.
+			tiny := `tr[data-model="tiny-coder"]`
+			if got := b.text(tiny + ` [data-field="slots"]`); got != fmt.Sprintf("0 / %d", testSched.NParallel) {
+				t.Errorf("tiny-coder's busy / slots = %q, want 0 / %d", got, testSched.NParallel)
+			}
+			if got := b.text(tiny + ` [data-field="weights"]`); !regexp.MustCompile(`^[0-9.]+ (B|KiB|MiB|GiB)$`).MatchString(got) {
+				t.Errorf("tiny-coder's weights = %q, want a size", got)
+			}
+			b.screenshot("admin-models")
 		}
 	}
 

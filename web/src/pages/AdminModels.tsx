@@ -1,4 +1,4 @@
-import { fmtTime } from "../api";
+import { fmtInt, fmtTime } from "../api";
 import { AdminTable } from "../components/AdminTable";
 import { Badge, Loading, PageHead, Problem } from "../components/ui";
 import { useGet } from "../hooks";
@@ -18,7 +18,36 @@ type Worker = {
   models: { model_id: number; name: string }[] | null;
 };
 
-type Model = { model_id: number; model_name: string; family: string; is_chat: boolean; is_synthetic: boolean; loaded: boolean; registered_at: string; last_loaded_at: string | null };
+// The engine's figures are null for a model this server's own engine has
+// not loaded (on an API node of the worker tier, see the workers below).
+type Model = {
+  model_id: number;
+  model_name: string;
+  family: string;
+  is_chat: boolean;
+  is_synthetic: boolean;
+  loaded: boolean;
+  registered_at: string;
+  last_loaded_at: string | null;
+  slots: number | null;
+  slots_busy: number | null;
+  queue_len: number | null;
+  weights_bytes: number | null;
+  kv_cells: number | null;
+};
+
+// fmtBytes writes a size in binary units: 512 B, 3.2 MiB, 4.1 GiB.
+function fmtBytes(n: number | null): string {
+  if (n == null) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(1)} ${units[i]}`;
+}
 
 export function AdminModels() {
   const { data, error, loading } = useGet<{ models: Model[] }>("/api/config/models");
@@ -39,12 +68,16 @@ export function AdminModels() {
                   <th scope="col">Family</th>
                   <th scope="col">Kind</th>
                   <th scope="col">State</th>
+                  <th scope="col" className="num">Busy / slots</th>
+                  <th scope="col" className="num">Queued</th>
+                  <th scope="col" className="num">Weights</th>
+                  <th scope="col" className="num">KV cells</th>
                   <th scope="col">Last loaded</th>
                 </tr>
               </thead>
               <tbody>
                 {data.models.map((m) => (
-                  <tr key={m.model_id}>
+                  <tr key={m.model_id} data-model={m.model_name}>
                     <td>{m.model_id}</td>
                     <th scope="row">{m.model_name}</th>
                     <td>{m.family}</td>
@@ -58,6 +91,10 @@ export function AdminModels() {
                       )}
                     </td>
                     <td>{m.loaded ? <Badge tone="ok">loaded</Badge> : <Badge>not loaded</Badge>}</td>
+                    <td className="num" data-field="slots">{m.slots == null ? "–" : `${m.slots_busy} / ${m.slots}`}</td>
+                    <td className="num">{fmtInt(m.queue_len)}</td>
+                    <td className="num" data-field="weights">{fmtBytes(m.weights_bytes)}</td>
+                    <td className="num">{fmtInt(m.kv_cells)}</td>
                     <td>{fmtTime(m.last_loaded_at)}</td>
                   </tr>
                 ))}
