@@ -662,3 +662,26 @@ func TestLlamaVSCodeWarmUp(t *testing.T) {
 		t.Errorf("analytics of the key's user: %v, want 2 completions of 1 user", total)
 	}
 }
+
+// TestLlamaStopString: a stop string of /infill ends the completion where
+// it is met, leaving it out of the text, and the answer says so (stop_type
+// word, stopping_word). The slow model writes "a" after "a", so the stop
+// string "aa" is met at its second token of ten, and the text before it is
+// empty.
+func TestLlamaStopString(t *testing.T) {
+	e := newPluginEnv(t, nil)
+	c, uid := e.llamaClientOf("llama-stop-"+uuid.NewString()[:8]+"@example.com", "axios/1.7.9")
+	r := c.expect("POST", "/infill", map[string]any{"input_prefix": "x = \"", "input_suffix": "\"\n", "n_predict": 10,
+		"stop": []string{"aa"}, "model": "slow-coder", "t_max_prompt_ms": 5000}, 200)
+	gens := e.llamaGens(uid)
+	if len(gens) != 1 || gens[0].completion != "" || gens[0].generated != 2 {
+		t.Fatalf("stored %+v, want an empty completion after 2 tokens", gens)
+	}
+	if r.body["content"] != "" || r.body["stop_type"] != "word" || r.body["stopping_word"] != "aa" ||
+		llamaNum(t, r.body, "tokens_predicted") != 2 {
+		t.Errorf("answer %s, want an empty content ended by the stop string", r.raw)
+	}
+	if st := r.body["generation_settings"].(map[string]any)["stop"].([]any); len(st) != 1 || st[0] != "aa" {
+		t.Errorf("generation_settings.stop = %v", st)
+	}
+}
