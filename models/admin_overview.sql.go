@@ -18,7 +18,12 @@ SELECT date_bin(make_interval(secs => $1::double precision), mq.requested_at, $2
     count(*) FILTER (WHERE cardinality(g.shown_at) > 0)::bigint AS shown,
     count(*) FILTER (WHERE cardinality(g.shown_at) > 0 AND g.was_accepted)::bigint AS accepted,
     percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY g.generation_time_ms::float8)::float8[] AS generation_time,
-    percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY mq.total_serving_ms)::float8[] AS total_serving
+    percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY mq.total_serving_ms)::float8[] AS total_serving,
+    percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY mq.redact_ms)::float8[] AS redact,
+    percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY mq.context_ms)::float8[] AS context,
+    percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY g.queue_ms)::float8[] AS queue,
+    percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY g.prefill_ms)::float8[] AS prefill,
+    percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY g.decode_ms)::float8[] AS decode
 FROM generation g
 JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
 JOIN model m ON m.model_id = g.model_id
@@ -42,6 +47,11 @@ type AdminOverviewRow struct {
 	Accepted       int64     `json:"accepted"`
 	GenerationTime []float64 `json:"generation_time"`
 	TotalServing   []float64 `json:"total_serving"`
+	Redact         []float64 `json:"redact"`
+	Context        []float64 `json:"context"`
+	Queue          []float64 `json:"queue"`
+	Prefill        []float64 `json:"prefill"`
+	Decode         []float64 `json:"decode"`
 }
 
 // The admin overview (GET /api/admin/overview, server/admin_api_overview.go).
@@ -49,9 +59,11 @@ type AdminOverviewRow struct {
 // @from_time) and model, over the queries requested in [from_time,
 // to_time), completion and chat alike: the generations (one per model and
 // query, so a model's requests), how many were shown and accepted, and the
-// nearest-rank 50th and 95th percentiles of their generation_time_ms and of
-// their queries' total_serving_ms (NULL where none records it). Buckets
-// without a generation are not returned.
+// nearest-rank 50th and 95th percentiles of their generation_time_ms, of
+// their queries' total_serving_ms, and of each stage: the generations'
+// queue_ms, prefill_ms and decode_ms and their queries' redact_ms and
+// context_ms (NULL where none records it). Buckets without a generation
+// are not returned.
 func (q *Queries) AdminOverview(ctx context.Context, db DBTX, arg AdminOverviewParams) ([]AdminOverviewRow, error) {
 	rows, err := db.Query(ctx, adminOverview, arg.BucketS, arg.FromTime, arg.ToTime)
 	if err != nil {
@@ -70,6 +82,11 @@ func (q *Queries) AdminOverview(ctx context.Context, db DBTX, arg AdminOverviewP
 			&i.Accepted,
 			&i.GenerationTime,
 			&i.TotalServing,
+			&i.Redact,
+			&i.Context,
+			&i.Queue,
+			&i.Prefill,
+			&i.Decode,
 		); err != nil {
 			return nil, err
 		}

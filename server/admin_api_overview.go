@@ -14,9 +14,10 @@ import (
 // default) or the last day in hourly buckets (window=day): requests (the
 // model's generations, completion and chat), requests per second, shown,
 // accepted, the acceptance rate (accepted/shown, null when nothing was
-// shown), and the 50th and 95th percentiles of the model's generation time
-// and of the queries' end-to-end serving time. Every bucket of the window
-// is listed, empty ones with zeros and null percentiles.
+// shown), and the 50th and 95th percentiles of the model's generation time,
+// of the queries' end-to-end serving time and of each stage a request
+// passes (overviewStages). Every bucket of the window is listed, empty ones
+// with zeros and null percentiles.
 
 // adminWindows are the overview's windows: their length and bucket.
 var adminWindows = map[string]struct{ span, bucket time.Duration }{
@@ -37,11 +38,33 @@ type overviewCounts struct {
 type overviewBucket struct {
 	Start time.Time `json:"start"`
 	overviewCounts
-	GenerationP50 *float64 `json:"generation_p50_ms"`
-	GenerationP95 *float64 `json:"generation_p95_ms"`
-	LatencyP50    *float64 `json:"latency_p50_ms"`
-	LatencyP95    *float64 `json:"latency_p95_ms"`
+	GenerationP50 *float64       `json:"generation_p50_ms"`
+	GenerationP95 *float64       `json:"generation_p95_ms"`
+	LatencyP50    *float64       `json:"latency_p50_ms"`
+	LatencyP95    *float64       `json:"latency_p95_ms"`
+	Stages        overviewStages `json:"stages"`
 }
+
+// overviewStages are the percentiles of each stage of a request, in the
+// order it passes them: redacting its text, gathering its context (the
+// project's files and retrieved chunks), waiting for a slot, evaluating
+// the prompt and generating.
+type overviewStages struct {
+	Redact  overviewPctl `json:"redact_ms"`
+	Context overviewPctl `json:"context_ms"`
+	Queue   overviewPctl `json:"queue_ms"`
+	Prefill overviewPctl `json:"prefill_ms"`
+	Decode  overviewPctl `json:"decode_ms"`
+}
+
+// overviewPctl is a stage's nearest-rank 50th and 95th percentiles, null
+// when no row of the bucket records the stage.
+type overviewPctl struct {
+	P50 *float64 `json:"p50"`
+	P95 *float64 `json:"p95"`
+}
+
+func pctls(v []float64) overviewPctl { return overviewPctl{P50: pctl(v, 0), P95: pctl(v, 1)} }
 
 type overviewModel struct {
 	ModelID   int64            `json:"model_id"`
@@ -99,6 +122,8 @@ func (s *Server) adminOverview(c *fiber.Ctx) error {
 		b.add(r.Requests, r.Shown, r.Accepted, w.bucket.Seconds())
 		b.GenerationP50, b.GenerationP95 = pctl(r.GenerationTime, 0), pctl(r.GenerationTime, 1)
 		b.LatencyP50, b.LatencyP95 = pctl(r.TotalServing, 0), pctl(r.TotalServing, 1)
+		b.Stages = overviewStages{Redact: pctls(r.Redact), Context: pctls(r.Context), Queue: pctls(r.Queue),
+			Prefill: pctls(r.Prefill), Decode: pctls(r.Decode)}
 		m.Totals.add(r.Requests, r.Shown, r.Accepted, w.span.Seconds())
 		totals.add(r.Requests, r.Shown, r.Accepted, w.span.Seconds())
 	}
@@ -123,12 +148,15 @@ var adminOverviewOp = apiOp{Method: "GET", Path: "/api/admin/overview", Summary:
 	Doc: adminDoc + " Per model over the window, completion and chat alike: requests (the model's generations), " +
 		"requests_per_s, shown, accepted, acceptance_rate (accepted/shown, null when nothing was shown), and per bucket the " +
 		"nearest-rank 50th and 95th percentiles of generation_time_ms (generation_p50_ms, generation_p95_ms) and of the " +
-		"queries' total_serving_ms (latency_p50_ms, latency_p95_ms), null when none records it. Every bucket is listed.",
+		"queries' total_serving_ms (latency_p50_ms, latency_p95_ms), and in stages, per stage a request passes, its p50 and p95: " +
+		"the queries' redact_ms and context_ms, the generations' queue_ms, prefill_ms and decode_ms; null when none records it. " +
+		"Every bucket is listed.",
 	Query: []apiField{optField("window", "string", "hour (default: 5-minute buckets) or day (hourly buckets), ending now")},
 	Resp: []apiField{respField("window", "string", ""), respField("from", "date-time", ""), respField("to", "date-time", ""),
 		respField("bucket_s", "integer", "bucket length in seconds"),
 		respField("models", "[]object", "{model_id, model_name, totals: {requests, requests_per_s, shown, accepted, "+
 			"acceptance_rate}, buckets: [{start, requests, requests_per_s, shown, accepted, acceptance_rate, generation_p50_ms, "+
-			"generation_p95_ms, latency_p50_ms, latency_p95_ms}]}"),
+			"generation_p95_ms, latency_p50_ms, latency_p95_ms, stages: {redact_ms, context_ms, queue_ms, prefill_ms, decode_ms: "+
+			"{p50, p95}}}]}"),
 		respField("totals", "object", "{requests, requests_per_s, shown, accepted, acceptance_rate} over every model")},
 	Errors: adminErrors(map[int]string{400: "An unknown window"})}

@@ -459,12 +459,15 @@ func TestAdminAPIQueriesWorkersOverview(t *testing.T) {
 	var mqs []string
 	for i, age := range []time.Duration{2 * time.Minute, 20 * time.Minute, 3 * time.Hour} {
 		var mq uuid.UUID
-		if err := e.srv.db.QueryRow(ctx, `INSERT INTO meta_query (query_type, user_id, config_id, server_version, requested_at, total_serving_ms)
-			VALUES ('completion', $1, 1, 'test', $2, $3) RETURNING meta_query_id`, user, now.Add(-age), 100*(i+1)).Scan(&mq); err != nil {
+		// Stages: redact i+1, context 2(i+1), queue 3(i+1), prefill 4(i+1), decode 5(i+1) ms.
+		k := float64(i + 1)
+		if err := e.srv.db.QueryRow(ctx, `INSERT INTO meta_query (query_type, user_id, config_id, server_version, requested_at, total_serving_ms,
+				redact_ms, context_ms)
+			VALUES ('completion', $1, 1, 'test', $2, $3, $4, $5) RETURNING meta_query_id`, user, now.Add(-age), 100*(i+1), k, 2*k).Scan(&mq); err != nil {
 			t.Fatal(err)
 		}
-		e.exec(`INSERT INTO generation (meta_query_id, model_id, completion, generation_time_ms, shown_at, was_accepted)
-			VALUES ($1, $2, 'x', $3, ARRAY[now()], $4)`, mq, model, 10*(i+1), i == 0)
+		e.exec(`INSERT INTO generation (meta_query_id, model_id, completion, generation_time_ms, shown_at, was_accepted, queue_ms, prefill_ms, decode_ms)
+			VALUES ($1, $2, 'x', $3, ARRAY[now()], $4, $5, $6, $7)`, mq, model, 10*(i+1), i == 0, 3*k, 4*k, 5*k)
 		mqs = append(mqs, mq.String())
 	}
 
@@ -518,6 +521,19 @@ func TestAdminAPIQueriesWorkersOverview(t *testing.T) {
 	if last["requests"] != float64(1) || last["latency_p50_ms"] != float64(100) || last["generation_p95_ms"] != float64(10) ||
 		last["acceptance_rate"] != 1.0 || second["requests"] != float64(1) || second["acceptance_rate"] != 0.0 {
 		t.Errorf("buckets = %v ... %v", second, last)
+	}
+	// Each stage's percentiles in the newest bucket (the first query);
+	// an empty bucket has them null.
+	stages, _ := last["stages"].(map[string]any)
+	for i, name := range []string{"redact_ms", "context_ms", "queue_ms", "prefill_ms", "decode_ms"} {
+		st, _ := stages[name].(map[string]any)
+		if st["p50"] != float64(i+1) || st["p95"] != float64(i+1) {
+			t.Errorf("last bucket's %s = %v, want p50 and p95 %d", name, stages[name], i+1)
+		}
+	}
+	first, _ := buckets[0]["stages"].(map[string]any)
+	if st, _ := first["queue_ms"].(map[string]any); st == nil || st["p50"] != nil || st["p95"] != nil {
+		t.Errorf("an empty bucket's queue_ms = %v, want null percentiles", buckets[0]["stages"])
 	}
 	if day := admin.expect("GET", "/api/admin/overview?window=day", nil, 200); day.body["bucket_s"] != float64(3600) {
 		t.Errorf("day overview = %.200s", day.raw)
