@@ -534,7 +534,24 @@ func TestDashboardInBrowser(t *testing.T) {
 	// As an admin: the overview, then a study created and started.
 	b.exec("UPDATE users SET is_admin = true WHERE user_id = $1", uid)
 	b.signIn(email)
+	// The user's queries of the last day get their stages: redact 1 ms,
+	// context 2, queue 3, prefill 4, decode 5.
+	b.exec("UPDATE meta_query SET redact_ms = 1, context_ms = 2 WHERE user_id = $1 AND requested_at > now() - interval '1 day'", uid)
+	b.exec(`UPDATE generation SET queue_ms = 3, prefill_ms = 4, decode_ms = 5 WHERE meta_query_id IN
+		(SELECT meta_query_id FROM meta_query WHERE user_id = $1 AND requested_at > now() - interval '1 day')`, uid)
 	b.run("open the admin overview", chromedp.Click(css(`nav a[href="/app/admin"]`)), chromedp.WaitVisible(css(`[data-window="24 hours"]`)))
+	// Each model's stage chart; its table view has a bucket with the stages.
+	b.run("the stage charts are drawn", chromedp.WaitVisible(css(`[data-chart="overview-stages-0"] canvas`)))
+	pageEval[bool](b, `(document.querySelectorAll('[data-chart^="overview-stages-"] [data-action="table-view"]').forEach(b => b.click()), true)`)
+	stageRows := b.tableRows(`[data-chart^="overview-stages-"] table`)
+	wantStages := "1 ms|1 ms|2 ms|2 ms|3 ms|3 ms|4 ms|4 ms|5 ms|5 ms" // redact p50, p95, context ..., decode p95
+	found := false
+	for _, r := range stageRows {
+		found = found || (len(r) == 11 && strings.Join(r[1:], "|") == wantStages)
+	}
+	if !found {
+		t.Errorf("no stage table row reads %s: %v", wantStages, stageRows)
+	}
 	b.run("the overview over 30 days", chromedp.Click(css(`.page-head .seg button:nth-child(4)`)),
 		chromedp.WaitVisible(css(`[data-window="30 days"]`)), chromedp.WaitVisible(css(`[data-chart="overview-latency"] canvas`)))
 	b.screenshot("admin-overview")

@@ -3,8 +3,22 @@ import { fmtInt, fmtMs, fmtPct, get } from "../api";
 import { Chart, palette } from "../components/Chart";
 import { Loading, PageHead, Problem, Stat } from "../components/ui";
 
+// The stages a request passes, in order, as GET /api/admin/overview names them.
+const stageNames = ["redact_ms", "context_ms", "queue_ms", "prefill_ms", "decode_ms"] as const;
+type StageName = (typeof stageNames)[number];
+const stageLabels: Record<StageName, string> = { redact_ms: "redact", context_ms: "context", queue_ms: "queue", prefill_ms: "prefill", decode_ms: "decode" };
+type Pctl = { p50: number | null; p95: number | null };
+
 // The overview's figures over one window, whichever route answered them.
-type ModelSeries = { name: string; acceptance: (number | null)[]; p50: (number | null)[]; p95: (number | null)[] };
+// stages: each stage's percentiles per bucket (GET /api/admin/overview
+// only, so the last hour and day).
+type ModelSeries = {
+  name: string;
+  acceptance: (number | null)[];
+  p50: (number | null)[];
+  p95: (number | null)[];
+  stages?: Record<StageName, { p50: (number | null)[]; p95: (number | null)[] }>;
+};
 type Overview = {
   x: number[]; // bucket starts, UNIX seconds
   step: number; // bucket length, seconds
@@ -17,7 +31,16 @@ type Overview = {
 };
 
 // GET /api/admin/overview (the last hour or day, per model).
-type AdminBucket = { start: string; requests: number; shown: number; accepted: number; acceptance_rate: number | null; latency_p50_ms: number | null; latency_p95_ms: number | null };
+type AdminBucket = {
+  start: string;
+  requests: number;
+  shown: number;
+  accepted: number;
+  acceptance_rate: number | null;
+  latency_p50_ms: number | null;
+  latency_p95_ms: number | null;
+  stages: Record<StageName, Pctl>;
+};
 type AdminOverview = { bucket_s: number; from: string; to: string; models: { model_id: number; model_name: string; buckets: AdminBucket[] }[] };
 
 async function fromAdminOverview(window: "hour" | "day"): Promise<Overview> {
@@ -40,6 +63,9 @@ async function fromAdminOverview(window: "hour" | "day"): Promise<Overview> {
       acceptance: m.buckets.map((b) => b.acceptance_rate),
       p50: m.buckets.map((b) => b.latency_p50_ms),
       p95: m.buckets.map((b) => b.latency_p95_ms),
+      stages: Object.fromEntries(
+        stageNames.map((st) => [st, { p50: m.buckets.map((b) => b.stages[st].p50), p95: m.buckets.map((b) => b.stages[st].p95) }]),
+      ) as ModelSeries["stages"],
     })),
   };
 }
@@ -187,6 +213,32 @@ export function AdminOverview() {
             ])}
             empty="No model answered in this window."
           />
+          {data.models.length > 0 && !data.models[0].stages && (
+            <section className="card" data-chart="overview-stages">
+              <h3>Latency per stage</h3>
+              <p className="empty">Each stage&apos;s latency is shown over the last hour and the last 24 hours.</p>
+            </section>
+          )}
+          {data.models.map((m, i) =>
+            m.stages ? (
+              <Chart
+                key={m.name}
+                id={`overview-stages-${i}`}
+                title={`Latency per stage: ${m.name}`}
+                subtitle="p50 (solid) and p95 (dashed) of redaction, context, queue, prefill and decode"
+                x={data.x}
+                time
+                xStep={data.step}
+                xLabel={xLabel}
+                xFormat={fmtX}
+                height={220}
+                series={stageNames.flatMap((st, k) => [
+                  { label: `${stageLabels[st]} p50`, values: m.stages![st].p50, color: palette[k % palette.length], format: fmtMs },
+                  { label: `${stageLabels[st]} p95`, values: m.stages![st].p95, color: palette[k % palette.length], format: fmtMs, dashed: true },
+                ])}
+              />
+            ) : null,
+          )}
         </>
       )}
     </>
