@@ -240,16 +240,26 @@ var ollamaPaths = map[string]bool{"/api/generate": true, "/api/chat": true, "/ap
 // llamaPaths are the llama.cpp server API's routes (llamaapi.go).
 var llamaPaths = map[string]bool{"/infill": true, "/completion": true, "/health": true, "/props": true, "/slots": true}
 
+// tabbyPaths are the routes only Tabby's API has (tabbyapi.go); its
+// completions share /v1/completions with OpenAI's.
+var tabbyPaths = map[string]bool{"/v1/events": true, "/v1/health": true, "/v1beta/server_setting": true, "/v1beta/models": true}
+
 // requestClient names the family of client that sends requests to route,
 // in meta_query.client's words where one applies: the route's API says
-// which (openai, ollama, llama.cpp-api); on the plugin API (/api/...) a
-// bearer token means an API key (api-key), else the plugin (plugin).
-// Anything else (/metrics, /openapi.json, /docs, /admin/jobs, a route
-// that does not exist) is other. The finer names meta_query.client keeps
-// (continue, llama.vim, llama.vscode) need the request's body or agent,
-// which would cost every request a parse: they are left to the database.
+// which (tabby, next-edit, openai, ollama, llama.cpp-api); on the plugin
+// API (/api/...) a bearer token means an API key (api-key), else the
+// plugin (plugin). Anything else (/metrics, /openapi.json, /docs,
+// /admin/jobs, a route that does not exist) is other. The finer names
+// meta_query.client keeps (continue, llama.vim, llama.vscode, zed, and
+// tabby for Tabby's body on /v1/completions) need the request's body or
+// agent, which would cost every request a parse: they are left to the
+// database.
 func requestClient(route string, bearer bool) string {
 	switch {
+	case tabbyPaths[route]:
+		return "tabby"
+	case strings.HasPrefix(route, "/v1/next-edit"):
+		return "next-edit"
 	case strings.HasPrefix(route, "/v1/"):
 		return "openai"
 	case ollamaPaths[route]:

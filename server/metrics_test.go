@@ -282,6 +282,9 @@ func TestMetricsCount(t *testing.T) {
 	}
 	e.client().expect("GET", "/no-such-route", nil, 404)
 	e.client().expect("GET", "/v1/models", nil, 401)
+	e.client().expect("GET", "/v1/health", nil, 401)
+	e.client().expect("GET", "/v1beta/server_setting", nil, 401)
+	e.client().expect("POST", "/v1/next-edit", map[string]any{}, 401)
 	key := e.client()
 	key.header["Authorization"] = "Bearer not-a-key"
 	key.expect("GET", "/api/session/acquire", nil, 401)
@@ -317,6 +320,9 @@ func TestMetricsCount(t *testing.T) {
 		{[]string{"method", "GET", "route", "/api/ping", "client", "plugin", "status", "200"}, 2},
 		{[]string{"method", "GET", "route", unmatchedRoute, "client", "other", "status", "404"}, 1},
 		{[]string{"method", "GET", "route", "/v1/models", "client", "openai", "status", "401"}, 1},
+		{[]string{"method", "GET", "route", "/v1/health", "client", "tabby", "status", "401"}, 1},
+		{[]string{"method", "GET", "route", "/v1beta/server_setting", "client", "tabby", "status", "401"}, 1},
+		{[]string{"method", "POST", "route", "/v1/next-edit", "client", "next-edit", "status", "401"}, 1},
 		{[]string{"method", "GET", "route", "/api/session/acquire", "client", "api-key", "status", "401"}, 1},
 		{[]string{"method", "GET", "route", "/api/ws/completion", "client", "plugin", "status", "101"}, 1},
 		{[]string{"method", "GET", "route", "/metrics", "client", "other", "status", "200"}, float64(scrapes - 1)},
