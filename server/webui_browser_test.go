@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -89,6 +90,16 @@ func newBrowserEnv(t *testing.T) *browserEnv {
 		t.Fatal(err)
 	}
 	cfg.DataDir = t.TempDir()
+	cfg.EvalRoot = t.TempDir() // "proj": the eval job tests' tree, for an evaluation run
+	for p, text := range evalJobTree {
+		full := filepath.Join(cfg.EvalRoot, "proj", filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg.EmailHost = ""
 	cfg.VerificationURL = base + "/api/user/verify/"
 	fm := &fileMail{dir: &mail.Dir{Path: filepath.Join(cfg.DataDir, "mail"), From: cfg.EmailFrom, Logger: slog.New(slog.DiscardHandler)},
@@ -363,6 +374,16 @@ func seedStudyArms(e *env, user uuid.UUID, study string, accepted map[string]int
 				VALUES ($1, $2, 'x', 10, $3, $4)`, mq, model, []time.Time{at.Add(time.Second)}, i < n)
 		}
 	}
+}
+
+// fmtMs writes milliseconds as the dashboard does: rounded, with
+// thousands separated by commas.
+func fmtMs(ms float64) string {
+	n := strconv.FormatInt(int64(math.Round(ms)), 10)
+	for i := len(n) - 3; i > 0; i -= 3 {
+		n = n[:i] + "," + n[i:]
+	}
+	return n + " ms"
 }
 
 var verifyLinkRe = regexp.MustCompile(`https?://[^\s"<>]+/api/user/verify/\?token=[0-9a-f-]{36}`)
@@ -646,8 +667,61 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 
+	// An evaluation run started from its page on tiny-coder: queued, then
+	// listed with the figures its job stored.
+	var tiny RegisteredModel
+	for _, m := range b.srv.plugin.models.List() {
+		if m.Name == "tiny-coder" {
+			tiny = m
+		}
+	}
+	form := `form[aria-label="Start an evaluation run"]`
+	b.run("start an evaluation run",
+		chromedp.Navigate(b.base+"/app/admin/evaluation"),
+		chromedp.WaitReady(css(form+` select option[value="`+fmt.Sprint(tiny.ID)+`"]`)),
+		chromedp.SendKeys(css(`input[name="repo"]`), "proj"),
+		chromedp.SendKeys(css(form+` input[type="number"]`), "3"),
+	)
+	pageEval[bool](b, fmt.Sprintf(`(() => { const s = document.querySelector(%q);
+		Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype, "value").set.call(s, %q);
+		s.dispatchEvent(new Event("change", {bubbles: true})); return true; })()`, form+" select", fmt.Sprint(tiny.ID)))
+	b.run("queue the run", chromedp.Click(css(form+` button[type="submit"]`)), chromedp.WaitVisible(css(`[role="status"], .alert`)))
+	var runID int64
+	if err := b.srv.db.QueryRow(context.Background(), "SELECT eval_run_id FROM eval_run WHERE model_name = 'tiny-coder' AND task_count = 3 ORDER BY eval_run_id DESC LIMIT 1").
+		Scan(&runID); err != nil {
+		t.Fatalf("no evaluation run was queued: %v", err)
+	}
+	if got := b.text(`.alert`); got != fmt.Sprintf("Run %d queued.", runID) {
+		t.Errorf("the page says %q, want Run %d queued.", got, runID)
+	}
+	var exact, p50, p95 float64
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		err := b.srv.db.QueryRow(context.Background(), `SELECT exact_match_rate, latency_p50_ms, latency_p95_ms FROM eval_run
+			WHERE eval_run_id = $1 AND finished_at IS NOT NULL AND exact_match_rate IS NOT NULL`, runID).Scan(&exact, &p50, &p95)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("evaluation run %d did not finish: %v", runID, err)
+		}
+	}
+	b.run("reload the runs", chromedp.Reload(), chromedp.WaitVisible(css(`table[data-table="eval-runs"]`)))
+	var evalRow []string
+	for _, r := range b.tableRows(`table[data-table="eval-runs"]`) {
+		if r[0] == fmt.Sprint(runID) {
+			evalRow = r
+		}
+	}
+	wantRow := []string{fmt.Sprint(runID), "finished", "tiny-coder", "", "3", fmt.Sprintf("%.1f %%", exact*100), "",
+		fmtMs(p50) + " / " + fmtMs(p95)}
+	if len(evalRow) < 8 || evalRow[1] != wantRow[1] || evalRow[2] != wantRow[2] || !strings.HasSuffix(evalRow[3], "proj") ||
+		evalRow[4] != wantRow[4] || evalRow[5] != wantRow[5] || evalRow[7] != wantRow[7] {
+		t.Errorf("run row = %q, want %q (repository ending in proj)", evalRow, wantRow)
+	}
+
 	// The account page: the export link answers the caller's document,
 	// and deleting the account signs out and removes the user.
+	b.run("open the account page", chromedp.Navigate(b.base+"/app/account"), chromedp.WaitVisible(css(`[data-action="export"]`)))
 	if v := pageEval[float64](b, `fetch(document.querySelector('[data-action="export"]').href).then(r => r.json()).then(d => d.schema_version)`); v != 1 {
 		t.Errorf("export from the account page: schema_version %v, want 1", v)
 	}
