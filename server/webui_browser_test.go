@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -636,6 +637,19 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("admin sidebar has %d links to /admin/jobs, want 1", n)
 	}
 
+	// Calibration: the user's completions get confidence 0.95, so the
+	// model of the seeded history has one bin, the top one, whose rate is
+	// the model's accepted share of its shown completions.
+	b.exec(`UPDATE generation SET confidence = 0.95 WHERE meta_query_id IN (SELECT meta_query_id FROM meta_query WHERE user_id = $1)`, uid)
+	var calModel string
+	var calRate float64
+	if err := b.srv.db.QueryRow(context.Background(), `SELECT m.name, avg(g.was_accepted::int)::float8 FROM generation g
+		JOIN meta_query mq USING (meta_query_id) JOIN model m USING (model_id)
+		WHERE mq.user_id = $1 AND cardinality(g.shown_at) > 0 AND mq.requested_at < now() - interval '2 days'
+		GROUP BY m.name ORDER BY count(*) DESC LIMIT 1`, uid).Scan(&calModel, &calRate); err != nil {
+		t.Fatal(err)
+	}
+
 	// Every other page loads its data without an error.
 	for _, p := range []struct{ path, ready string }{
 		{"/app/admin/users", `table[data-table="users"]`},
@@ -653,6 +667,16 @@ func TestDashboardInBrowser(t *testing.T) {
 		b.fitsWidth(p.path)
 		if got := b.text(p.ready); p.path == "/app/admin/users" && !strings.Contains(got, email) {
 			t.Errorf("admin users page does not list %s", email)
+		}
+		if p.path == "/app/admin/calibration" {
+			b.run("show the calibration table", chromedp.Click(css(`[data-chart="calibration"] [data-action="table-view"]`)))
+			rows := b.tableRows(`[data-chart="calibration"] table`)
+			head := pageEval[[]string](b, `[...document.querySelectorAll('[data-chart="calibration"] thead th')].map(th => th.textContent.trim())`)
+			col := slices.Index(head, calModel)
+			want := fmt.Sprintf("%.1f %%", 100*calRate)
+			if col < 0 || len(rows) != 10 || rows[9][0] != "0.95" || rows[9][col] != want || rows[0][col] != "–" {
+				t.Errorf("calibration table %v %v: want %s's top bin (0.95) at %s and no other", head, rows, calModel, want)
+			}
 		}
 		if p.path == "/app/admin/models" {
 			// The engine's model: loaded, its slots and its weights' size.
