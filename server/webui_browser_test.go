@@ -668,6 +668,35 @@ func TestDashboardInBrowser(t *testing.T) {
 		if got := b.text(p.ready); p.path == "/app/admin/users" && !strings.Contains(got, email) {
 			t.Errorf("admin users page does not list %s", email)
 		}
+		if p.path == "/app/projects" {
+			proj := "browser-project-" + uuid.NewString()[:6]
+			b.run("create a project",
+				chromedp.SendKeys(css(`input[name="project-name"]`), proj),
+				chromedp.Click(css(`form[aria-label="Create a project"] button[type="submit"]`)),
+				chromedp.WaitVisible(css(`table[data-table="projects"]`)),
+			)
+			var n int
+			if err := b.srv.db.QueryRow(context.Background(), `SELECT count(*) FROM project p JOIN project_users pu USING (project_id)
+				WHERE p.project_name = $1 AND pu.user_id = $2`, proj, uid).Scan(&n); err != nil || n != 1 {
+				t.Errorf("the project created on the page has %d rows of the user (%v)", n, err)
+			}
+			if got := b.text(`table[data-table="projects"] tbody`); !strings.Contains(got, proj) {
+				t.Errorf("projects table %q does not list %s", got, proj)
+			}
+		}
+		if p.path == "/app/admin/configs" {
+			b.run("create a config", chromedp.Click(css(`form[aria-label="Create a config"] button[type="submit"]`)),
+				chromedp.WaitVisible(css(`[role="status"]`)))
+			var cfgID int64
+			if err := b.srv.db.QueryRow(context.Background(), `SELECT resource_id::bigint FROM admin_audit WHERE actor_id = $1
+				AND resource = 'configs' AND action = 'create' ORDER BY id DESC LIMIT 1`, uid).Scan(&cfgID); err != nil {
+				t.Fatalf("the config created on the page has no audit row: %v", err)
+			}
+			if got := b.text(`[role="status"]`); got != fmt.Sprintf("Config %d created.", cfgID) {
+				t.Errorf("configs page says %q, want Config %d created.", got, cfgID)
+			}
+			b.exec("DELETE FROM config WHERE config_id = $1", cfgID)
+		}
 		if p.path == "/app/admin/calibration" {
 			b.run("show the calibration table", chromedp.Click(css(`[data-chart="calibration"] [data-action="table-view"]`)))
 			rows := b.tableRows(`[data-chart="calibration"] table`)
