@@ -64,7 +64,7 @@ func TestBudgetInfillTrimsToPromptBudget(t *testing.T) {
 // TestBudgetDeadlineRefusal: when the engine estimates that a request
 // would end after its 30 s deadline (a prefill speed throttled to 10
 // tokens/s), /infill answers 503 unavailable_error at once with the
-// estimate, and the plugin API's item says "deadline" with the estimate
+// estimate, so does OpenAI's /v1/completions, and the plugin API's item says "deadline" with the estimate
 // and the time that was left.
 func TestBudgetDeadlineRefusal(t *testing.T) {
 	e := newLlamaEnv(t)
@@ -81,6 +81,15 @@ func TestBudgetDeadlineRefusal(t *testing.T) {
 	}
 	if r.header.Get("Retry-After") == "" {
 		t.Error("503 without Retry-After")
+	}
+
+	// The other editor-client APIs answer the refusal the same way: 503
+	// with Retry-After and the estimate, in their own error shape.
+	r = c.expect("POST", "/v1/completions", map[string]any{"model": "tiny-coder", "prompt": budgetSource("openai", 40),
+		"suffix": "\n", "max_tokens": 4}, 503)
+	if em, _ := r.body["error"].(map[string]any); em == nil || !strings.Contains(fmt.Sprint(em["message"]), "deadline (estimated ") ||
+		r.header.Get("Retry-After") == "" {
+		t.Errorf("OpenAI 503 = %s (Retry-After %q)", r.raw, r.header.Get("Retry-After"))
 	}
 
 	p := e.member("late-plugin@example.com")

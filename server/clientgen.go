@@ -238,6 +238,9 @@ func outcomeError(o *modelOutcome) error {
 		return fail(fiber.StatusGatewayTimeout, "The model did not finish within the server's time limit.")
 	case "unknown model":
 		return &clientErr{status: fiber.StatusNotFound, msg: "The model is no longer served.", param: "model", code: "model_not_found"}
+	case "deadline":
+		// Refused before any work: a later try may find the model idle.
+		return &clientErr{status: fiber.StatusServiceUnavailable, msg: deadlineMessage(o.err)}
 	}
 	return internal(MsgGenerateCompletionsError, fmt.Errorf("model %s: %s: %w", o.model.Name, o.reason, o.err))
 }

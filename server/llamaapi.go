@@ -384,11 +384,17 @@ func (lr *llamaRun) candidate(ctx context.Context, i int, st *stageTimes, sink t
 // cannot take a request now, since a later try may find the model idle;
 // the message gives the estimate when the engine did.
 func llamaDeadline(err error) *llamaError {
+	return &llamaError{status: fiber.StatusServiceUnavailable, typ: "unavailable_error", msg: deadlineMessage(err)}
+}
+
+// deadlineMessage tells a client that the engine refused its request for
+// its deadline, with the engine's estimate when it gave one.
+func deadlineMessage(err error) string {
 	msg := "The server cannot answer before the request's deadline"
 	if de := (*engine.DeadlineError)(nil); errors.As(err, &de) {
 		msg += fmt.Sprintf(" (estimated %.1f s, %.1f s left)", de.Estimate.Seconds(), de.Left.Seconds())
 	}
-	return &llamaError{status: fiber.StatusServiceUnavailable, typ: "unavailable_error", msg: msg}
+	return msg
 }
 
 // tune applies the request's settings to candidate i's engine request. The
