@@ -29,7 +29,8 @@ import (
 //   - It ends after the prompt tokens the requests before it in deadline
 //     order have left and its own, at that speed, plus one step for each
 //     token those requests and it have left to generate (at most
-//     MaxTokens each: the estimate errs long). While later prompts are
+//     MaxTokens each: the estimate errs long; requests generating now
+//     share their steps, each prompt ahead adds its own). While later prompts are
 //     waiting, its own steps also carry their chunks (at most
 //     Config.MixedPrefill tokens a step), which adds their time.
 //
@@ -200,6 +201,7 @@ type work struct {
 // ahead sums the work of the active requests other than q.
 func (s *Scheduler) ahead(q *sequence) work {
 	var w work
+	gen := 0
 	for _, r := range s.active {
 		if r == q || r.finished || r.slot == nil {
 			continue
@@ -210,11 +212,17 @@ func (s *Scheduler) ahead(q *sequence) work {
 			}
 			continue
 		}
-		if !r.generating {
-			w.prompt += r.remaining()
+		if r.generating {
+			// Those generating now share their steps.
+			gen = max(gen, r.req.MaxTokens-len(r.tokens))
+			continue
 		}
-		w.steps += max(r.req.MaxTokens-len(r.tokens), 0)
+		// A prompt ahead generates after it is evaluated, while the
+		// next prompt is evaluated beside it.
+		w.prompt += r.remaining()
+		w.steps += r.req.MaxTokens
 	}
+	w.steps += gen
 	return w
 }
 
@@ -266,9 +274,12 @@ func (s *Scheduler) plan(q *sequence, now time.Time) bool {
 	// Its own steps carry chunks of the later prompts too.
 	genTime += secs(min(w.later, q.req.MaxTokens*s.mixedCap()))
 	// fits says whether own uncached tokens meet the deadline (end) and
-	// the prompt budget (own prompt time).
-	endAt := func(own int) time.Duration { return secs(w.prompt+own) + genTime }
-	fitsEnd := func(own int) bool { return !hasDeadline || endAt(own) <= left }
+	// the prompt budget (own prompt time); endWith and fitsWith take the
+	// change (ahead) of the prompt tokens before q too.
+	endWith := func(ahead, own int) time.Duration { return secs(w.prompt+ahead+own) + genTime }
+	fitsWith := func(ahead, own int) bool { return !hasDeadline || endWith(ahead, own) <= left }
+	endAt := func(own int) time.Duration { return endWith(0, own) }
+	fitsEnd := func(own int) bool { return fitsWith(0, own) }
 	fitsPrompt := func(own int) bool { return budget <= 0 || secs(own) <= budget }
 
 	own := s.uncached(q, q.prompt)
@@ -282,7 +293,7 @@ func (s *Scheduler) plan(q *sequence, now time.Time) bool {
 			s.log.Debug("prompt trimmed to its time budget", slog.String("model", s.name),
 				slog.Int("extra_chunks", t.ExtraChunks), slog.Int("prefix_tokens", t.PrefixTokens), slog.Duration("budget", budget))
 		}
-		if fitsEnd(own) {
+		if fitsEnd(own) || s.makeRoom(q, fitsWith, fitsPrompt) {
 			return true
 		}
 	}
@@ -290,6 +301,88 @@ func (s *Scheduler) plan(q *sequence, now time.Time) bool {
 		slog.Duration("estimate", endAt(own)), slog.Duration("left", left), slog.Float64("prefill_tokens_per_s", speed))
 	s.finish(q, StopDeadline, &DeadlineError{Estimate: endAt(own), Left: left})
 	return false
+}
+
+// makeRoom is the last try before q is refused for its deadline: the
+// requests ahead of q whose prompts are planned and not started yet, and
+// q, share the time left. It looks for the largest X such that with each
+// of those prompts trimmed to at most X uncached tokens (least trimmed
+// first, as plan trims; a prompt already under X stays), q ends before
+// its deadline (fits, given the change of the tokens ahead and q's own).
+// When there is one it applies it and reports true; else it changes
+// nothing. So four cold prompts that fit three at a third of the time
+// each answer three, instead of two at full length and two refusals.
+// A request without a prompt budget is never trimmed (its client sent
+// the prompt it wants).
+func (s *Scheduler) makeRoom(q *sequence, fits func(ahead, own int) bool, promptOK func(own int) bool) bool {
+	var others []*sequence
+	for _, r := range s.active {
+		if r != q && !r.finished && !r.generating && r.slot != nil && r.evaluated == 0 && r.planned &&
+			r.layout != nil && r.req.TMaxPrompt > 0 && r.req.MaxTokens > 0 && byDue(r, q) < 0 {
+			others = append(others, r)
+		}
+	}
+	if len(others) == 0 {
+		return false
+	}
+	type cut struct {
+		t    Trimmed
+		toks []Token
+		own  int
+	}
+	never := func(int) bool { return false }
+	// at trims each of others and q to at most x uncached tokens; q
+	// starts again from its whole prompt and keeps within its prompt
+	// budget (promptOK).
+	at := func(x int) (cuts []cut, ahead, own int, ok bool) {
+		for _, r := range append(others, q) {
+			c := cut{t: r.trimmed, toks: r.prompt, own: s.uncached(r, r.prompt)}
+			fits := func(own int) bool { return own <= x }
+			if r == q {
+				c = cut{toks: q.full, own: s.uncached(q, q.full)}
+				fits = func(own int) bool { return own <= x && promptOK(own) }
+			}
+			if !fits(c.own) {
+				c.t, c.toks, c.own = s.trim(r, fits, never)
+			}
+			cuts = append(cuts, c)
+			if r != q {
+				ahead += c.own - r.remaining()
+			}
+		}
+		own = cuts[len(cuts)-1].own
+		return cuts, ahead, own, fits(ahead, own)
+	}
+	hi := s.uncached(q, q.full)
+	for _, r := range others {
+		hi = max(hi, r.remaining())
+	}
+	if _, _, _, ok := at(0); !ok {
+		return false
+	}
+	lo := 0 // the largest x known to fit
+	for lo < hi {
+		if mid := (lo + hi + 1) / 2; func() bool { _, _, _, ok := at(mid); return ok }() {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	cuts, _, _, _ := at(lo)
+	for i, r := range append(others, q) {
+		c := cuts[i]
+		if len(c.toks) == len(r.prompt) {
+			continue
+		}
+		r.prompt, r.trimmed = c.toks, c.t
+		r.truncated = r.truncated || c.t.Any()
+		if r != q {
+			s.prepare(r)
+		}
+	}
+	s.log.Debug("prompts trimmed to make room before the deadline", slog.String("model", s.name),
+		slog.Int("requests", len(others)+1), slog.Int("max_uncached_tokens", lo))
+	return true
 }
 
 // uncached is how many tokens of prompt q would evaluate in its slot.
@@ -310,7 +403,7 @@ func (s *Scheduler) uncached(q *sequence, prompt []Token) int {
 // dropped, the prompt and its uncached tokens.
 func (s *Scheduler) trim(q *sequence, ok, fallback func(own int) bool) (Trimmed, []Token, int) {
 	l := q.layout
-	full := q.prompt
+	full := q.full
 	var best, fb *trimCandidate
 	try := func(t Trimmed) bool {
 		toks := l.without(full, t)

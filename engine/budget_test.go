@@ -447,3 +447,69 @@ func TestBudgetPromptTimeExcludesTheWait(t *testing.T) {
 		t.Errorf("second's first token after %.0f ms; want it after the first prompt (0.36 s at least)", rb.Timings.FirstMS)
 	}
 }
+
+// TestBudgetMakeRoomForAThird: four cold prompts whose suffixes cannot be
+// trimmed arrive at once with a deadline that fits one at full length and
+// one trimmed, or three trimmed to a third of the time each, and never
+// four. Trimming only the newcomer answered two and refused two; sharing
+// the time among the prompts not started yet answers three and refuses
+// the fourth.
+func TestBudgetMakeRoomForAThird(t *testing.T) {
+	g := newGate()
+	s, _ := newSched(t, enginetest.Options{TokenDelay: 100 * time.Microsecond, BeforeDecode: g.hook},
+		// A known cap on mixed steps: the requests generating carry few
+		// of the later prompts' tokens.
+		engine.Config{NParallel: 4, NCtx: 4 * 2048, MixedPrefill: 8})
+	s.SetPrefillSpeed(1000) // the fake runs at 10,000 tokens/s: plans err long
+	warm := g.hold(t, s)
+	reqs := make([]engine.Request, 4)
+	lines := func(tag string, n int) string { // n lines of 20 bytes
+		var b strings.Builder
+		for j := range n {
+			fmt.Fprintf(&b, "v%s_%03d = %07d\n", tag, j, j*j)
+		}
+		return b.String()
+	}
+	for i := range reqs {
+		reqs[i] = engine.Request{
+			Prefix:   lines(fmt.Sprint(i), 30),                                         // 600 bytes in lines: prefix cuts are possible
+			Suffix:   lines("s", 20),                                                   // 400 bytes, kept whole by every cut
+			FilePath: "main.py", MaxTokens: 4, CachePrompt: true, KeepCursorLine: true, // no middle block: every line may go
+			TMaxPrompt: time.Minute, // trimming allowed, the budget never binds
+		}
+	}
+	// 871 tokens each (0.87 s planned), 429 after every cut: 1.6 s fits
+	// one at full length and one trimmed, or three of about 530, never four.
+	ctx, cancel := context.WithTimeout(context.Background(), 1600*time.Millisecond)
+	defer cancel()
+	streams := make([]*engine.Stream, len(reqs))
+	for i, r := range reqs {
+		st, err := s.Stream(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams[i] = st
+	}
+	close(g.release)
+	if _, err := warm.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for i, st := range streams {
+		res, err := st.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < 3 {
+			if res.Err != nil || res.Stop == engine.StopDeadline || res.Timings.GeneratedTokens == 0 {
+				t.Errorf("request %d: stop %s (%v); want an answer", i, res.Stop, res.Err)
+			}
+			if !res.Trimmed.Any() || res.Timings.PromptTokens > 600 {
+				t.Errorf("request %d: %d prompt tokens, trimmed %+v; want about 530", i, res.Timings.PromptTokens, res.Trimmed)
+			}
+			continue
+		}
+		if !errors.Is(res.Err, engine.ErrDeadline) || res.Timings.EvaluatedTokens != 0 {
+			t.Errorf("request %d: stop %s (%v), %d evaluated; want a deadline refusal before any work", i, res.Stop, res.Err, res.Timings.EvaluatedTokens)
+		}
+	}
+}

@@ -141,6 +141,7 @@ type sequence struct {
 	cancel    context.CancelCauseFunc
 	req       Request
 	prompt    []Token
+	full      []Token // the prompt before a time budget trimmed it
 	truncated bool
 	sampler   Sampler
 	stream    *Stream
@@ -360,7 +361,7 @@ func (s *Scheduler) Stream(ctx context.Context, req Request) (*Stream, error) {
 	}
 	sctx, cancel := context.WithCancelCause(ctx)
 	seq := &sequence{
-		ctx: sctx, cancel: cancel, req: req, prompt: p.Tokens, truncated: p.Truncated,
+		ctx: sctx, cancel: cancel, req: req, prompt: p.Tokens, full: p.Tokens, truncated: p.Truncated,
 		sampler: sampler, stream: newStream(), filter: newTextFilter(req.Stop, req.Mode, req.NIndent),
 	}
 	if len(p.extras) > 0 || p.prefix.end > p.prefix.start {
