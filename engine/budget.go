@@ -43,11 +43,15 @@ import (
 // ends after its deadline even so, or one without a budget that would, is
 // refused at once with a *DeadlineError (StopDeadline), before it costs
 // any CPU. When only the prompt budget cannot be met, the most trimmed
-// prompt runs, and it is stopped (ErrPromptBudget) once the batches that
-// carried its prompt took longer than the budget. The time a request
-// waits behind other prompts never counts against its prompt budget: the
-// deadline bounds that, and a budget counted from arrival would stop
-// requests queued behind others that still have time to answer.
+// prompt runs; if the request set the budget itself (a client's
+// t_max_prompt_ms), it is stopped (ErrPromptBudget) once its share of the
+// batches that carried its prompt took longer than the budget, and what
+// it evaluated stays cached for its next try. The scheduler's default
+// budget only trims: the deadline bounds the rest, and stopping a prompt
+// the plan expected to fit, because the machine turned out slower than
+// measured, would throw away work that could still answer in time. The
+// time a request waits behind other prompts never counts against its
+// prompt budget: the deadline bounds that.
 //
 // When the speed is not known yet (nothing measured since the model was
 // loaded), a request is planned at the first step after it is.

@@ -83,9 +83,10 @@ type Request struct {
 	// evaluation may take, not counting the wait behind other prompts
 	// (which the deadline bounds). When the scheduler estimates that the
 	// prompt would take longer, it drops extra chunks and then prefix
-	// lines until it fits (budget.go); a request whose prompt's batches
-	// took longer than this is stopped with ErrPromptBudget. 0:
-	// the scheduler's Config.TMaxPrompt. It does not apply to
+	// lines until it fits (budget.go); a request whose share of its
+	// prompt's batches took longer than this is stopped with
+	// ErrPromptBudget. 0: the scheduler's Config.TMaxPrompt, which only
+	// trims. It does not apply to
 	// MaxTokens == 0, so a cache-warming request always completes its
 	// prompt.
 	TMaxPrompt time.Duration

@@ -49,8 +49,8 @@ type Config struct {
 	// each other (compact.go); default 10 s, negative disables it.
 	CompactAfter time.Duration
 	// TMaxPrompt is the prompt time budget of requests that set none
-	// (Request.TMaxPrompt); 0: none. Budgets trim prompts ahead of time
-	// (budget.go).
+	// (Request.TMaxPrompt); 0: none. It trims prompts ahead of time
+	// (budget.go) and, unlike a request's own budget, never stops one.
 	TMaxPrompt time.Duration
 	// MixedPrefill caps the prompt tokens of a step that also carries
 	// generated tokens. Default (0): as many as the measured prefill speed
@@ -168,6 +168,7 @@ type sequence struct {
 	// which the prompt budget bounds (the wait behind other prompts is the
 	// deadline's).
 	promptSpent time.Duration
+	budgetStops bool // the request set its own TMaxPrompt
 	tAdmit      time.Time
 	tGen        time.Time // prompt done, generation began
 	tFirst      time.Time
@@ -356,12 +357,15 @@ func (s *Scheduler) Stream(ctx context.Context, req Request) (*Stream, error) {
 	}
 	req.Stop = append([]string(nil), req.Stop...)
 	req.Extra = nil // laid out already; do not keep the text alive
-	if req.TMaxPrompt <= 0 {
+	// A budget the request set stops its prompt after the fact too; the
+	// scheduler's default only trims (budget.go).
+	budgetStops := req.TMaxPrompt > 0
+	if !budgetStops {
 		req.TMaxPrompt = s.cfg.TMaxPrompt
 	}
 	sctx, cancel := context.WithCancelCause(ctx)
 	seq := &sequence{
-		ctx: sctx, cancel: cancel, req: req, prompt: p.Tokens, full: p.Tokens, truncated: p.Truncated,
+		ctx: sctx, cancel: cancel, req: req, prompt: p.Tokens, full: p.Tokens, truncated: p.Truncated, budgetStops: budgetStops,
 		sampler: sampler, stream: newStream(), filter: newTextFilter(req.Stop, req.Mode, req.NIndent),
 	}
 	if len(p.extras) > 0 || p.prefix.end > p.prefix.start {
@@ -472,7 +476,7 @@ func (s *Scheduler) drain() {
 	}
 }
 
-// reap ends cancelled requests and those past their prompt budget.
+// reap ends cancelled requests and those past a prompt budget they set.
 func (s *Scheduler) reap(now time.Time) {
 	for _, q := range s.active {
 		if q.finished {
@@ -482,7 +486,7 @@ func (s *Scheduler) reap(now time.Time) {
 			s.finishCtx(q)
 			continue
 		}
-		if !q.generating && q.req.MaxTokens > 0 && q.req.TMaxPrompt > 0 && q.promptSpent > q.req.TMaxPrompt {
+		if !q.generating && q.req.MaxTokens > 0 && q.budgetStops && q.promptSpent > q.req.TMaxPrompt {
 			s.finish(q, StopDeadline, ErrPromptBudget)
 		}
 	}

@@ -501,6 +501,17 @@ func TestTimeBudgets(t *testing.T) {
 	if res.Stop != engine.StopLength || res.Timings.CachedTokens+res.Timings.EvaluatedTokens != res.Timings.PromptTokens {
 		t.Errorf("warm-up: stop %s timings %+v", res.Stop, res.Timings)
 	}
+	// The scheduler's default budget trims (when it has a speed to plan
+	// with) but never stops a prompt after the fact: here nothing is
+	// measured yet, so the long prompt runs whole and answers.
+	byDefault, _ := newSched(t, enginetest.Options{Logits: endless, DecodeDelay: 5 * time.Millisecond},
+		engine.Config{NParallel: 1, NCtx: 8192, NBatch: 16, TMaxPrompt: 20 * time.Millisecond})
+	r = fimReq(7, 30, 10)
+	r.MaxTokens = 2
+	res = complete(t, byDefault, r)
+	if res.Err != nil || res.Stop != engine.StopLength || res.Timings.PrefillMS < 20 {
+		t.Errorf("default budget: stop %s err %v after %.0f ms of prompt; want an answer after more than 20 ms", res.Stop, res.Err, res.Timings.PrefillMS)
+	}
 }
 
 func TestSupersede(t *testing.T) {
