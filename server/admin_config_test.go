@@ -384,7 +384,7 @@ func TestConfigModelsEngineState(t *testing.T) {
 	ms := byID()
 	m := ms[float64(e.ids["tiny-coder"])]
 	if m["loaded"] != true || m["slots"] != float64(testSched.NParallel) || m["kv_cells"] != float64(testSched.NCtx) ||
-		m["weights_bytes"] == nil || m["weights_bytes"].(float64) <= 0 || m["queue_len"] != float64(0) {
+		m["weights_bytes"] == nil || m["weights_bytes"].(float64) <= 0 || m["queue_len"] == nil || m["slots_busy"] == nil {
 		t.Errorf("loaded model = %v", m)
 	}
 	u := ms[float64(old)]

@@ -710,8 +710,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		if p.path == "/app/admin/models" {
 			// The engine's model: loaded, its slots and its weights' size.
 			tiny := `tr[data-model="tiny-coder"]`
-			if got := b.text(tiny + ` [data-field="slots"]`); got != fmt.Sprintf("0 / %d", testSched.NParallel) {
-				t.Errorf("tiny-coder's busy / slots = %q, want 0 / %d", got, testSched.NParallel)
+			// Busy slots may be other tests' requests still ending on the shared engine.
+			if got := b.text(tiny + ` [data-field="slots"]`); !regexp.MustCompile(fmt.Sprintf(`^[0-9] / %d$`, testSched.NParallel)).MatchString(got) {
+				t.Errorf("tiny-coder's busy / slots = %q, want n / %d", got, testSched.NParallel)
 			}
 			if got := b.text(tiny + ` [data-field="weights"]`); !regexp.MustCompile(`^[0-9.]+ (B|KiB|MiB|GiB)$`).MatchString(got) {
 				t.Errorf("tiny-coder's weights = %q, want a size", got)
