@@ -58,7 +58,7 @@ func benchCold(ctx context.Context, cfg config.Config, log *slog.Logger, ref mod
 	fmt.Fprintf(&out, "Cold starts: %d users open new files at once, model %s, %d generated tokens, %s deadline, %s prompt budget, %d slots, %s, GOMAXPROCS %d, commit %s, host %s, %s, load average after %s\n\n",
 		coldUsers, ref.Name, maxTokens, deadline, time.Duration(cfg.PromptBudget)*time.Millisecond, coldUsers, cpuModel(), runtime.GOMAXPROCS(0), buildVersion(), host,
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), strings.Join(strings.Fields(string(load))[:3], " "))
-	out.WriteString("| prefill order | prompt tokens | prefix tokens the plan cut, each | answered in time | refused at once | past the deadline | answered: ms each | refused after ms | prefill speed tok/s | decode s |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	out.WriteString("| prefill order | prompt tokens | prefix tokens the plan cut, each | answered in time | refused at once | past the deadline | answered: ms each | refused after ms | prefill speed tok/s | generation step ms | decode s |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		out.WriteString(r)
 	}
@@ -86,7 +86,7 @@ func coldRun(ctx context.Context, b *llama.Backend, cfg config.Config, log *slog
 	if _, err := s.Complete(ctx, warm); err != nil {
 		return "", err
 	}
-	speed, _ := s.PrefillSpeed()
+	speed, step := s.PrefillSpeed()
 	before := s.Stats()
 	results := make([]*engine.Result, coldUsers)
 	errs := make([]error, coldUsers)
@@ -128,8 +128,8 @@ func coldRun(ctx context.Context, b *llama.Backend, cfg config.Config, log *slog
 	if roundRobin {
 		order = "round-robin"
 	}
-	return fmt.Sprintf("| %s | %d-%d | %s | %d | %d | %d | %s | %s | %.0f | %.1f |\n", order, prompt[0], prompt[len(prompt)-1],
-		strings.Join(cuts, ", "), answered, refused, late, dash(strings.Join(ms, ", ")), dash(strings.Join(refusedMS, ", ")), speed,
+	return fmt.Sprintf("| %s | %d-%d | %s | %d | %d | %d | %s | %s | %.0f | %.1f | %.1f |\n", order, prompt[0], prompt[len(prompt)-1],
+		strings.Join(cuts, ", "), answered, refused, late, dash(strings.Join(ms, ", ")), dash(strings.Join(refusedMS, ", ")), speed, float64(step.Microseconds())/1000,
 		(after.DecodeMS-before.DecodeMS)/1000), nil
 }
 
