@@ -73,7 +73,7 @@ func coldRun(ctx context.Context, b *llama.Backend, cfg config.Config, log *slog
 	defer e.Close()
 	s, err := e.Load(engine.ModelSpec{Name: ref.Name, Path: ref.Path,
 		Load: engine.LoadOptions{NGPULayers: cfg.NGPULayers, UseMmap: cfg.ModelMmap},
-		Sched: engine.Config{NParallel: coldUsers, NCtx: coldUsers * 4096, NBatch: cfg.NBatch, NThreads: cfg.NThreads,
+		Sched: engine.Config{NParallel: coldUsers, NCtx: coldUsers * 4096, NBatch: cfg.NBatch, NThreads: cfg.NThreads, MixedPrefill: cfg.MixedPrefill,
 			Family: engine.Family(ref.Family), RoundRobinPrefill: roundRobin, Logger: log,
 			// The server's prompt budget (ENGINE_PROMPT_BUDGET_MS), within
 			// which planning trims a prompt that would not fit; round-robin

@@ -216,6 +216,7 @@ func schedConfig(c config.Config, r modelRef, log *slog.Logger) engine.Config {
 		NParallel:    c.NParallel,
 		NCtx:         c.NCtx * c.NParallel,
 		NBatch:       c.NBatch,
+		MixedPrefill: c.MixedPrefill,
 		NThreads:     c.NThreads,
 		QueueSize:    c.QueueLength,
 		CompactAfter: compactAfter(c.CompactAfter),

@@ -142,6 +142,11 @@ func TestSchedConfigPromptBudget(t *testing.T) {
 			t.Errorf("%s: TMaxPrompt %v, want %v", name, got, want)
 		}
 	}
+	// ENGINE_MIXED_PREFILL reaches every model's scheduler.
+	c.MixedPrefill = 24
+	if got := schedConfig(c, modelRef{Name: "other"}, nil).MixedPrefill; got != 24 {
+		t.Errorf("MixedPrefill %d, want 24", got)
+	}
 	if _, err := config.Load(func(k string) (string, bool) {
 		v, ok := map[string]string{"MODEL_PROMPT_BUDGET_MS": `{"big": -1}`}[k]
 		return v, ok
