@@ -53,13 +53,13 @@ type Config struct {
 	// (budget.go) and, unlike a request's own budget, never stops one.
 	TMaxPrompt time.Duration
 	// MixedPrefill caps the prompt tokens of a step that also carries
-	// generated tokens. Default (0): as many as the measured prefill speed
-	// evaluates in the measured time of a step of generated tokens alone,
-	// so a generating request runs at about half its speed alone while
-	// other prompts are evaluated, instead of waiting a whole batch of
-	// prompt tokens per token (on a CPU, seconds); until both speeds are
-	// measured, no cap. Negative: no cap (the whole batch, as llama.cpp's
-	// server fills it). Round-robin prefill (below) takes no cap.
+	// generated tokens; 0: none, the whole batch (as llama.cpp's server
+	// fills it). Without a cap a generating request waits for a batch of
+	// other prompts' tokens per token (on a 2-vCPU host with a 0.5B
+	// model, about 3.5 s), so it ends when the prompts in flight are
+	// done; a small cap lets it end first but, on a CPU, evaluates the
+	// prompts less efficiently in small chunks (docs/context.md has the
+	// measurements). Round-robin prefill (below) takes no cap.
 	MixedPrefill int
 	// RoundRobinPrefill shares each batch's prompt tokens among the
 	// prefills round-robin and plans nothing ahead: no request is trimmed

@@ -105,7 +105,7 @@ type Config struct {
 	NParallel           int            `env:"ENGINE_PARALLEL" def:"4" doc:"Slots (concurrent sequences) per loaded model."`
 	NCtx                int            `env:"ENGINE_CTX" def:"8192" doc:"KV cells per slot."`
 	NBatch              int            `env:"ENGINE_BATCH" def:"512" doc:"Tokens per decode call."`
-	MixedPrefill        int            `env:"ENGINE_MIXED_PREFILL" def:"0" doc:"Most prompt tokens a decode call takes while requests are generating: 0 = what the measured prefill speed evaluates in the time of a step of generated tokens alone (a generating request runs at about half its speed alone); -1 = no cap (the whole batch, as llama.cpp's server); n = n tokens (-1 to 65536)."`
+	MixedPrefill        int            `env:"ENGINE_MIXED_PREFILL" def:"0" doc:"Most prompt tokens a decode call takes while requests are generating; 0 = no cap, the whole batch (as llama.cpp's server): a generating request then ends when the prompts in flight are done; a small cap lets it end first, at the cost of evaluating those prompts in small, slower chunks on a CPU (docs/context.md) (0-65536)."`
 	NThreads            int            `env:"ENGINE_THREADS" def:"0" doc:"CPU threads for inference (0-512); 0 = all cores."`
 	NGPULayers          int            `env:"N_GPU_LAYERS" def:"-1" doc:"Layers offloaded to the GPU when a GPU backend is loaded; -1 = all."`
 	GGMLBackendDir      string         `env:"GGML_BACKEND_DIR" def:"" doc:"Directory holding loadable ggml backends (e.g. libggml-cuda.so); empty = CPU only."`
@@ -372,8 +372,8 @@ func (c Config) Validate() error {
 	if c.ModelWorkers < 1 || c.ModelWorkers > 32 {
 		return bad("THREAD_POOL_MAX_WORKERS", "%d is out of range 1-32", c.ModelWorkers)
 	}
-	if c.MixedPrefill < -1 || c.MixedPrefill > 65536 {
-		return bad("ENGINE_MIXED_PREFILL", "%d is out of range -1 to 65536", c.MixedPrefill)
+	if c.MixedPrefill < 0 || c.MixedPrefill > 65536 {
+		return bad("ENGINE_MIXED_PREFILL", "%d is out of range 0-65536", c.MixedPrefill)
 	}
 	if c.PromptBudget < 0 || c.PromptBudget > 600000 {
 		return bad("ENGINE_PROMPT_BUDGET_MS", "%d is out of range 0-600000", c.PromptBudget)
