@@ -27,10 +27,13 @@ import (
 //     cache (prefix reuse and shifted chunks, as prepare will find them).
 //     Its prompt time is that work at the prefill speed.
 //   - It ends after the prompt tokens the requests before it in deadline
-//     order have left and its own, at that speed, plus one step for each
-//     token those requests and it have left to generate (at most
-//     MaxTokens each: the estimate errs long; requests generating now
-//     share their steps, each prompt ahead adds its own). While later prompts are
+//     order have left and its own, at that speed, plus the generation
+//     steps that outlast the prompts (at most MaxTokens each, so the
+//     estimate errs long): without a cap on mixed steps, the most tokens
+//     it or one of those requests has left to generate, since generated
+//     tokens ride along with prompt batches until the prompts are done;
+//     with a cap, its own and each of those requests' (those generating
+//     now share theirs). While later prompts are
 //     waiting, its own steps also carry their chunks (a whole batch, or
 //     at most Config.MixedPrefill tokens a step), which adds their time.
 //   - The sum is stretched by planMargin.
@@ -204,12 +207,20 @@ func (q *sequence) remaining() int { return len(q.prompt) - q.nPast }
 // work is what the active requests other than q have left to do before
 // q ends (budget.go's estimate).
 type work struct {
-	prompt int // prompt tokens of the requests before q in deadline order
-	steps  int // tokens those requests may still generate (MaxTokens at most)
-	later  int // prompt tokens of the requests after q
+	prompt  int // prompt tokens of the requests before q in deadline order
+	steps   int // steps of generated tokens of those requests, with a cap (below)
+	longest int // the most generated tokens one of those requests may still need
+	later   int // prompt tokens of the requests after q
 }
 
-// ahead sums the work of the active requests other than q.
+// ahead sums the work of the active requests other than q. How their
+// generation adds to q's end depends on Config.MixedPrefill: without a
+// cap a step carrying generated tokens fills the batch with prompt
+// tokens, so the generation of the requests ahead rides along with the
+// prompts after them and only the longest one left can outlast q's
+// prompt; with a cap each prompt ahead generates after it is evaluated,
+// beside the next prompt, and adds its steps, while the requests
+// generating now share theirs.
 func (s *Scheduler) ahead(q *sequence) work {
 	var w work
 	gen := 0
@@ -223,13 +234,12 @@ func (s *Scheduler) ahead(q *sequence) work {
 			}
 			continue
 		}
+		left := r.req.MaxTokens - len(r.tokens)
+		w.longest = max(w.longest, left)
 		if r.generating {
-			// Those generating now share their steps.
-			gen = max(gen, r.req.MaxTokens-len(r.tokens))
+			gen = max(gen, left)
 			continue
 		}
-		// A prompt ahead generates after it is evaluated, while the
-		// next prompt is evaluated beside it.
 		w.prompt += r.remaining()
 		w.steps += r.req.MaxTokens
 	}
@@ -274,9 +284,13 @@ func (s *Scheduler) plan(q *sequence, now time.Time) bool {
 	left := deadline.Sub(now)
 	secs := func(tokens int) time.Duration { return time.Duration(float64(tokens) / speed * float64(time.Second)) }
 	steps := func(n int) time.Duration { return time.Duration(float64(n) * stepS * float64(time.Second)) }
-	genTime := steps(w.steps + q.req.MaxTokens)
 	// Its own steps carry chunks of the later prompts too.
-	genTime += secs(min(w.later, q.req.MaxTokens*s.mixedCap()))
+	genTime := secs(min(w.later, q.req.MaxTokens*s.mixedCap()))
+	if s.cfg.MixedPrefill > 0 {
+		genTime += steps(w.steps + q.req.MaxTokens)
+	} else {
+		genTime += steps(max(w.longest, q.req.MaxTokens))
+	}
 	// fits says whether own uncached tokens meet the deadline (end) and
 	// the prompt budget (own prompt time); endWith and fitsWith take the
 	// change (ahead) of the prompt tokens before q too.
