@@ -31,7 +31,9 @@ import (
 //     steps that outlast the prompts (at most MaxTokens each, so the
 //     estimate errs long): without a cap on mixed steps, the most tokens
 //     it or one of those requests has left to generate, since generated
-//     tokens ride along with prompt batches until the prompts are done;
+//     tokens ride along with prompt batches until the prompts are done
+//     (those steps, shared by every request ahead and q, counted at up
+//     to the number of sequences times a step of one);
 //     with a cap, its own and each of those requests' (those generating
 //     now share theirs). While later prompts are
 //     waiting, its own steps also carry their chunks (a whole batch, or
@@ -210,6 +212,7 @@ type work struct {
 	prompt  int // prompt tokens of the requests before q in deadline order
 	steps   int // steps of generated tokens of those requests, with a cap (below)
 	longest int // the most generated tokens one of those requests may still need
+	n       int // those requests
 	later   int // prompt tokens of the requests after q
 }
 
@@ -236,6 +239,7 @@ func (s *Scheduler) ahead(q *sequence) work {
 		}
 		left := r.req.MaxTokens - len(r.tokens)
 		w.longest = max(w.longest, left)
+		w.n++
 		if r.generating {
 			gen = max(gen, left)
 			continue
@@ -289,7 +293,10 @@ func (s *Scheduler) plan(q *sequence, now time.Time) bool {
 	if s.cfg.MixedPrefill > 0 {
 		genTime += steps(w.steps + q.req.MaxTokens)
 	} else {
-		genTime += steps(max(w.longest, q.req.MaxTokens))
+		// They all generate together once the prompts are done, and a
+		// step of n sequences costs up to n times one of one on a CPU
+		// (measured: 125 ms for 4 against 43 ms for 1).
+		genTime += steps(max(w.longest, q.req.MaxTokens) * (w.n + 1))
 	}
 	// fits says whether own uncached tokens meet the deadline (end) and
 	// the prompt budget (own prompt time); endWith and fitsWith take the
