@@ -102,7 +102,7 @@ generate:
 check-generate: generate
 	git diff --exit-code -- models
 
-bench: bench-engine bench-server bench-remote
+bench: bench-engine bench-server bench-remote bench-context
 
 bench-engine: build
 	./$(BIN) bench engine
@@ -119,6 +119,15 @@ bench-server: build
 # process, interleaved, for 1 and 4 typists.
 bench-remote: build
 	./$(BIN) bench server -remote
+
+# Context and budgets: the typing workload with the context files'
+# retrieved chunks against whole files; four cold starts at once, round-robin
+# against earliest deadline first with planning; cold prefill through the
+# scheduler against bare llama_decode (and the CPU settings) on the 0.5B shape.
+bench-context: build
+	./$(BIN) bench server -retrieval
+	./$(BIN) bench engine -cold4 -max-tokens 64 -max-prefix 4608 -max-suffix 1536
+	CODE4ME_BENCH_SETTINGS=1 CODE4ME_BENCH_SHAPE=qwen2.5-coder-0.5b go test -run '^$$' -bench ColdPrefill -benchtime 1x ./engine/llama/
 
 # Simulated plugin users (32 by default, for 2 minutes) typing against a
 # private `code4me serve` with the tiny synthetic model, on private Postgres
