@@ -32,8 +32,8 @@ import (
 //     estimate errs long): without a cap on mixed steps, the most tokens
 //     it or one of those requests has left to generate, since generated
 //     tokens ride along with prompt batches until the prompts are done
-//     (those steps, shared by every request ahead and q, counted at up
-//     to the number of sequences times a step of one);
+//     (those steps are shared by every request ahead and q: pace.stepFor
+//     scales the measured step to that many sequences);
 //     with a cap, its own and each of those requests' (those generating
 //     now share theirs). While later prompts are
 //     waiting, its own steps also carry their chunks (a whole batch, or
@@ -112,6 +112,7 @@ func (t Trimmed) Any() bool { return t.ExtraChunks > 0 || t.PrefixTokens > 0 }
 type pace struct {
 	prefill  atomic.Uint64 // tokens/s of batches with prompt tokens; 0: not measured
 	step     atomic.Uint64 // seconds per batch of generated tokens only
+	stepSeqs atomic.Uint64 // sequences in those batches
 	override atomic.Uint64 // SetPrefillSpeed's tokens/s; 0: measured
 }
 
@@ -138,7 +139,20 @@ func (p *pace) record(n, prompt int, d time.Duration) {
 		ewma(&p.prefill, float64(n)/d.Seconds())
 	case prompt == 0:
 		ewma(&p.step, d.Seconds())
+		ewma(&p.stepSeqs, float64(n))
 	}
+}
+
+// stepFor is the estimated time of a batch of generated tokens of n
+// sequences: the measured step, scaled up in proportion when n is above
+// the sequences the measured steps had (on a CPU a step of 4 took 125 ms
+// against 43 ms for 1; a GPU's measured steps already hold many).
+func (p *pace) stepFor(n int) float64 {
+	step, seqs := loadF(&p.step), loadF(&p.stepSeqs)
+	if seqs <= 0 {
+		return step
+	}
+	return step * max(1, float64(n)/seqs)
 }
 
 // speed is the prefill speed in tokens/s, 0 when unknown.
@@ -284,19 +298,19 @@ func (s *Scheduler) plan(q *sequence, now time.Time) bool {
 		return true
 	}
 	w := s.ahead(q)
-	stepS := loadF(&s.pace.step)
 	left := deadline.Sub(now)
 	secs := func(tokens int) time.Duration { return time.Duration(float64(tokens) / speed * float64(time.Second)) }
-	steps := func(n int) time.Duration { return time.Duration(float64(n) * stepS * float64(time.Second)) }
+	// steps is the time of n steps of generated tokens of seqs sequences.
+	steps := func(n, seqs int) time.Duration {
+		return time.Duration(float64(n) * s.pace.stepFor(seqs) * float64(time.Second))
+	}
 	// Its own steps carry chunks of the later prompts too.
 	genTime := secs(min(w.later, q.req.MaxTokens*s.mixedCap()))
 	if s.cfg.MixedPrefill > 0 {
-		genTime += steps(w.steps + q.req.MaxTokens)
+		genTime += steps(w.steps+q.req.MaxTokens, 1)
 	} else {
-		// They all generate together once the prompts are done, and a
-		// step of n sequences costs up to n times one of one on a CPU
-		// (measured: 125 ms for 4 against 43 ms for 1).
-		genTime += steps(max(w.longest, q.req.MaxTokens) * (w.n + 1))
+		// They all generate together once the prompts are done.
+		genTime += steps(max(w.longest, q.req.MaxTokens), w.n+1)
 	}
 	// fits says whether own uncached tokens meet the deadline (end) and
 	// the prompt budget (own prompt time); endWith and fitsWith take the
