@@ -67,11 +67,12 @@ func (q *Queries) EngineWorkerLoad(ctx context.Context, db DBTX, arg EngineWorke
 }
 
 const engineWorkerModelSet = `-- name: EngineWorkerModelSet :exec
-INSERT INTO engine_worker_model (worker_id, model_id, slots, slots_busy, queue_len, chat_template)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO engine_worker_model (worker_id, model_id, slots, slots_busy, queue_len, chat_template, weights_bytes, kv_cells)
+VALUES ($1, $2, $3, $4, $5, $6,
+    $7, $8)
 ON CONFLICT (worker_id, model_id) DO UPDATE SET
     slots = excluded.slots, slots_busy = excluded.slots_busy, queue_len = excluded.queue_len,
-    chat_template = excluded.chat_template
+    chat_template = excluded.chat_template, weights_bytes = excluded.weights_bytes, kv_cells = excluded.kv_cells
 `
 
 type EngineWorkerModelSetParams struct {
@@ -81,8 +82,11 @@ type EngineWorkerModelSetParams struct {
 	SlotsBusy    int32     `json:"slots_busy"`
 	QueueLen     int32     `json:"queue_len"`
 	ChatTemplate *string   `json:"chat_template"`
+	WeightsBytes *int64    `json:"weights_bytes"`
+	KvCells      *int32    `json:"kv_cells"`
 }
 
+// weights_bytes and kv_cells are the model's memory, fixed at load.
 func (q *Queries) EngineWorkerModelSet(ctx context.Context, db DBTX, arg EngineWorkerModelSetParams) error {
 	_, err := db.Exec(ctx, engineWorkerModelSet,
 		arg.WorkerID,
@@ -91,6 +95,8 @@ func (q *Queries) EngineWorkerModelSet(ctx context.Context, db DBTX, arg EngineW
 		arg.SlotsBusy,
 		arg.QueueLen,
 		arg.ChatTemplate,
+		arg.WeightsBytes,
+		arg.KvCells,
 	)
 	return err
 }
@@ -122,7 +128,7 @@ func (q *Queries) EngineWorkerRegister(ctx context.Context, db DBTX, arg EngineW
 const engineWorkerServing = `-- name: EngineWorkerServing :many
 SELECT w.worker_id, w.host, w.pid, w.version, w.started_at, w.heartbeat_at, w.draining,
        (w.heartbeat_at > now() - make_interval(0, 0, 0, 0, 0, 0, $1::double precision / 1000))::boolean AS alive,
-       wm.model_id, wm.slots, wm.slots_busy, wm.queue_len, wm.chat_template,
+       wm.model_id, wm.slots, wm.slots_busy, wm.queue_len, wm.chat_template, wm.weights_bytes, wm.kv_cells,
        m.name AS model_name, m.family, m.is_chat, m.is_synthetic, m.file_sha256
 FROM engine_worker w
 JOIN engine_worker_model wm USING (worker_id)
@@ -144,6 +150,8 @@ type EngineWorkerServingRow struct {
 	SlotsBusy    int32     `json:"slots_busy"`
 	QueueLen     int32     `json:"queue_len"`
 	ChatTemplate *string   `json:"chat_template"`
+	WeightsBytes *int64    `json:"weights_bytes"`
+	KvCells      *int32    `json:"kv_cells"`
 	ModelName    string    `json:"model_name"`
 	Family       string    `json:"family"`
 	IsChat       bool      `json:"is_chat"`
@@ -151,7 +159,7 @@ type EngineWorkerServingRow struct {
 	FileSha256   string    `json:"file_sha256"`
 }
 
-// Every model of every worker with its load, the worker's liveness judged
+// Every model of every worker with its load and memory, the worker's liveness judged
 // by the database clock (heartbeat younger than @alive_ms), and the
 // model's registration.
 func (q *Queries) EngineWorkerServing(ctx context.Context, db DBTX, aliveMs float64) ([]EngineWorkerServingRow, error) {
@@ -177,6 +185,8 @@ func (q *Queries) EngineWorkerServing(ctx context.Context, db DBTX, aliveMs floa
 			&i.SlotsBusy,
 			&i.QueueLen,
 			&i.ChatTemplate,
+			&i.WeightsBytes,
+			&i.KvCells,
 			&i.ModelName,
 			&i.Family,
 			&i.IsChat,

@@ -199,6 +199,8 @@ type EngineWorkerModel struct {
 	SlotsBusy    int32     `json:"slots_busy"`
 	QueueLen     int32     `json:"queue_len"`
 	ChatTemplate *string   `json:"chat_template"`
+	WeightsBytes *int64    `json:"weights_bytes"`
+	KvCells      *int32    `json:"kv_cells"`
 }
 
 type EvalResult struct {

@@ -44,19 +44,23 @@ LIMIT sqlc.arg('lim');
 
 -- name: AdminWorkerList :many
 -- Each worker with its load over its models (slots, busy slots, queued
--- requests, load = busy/slots) and the models it serves; alive: its
--- heartbeat is younger than @alive_ms by the database clock.
+-- requests, load = busy/slots), its memory over them (weights_bytes,
+-- kv_cells; a model that did not report them counts 0) and the models it
+-- serves, each with its own figures (NULL memory: not reported); alive:
+-- its heartbeat is younger than @alive_ms by the database clock.
 SELECT w.worker_id, w.host, w.pid, w.version, w.started_at, w.heartbeat_at, w.draining,
     (extract(epoch FROM now() - w.heartbeat_at) * 1000)::double precision AS heartbeat_age_ms,
     (w.heartbeat_at > now() - make_interval(0, 0, 0, 0, 0, 0, sqlc.arg('alive_ms')::double precision / 1000))::boolean AS alive,
-    l.slots, l.slots_busy, l.queue_len, l.load, l.models
+    l.slots, l.slots_busy, l.queue_len, l.load, l.weights_bytes, l.kv_cells, l.models
 FROM engine_worker w
 CROSS JOIN LATERAL (
     SELECT coalesce(sum(wm.slots), 0)::bigint AS slots, coalesce(sum(wm.slots_busy), 0)::bigint AS slots_busy,
         coalesce(sum(wm.queue_len), 0)::bigint AS queue_len,
         coalesce(sum(wm.slots_busy)::double precision / nullif(sum(wm.slots), 0), 0)::double precision AS load,
+        coalesce(sum(wm.weights_bytes), 0)::bigint AS weights_bytes, coalesce(sum(wm.kv_cells), 0)::bigint AS kv_cells,
         coalesce(jsonb_agg(jsonb_build_object('model_id', wm.model_id, 'name', m.name, 'is_chat', m.is_chat,
-            'slots', wm.slots, 'slots_busy', wm.slots_busy, 'queue_len', wm.queue_len) ORDER BY wm.model_id), '[]')::jsonb AS models
+            'slots', wm.slots, 'slots_busy', wm.slots_busy, 'queue_len', wm.queue_len,
+            'weights_bytes', wm.weights_bytes, 'kv_cells', wm.kv_cells) ORDER BY wm.model_id), '[]')::jsonb AS models
     FROM engine_worker_model wm JOIN model m USING (model_id) WHERE wm.worker_id = w.worker_id
 ) l
 WHERE (sqlc.narg('id')::uuid IS NULL OR w.worker_id = sqlc.narg('id')::uuid)

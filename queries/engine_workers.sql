@@ -5,11 +5,13 @@ INSERT INTO engine_worker (worker_id, host, pid, version) VALUES (@worker_id, @h
 ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), draining = false;
 
 -- name: EngineWorkerModelSet :exec
-INSERT INTO engine_worker_model (worker_id, model_id, slots, slots_busy, queue_len, chat_template)
-VALUES (@worker_id, @model_id, sqlc.arg('slots'), sqlc.arg('slots_busy'), @queue_len, sqlc.narg('chat_template'))
+-- weights_bytes and kv_cells are the model's memory, fixed at load.
+INSERT INTO engine_worker_model (worker_id, model_id, slots, slots_busy, queue_len, chat_template, weights_bytes, kv_cells)
+VALUES (@worker_id, @model_id, sqlc.arg('slots'), sqlc.arg('slots_busy'), @queue_len, sqlc.narg('chat_template'),
+    sqlc.narg('weights_bytes'), sqlc.narg('kv_cells'))
 ON CONFLICT (worker_id, model_id) DO UPDATE SET
     slots = excluded.slots, slots_busy = excluded.slots_busy, queue_len = excluded.queue_len,
-    chat_template = excluded.chat_template;
+    chat_template = excluded.chat_template, weights_bytes = excluded.weights_bytes, kv_cells = excluded.kv_cells;
 
 -- name: EngineWorkerHeartbeat :execrows
 -- No row: the worker was removed (a long pause made it look dead and
@@ -35,12 +37,12 @@ WHERE worker_id = @worker_id;
 DELETE FROM engine_worker WHERE heartbeat_at < now() - interval '1 hour';
 
 -- name: EngineWorkerServing :many
--- Every model of every worker with its load, the worker's liveness judged
+-- Every model of every worker with its load and memory, the worker's liveness judged
 -- by the database clock (heartbeat younger than @alive_ms), and the
 -- model's registration.
 SELECT w.worker_id, w.host, w.pid, w.version, w.started_at, w.heartbeat_at, w.draining,
        (w.heartbeat_at > now() - make_interval(0, 0, 0, 0, 0, 0, sqlc.arg('alive_ms')::double precision / 1000))::boolean AS alive,
-       wm.model_id, wm.slots, wm.slots_busy, wm.queue_len, wm.chat_template,
+       wm.model_id, wm.slots, wm.slots_busy, wm.queue_len, wm.chat_template, wm.weights_bytes, wm.kv_cells,
        m.name AS model_name, m.family, m.is_chat, m.is_synthetic, m.file_sha256
 FROM engine_worker w
 JOIN engine_worker_model wm USING (worker_id)

@@ -229,10 +229,13 @@ var adminWorkers = &adminResource[models.AdminWorkerListRow]{
 			Sort: a.Sort, AfterID: a.AfterID, AfterTime: a.AfterTime, AfterText: a.AfterText, Lim: a.Limit})
 	},
 	Doc: "The worker tier's workers (created_at sorts by started_at), each with its load at the last heartbeat summed " +
-		"over its models: slots, slots_busy, queue_len, load = slots_busy/slots (0 without slots), heartbeat_age_ms by the " +
-		"database clock, alive, and models.",
+		"over its models: slots, slots_busy, queue_len, load = slots_busy/slots (0 without slots); the memory its models " +
+		"hold summed over them: weights_bytes (tensor bytes) and kv_cells (KV cache cells of all slots), a model that did " +
+		"not report them counting 0; heartbeat_age_ms by the database clock, alive, and models, each with its own figures " +
+		"(weights_bytes and kv_cells null when not reported).",
 	Item: "{worker_id, host, pid, version, started_at, heartbeat_at, heartbeat_age_ms, alive, draining, slots, slots_busy, " +
-		"queue_len, load, models: [{model_id, name, is_chat, slots, slots_busy, queue_len}]}",
+		"queue_len, load, weights_bytes, kv_cells, models: [{model_id, name, is_chat, slots, slots_busy, queue_len, " +
+		"weights_bytes, kv_cells}]}",
 }
 
 var adminQueries = &adminResource[models.AdminQueryListRow]{

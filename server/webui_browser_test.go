@@ -650,6 +650,16 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A worker of the worker tier, silent so no API node sends it work,
+	// with the memory of the model it served, for the models page.
+	workerHost := "browser-worker-" + uuid.NewString()[:6]
+	workerID := uuid.New()
+	b.exec("INSERT INTO engine_worker (worker_id, host, pid, heartbeat_at) VALUES ($1, $2, 7, now() - interval '10 minutes')",
+		workerID, workerHost)
+	t.Cleanup(func() { b.exec("DELETE FROM engine_worker WHERE worker_id = $1", workerID) })
+	b.exec(`INSERT INTO engine_worker_model (worker_id, model_id, slots, weights_bytes, kv_cells)
+		SELECT $1, model_id, 2, 3 * 1024 * 1024, 4096 FROM model WHERE name = 'tiny-coder'`, workerID)
+
 	// Every other page loads its data without an error.
 	for _, p := range []struct{ path, ready string }{
 		{"/app/admin/users", `table[data-table="users"]`},
@@ -716,6 +726,13 @@ func TestDashboardInBrowser(t *testing.T) {
 			}
 			if got := b.text(tiny + ` [data-field="weights"]`); !regexp.MustCompile(`^[0-9.]+ (B|KiB|MiB|GiB)$`).MatchString(got) {
 				t.Errorf("tiny-coder's weights = %q, want a size", got)
+			}
+			// The worker's row gives its model's memory.
+			b.run("list the workers", chromedp.WaitVisible(css(`table[data-table="workers"]`)))
+			row := pageEval[[]string](b, fmt.Sprintf(`[...[...document.querySelectorAll('table[data-table="workers"] tbody tr')]
+				.find(tr => tr.textContent.includes(%q))?.querySelectorAll('td') ?? []].map(td => td.textContent.trim())`, workerHost))
+			if !slices.Contains(row, "3.0 MiB") || !slices.Contains(row, "4,096") {
+				t.Errorf("workers table row of %s = %q, want weights 3.0 MiB and 4,096 KV cells", workerHost, row)
 			}
 			b.screenshot("admin-models")
 		}

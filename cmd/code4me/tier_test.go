@@ -97,9 +97,11 @@ type pingWorker struct {
 	Pid      int    `json:"pid"`
 	Draining bool   `json:"draining"`
 	Models   []struct {
-		Model   string `json:"model"`
-		ModelID int64  `json:"model_id"`
-		Slots   int    `json:"slots"`
+		Model        string `json:"model"`
+		ModelID      int64  `json:"model_id"`
+		Slots        int    `json:"slots"`
+		WeightsBytes int64  `json:"weights_bytes"`
+		KvCells      int    `json:"kv_cells"`
 	} `json:"models"`
 }
 
@@ -107,7 +109,8 @@ type pingWorker struct {
 // models from two workers; a worker killed with -9 while it runs a
 // request has the request answered once by another worker; a worker
 // stopped with SIGTERM exits 0 and its only model then answers 503 at
-// once; /api/ping lists the live workers and their models.
+// once; /api/ping lists the live workers and their models with their
+// memory.
 func TestWorkerTier(t *testing.T) {
 	ctx := context.Background()
 	dbURL, redisURL := testenv.DatabaseURL(t), testenv.RedisURL(t)
@@ -201,7 +204,7 @@ func TestWorkerTier(t *testing.T) {
 	}
 
 	// Case 4: /api/ping of the API node lists each live worker and its
-	// models.
+	// models, with the memory each holds.
 	engineMode, workers := ping()
 	if engineMode != "remote" || len(workers) != 3 {
 		t.Fatalf("/api/ping: engine %q, workers %+v", engineMode, workers)
@@ -215,7 +218,7 @@ func TestWorkerTier(t *testing.T) {
 		}
 		workerOf[w.WorkerID] = p
 		for _, m := range w.Models {
-			if m.Slots != 1 || m.ModelID == 0 || ids[m.Model] != 0 && ids[m.Model] != m.ModelID {
+			if m.Slots != 1 || m.ModelID == 0 || ids[m.Model] != 0 && ids[m.Model] != m.ModelID || m.WeightsBytes <= 0 || m.KvCells <= 0 {
 				t.Fatalf("/api/ping lists model %+v of worker %s", m, w.WorkerID)
 			}
 			ids[m.Model] = m.ModelID

@@ -81,7 +81,9 @@ func runWorker(ctx context.Context, args []string) error {
 	return nil
 }
 
-// workerStatus lists the live workers and their models for /api/ping.
+// workerStatus lists the live workers and their models, with each model's
+// load and memory (weights_bytes, kv_cells; null when not reported), for
+// /api/ping.
 func workerStatus(c *remote.Client) []map[string]any {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -104,7 +106,7 @@ func workerStatus(c *remote.Client) []map[string]any {
 			out = append(out, w)
 		}
 		w["models"] = append(w["models"].([]map[string]any), map[string]any{"model": r.ModelName, "model_id": r.ModelID,
-			"slots": r.Slots, "slots_busy": r.SlotsBusy, "queue": r.QueueLen})
+			"slots": r.Slots, "slots_busy": r.SlotsBusy, "queue": r.QueueLen, "weights_bytes": r.WeightsBytes, "kv_cells": r.KvCells})
 	}
 	return out
 }

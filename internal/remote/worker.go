@@ -122,7 +122,8 @@ func StartWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 // ID is the worker's id.
 func (w *Worker) ID() uuid.UUID { return w.id }
 
-// register writes the worker's row and its models' rows.
+// register writes the worker's row and its models' rows, with each
+// model's memory (the bytes of its weights and its KV cache's cells).
 func (w *Worker) register(ctx context.Context) error {
 	host, _ := os.Hostname()
 	if err := w.q.EngineWorkerRegister(ctx, w.cfg.DB, models.EngineWorkerRegisterParams{WorkerID: w.id, Host: host,
@@ -138,8 +139,12 @@ func (w *Worker) register(ctx context.Context) error {
 		if st.Info.ChatTemplate != "" {
 			tmpl = &st.Info.ChatTemplate
 		}
+		// The model's memory, fixed at load: written here only, not on
+		// every heartbeat.
+		weights, cells := int64(st.Info.SizeBytes), int32(st.NCtx)
 		if err := w.q.EngineWorkerModelSet(ctx, w.cfg.DB, models.EngineWorkerModelSetParams{WorkerID: w.id, ModelID: id,
-			Slots: int32(st.Slots), SlotsBusy: int32(st.SlotsBusy), QueueLen: int32(st.QueueLen), ChatTemplate: tmpl}); err != nil {
+			Slots: int32(st.Slots), SlotsBusy: int32(st.SlotsBusy), QueueLen: int32(st.QueueLen), ChatTemplate: tmpl,
+			WeightsBytes: &weights, KvCells: &cells}); err != nil {
 			return fmt.Errorf("remote: register model %s: %w", st.Model, err)
 		}
 	}

@@ -15,7 +15,11 @@ type Worker = {
   slots: number;
   slots_busy: number;
   queue_len: number;
-  models: { model_id: number; name: string }[] | null;
+  // The memory of its models, summed; each model's own is null when its
+  // worker did not report it.
+  weights_bytes: number;
+  kv_cells: number;
+  models: { model_id: number; name: string; weights_bytes: number | null; kv_cells: number | null }[] | null;
 };
 
 // The engine's figures are null for a model this server's own engine has
@@ -113,6 +117,8 @@ export function AdminModels() {
             { key: "models", label: "Models", render: (w) => (w.models ?? []).map((m) => m.name).join(", ") || "–" },
             { key: "slots", label: "Busy / slots", num: true, render: (w) => `${w.slots_busy} / ${w.slots}` },
             { key: "queue_len", label: "Queued", num: true },
+            { key: "weights_bytes", label: "Weights", num: true, render: (w) => fmtBytes(w.weights_bytes) },
+            { key: "kv_cells", label: "KV cells", num: true, render: (w) => fmtInt(w.kv_cells) },
             {
               key: "alive",
               label: "State",
