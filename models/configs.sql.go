@@ -9,35 +9,6 @@ import (
 	"context"
 )
 
-const configCreate = `-- name: ConfigCreate :one
-INSERT INTO config (config_data) VALUES ($1) RETURNING config_id, config_data, created_at, updated_at
-`
-
-func (q *Queries) ConfigCreate(ctx context.Context, db DBTX, configData string) (Config, error) {
-	row := db.QueryRow(ctx, configCreate, configData)
-	var i Config
-	err := row.Scan(
-		&i.ConfigID,
-		&i.ConfigData,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
-const configDelete = `-- name: ConfigDelete :execrows
-DELETE FROM config WHERE config_id = $1
-`
-
-// Fails with a foreign-key violation while users, study arms or queries use it.
-func (q *Queries) ConfigDelete(ctx context.Context, db DBTX, configID int64) (int64, error) {
-	result, err := db.Exec(ctx, configDelete, configID)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
 const configExists = `-- name: ConfigExists :one
 SELECT EXISTS (SELECT 1 FROM config WHERE config_id = $1)::boolean
 `
@@ -55,86 +26,6 @@ SELECT config_id, config_data, created_at, updated_at FROM config WHERE config_i
 
 func (q *Queries) ConfigGetByID(ctx context.Context, db DBTX, configID int64) (Config, error) {
 	row := db.QueryRow(ctx, configGetByID, configID)
-	var i Config
-	err := row.Scan(
-		&i.ConfigID,
-		&i.ConfigData,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
-const configList = `-- name: ConfigList :many
-SELECT config_id, config_data, created_at, updated_at FROM config ORDER BY config_id
-`
-
-func (q *Queries) ConfigList(ctx context.Context, db DBTX) ([]Config, error) {
-	rows, err := db.Query(ctx, configList)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []Config{}
-	for rows.Next() {
-		var i Config
-		if err := rows.Scan(
-			&i.ConfigID,
-			&i.ConfigData,
-			&i.CreatedAt,
-			&i.UpdatedAt,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const configReferenceCounts = `-- name: ConfigReferenceCounts :one
-SELECT
-    (SELECT count(*) FROM users WHERE users.config_id = $1)::bigint AS users,
-    (SELECT count(*) FROM study_arm WHERE study_arm.config_id = $1)::bigint AS study_arms,
-    (SELECT count(*) FROM config_assignment_history h WHERE h.assigned_config_id = $1)::bigint AS assignments,
-    (SELECT count(*) FROM meta_query WHERE meta_query.config_id = $1)::bigint AS queries
-`
-
-type ConfigReferenceCountsRow struct {
-	Users       int64 `json:"users"`
-	StudyArms   int64 `json:"study_arms"`
-	Assignments int64 `json:"assignments"`
-	Queries     int64 `json:"queries"`
-}
-
-// What still uses a config, for the answer to a refused delete.
-func (q *Queries) ConfigReferenceCounts(ctx context.Context, db DBTX, configID int64) (ConfigReferenceCountsRow, error) {
-	row := db.QueryRow(ctx, configReferenceCounts, configID)
-	var i ConfigReferenceCountsRow
-	err := row.Scan(
-		&i.Users,
-		&i.StudyArms,
-		&i.Assignments,
-		&i.Queries,
-	)
-	return i, err
-}
-
-const configUpdate = `-- name: ConfigUpdate :one
-UPDATE config SET config_data = $1, updated_at = now()
-WHERE config_id = $2
-RETURNING config_id, config_data, created_at, updated_at
-`
-
-type ConfigUpdateParams struct {
-	ConfigData string `json:"config_data"`
-	ConfigID   int64  `json:"config_id"`
-}
-
-func (q *Queries) ConfigUpdate(ctx context.Context, db DBTX, arg ConfigUpdateParams) (Config, error) {
-	row := db.QueryRow(ctx, configUpdate, arg.ConfigData, arg.ConfigID)
 	var i Config
 	err := row.Scan(
 		&i.ConfigID,

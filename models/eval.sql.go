@@ -173,63 +173,6 @@ func (q *Queries) EvalRunClaim(ctx context.Context, db DBTX, evalRunID int64) (E
 	return i, err
 }
 
-const evalRunComparable = `-- name: EvalRunComparable :many
-SELECT eval_run_id, started_at, finished_at, model_name, model_sha256, arm, seed, repo, task_count, max_tokens, exact_match_rate, mean_edit_similarity, latency_p50_ms, latency_p95_ms, latency_p99_ms, status, error, requested_by, job_id, languages FROM eval_run
-WHERE status = 'finished'
-    AND ($1::text IS NULL OR model_name = $1::text)
-    AND ($2::text IS NULL OR arm = $2::text)
-ORDER BY repo, seed, task_count, languages, model_name, arm, started_at, eval_run_id
-`
-
-type EvalRunComparableParams struct {
-	ModelName *string `json:"model_name"`
-	Arm       *string `json:"arm"`
-}
-
-// Finished runs, optionally of one model name and arm, ordered so that
-// runs over the same tasks (repo, seed, task_count, languages) are
-// adjacent.
-func (q *Queries) EvalRunComparable(ctx context.Context, db DBTX, arg EvalRunComparableParams) ([]EvalRun, error) {
-	rows, err := db.Query(ctx, evalRunComparable, arg.ModelName, arg.Arm)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []EvalRun{}
-	for rows.Next() {
-		var i EvalRun
-		if err := rows.Scan(
-			&i.EvalRunID,
-			&i.StartedAt,
-			&i.FinishedAt,
-			&i.ModelName,
-			&i.ModelSha256,
-			&i.Arm,
-			&i.Seed,
-			&i.Repo,
-			&i.TaskCount,
-			&i.MaxTokens,
-			&i.ExactMatchRate,
-			&i.MeanEditSimilarity,
-			&i.LatencyP50Ms,
-			&i.LatencyP95Ms,
-			&i.LatencyP99Ms,
-			&i.Status,
-			&i.Error,
-			&i.RequestedBy,
-			&i.JobID,
-			&i.Languages,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const evalRunFinish = `-- name: EvalRunFinish :exec
 UPDATE eval_run SET
     status = 'finished',
@@ -262,38 +205,6 @@ func (q *Queries) EvalRunFinish(ctx context.Context, db DBTX, arg EvalRunFinishP
 		arg.EvalRunID,
 	)
 	return err
-}
-
-const evalRunGetByID = `-- name: EvalRunGetByID :one
-SELECT eval_run_id, started_at, finished_at, model_name, model_sha256, arm, seed, repo, task_count, max_tokens, exact_match_rate, mean_edit_similarity, latency_p50_ms, latency_p95_ms, latency_p99_ms, status, error, requested_by, job_id, languages FROM eval_run WHERE eval_run_id = $1
-`
-
-func (q *Queries) EvalRunGetByID(ctx context.Context, db DBTX, evalRunID int64) (EvalRun, error) {
-	row := db.QueryRow(ctx, evalRunGetByID, evalRunID)
-	var i EvalRun
-	err := row.Scan(
-		&i.EvalRunID,
-		&i.StartedAt,
-		&i.FinishedAt,
-		&i.ModelName,
-		&i.ModelSha256,
-		&i.Arm,
-		&i.Seed,
-		&i.Repo,
-		&i.TaskCount,
-		&i.MaxTokens,
-		&i.ExactMatchRate,
-		&i.MeanEditSimilarity,
-		&i.LatencyP50Ms,
-		&i.LatencyP95Ms,
-		&i.LatencyP99Ms,
-		&i.Status,
-		&i.Error,
-		&i.RequestedBy,
-		&i.JobID,
-		&i.Languages,
-	)
-	return i, err
 }
 
 const evalRunInsert = `-- name: EvalRunInsert :one
@@ -408,59 +319,6 @@ func (q *Queries) EvalRunList(ctx context.Context, db DBTX, maxRows int32) ([]Ev
 	return items, nil
 }
 
-const evalRunPage = `-- name: EvalRunPage :many
-SELECT eval_run_id, started_at, finished_at, model_name, model_sha256, arm, seed, repo, task_count, max_tokens, exact_match_rate, mean_edit_similarity, latency_p50_ms, latency_p95_ms, latency_p99_ms, status, error, requested_by, job_id, languages FROM eval_run
-ORDER BY started_at DESC, eval_run_id DESC
-LIMIT $2 OFFSET $1
-`
-
-type EvalRunPageParams struct {
-	SkipRows int32 `json:"skip_rows"`
-	MaxRows  int32 `json:"max_rows"`
-}
-
-// Every run, newest first.
-func (q *Queries) EvalRunPage(ctx context.Context, db DBTX, arg EvalRunPageParams) ([]EvalRun, error) {
-	rows, err := db.Query(ctx, evalRunPage, arg.SkipRows, arg.MaxRows)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []EvalRun{}
-	for rows.Next() {
-		var i EvalRun
-		if err := rows.Scan(
-			&i.EvalRunID,
-			&i.StartedAt,
-			&i.FinishedAt,
-			&i.ModelName,
-			&i.ModelSha256,
-			&i.Arm,
-			&i.Seed,
-			&i.Repo,
-			&i.TaskCount,
-			&i.MaxTokens,
-			&i.ExactMatchRate,
-			&i.MeanEditSimilarity,
-			&i.LatencyP50Ms,
-			&i.LatencyP95Ms,
-			&i.LatencyP99Ms,
-			&i.Status,
-			&i.Error,
-			&i.RequestedBy,
-			&i.JobID,
-			&i.Languages,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const evalRunSetFailed = `-- name: EvalRunSetFailed :exec
 UPDATE eval_run SET status = $1, error = $2
 WHERE eval_run_id = $3 AND status <> 'finished'
@@ -476,19 +334,5 @@ type EvalRunSetFailedParams struct {
 // 'failed'. A finished run is left as it is.
 func (q *Queries) EvalRunSetFailed(ctx context.Context, db DBTX, arg EvalRunSetFailedParams) error {
 	_, err := db.Exec(ctx, evalRunSetFailed, arg.Status, arg.Error, arg.EvalRunID)
-	return err
-}
-
-const evalRunSetJob = `-- name: EvalRunSetJob :exec
-UPDATE eval_run SET job_id = $1 WHERE eval_run_id = $2
-`
-
-type EvalRunSetJobParams struct {
-	JobID     *int64 `json:"job_id"`
-	EvalRunID int64  `json:"eval_run_id"`
-}
-
-func (q *Queries) EvalRunSetJob(ctx context.Context, db DBTX, arg EvalRunSetJobParams) error {
-	_, err := db.Exec(ctx, evalRunSetJob, arg.JobID, arg.EvalRunID)
 	return err
 }

@@ -9,30 +9,6 @@ import (
 	"context"
 )
 
-const languageCreate = `-- name: LanguageCreate :one
-INSERT INTO programming_language (language_name) VALUES ($1) RETURNING language_id, language_name
-`
-
-func (q *Queries) LanguageCreate(ctx context.Context, db DBTX, languageName string) (ProgrammingLanguage, error) {
-	row := db.QueryRow(ctx, languageCreate, languageName)
-	var i ProgrammingLanguage
-	err := row.Scan(&i.LanguageID, &i.LanguageName)
-	return i, err
-}
-
-const languageDelete = `-- name: LanguageDelete :execrows
-DELETE FROM programming_language WHERE language_id = $1
-`
-
-// Fails with a foreign-key violation while telemetry rows use it.
-func (q *Queries) LanguageDelete(ctx context.Context, db DBTX, languageID int64) (int64, error) {
-	result, err := db.Exec(ctx, languageDelete, languageID)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
 const languageExists = `-- name: LanguageExists :one
 SELECT EXISTS (SELECT 1 FROM programming_language WHERE language_id = $1)::boolean
 `
@@ -42,48 +18,6 @@ func (q *Queries) LanguageExists(ctx context.Context, db DBTX, languageID int64)
 	var column_1 bool
 	err := row.Scan(&column_1)
 	return column_1, err
-}
-
-const languageList = `-- name: LanguageList :many
-SELECT language_id, language_name FROM programming_language ORDER BY language_id
-`
-
-func (q *Queries) LanguageList(ctx context.Context, db DBTX) ([]ProgrammingLanguage, error) {
-	rows, err := db.Query(ctx, languageList)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []ProgrammingLanguage{}
-	for rows.Next() {
-		var i ProgrammingLanguage
-		if err := rows.Scan(&i.LanguageID, &i.LanguageName); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const languageUpdate = `-- name: LanguageUpdate :one
-UPDATE programming_language SET language_name = $1
-WHERE language_id = $2
-RETURNING language_id, language_name
-`
-
-type LanguageUpdateParams struct {
-	LanguageName string `json:"language_name"`
-	LanguageID   int64  `json:"language_id"`
-}
-
-func (q *Queries) LanguageUpdate(ctx context.Context, db DBTX, arg LanguageUpdateParams) (ProgrammingLanguage, error) {
-	row := db.QueryRow(ctx, languageUpdate, arg.LanguageName, arg.LanguageID)
-	var i ProgrammingLanguage
-	err := row.Scan(&i.LanguageID, &i.LanguageName)
-	return i, err
 }
 
 const pluginVersionExists = `-- name: PluginVersionExists :one

@@ -10,42 +10,6 @@ import (
 	"encoding/json"
 )
 
-const modelDelete = `-- name: ModelDelete :execrows
-DELETE FROM model WHERE model_id = $1
-`
-
-// Fails with a foreign-key violation while generations or ground truths use it.
-func (q *Queries) ModelDelete(ctx context.Context, db DBTX, modelID int64) (int64, error) {
-	result, err := db.Exec(ctx, modelDelete, modelID)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
-const modelGetByID = `-- name: ModelGetByID :one
-SELECT model_id, name, family, file_sha256, file_size, parameters, prompt_templates, is_chat, is_synthetic, registered_at, last_loaded_at FROM model WHERE model_id = $1
-`
-
-func (q *Queries) ModelGetByID(ctx context.Context, db DBTX, modelID int64) (Model, error) {
-	row := db.QueryRow(ctx, modelGetByID, modelID)
-	var i Model
-	err := row.Scan(
-		&i.ModelID,
-		&i.Name,
-		&i.Family,
-		&i.FileSha256,
-		&i.FileSize,
-		&i.Parameters,
-		&i.PromptTemplates,
-		&i.IsChat,
-		&i.IsSynthetic,
-		&i.RegisteredAt,
-		&i.LastLoadedAt,
-	)
-	return i, err
-}
-
 const modelGetLatestByName = `-- name: ModelGetLatestByName :one
 SELECT model_id, name, family, file_sha256, file_size, parameters, prompt_templates, is_chat, is_synthetic, registered_at, last_loaded_at FROM model WHERE name = $1 ORDER BY last_loaded_at DESC, model_id DESC LIMIT 1
 `
@@ -67,42 +31,6 @@ func (q *Queries) ModelGetLatestByName(ctx context.Context, db DBTX, name string
 		&i.LastLoadedAt,
 	)
 	return i, err
-}
-
-const modelList = `-- name: ModelList :many
-SELECT model_id, name, family, file_sha256, file_size, parameters, prompt_templates, is_chat, is_synthetic, registered_at, last_loaded_at FROM model ORDER BY model_id
-`
-
-func (q *Queries) ModelList(ctx context.Context, db DBTX) ([]Model, error) {
-	rows, err := db.Query(ctx, modelList)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []Model{}
-	for rows.Next() {
-		var i Model
-		if err := rows.Scan(
-			&i.ModelID,
-			&i.Name,
-			&i.Family,
-			&i.FileSha256,
-			&i.FileSize,
-			&i.Parameters,
-			&i.PromptTemplates,
-			&i.IsChat,
-			&i.IsSynthetic,
-			&i.RegisteredAt,
-			&i.LastLoadedAt,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
 }
 
 const modelListByIDs = `-- name: ModelListByIDs :many

@@ -7,8 +7,6 @@ package models
 
 import (
 	"context"
-	"encoding/json"
-	"time"
 
 	"github.com/google/uuid"
 )
@@ -46,47 +44,14 @@ func (q *Queries) ConfigAssignmentListByUser(ctx context.Context, db DBTX, userI
 	return items, nil
 }
 
-const studyArmCreate = `-- name: StudyArmCreate :one
-INSERT INTO study_arm (study_id, name, config_id, weight, is_baseline, policy)
-VALUES ($1, $2, $3, $4, $5, $6)
-RETURNING study_id, config_id, weight, arm_id, name, is_baseline, policy
-`
-
-type StudyArmCreateParams struct {
-	StudyID    uuid.UUID       `json:"study_id"`
-	Name       string          `json:"name"`
-	ConfigID   int64           `json:"config_id"`
-	Weight     int32           `json:"weight"`
-	IsBaseline bool            `json:"is_baseline"`
-	Policy     json.RawMessage `json:"policy"`
-}
-
-func (q *Queries) StudyArmCreate(ctx context.Context, db DBTX, arg StudyArmCreateParams) (StudyArm, error) {
-	row := db.QueryRow(ctx, studyArmCreate,
-		arg.StudyID,
-		arg.Name,
-		arg.ConfigID,
-		arg.Weight,
-		arg.IsBaseline,
-		arg.Policy,
-	)
-	var i StudyArm
-	err := row.Scan(
-		&i.StudyID,
-		&i.ConfigID,
-		&i.Weight,
-		&i.ArmID,
-		&i.Name,
-		&i.IsBaseline,
-		&i.Policy,
-	)
-	return i, err
-}
-
 const studyArmList = `-- name: StudyArmList :many
+
 SELECT study_id, config_id, weight, arm_id, name, is_baseline, policy FROM study_arm WHERE study_id = $1 ORDER BY arm_id
 `
 
+// Enrolment in the running study and its assignments (server/study.go),
+// and the reads the study routes share with it. The study routes' own
+// queries are in admin_studies.sql.
 func (q *Queries) StudyArmList(ctx context.Context, db DBTX, studyID uuid.UUID) ([]StudyArm, error) {
 	rows, err := db.Query(ctx, studyArmList, studyID)
 	if err != nil {
@@ -105,41 +70,6 @@ func (q *Queries) StudyArmList(ctx context.Context, db DBTX, studyID uuid.UUID) 
 			&i.IsBaseline,
 			&i.Policy,
 		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const studyAssignmentCounts = `-- name: StudyAssignmentCounts :many
-SELECT a.arm_id,
-       (SELECT count(*) FROM config_assignment_history h WHERE h.arm_id = a.arm_id)::bigint AS assigned_units,
-       (SELECT count(*) FROM meta_query q WHERE q.arm_id = a.arm_id)::bigint AS exposed_queries
-FROM study_arm a WHERE a.study_id = $1
-ORDER BY a.arm_id
-`
-
-type StudyAssignmentCountsRow struct {
-	ArmID          int64 `json:"arm_id"`
-	AssignedUnits  int64 `json:"assigned_units"`
-	ExposedQueries int64 `json:"exposed_queries"`
-}
-
-// Per arm: units assigned (logged user or session units) and queries exposed.
-func (q *Queries) StudyAssignmentCounts(ctx context.Context, db DBTX, studyID uuid.UUID) ([]StudyAssignmentCountsRow, error) {
-	rows, err := db.Query(ctx, studyAssignmentCounts, studyID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []StudyAssignmentCountsRow{}
-	for rows.Next() {
-		var i StudyAssignmentCountsRow
-		if err := rows.Scan(&i.ArmID, &i.AssignedUnits, &i.ExposedQueries); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -178,78 +108,6 @@ func (q *Queries) StudyAssignmentLog(ctx context.Context, db DBTX, arg StudyAssi
 	return err
 }
 
-const studyCreate = `-- name: StudyCreate :one
-
-INSERT INTO study (name, description, created_by, starts_at, ends_at, unit, seed, max_participants)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING study_id, name, description, created_by, starts_at, ends_at, created_at, unit, seed, max_participants, status, updated_at
-`
-
-type StudyCreateParams struct {
-	Name            string     `json:"name"`
-	Description     *string    `json:"description"`
-	CreatedBy       *uuid.UUID `json:"created_by"`
-	StartsAt        time.Time  `json:"starts_at"`
-	EndsAt          *time.Time `json:"ends_at"`
-	Unit            string     `json:"unit"`
-	Seed            int64      `json:"seed"`
-	MaxParticipants *int32     `json:"max_participants"`
-}
-
-// Studies, their arms, enrolment and assignments (server/study.go).
-func (q *Queries) StudyCreate(ctx context.Context, db DBTX, arg StudyCreateParams) (Study, error) {
-	row := db.QueryRow(ctx, studyCreate,
-		arg.Name,
-		arg.Description,
-		arg.CreatedBy,
-		arg.StartsAt,
-		arg.EndsAt,
-		arg.Unit,
-		arg.Seed,
-		arg.MaxParticipants,
-	)
-	var i Study
-	err := row.Scan(
-		&i.StudyID,
-		&i.Name,
-		&i.Description,
-		&i.CreatedBy,
-		&i.StartsAt,
-		&i.EndsAt,
-		&i.CreatedAt,
-		&i.Unit,
-		&i.Seed,
-		&i.MaxParticipants,
-		&i.Status,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
-const studyGetByID = `-- name: StudyGetByID :one
-SELECT study_id, name, description, created_by, starts_at, ends_at, created_at, unit, seed, max_participants, status, updated_at FROM study WHERE study_id = $1
-`
-
-func (q *Queries) StudyGetByID(ctx context.Context, db DBTX, studyID uuid.UUID) (Study, error) {
-	row := db.QueryRow(ctx, studyGetByID, studyID)
-	var i Study
-	err := row.Scan(
-		&i.StudyID,
-		&i.Name,
-		&i.Description,
-		&i.CreatedBy,
-		&i.StartsAt,
-		&i.EndsAt,
-		&i.CreatedAt,
-		&i.Unit,
-		&i.Seed,
-		&i.MaxParticipants,
-		&i.Status,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
 const studyIsParticipant = `-- name: StudyIsParticipant :one
 SELECT EXISTS (SELECT 1 FROM study_participant WHERE study_id = $1 AND user_id = $2::uuid)::boolean
 `
@@ -264,67 +122,6 @@ func (q *Queries) StudyIsParticipant(ctx context.Context, db DBTX, arg StudyIsPa
 	var column_1 bool
 	err := row.Scan(&column_1)
 	return column_1, err
-}
-
-const studyList = `-- name: StudyList :many
-SELECT s.study_id, s.name, s.description, s.created_by, s.starts_at, s.ends_at, s.created_at, s.unit, s.seed, s.max_participants, s.status, s.updated_at, u.name AS creator_name,
-       (SELECT count(*) FROM study_participant p WHERE p.study_id = s.study_id)::bigint AS participants
-FROM study s LEFT JOIN users u ON u.user_id = s.created_by
-WHERE $1::text = '' OR s.status = $1::text
-ORDER BY s.created_at DESC, s.study_id
-`
-
-type StudyListRow struct {
-	StudyID         uuid.UUID  `json:"study_id"`
-	Name            string     `json:"name"`
-	Description     *string    `json:"description"`
-	CreatedBy       *uuid.UUID `json:"created_by"`
-	StartsAt        time.Time  `json:"starts_at"`
-	EndsAt          *time.Time `json:"ends_at"`
-	CreatedAt       time.Time  `json:"created_at"`
-	Unit            string     `json:"unit"`
-	Seed            int64      `json:"seed"`
-	MaxParticipants *int32     `json:"max_participants"`
-	Status          string     `json:"status"`
-	UpdatedAt       time.Time  `json:"updated_at"`
-	CreatorName     *string    `json:"creator_name"`
-	Participants    int64      `json:"participants"`
-}
-
-// Newest first, with who created each and how many users it enrolled.
-func (q *Queries) StudyList(ctx context.Context, db DBTX, status string) ([]StudyListRow, error) {
-	rows, err := db.Query(ctx, studyList, status)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []StudyListRow{}
-	for rows.Next() {
-		var i StudyListRow
-		if err := rows.Scan(
-			&i.StudyID,
-			&i.Name,
-			&i.Description,
-			&i.CreatedBy,
-			&i.StartsAt,
-			&i.EndsAt,
-			&i.CreatedAt,
-			&i.Unit,
-			&i.Seed,
-			&i.MaxParticipants,
-			&i.Status,
-			&i.UpdatedAt,
-			&i.CreatorName,
-			&i.Participants,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
 }
 
 const studyLock = `-- name: StudyLock :one
@@ -372,86 +169,6 @@ SELECT study_id, name, description, created_by, starts_at, ends_at, created_at, 
 
 func (q *Queries) StudyRunning(ctx context.Context, db DBTX) (Study, error) {
 	row := db.QueryRow(ctx, studyRunning)
-	var i Study
-	err := row.Scan(
-		&i.StudyID,
-		&i.Name,
-		&i.Description,
-		&i.CreatedBy,
-		&i.StartsAt,
-		&i.EndsAt,
-		&i.CreatedAt,
-		&i.Unit,
-		&i.Seed,
-		&i.MaxParticipants,
-		&i.Status,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
-const studySetStatus = `-- name: StudySetStatus :one
-UPDATE study SET status = $1::text, updated_at = now(),
-    ends_at = CASE WHEN $1::text = 'ended'
-                   THEN greatest(starts_at + interval '1 millisecond', least(coalesce(ends_at, now()), now()))
-                   ELSE ends_at END
-WHERE study_id = $2 AND status = ANY ($3::text[])
-RETURNING study_id, name, description, created_by, starts_at, ends_at, created_at, unit, seed, max_participants, status, updated_at
-`
-
-type StudySetStatusParams struct {
-	Status       string    `json:"status"`
-	StudyID      uuid.UUID `json:"study_id"`
-	FromStatuses []string  `json:"from_statuses"`
-}
-
-// Moves a study from one of the statuses in from_statuses to status; no
-// row when it is not in one of them. Ending a study closes its window now
-// (kept after starts_at, which the table's check needs).
-func (q *Queries) StudySetStatus(ctx context.Context, db DBTX, arg StudySetStatusParams) (Study, error) {
-	row := db.QueryRow(ctx, studySetStatus, arg.Status, arg.StudyID, arg.FromStatuses)
-	var i Study
-	err := row.Scan(
-		&i.StudyID,
-		&i.Name,
-		&i.Description,
-		&i.CreatedBy,
-		&i.StartsAt,
-		&i.EndsAt,
-		&i.CreatedAt,
-		&i.Unit,
-		&i.Seed,
-		&i.MaxParticipants,
-		&i.Status,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
-const studyUpdate = `-- name: StudyUpdate :one
-UPDATE study SET description = $1, ends_at = $2,
-    max_participants = $3, updated_at = now()
-WHERE study_id = $4 AND status <> 'ended'
-RETURNING study_id, name, description, created_by, starts_at, ends_at, created_at, unit, seed, max_participants, status, updated_at
-`
-
-type StudyUpdateParams struct {
-	Description     *string    `json:"description"`
-	EndsAt          *time.Time `json:"ends_at"`
-	MaxParticipants *int32     `json:"max_participants"`
-	StudyID         uuid.UUID  `json:"study_id"`
-}
-
-// What may change once a study exists: its description, its end and its
-// enrolment cap (never below the users already enrolled: checked by the
-// caller). Ended studies are final.
-func (q *Queries) StudyUpdate(ctx context.Context, db DBTX, arg StudyUpdateParams) (Study, error) {
-	row := db.QueryRow(ctx, studyUpdate,
-		arg.Description,
-		arg.EndsAt,
-		arg.MaxParticipants,
-		arg.StudyID,
-	)
 	var i Study
 	err := row.Scan(
 		&i.StudyID,

@@ -348,20 +348,6 @@ func (q *Queries) UserListVerifiedIDs(ctx context.Context, db DBTX) ([]uuid.UUID
 	return items, nil
 }
 
-const userSetAdmin = `-- name: UserSetAdmin :exec
-UPDATE users SET is_admin = $1, updated_at = now() WHERE user_id = $2::uuid
-`
-
-type UserSetAdminParams struct {
-	IsAdmin bool      `json:"is_admin"`
-	UserID  uuid.UUID `json:"user_id"`
-}
-
-func (q *Queries) UserSetAdmin(ctx context.Context, db DBTX, arg UserSetAdminParams) error {
-	_, err := db.Exec(ctx, userSetAdmin, arg.IsAdmin, arg.UserID)
-	return err
-}
-
 const userSetConfig = `-- name: UserSetConfig :exec
 UPDATE users SET config_id = $1, updated_at = now() WHERE user_id = $2::uuid
 `

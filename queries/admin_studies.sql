@@ -1,6 +1,7 @@
 -- The admin API's studies, arms and configs (server/admin_api_resources.go).
--- Their writes are the study and config routes' (study_admin.go,
--- admin_config.go).
+-- Their writes are the study and config routes': the study routes'
+-- queries are at the end of this file, the config routes' in
+-- admin_config.sql.
 --
 -- Every list query of the admin API has the same shape: optional filters
 -- (NULL: not applied; id selects one row, which is how GET /:id reads it),
@@ -89,3 +90,56 @@ ORDER BY
     CASE WHEN left(sqlc.arg('sort')::text, 1) <> '-' THEN c.config_id::text END,
     CASE WHEN left(sqlc.arg('sort')::text, 1) = '-' THEN c.config_id::text END DESC
 LIMIT sqlc.arg('lim');
+
+-- The study routes under /api/analytics/studies (server/study_admin.go),
+-- for admins only: create, read, update and change the status of studies.
+-- The queries enrolment shares (server/study.go) stay in studies.sql.
+
+-- name: StudyCreate :one
+INSERT INTO study (name, description, created_by, starts_at, ends_at, unit, seed, max_participants)
+VALUES (@name, sqlc.narg('description'), sqlc.narg('created_by'), @starts_at, sqlc.narg('ends_at'), @unit, @seed, sqlc.narg('max_participants'))
+RETURNING *;
+
+-- name: StudyArmCreate :one
+INSERT INTO study_arm (study_id, name, config_id, weight, is_baseline, policy)
+VALUES (@study_id, @name, @config_id, @weight, @is_baseline, @policy)
+RETURNING *;
+
+-- name: StudyGetByID :one
+SELECT * FROM study WHERE study_id = @study_id;
+
+-- name: StudyList :many
+-- Newest first, with who created each and how many users it enrolled.
+SELECT s.*, u.name AS creator_name,
+       (SELECT count(*) FROM study_participant p WHERE p.study_id = s.study_id)::bigint AS participants
+FROM study s LEFT JOIN users u ON u.user_id = s.created_by
+WHERE @status::text = '' OR s.status = @status::text
+ORDER BY s.created_at DESC, s.study_id;
+
+-- name: StudySetStatus :one
+-- Moves a study from one of the statuses in from_statuses to status; no
+-- row when it is not in one of them. Ending a study closes its window now
+-- (kept after starts_at, which the table's check needs).
+UPDATE study SET status = @status::text, updated_at = now(),
+    ends_at = CASE WHEN @status::text = 'ended'
+                   THEN greatest(starts_at + interval '1 millisecond', least(coalesce(ends_at, now()), now()))
+                   ELSE ends_at END
+WHERE study_id = @study_id AND status = ANY (@from_statuses::text[])
+RETURNING *;
+
+-- name: StudyUpdate :one
+-- What may change once a study exists: its description, its end and its
+-- enrolment cap (never below the users already enrolled: checked by the
+-- caller). Ended studies are final.
+UPDATE study SET description = sqlc.narg('description'), ends_at = sqlc.narg('ends_at'),
+    max_participants = sqlc.narg('max_participants'), updated_at = now()
+WHERE study_id = @study_id AND status <> 'ended'
+RETURNING *;
+
+-- name: StudyAssignmentCounts :many
+-- Per arm: units assigned (logged user or session units) and queries exposed.
+SELECT a.arm_id,
+       (SELECT count(*) FROM config_assignment_history h WHERE h.arm_id = a.arm_id)::bigint AS assigned_units,
+       (SELECT count(*) FROM meta_query q WHERE q.arm_id = a.arm_id)::bigint AS exposed_queries
+FROM study_arm a WHERE a.study_id = @study_id
+ORDER BY a.arm_id;

@@ -8,9 +8,6 @@ VALUES (@model_name, @model_sha256, @arm, @seed, @repo, @task_count, @max_tokens
     @status, sqlc.narg('requested_by'), coalesce(sqlc.narg('started_at')::timestamptz, now()))
 RETURNING *;
 
--- name: EvalRunSetJob :exec
-UPDATE eval_run SET job_id = @job_id WHERE eval_run_id = @eval_run_id;
-
 -- name: EvalRunClaim :one
 -- A job's start: the run becomes 'running' unless it is finished (no row
 -- then: a retried job of a finished run does nothing).
@@ -28,22 +25,6 @@ WHERE eval_run_id = @eval_run_id AND status <> 'finished';
 -- Clears what an earlier attempt of a run stored.
 DELETE FROM eval_result WHERE eval_run_id = @eval_run_id;
 
--- name: EvalRunPage :many
--- Every run, newest first.
-SELECT * FROM eval_run
-ORDER BY started_at DESC, eval_run_id DESC
-LIMIT @max_rows OFFSET @skip_rows;
-
--- name: EvalRunComparable :many
--- Finished runs, optionally of one model name and arm, ordered so that
--- runs over the same tasks (repo, seed, task_count, languages) are
--- adjacent.
-SELECT * FROM eval_run
-WHERE status = 'finished'
-    AND (sqlc.narg('model_name')::text IS NULL OR model_name = sqlc.narg('model_name')::text)
-    AND (sqlc.narg('arm')::text IS NULL OR arm = sqlc.narg('arm')::text)
-ORDER BY repo, seed, task_count, languages, model_name, arm, started_at, eval_run_id;
-
 -- name: EvalRunFinish :exec
 UPDATE eval_run SET
     status = 'finished',
@@ -55,9 +36,6 @@ UPDATE eval_run SET
     latency_p95_ms = @latency_p95_ms,
     latency_p99_ms = @latency_p99_ms
 WHERE eval_run_id = @eval_run_id;
-
--- name: EvalRunGetByID :one
-SELECT * FROM eval_run WHERE eval_run_id = @eval_run_id;
 
 -- name: EvalRunList :many
 -- Finished runs, newest first.

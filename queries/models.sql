@@ -12,18 +12,8 @@ ON CONFLICT (name, file_sha256) DO UPDATE SET
     last_loaded_at = now()
 RETURNING *;
 
--- name: ModelGetByID :one
-SELECT * FROM model WHERE model_id = @model_id;
-
 -- name: ModelGetLatestByName :one
 SELECT * FROM model WHERE name = @name ORDER BY last_loaded_at DESC, model_id DESC LIMIT 1;
 
--- name: ModelList :many
-SELECT * FROM model ORDER BY model_id;
-
 -- name: ModelListByIDs :many
 SELECT * FROM model WHERE model_id = ANY(@model_ids::bigint[]) ORDER BY model_id;
-
--- name: ModelDelete :execrows
--- Fails with a foreign-key violation while generations or ground truths use it.
-DELETE FROM model WHERE model_id = @model_id;

@@ -62,9 +62,6 @@ WHERE user_id = @user_id::uuid;
 -- name: UserSetConfig :exec
 UPDATE users SET config_id = @config_id, updated_at = now() WHERE user_id = @user_id::uuid;
 
--- name: UserSetAdmin :exec
-UPDATE users SET is_admin = @is_admin, updated_at = now() WHERE user_id = @user_id::uuid;
-
 -- name: UserListVerifiedIDs :many
 SELECT user_id FROM users WHERE verified ORDER BY joined_at;
 

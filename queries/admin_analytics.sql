@@ -1,8 +1,8 @@
--- Queries of the research analytics (GET /api/analytics/*). Every query
--- counts completion queries only (query_type = 'completion': chat turns
--- never enter completion metrics), takes the queries requested in
--- [from_time, to_time), optionally of one user, and counts each
--- generation once (no join multiplies rows).
+-- Queries of the research analytics (GET /api/analytics/*, for admins
+-- only). Every query counts completion queries only (query_type =
+-- 'completion': chat turns never enter completion metrics), takes the
+-- queries requested in [from_time, to_time), optionally of one user, and
+-- counts each generation once (no join multiplies rows).
 
 -- name: AnalyticsUsage :many
 -- Per bucket (the UTC day or hour of requested_at): completion queries,

@@ -1,5 +1,5 @@
 -- Queries of the research analytics' trends and per-model figures (GET
--- /api/analytics/trends and /models), under the rules of analytics.sql:
+-- /api/analytics/trends and /models), under the rules of admin_analytics.sql:
 -- completion queries only (query_type = 'completion'), requested in
 -- [from_time, to_time), optionally of one user, each generation counted
 -- once.

@@ -4,7 +4,8 @@
 -- (meta_query.arm_id) and requested in its window [from_time, to_time),
 -- which the caller sets to [starts_at, coalesce(ends_at, now())).
 -- shown, accepted and the ground truths that apply are defined as in
--- analytics.sql.
+-- admin_analytics.sql. For admins only (GET
+-- /api/analytics/studies/{study_id}/evaluation, /results and /export).
 
 -- name: StudyResultArms :many
 -- Per arm of the study, in arm_id order, empty arms included: units
