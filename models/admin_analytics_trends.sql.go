@@ -26,7 +26,7 @@ SELECT g.model_id, m.name AS model_name,
 FROM generation g
 JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
 JOIN model m ON m.model_id = g.model_id
-WHERE mq.query_type = 'completion'
+WHERE mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up')
     AND mq.requested_at >= $1::timestamptz AND mq.requested_at < $2::timestamptz
     AND ($3::uuid IS NULL OR mq.user_id = $3::uuid)
 GROUP BY g.model_id, m.name
@@ -104,7 +104,7 @@ WITH q AS (
         FROM generation x WHERE x.meta_query_id = mq.meta_query_id
             AND ($4::bigint IS NULL OR x.model_id = $4::bigint)
     ) g ON $4::bigint IS NULL OR g.n > 0
-    WHERE mq.query_type = 'completion'
+    WHERE mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up')
         AND mq.requested_at >= $2::timestamptz AND mq.requested_at < $3::timestamptz
         AND ($5::uuid IS NULL OR mq.user_id = $5::uuid)
 )
@@ -148,7 +148,8 @@ type AnalyticsTrendsRow struct {
 
 // Queries of the research analytics' trends and per-model figures (GET
 // /api/analytics/trends and /models), under the rules of admin_analytics.sql:
-// completion queries only (query_type = 'completion'), requested in
+// completion queries only (query_type = 'completion'), no cache-warming
+// request (trigger 'warm-up'), requested in
 // [from_time, to_time), optionally of one user, each generation counted
 // once.
 // One row per bucket (the UTC hour, day or week, from Monday, of

@@ -142,7 +142,7 @@ WITH q AS (
                                     ELSE mq.meta_query_id END AS unit_id
     FROM meta_query mq
     JOIN study_arm a ON a.arm_id = mq.arm_id
-    WHERE a.study_id = $1 AND mq.query_type = 'completion'
+    WHERE a.study_id = $1 AND mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up')
         AND mq.requested_at >= $3::timestamptz AND mq.requested_at < $4::timestamptz
 )
 SELECT a.arm_id, a.name, a.config_id, a.is_baseline,
@@ -197,7 +197,9 @@ type StudyResultArmsRow struct {
 // server/study_export.go). A study's exposed queries are the completion
 // queries (query_type = 'completion') answered by one of its arms
 // (meta_query.arm_id) and requested in its window [from_time, to_time),
-// which the caller sets to [starts_at, coalesce(ends_at, now())).
+// which the caller sets to [starts_at, coalesce(ends_at, now())); the
+// results leave out cache-warming requests (trigger 'warm-up'), the
+// export keeps every query.
 // shown, accepted and the ground truths that apply are defined as in
 // admin_analytics.sql. For admins only (GET
 // /api/analytics/studies/{study_id}/evaluation, /results and /export).
@@ -256,7 +258,7 @@ WITH g AS (
     FROM generation g
     JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
     JOIN study_arm a ON a.arm_id = mq.arm_id
-    WHERE a.study_id = $1 AND mq.query_type = 'completion' AND cardinality(g.shown_at) > 0
+    WHERE a.study_id = $1 AND mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up') AND cardinality(g.shown_at) > 0
         AND mq.requested_at >= $2::timestamptz AND mq.requested_at < $3::timestamptz
 ), matched AS (
     SELECT g.arm_id,

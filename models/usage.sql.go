@@ -26,7 +26,7 @@ LEFT JOIN LATERAL (
         count(*) FILTER (WHERE cardinality(x.shown_at) > 0 AND x.was_accepted) AS accepted
     FROM generation x WHERE x.meta_query_id = mq.meta_query_id
 ) g ON true
-WHERE mq.query_type = 'completion' AND mq.user_id = $1::uuid
+WHERE mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up') AND mq.user_id = $1::uuid
     AND mq.requested_at >= $2::timestamptz AND mq.requested_at < $3::timestamptz
 GROUP BY 1
 ORDER BY 1
@@ -48,7 +48,8 @@ type UsageUserDailyRow struct {
 }
 
 // Queries of a user's own usage (GET /api/user/usage): the caller's
-// completion queries requested in [from_time, to_time), each generation
+// completion queries requested in [from_time, to_time), cache-warming
+// requests (generations with trigger 'warm-up') left out, each generation
 // counted once (no join multiplies rows).
 // Per UTC day: completion queries, generations shown (at least one
 // shown_at), shown generations accepted, how many queries record their
@@ -94,7 +95,7 @@ LEFT JOIN LATERAL (
         count(*) FILTER (WHERE cardinality(x.shown_at) > 0 AND x.was_accepted) AS accepted
     FROM generation x WHERE x.meta_query_id = mq.meta_query_id
 ) g ON true
-WHERE mq.query_type = 'completion' AND mq.user_id = $1::uuid
+WHERE mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up') AND mq.user_id = $1::uuid
     AND mq.requested_at >= $2::timestamptz AND mq.requested_at < $3::timestamptz
 GROUP BY pl.language_name
 ORDER BY 2 DESC, 1

@@ -1,6 +1,9 @@
 -- Queries of the research analytics (GET /api/analytics/*, for admins
 -- only). Every query counts completion queries only (query_type =
--- 'completion': chat turns never enter completion metrics), takes the
+-- 'completion': chat turns never enter completion metrics) and no
+-- cache-warming request (its generations have trigger 'warm-up': the
+-- n_predict 0 requests llama.vim and llama.vscode send to fill the KV
+-- cache, which show nothing and time a prompt alone), takes the
 -- queries requested in [from_time, to_time), optionally of one user, and
 -- counts each generation once (no join multiplies rows).
 
@@ -20,7 +23,7 @@ LEFT JOIN LATERAL (
         count(*) FILTER (WHERE cardinality(x.shown_at) > 0 AND x.was_accepted) AS accepted
     FROM generation x WHERE x.meta_query_id = mq.meta_query_id
 ) g ON true
-WHERE mq.query_type = 'completion'
+WHERE mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up')
     AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
     AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid)
 GROUP BY 1
@@ -39,7 +42,7 @@ LEFT JOIN LATERAL (
         count(*) FILTER (WHERE cardinality(x.shown_at) > 0 AND x.was_accepted) AS accepted
     FROM generation x WHERE x.meta_query_id = mq.meta_query_id
 ) g ON true
-WHERE mq.query_type = 'completion'
+WHERE mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up')
     AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
     AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid);
 
@@ -57,7 +60,7 @@ SELECT g.model_id, m.name AS model_name,
 FROM generation g
 JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
 JOIN model m ON m.model_id = g.model_id
-WHERE mq.query_type = 'completion'
+WHERE mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up')
     AND cardinality(g.shown_at) > 0 AND g.confidence IS NOT NULL
     AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
     AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid)
@@ -88,7 +91,7 @@ SELECT g.model_id, m.name AS model_name,
 FROM generation g
 JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
 JOIN model m ON m.model_id = g.model_id
-WHERE mq.query_type = 'completion'
+WHERE mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up')
     AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
     AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid)
 GROUP BY g.model_id, m.name
@@ -110,7 +113,7 @@ WITH g AS (
         coalesce(g.feedback_at, g.shown_at[cardinality(g.shown_at)]) AS accepted_at
     FROM generation g
     JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
-    WHERE mq.query_type = 'completion' AND cardinality(g.shown_at) > 0
+    WHERE mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up') AND cardinality(g.shown_at) > 0
         AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
         AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid)
 ), matched AS (

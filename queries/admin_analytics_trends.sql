@@ -1,6 +1,7 @@
 -- Queries of the research analytics' trends and per-model figures (GET
 -- /api/analytics/trends and /models), under the rules of admin_analytics.sql:
--- completion queries only (query_type = 'completion'), requested in
+-- completion queries only (query_type = 'completion'), no cache-warming
+-- request (trigger 'warm-up'), requested in
 -- [from_time, to_time), optionally of one user, each generation counted
 -- once.
 
@@ -25,7 +26,7 @@ WITH q AS (
         FROM generation x WHERE x.meta_query_id = mq.meta_query_id
             AND (sqlc.narg('model_id')::bigint IS NULL OR x.model_id = sqlc.narg('model_id')::bigint)
     ) g ON sqlc.narg('model_id')::bigint IS NULL OR g.n > 0
-    WHERE mq.query_type = 'completion'
+    WHERE mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up')
         AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
         AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid)
 )
@@ -67,7 +68,7 @@ SELECT g.model_id, m.name AS model_name,
 FROM generation g
 JOIN meta_query mq ON mq.meta_query_id = g.meta_query_id
 JOIN model m ON m.model_id = g.model_id
-WHERE mq.query_type = 'completion'
+WHERE mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up')
     AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
     AND (sqlc.narg('user_id')::uuid IS NULL OR mq.user_id = sqlc.narg('user_id')::uuid)
 GROUP BY g.model_id, m.name

@@ -1,5 +1,6 @@
 -- Queries of a user's own usage (GET /api/user/usage): the caller's
--- completion queries requested in [from_time, to_time), each generation
+-- completion queries requested in [from_time, to_time), cache-warming
+-- requests (generations with trigger 'warm-up') left out, each generation
 -- counted once (no join multiplies rows).
 
 -- name: UsageUserDaily :many
@@ -19,7 +20,7 @@ LEFT JOIN LATERAL (
         count(*) FILTER (WHERE cardinality(x.shown_at) > 0 AND x.was_accepted) AS accepted
     FROM generation x WHERE x.meta_query_id = mq.meta_query_id
 ) g ON true
-WHERE mq.query_type = 'completion' AND mq.user_id = @user_id::uuid
+WHERE mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up') AND mq.user_id = @user_id::uuid
     AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
 GROUP BY 1
 ORDER BY 1;
@@ -40,7 +41,7 @@ LEFT JOIN LATERAL (
         count(*) FILTER (WHERE cardinality(x.shown_at) > 0 AND x.was_accepted) AS accepted
     FROM generation x WHERE x.meta_query_id = mq.meta_query_id
 ) g ON true
-WHERE mq.query_type = 'completion' AND mq.user_id = @user_id::uuid
+WHERE mq.query_type = 'completion' AND NOT EXISTS (SELECT 1 FROM generation w WHERE w.meta_query_id = mq.meta_query_id AND w.trigger = 'warm-up') AND mq.user_id = @user_id::uuid
     AND mq.requested_at >= sqlc.arg('from_time')::timestamptz AND mq.requested_at < sqlc.arg('to_time')::timestamptz
 GROUP BY pl.language_name
 ORDER BY 2 DESC, 1;

@@ -618,10 +618,13 @@ func TestLlamaRemote(t *testing.T) {
 // Node) and then its completion with the same chunks: the warm-up is
 // answered with an empty completion and stored as a warm-up of
 // llama.vscode, the completion finds the chunks in the KV cache, and both
-// are queries of the key's user that the research analytics count.
+// are queries of the key's user, of which the research analytics and the
+// user's own usage count the completion alone: a warm-up shows nothing
+// and times a prompt alone.
 func TestLlamaVSCodeWarmUp(t *testing.T) {
 	e := newLlamaEnv(t)
-	vsc, uid := e.llamaClientOf("vscode-warm-"+uuid.NewString()[:8]+"@example.com", "axios/1.7.9")
+	email := "vscode-warm-" + uuid.NewString()[:8] + "@example.com"
+	vsc, uid := e.llamaClientOf(email, "axios/1.7.9")
 	tag := randomFrom("abcdefghijklmnopqrstuvwxyz", 12) // makes the texts new to the engine's token cache
 	chunks := []any{
 		map[string]any{"text": "def helper_" + tag + "():\n    return 42\n", "time": 1733000000, "filename": "lib/util_" + tag + ".py"},
@@ -658,8 +661,17 @@ func TestLlamaVSCodeWarmUp(t *testing.T) {
 	admin, _ := e.newAdmin()
 	v := url.Values{"from": {from.UTC().Format(time.RFC3339)}, "to": {time.Now().Add(time.Minute).UTC().Format(time.RFC3339)}, "user_id": {uid}}
 	total := admin.expect("GET", "/api/analytics/usage?"+v.Encode(), nil, 200).body["total"].(map[string]any)
-	if total["completions"] != 2.0 || total["users"] != 1.0 {
-		t.Errorf("analytics of the key's user: %v, want 2 completions of 1 user", total)
+	if total["completions"] != 1.0 || total["users"] != 1.0 {
+		t.Errorf("analytics of the key's user: %v, want 1 completion (the warm-up left out) of 1 user", total)
+	}
+	lat := admin.expect("GET", "/api/analytics/latency?"+v.Encode(), nil, 200)
+	if !strings.Contains(string(lat.raw), `"generation_time_ms":{"n":1,`) {
+		t.Errorf("latency analytics of the key's user: %s, want the completion's generation alone", lat.raw)
+	}
+	delete(v, "user_id")
+	own := e.loggedIn(email).expect("GET", "/api/user/usage?"+v.Encode(), nil, 200).body["total"].(map[string]any)
+	if own["completions"] != 1.0 {
+		t.Errorf("the user's own usage: %v, want 1 completion", own)
 	}
 }
 
