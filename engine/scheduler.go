@@ -442,7 +442,7 @@ func (s *Scheduler) run() {
 		}
 		s.drain()
 		now := time.Now()
-		s.reap(now)
+		s.reap()
 		s.admit(now)
 		if len(s.active) == 0 {
 			if len(s.waiting) > 0 {
@@ -477,7 +477,7 @@ func (s *Scheduler) drain() {
 }
 
 // reap ends cancelled requests and those past a prompt budget they set.
-func (s *Scheduler) reap(now time.Time) {
+func (s *Scheduler) reap() {
 	for _, q := range s.active {
 		if q.finished {
 			continue
