@@ -184,6 +184,17 @@ type StreamedContext interface {
 	SeqStreams() bool
 }
 
+// StateContext is implemented by contexts that can copy one sequence's KV
+// cells to host memory and back; the prompt cache (promptcache.go) keeps
+// prompts there that no slot holds any more.
+type StateContext interface {
+	// SeqSave returns a copy of seq's KV cells.
+	SeqSave(seq int32) ([]byte, error)
+	// SeqLoad replaces seq's KV cells with a copy SeqSave made on this
+	// context. On error the sequence is empty.
+	SeqLoad(seq int32, data []byte) error
+}
+
 // IdleContext is implemented by contexts that keep something busy between
 // decodes: llama.cpp's CPU worker threads poll for the next graph. The
 // scheduler calls Idle when it has nothing left to decode.

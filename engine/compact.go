@@ -78,4 +78,5 @@ func (s *Scheduler) compactTo(sl *slot, prompt []Token, now time.Time) *slot {
 func (s *Scheduler) copySeq(src, dst int32) {
 	s.ctx.SeqRm(dst, 0, -1)
 	s.ctx.SeqCp(src, dst, -1, -1)
+	s.copyPending = true
 }

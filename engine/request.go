@@ -132,6 +132,7 @@ type Timings struct {
 	PromptTokens    int // tokens in the prompt after trimming
 	CachedTokens    int // prompt tokens reused from the KV cache (prefix plus shifted)
 	ShiftedTokens   int // part of CachedTokens reused by shifting chunks
+	RestoredTokens  int // part of CachedTokens copied back from the prompt cache in host memory
 	EvaluatedTokens int // prompt tokens evaluated by this request
 	GeneratedTokens int // tokens sampled
 }

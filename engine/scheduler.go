@@ -48,6 +48,11 @@ type Config struct {
 	// request's cache may be moved into it to keep the slots in use next to
 	// each other (compact.go); default 10 s, negative disables it.
 	CompactAfter time.Duration
+	// PromptCacheBytes bounds the slots' prompts kept in host memory after
+	// another typist's request took their slot, to be copied back when
+	// their typist's next request comes (promptcache.go); default
+	// DefaultPromptCacheBytes (2 GiB), negative disables it.
+	PromptCacheBytes int
 	// TMaxPrompt is the prompt time budget of requests that set none
 	// (Request.TMaxPrompt); 0: none. It trims prompts ahead of time
 	// (budget.go) and, unlike a request's own budget, never stops one.
@@ -95,6 +100,9 @@ func (c Config) withDefaults() Config {
 	if c.CompactAfter == 0 {
 		c.CompactAfter = DefaultCompactAfter
 	}
+	if c.PromptCacheBytes == 0 {
+		c.PromptCacheBytes = DefaultPromptCacheBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -131,7 +139,8 @@ type Stats struct {
 	// changed slot.
 	Moves, MovedTokens uint64
 
-	TokenCache TokenCacheStats // prompt parts whose tokens were reused
+	TokenCache  TokenCacheStats  // prompt parts whose tokens were reused
+	PromptCache PromptCacheStats // prompts kept in host memory (promptcache.go)
 }
 
 // sequence is one request inside the scheduler. Fields below "scheduler
@@ -162,6 +171,7 @@ type sequence struct {
 	logprobs   []float32
 	cached     int
 	shifted    int
+	restored   int // part of cached copied back from the prompt cache
 	evaluated  int
 	// promptSpent is this request's share (by tokens) of the decode time
 	// of the batches that carried its prompt tokens: its own prompt time,
@@ -225,6 +235,8 @@ type Scheduler struct {
 	nReq, nPrompt, nCached, nEval, nGen atomic.Uint64
 	nDecodes, nDecodeTokens, nDecodeUS  atomic.Uint64
 	nMoves, nMovedTokens                atomic.Uint64
+	nSaves, nRestores, nRestored        atomic.Uint64
+	pcPrompts, pcBytes                  atomic.Int64             // the prompt cache's size, for Stats
 	observer                            atomic.Pointer[Observer] // Engine.Observe's
 
 	// owned by the run goroutine
@@ -237,6 +249,13 @@ type Scheduler struct {
 	rr      int
 	tick    uint64
 	pace    pace // measured speeds (budget.go)
+	// pc is the prompt cache in host memory, nil when off or when the
+	// context cannot copy a sequence's cells (promptcache.go).
+	pc *promptCache
+	// copyPending: a whole-sequence copy between KV streams waits for the
+	// next decode, which llama.cpp performs it before; until then a
+	// sequence's cells cannot be saved or loaded.
+	copyPending bool
 }
 
 // NewScheduler creates a context on m and starts the goroutine that owns
@@ -286,6 +305,9 @@ func NewScheduler(name string, m Model, cfg Config) (*Scheduler, error) {
 	for i := range nSeq {
 		s.slots = append(s.slots, &slot{id: int32(i)})
 	}
+	if _, ok := c.(StateContext); ok && cfg.PromptCacheBytes > 0 {
+		s.pc = &promptCache{limit: cfg.PromptCacheBytes}
+	}
 	s.log.Info("scheduler started", slog.String("model", name), slog.String("family", string(s.family)),
 		slog.Int("slots", nSeq), slog.Int("n_ctx", s.nCtxSlot*nSeq), slog.Int("n_ctx_slot", s.nCtxSlot),
 		slog.Int("n_batch", s.cfg.NBatch), slog.Bool("can_shift", s.canShift))
@@ -323,6 +345,8 @@ func (s *Scheduler) Stats() Stats {
 		Decodes: s.nDecodes.Load(), DecodeTokens: s.nDecodeTokens.Load(), DecodeMS: float64(s.nDecodeUS.Load()) / 1000,
 		Moves: s.nMoves.Load(), MovedTokens: s.nMovedTokens.Load(),
 		TokenCache: s.tokens.Stats(),
+		PromptCache: PromptCacheStats{Prompts: int(s.pcPrompts.Load()), Bytes: int(s.pcBytes.Load()),
+			Saves: s.nSaves.Load(), Restores: s.nRestores.Load(), RestoredTokens: s.nRestored.Load()},
 	}
 }
 
@@ -540,17 +564,22 @@ func (s *Scheduler) admit(now time.Time) {
 		s.waiting = s.waiting[1:]
 		s.queued.Add(-1)
 		s.busy.Add(1)
-		q.slot, sl.seq, sl.key = sl, q, q.req.SupersedeKey
+		q.slot, sl.seq = sl, q
 		q.tAdmit = now
 		s.active = append(s.active, q)
 		if len(q.prompt) >= s.nCtxSlot {
+			sl.key = q.req.SupersedeKey
 			s.finish(q, StopError, ErrPromptTooLong)
 			continue
 		}
+		gain := s.swapPrompt(sl, q) // before the plan, which counts the tokens to evaluate
+		sl.key = q.req.SupersedeKey
 		if s.plannable(q) && !s.plan(q, now) {
 			continue
 		}
 		s.prepare(q)
+		q.restored = min(gain, q.cached)
+		s.nRestored.Add(uint64(q.restored))
 		if rp := q.req.Sampling.RepeatPenalty; rp != 0 && rp != 1 {
 			n := q.req.Sampling.RepeatLastN
 			if n <= 0 || n > len(q.prompt) {
@@ -695,6 +724,7 @@ func (s *Scheduler) decode(parts []part) {
 		d := time.Since(t0)
 		s.nDecodeUS.Add(uint64(d.Microseconds()))
 		if err == nil {
+			s.copyPending = false
 			s.pace.record(n, prompt, d)
 			s.nDecodes.Add(1)
 			s.nDecodeTokens.Add(uint64(n))
@@ -875,6 +905,7 @@ func (s *Scheduler) finish(q *sequence, reason StopReason, err error) {
 		res.Slot = int(q.slot.id)
 		tm.QueueMS = ms(q.tAdmit.Sub(q.tSubmit))
 		tm.CachedTokens, tm.ShiftedTokens, tm.EvaluatedTokens = q.cached, q.shifted, q.evaluated
+		tm.RestoredTokens = q.restored
 		if q.tGen.IsZero() {
 			tm.PrefillMS = ms(now.Sub(q.tAdmit))
 		} else {

@@ -213,18 +213,28 @@ func schedConfig(c config.Config, r modelRef, log *slog.Logger) engine.Config {
 	}
 	split := c.PromptSplitByModel[r.Name]
 	return engine.Config{
-		NParallel:    c.NParallel,
-		NCtx:         c.NCtx * c.NParallel,
-		NBatch:       c.NBatch,
-		MixedPrefill: c.MixedPrefill,
-		NThreads:     c.NThreads,
-		QueueSize:    c.QueueLength,
-		CompactAfter: compactAfter(c.CompactAfter),
-		TMaxPrompt:   time.Duration(budget) * time.Millisecond,
-		Split:        engine.PromptSplit{Extra: split.Extra, Prefix: split.Prefix, Suffix: split.Suffix},
-		Family:       engine.Family(r.Family),
-		Logger:       log,
+		NParallel:        c.NParallel,
+		NCtx:             c.NCtx * c.NParallel,
+		NBatch:           c.NBatch,
+		MixedPrefill:     c.MixedPrefill,
+		NThreads:         c.NThreads,
+		QueueSize:        c.QueueLength,
+		CompactAfter:     compactAfter(c.CompactAfter),
+		PromptCacheBytes: promptCacheBytes(c.PromptCacheMiB),
+		TMaxPrompt:       time.Duration(budget) * time.Millisecond,
+		Split:            engine.PromptSplit{Extra: split.Extra, Prefix: split.Prefix, Suffix: split.Suffix},
+		Family:           engine.Family(r.Family),
+		Logger:           log,
 	}
+}
+
+// promptCacheBytes is ENGINE_PROMPT_CACHE_MIB in bytes, negative (off)
+// for 0.
+func promptCacheBytes(mib int) int {
+	if mib == 0 {
+		return -1
+	}
+	return mib << 20
 }
 
 func runModel(ctx context.Context, args []string) error {

@@ -142,6 +142,15 @@ func TestSchedConfigPromptBudget(t *testing.T) {
 			t.Errorf("%s: TMaxPrompt %v, want %v", name, got, want)
 		}
 	}
+	// ENGINE_PROMPT_CACHE_MIB too, 0 turning the prompt cache off.
+	c.PromptCacheMiB = 3
+	if got := schedConfig(c, modelRef{Name: "other"}, nil).PromptCacheBytes; got != 3<<20 {
+		t.Errorf("PromptCacheBytes %d, want 3 MiB", got)
+	}
+	c.PromptCacheMiB = 0
+	if got := schedConfig(c, modelRef{Name: "other"}, nil).PromptCacheBytes; got >= 0 {
+		t.Errorf("PromptCacheBytes %d for ENGINE_PROMPT_CACHE_MIB=0, want negative (off)", got)
+	}
 	// ENGINE_MIXED_PREFILL reaches every model's scheduler.
 	c.MixedPrefill = 24
 	if got := schedConfig(c, modelRef{Name: "other"}, nil).MixedPrefill; got != 24 {

@@ -9,6 +9,7 @@
 package enginetest
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -70,6 +71,9 @@ type Options struct {
 	// of its tokens as one-hot vectors of EmbedDims coordinates (token t
 	// at t mod EmbedDims). Otherwise Embeddings fails.
 	Embeds bool
+	// FailSave and FailLoad make SeqSave and SeqLoad fail
+	// (engine.StateContext).
+	FailSave, FailLoad bool
 }
 
 // EmbedDims is the width of the fake's embeddings (Options.Embeds).
@@ -592,6 +596,67 @@ func (c *Context) SeqAdd(seq int32, p0, p1, delta int32) {
 		c.used++
 	}
 	c.trim(int(seq))
+}
+
+// SeqSave encodes seq's cells, 8 bytes each: position and token, little
+// endian (engine.StateContext).
+func (c *Context) SeqSave(seq int32) ([]byte, error) {
+	c.enter()
+	defer c.leave()
+	if c.m.opts.FailSave {
+		return nil, errors.New("fake: saves fail")
+	}
+	if seq < 0 || int(seq) >= len(c.seqs) {
+		return nil, fmt.Errorf("fake: seq %d out of range", seq)
+	}
+	var out []byte
+	for p, cl := range c.seqs[seq] {
+		if cl.ok {
+			out = binary.LittleEndian.AppendUint32(out, uint32(p))
+			out = binary.LittleEndian.AppendUint32(out, uint32(cl.tok))
+		}
+	}
+	if out == nil {
+		out = []byte{} // an empty sequence saves as no cells
+	}
+	return out, nil
+}
+
+// SeqLoad replaces seq's cells with those SeqSave encoded; on error seq is
+// left empty.
+func (c *Context) SeqLoad(seq int32, data []byte) error {
+	c.enter()
+	defer c.leave()
+	if seq < 0 || int(seq) >= len(c.seqs) {
+		return fmt.Errorf("fake: seq %d out of range", seq)
+	}
+	for _, cl := range c.seqs[seq] {
+		if cl.ok {
+			c.used--
+		}
+	}
+	c.seqs[seq] = nil
+	if c.m.opts.FailLoad {
+		return errors.New("fake: loads fail")
+	}
+	capacity := c.p.NCtx
+	if c.m.opts.KVCells > 0 {
+		capacity = c.m.opts.KVCells
+	}
+	if len(data)%8 != 0 || c.used+len(data)/8 > capacity {
+		return fmt.Errorf("fake: state of %d bytes does not fit", len(data))
+	}
+	var cells []cell
+	for i := 0; i < len(data); i += 8 {
+		p := int(binary.LittleEndian.Uint32(data[i:]))
+		for len(cells) <= p {
+			cells = append(cells, cell{})
+		}
+		cells[p] = cell{tok: engine.Token(binary.LittleEndian.Uint32(data[i+4:])), ok: true}
+	}
+	c.seqs[seq] = cells
+	c.used += len(data) / 8
+	return nil
 }
 
 // CanShift reports !NoShift.

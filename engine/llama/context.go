@@ -35,7 +35,10 @@ type Context struct {
 	pool *C.struct_ggml_threadpool
 }
 
-var _ engine.Context = (*Context)(nil)
+var (
+	_ engine.Context      = (*Context)(nil)
+	_ engine.StateContext = (*Context)(nil)
+)
 
 // NewContext creates a context. Zero fields take these defaults: NCtx = the
 // training context, NBatch = min(NCtx, 2048), NSeqMax = 1, NThreads = the
@@ -253,6 +256,41 @@ func (c *Context) SeqAdd(seq int32, p0, p1, delta int32) {
 		return
 	}
 	C.llama_memory_seq_add(c.mem, C.llama_seq_id(seq), C.llama_pos(p0), C.llama_pos(p1), C.llama_pos(delta))
+}
+
+// SeqSave copies seq's KV cells (their positions, keys and values) to host
+// memory (llama_state_seq_get_data); SeqLoad puts such a copy back into a
+// sequence of a context of the same model and parameters.
+func (c *Context) SeqSave(seq int32) ([]byte, error) {
+	if c.ctx == nil || !c.validSeq(seq) {
+		return nil, fmt.Errorf("llama: save of sequence %d: no such sequence", seq)
+	}
+	n := C.llama_state_seq_get_size(c.ctx, C.llama_seq_id(seq))
+	if n == 0 {
+		return nil, fmt.Errorf("llama: save of sequence %d: size 0", seq)
+	}
+	buf := make([]byte, int(n))
+	if got := C.llama_state_seq_get_data(c.ctx, (*C.uint8_t)(unsafe.Pointer(&buf[0])), n, C.llama_seq_id(seq)); got != n {
+		return nil, fmt.Errorf("llama: save of sequence %d: wrote %d of %d bytes", seq, got, n)
+	}
+	return buf, nil
+}
+
+// SeqLoad replaces seq's KV cells with data from SeqSave. On failure the
+// sequence is left empty.
+func (c *Context) SeqLoad(seq int32, data []byte) error {
+	if c.ctx == nil || !c.validSeq(seq) {
+		return fmt.Errorf("llama: load into sequence %d: no such sequence", seq)
+	}
+	if len(data) == 0 {
+		return errors.New("llama: load of an empty state")
+	}
+	C.llama_memory_seq_rm(c.mem, C.llama_seq_id(seq), -1, -1)
+	if C.llama_state_seq_set_data(c.ctx, (*C.uint8_t)(unsafe.Pointer(&data[0])), C.size_t(len(data)), C.llama_seq_id(seq)) == 0 {
+		C.llama_memory_seq_rm(c.mem, C.llama_seq_id(seq), -1, -1)
+		return fmt.Errorf("llama: load into sequence %d failed (%d bytes)", seq, len(data))
+	}
+	return nil
 }
 
 // SeqPosMax is the largest position seq holds in the KV, -1 when empty.

@@ -231,6 +231,38 @@ func TestSeqRmThenRedecodeMatchesFresh(t *testing.T) {
 	}
 }
 
+// TestSeqSaveLoad: a sequence's cells saved to host memory and loaded into
+// another sequence (its own KV stream) go on exactly as the original: the
+// next token's logits match, and a sequence refuses a state that is not one.
+func TestSeqSaveLoad(t *testing.T) {
+	m := loadTiny(t)
+	toks := tokens(t, m, prompt)
+	next := tokens(t, m, "// and then\n")
+	c := newContext(t, m, engine.ContextParams{NCtx: 1024, NBatch: 512, NSeqMax: 2})
+	decodePrompt(t, c, 0, 0, toks)
+	data, err := c.SeqSave(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := decodePrompt(t, c, 0, int32(len(toks)), next)
+	if err := c.SeqLoad(1, data); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.SeqPosMax(1); got != int32(len(toks)-1) {
+		t.Fatalf("after SeqLoad, SeqPosMax(1) = %d, want %d", got, len(toks)-1)
+	}
+	got := decodePrompt(t, c, 1, int32(len(toks)), next)
+	if d := maxAbsDiff(got, want); d > 1e-3 {
+		t.Errorf("loaded sequence vs original: max diff %g", d)
+	}
+	if err := c.SeqLoad(1, []byte("not a state")); err == nil {
+		t.Error("SeqLoad took a state that is not one")
+	}
+	if got := c.SeqPosMax(1); got != -1 {
+		t.Errorf("after a failed SeqLoad, SeqPosMax(1) = %d, want -1 (empty)", got)
+	}
+}
+
 func TestSeqCpSharesPrefix(t *testing.T) {
 	m := loadTiny(t)
 	toks := tokens(t, m, prompt)

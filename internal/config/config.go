@@ -110,6 +110,7 @@ type Config struct {
 	NGPULayers          int            `env:"N_GPU_LAYERS" def:"-1" doc:"Layers offloaded to the GPU when a GPU backend is loaded; -1 = all."`
 	GGMLBackendDir      string         `env:"GGML_BACKEND_DIR" def:"" doc:"Directory holding loadable ggml backends (e.g. libggml-cuda.so); empty = CPU only."`
 	CompactAfter        int            `env:"ENGINE_COMPACT_AFTER_SECONDS" def:"10" doc:"A request whose slot sits above a slot idle this long runs in that slot instead, the two caches swapped (none lost), so the slots in use stay next to each other and CPU steps carry no placeholder rows for idle slots between them (docs/architecture.md); 0 disables."`
+	PromptCacheMiB      int            `env:"ENGINE_PROMPT_CACHE_MIB" def:"2048" doc:"MiB of host memory per model for prompts whose slot another user's request took: their KV cells are copied there and back when that user's next request comes, so it evaluates only what changed instead of its whole prompt (llama.cpp's --cache-ram); least recently saved dropped first; 0 disables (0-1048576)."`
 	QueueLength         int            `env:"ENGINE_QUEUE" def:"64" doc:"Requests waiting per model before 429 overload."`
 	PromptBudget        int            `env:"ENGINE_PROMPT_BUDGET_MS" def:"10000" doc:"Prompt time budget, in ms, of requests that set none (llama.cpp's t_max_prompt_ms sets one): when a model estimates from its measured prefill speed that a prompt would take longer, it drops extra context chunks and then prefix lines until it fits (docs/context.md); 0 = none (0-600000)."`
 	PromptBudgetByModel map[string]int `env:"MODEL_PROMPT_BUDGET_MS" def:"{}" doc:"JSON object: model name to its own prompt time budget in ms, in place of ENGINE_PROMPT_BUDGET_MS (0-600000; 0 = none), e.g. {\"qwen2.5-coder-7b-q4_k_m\": 2000}."`
@@ -371,6 +372,9 @@ func (c Config) Validate() error {
 	}
 	if c.ModelWorkers < 1 || c.ModelWorkers > 32 {
 		return bad("THREAD_POOL_MAX_WORKERS", "%d is out of range 1-32", c.ModelWorkers)
+	}
+	if c.PromptCacheMiB < 0 || c.PromptCacheMiB > 1<<20 {
+		return bad("ENGINE_PROMPT_CACHE_MIB", "%d is out of range 0-1048576", c.PromptCacheMiB)
 	}
 	if c.MixedPrefill < 0 || c.MixedPrefill > 65536 {
 		return bad("ENGINE_MIXED_PREFILL", "%d is out of range 0-65536", c.MixedPrefill)

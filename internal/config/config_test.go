@@ -38,6 +38,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"SERVER_PORT": "70000"}, "SERVER_PORT"},
 		{map[string]string{"DB_PORT": "0"}, "DB_PORT"},
 		{map[string]string{"ENGINE_MIXED_PREFILL": "-1"}, "ENGINE_MIXED_PREFILL"},
+		{map[string]string{"ENGINE_PROMPT_CACHE_MIB": "-1"}, "ENGINE_PROMPT_CACHE_MIB"},
 		{map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL"},
 		{map[string]string{"REDIS_URL": "http://x"}, "REDIS_URL"},
 		{map[string]string{"SESSION_TOKEN_EXPIRES_IN_SECONDS": "-5"}, "SESSION_TOKEN_EXPIRES_IN_SECONDS"},

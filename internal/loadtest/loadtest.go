@@ -229,11 +229,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep.mu.Lock()
 	setupRequests := rep.Requests
 	rep.mu.Unlock()
+	pinger := newClient(o.BaseURL, hc)
+	before := engineCountersNow(ctx, pinger)
 	typeCtx, cancel := context.WithDeadline(ctx, start.Add(o.Duration))
 	defer cancel()
 	close(started)
 	wg.Wait()
 	rep.Elapsed = time.Since(start)
+	if before != nil {
+		rep.Engines = engineTotals(before, engineCountersNow(ctx, pinger))
+	}
 	rep.mu.Lock()
 	rep.TypingRequests = rep.Requests - setupRequests
 	rep.mu.Unlock()

@@ -53,6 +53,8 @@ type Report struct {
 	SinceKeystroke []float64
 	// RSS are the server's resident memory samples (ServerPID set).
 	RSS []RSSSample
+	// Engines is what each model's engine did during the typing.
+	Engines []EngineTotals
 
 	// Acked is everything the server acknowledged: Reconcile's input.
 	Acked Acked
@@ -392,6 +394,7 @@ func (r *Report) Write(w io.Writer) {
 			}
 		}
 	}
+	writeEngineTotals(w, r.Engines, r.Elapsed.Seconds())
 	if first, warm, last, flat, ok := r.RSSSummary(); ok {
 		verdict := "flat (within 10 % after the warm-up)"
 		if !flat {

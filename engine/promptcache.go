@@ -1,0 +1,160 @@
+package engine
+
+import "log/slog"
+
+// Prompt cache in host memory.
+//
+// A slot's KV holds the prompt of the last request that ran in it. With
+// more typists than slots, another typist's request takes the slot and
+// overwrites it, and the first typist's next request evaluates its whole
+// prompt again (thousands of tokens of context files, prefix and suffix)
+// although only the characters typed since changed. On a CPU that
+// evaluation is most of an answer's time.
+//
+// So before a request throws away at least minSaveTokens of a slot's cache
+// that another typist left there, the scheduler copies the slot's KV cells
+// to host memory (StateContext.SeqSave, a memory copy of the sequence's
+// cells); and when a saved prompt shares at least minRestoreGain tokens
+// more with a request's prompt than the slot it got, the saved cells are
+// copied back into that slot (SeqLoad) and only the rest of the prompt is
+// evaluated. llama.cpp's server does the same with --cache-ram.
+//
+// The cache keeps one prompt per typist (the requests' SupersedeKey: a
+// typist's newer prompt makes its older one useless) and, over
+// Config.PromptCacheBytes, drops the least recently saved first. A prompt
+// copied back into a slot leaves the cache: the slot holds it now, and it
+// is saved again, as it has grown by then, when another typist's request
+// overwrites it.
+const (
+	minSaveTokens  = 128 // the least a request must throw away of another typist's cache to save it
+	minRestoreGain = 64  // the least a saved prompt must add to a slot's reusable prefix to be copied back
+)
+
+// DefaultPromptCacheBytes is Config.PromptCacheBytes's default.
+const DefaultPromptCacheBytes = 2 << 30
+
+// savedPrompt is one slot's KV cells in host memory.
+type savedPrompt struct {
+	key    string  // the SupersedeKey of the request that last ran in the slot
+	tokens []Token // exactly the tokens of the cells, by position
+	state  []byte
+}
+
+// promptCache is the saved prompts, least recently saved first. Only the
+// scheduler goroutine uses it.
+type promptCache struct {
+	limit   int
+	bytes   int
+	entries []*savedPrompt
+}
+
+// best is the saved prompt sharing the longest prefix with prompt, and that
+// prefix's length; on a tie, the one saved for key.
+func (c *promptCache) best(prompt []Token, key string) (*savedPrompt, int) {
+	var best *savedPrompt
+	n := 0
+	for _, e := range c.entries {
+		l := commonPrefix(e.tokens, prompt)
+		if l > n || (l == n && l > 0 && key != "" && e.key == key) {
+			best, n = e, l
+		}
+	}
+	return best, n
+}
+
+// add keeps e, dropping an older prompt of the same typist, then the least
+// recently saved prompts until the cache fits its limit. A prompt larger
+// than the limit is not kept.
+func (c *promptCache) add(e *savedPrompt) {
+	if e.key != "" {
+		for _, o := range c.entries {
+			if o.key == e.key {
+				c.remove(o)
+				break
+			}
+		}
+	}
+	if len(e.state) > c.limit {
+		return
+	}
+	c.entries = append(c.entries, e)
+	c.bytes += len(e.state)
+	for c.bytes > c.limit {
+		c.remove(c.entries[0])
+	}
+}
+
+func (c *promptCache) remove(e *savedPrompt) {
+	for i, o := range c.entries {
+		if o == e {
+			c.entries = append(c.entries[:i], c.entries[i+1:]...)
+			c.bytes -= len(e.state)
+			return
+		}
+	}
+}
+
+// PromptCacheStats describe the prompt cache in host memory.
+type PromptCacheStats struct {
+	Prompts  int    // prompts held
+	Bytes    int    // their KV cells' bytes
+	Saves    uint64 // prompts saved from a slot
+	Restores uint64 // prompts copied back into a slot
+	// RestoredTokens are the prompt tokens requests reused from restored
+	// prompts, which they would otherwise have evaluated.
+	RestoredTokens uint64
+}
+
+// swapPrompt runs when q has been given slot sl, before its KV is trimmed
+// to what q reuses: it saves the slot's cache when q would throw away
+// enough of another typist's cache, and copies a saved prompt into the
+// slot when that gives q a longer prefix (see above). It returns how many
+// tokens of q's prompt the restored cells give beyond what the slot held
+// (0 when nothing was restored).
+func (s *Scheduler) swapPrompt(sl *slot, q *sequence) int {
+	st, ok := s.ctx.(StateContext)
+	if s.pc == nil || !ok || s.copyPending {
+		return 0
+	}
+	have := 0
+	if q.req.CachePrompt {
+		have = commonPrefix(sl.cached, q.prompt)
+		if _, m := planReuse(sl.cached, q.prompt, have, s.reuseChunk()); m > have {
+			have = m
+		}
+	}
+	var saved *savedPrompt
+	gain := 0
+	if q.req.CachePrompt {
+		var n int
+		if saved, n = s.pc.best(q.prompt, q.req.SupersedeKey); n >= have+minRestoreGain {
+			gain = n - have
+		} else {
+			saved = nil
+		}
+	}
+	defer func() { s.pcPrompts.Store(int64(len(s.pc.entries))); s.pcBytes.Store(int64(s.pc.bytes)) }()
+	key := q.req.SupersedeKey
+	if len(sl.cached)-have >= minSaveTokens && (sl.key != key || key == "") {
+		data, err := st.SeqSave(sl.id)
+		if err != nil {
+			s.log.Warn("prompt cache: save failed", slog.String("model", s.name), slog.Any("err", err))
+		} else {
+			s.pc.add(&savedPrompt{key: sl.key, tokens: append([]Token(nil), sl.cached...), state: data})
+			s.nSaves.Add(1)
+		}
+	}
+	if saved == nil {
+		return 0
+	}
+	s.pc.remove(saved)
+	if err := st.SeqLoad(sl.id, saved.state); err != nil {
+		// The slot is empty now; q evaluates its prompt from the start.
+		s.log.Warn("prompt cache: load failed", slog.String("model", s.name), slog.Any("err", err))
+		sl.cached = sl.cached[:0]
+		return 0
+	}
+	sl.cached, sl.key = append(sl.cached[:0], saved.tokens...), saved.key
+	s.nRestores.Add(1)
+	return gain
+}
