@@ -35,6 +35,7 @@ func runBench(ctx context.Context, args []string) error {
 	maxTokens := fs.Int("max-tokens", 16, "tokens generated per keystroke")
 	maxPrefix := fs.Int("max-prefix", 3072, "bytes of prefix in the editor window")
 	maxSuffix := fs.Int("max-suffix", 768, "bytes of suffix in the editor window")
+	slots := fs.Int("slots", 0, "the model's slots (0: as many as the most typists); fewer slots than typists measure the prompt cache in host memory (ENGINE_PROMPT_CACHE_MIB=0 turns it off)")
 	out := fs.String("out", "", "also append the markdown table to this file")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured runs to this file")
 	verbose := fs.Bool("v", false, "print every keystroke's timings to stderr")
@@ -82,6 +83,9 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	most := slices.Max(counts)
 	cfg.NParallel = most
+	if *slots > 0 {
+		cfg.NParallel = *slots
+	}
 	cfg.NCtx = 4096
 	e, err := newEngine(cfg, log, []modelRef{ref})
 	if err != nil {
@@ -125,7 +129,7 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "Engine typing benchmark: model %s, %d generated tokens per keystroke, window %d/%d bytes prefix/suffix, %d slots, %s, GOMAXPROCS %d, commit %s, host %s, %s\n\n",
-		label, *maxTokens, *maxPrefix, *maxSuffix, most, cpuModel(), runtime.GOMAXPROCS(0), buildVersion(), host, time.Now().UTC().Format("2006-01-02"))
+		label, *maxTokens, *maxPrefix, *maxSuffix, cfg.NParallel, cpuModel(), runtime.GOMAXPROCS(0), buildVersion(), host, time.Now().UTC().Format("2006-01-02"))
 	b.WriteString("| prefix reuse | typists | keystrokes | p50 ms | p95 ms | p99 ms | prompt tokens/keystroke | from cache | evaluated/keystroke | generated tok/s, whole run | generated tok/s, all typing | tokens/decode |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		who := strconv.Itoa(r.typists)

@@ -85,6 +85,11 @@ type Options struct {
 	// NoChat: the users do not chat, even when the server serves a chat
 	// model.
 	NoChat bool
+	// ContextEvery: a user edits one of its context files after every
+	// ContextEvery keystrokes, once its requests in flight have ended
+	// (default 25). ChatEvery: a user starts a chat after every ChatEvery
+	// keystrokes when none of its chats is running (default 80).
+	ContextEvery, ChatEvery int
 }
 
 func (o *Options) defaults() error {
@@ -116,6 +121,12 @@ func (o *Options) defaults() error {
 	}
 	if o.MaxSuffix <= 0 {
 		o.MaxSuffix = 1024
+	}
+	if o.ContextEvery <= 0 {
+		o.ContextEvery = 25
+	}
+	if o.ChatEvery <= 0 {
+		o.ChatEvery = 80
 	}
 	if o.SettleTimeout <= 0 {
 		o.SettleTimeout = 150 * time.Second

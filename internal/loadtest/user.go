@@ -162,15 +162,15 @@ func (u *user) run(ctx context.Context) {
 		k := keys[n%len(keys)]
 		u.complete(ctx, n, k, truthAfter(keys, n))
 		switch {
-		case n%25 == 24:
+		case n%u.o.ContextEvery == u.o.ContextEvery-1:
 			// An edit of a context file, between keystrokes: the requests in
 			// flight end first, so each request's context is known.
 			u.inflight.Wait()
-			f := u.ctxFiles[n%len(u.ctxFiles)]
+			f := u.ctxFiles[(n/u.o.ContextEvery)%len(u.ctxFiles)]
 			line := fmt.Sprintf("// edit %d of %s", n, f.name)
 			at := u.rng.IntN(len(f.lines) + 1)
 			u.contextUpdate(ctx, map[string][]change{f.name: {{Type: "insert", Start: at, End: at, Lines: []string{line}}}})
-		case n%80 == 10 && u.models.chatName != "" && !u.o.NoChat && !u.chatting.Load():
+		case n%u.o.ChatEvery == min(10, u.o.ChatEvery-1) && u.models.chatName != "" && !u.o.NoChat && !u.chatting.Load():
 			// The chat answers beside the typing, one at a time.
 			u.chatting.Store(true)
 			u.chats.Add(1)
