@@ -62,9 +62,21 @@ func (c *promptCache) best(prompt []Token, key string) (*savedPrompt, int) {
 	return best, n
 }
 
-// add keeps e, dropping an older prompt of the same typist, then the least
-// recently saved prompts until the cache fits its limit. A prompt larger
-// than the limit is not kept.
+// covered says whether a saved prompt of typist key starts with all of
+// tokens, which then add nothing to the cache (say, a request superseded
+// early in its prompt left them).
+func (c *promptCache) covered(key string, tokens []Token) bool {
+	for _, o := range c.entries {
+		if key != "" && o.key == key && commonPrefix(o.tokens, tokens) == len(tokens) {
+			return true
+		}
+	}
+	return false
+}
+
+// add keeps e, dropping the older prompt of the same typist, then the
+// least recently saved prompts until the cache fits its limit. A prompt
+// larger than the limit is not kept.
 func (c *promptCache) add(e *savedPrompt) {
 	if e.key != "" {
 		for _, o := range c.entries {
@@ -135,7 +147,7 @@ func (s *Scheduler) swapPrompt(sl *slot, q *sequence) int {
 	}
 	defer func() { s.pcPrompts.Store(int64(len(s.pc.entries))); s.pcBytes.Store(int64(s.pc.bytes)) }()
 	key := q.req.SupersedeKey
-	if len(sl.cached)-have >= minSaveTokens && (sl.key != key || key == "") {
+	if len(sl.cached)-have >= minSaveTokens && (sl.key != key || key == "") && !s.pc.covered(sl.key, sl.cached) {
 		data, err := st.SeqSave(sl.id)
 		if err != nil {
 			s.log.Warn("prompt cache: save failed", slog.String("model", s.name), slog.Any("err", err))

@@ -33,6 +33,7 @@ type engineCounters struct {
 	GeneratedTokens uint64  `json:"generated_tokens"`
 	DecodeMS        float64 `json:"decode_ms"`
 	PromptCache     struct {
+		Bytes          int64  `json:"bytes"`
 		Saves          uint64 `json:"saves"`
 		Restores       uint64 `json:"restores"`
 		RestoredTokens uint64 `json:"restored_tokens"`

@@ -190,7 +190,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rssCtx, stopRSS := context.WithCancel(ctx)
 	if o.ServerPID > 0 {
 		rss.Add(1)
-		go func() { defer rss.Done(); rep.sampleRSS(rssCtx, o.ServerPID, o.RSSEvery) }()
+		pinger := newClient(o.BaseURL, hc)
+		cache := func() int64 {
+			var n int64
+			for _, m := range engineCountersNow(rssCtx, pinger) {
+				n += m.PromptCache.Bytes
+			}
+			return n / 1024
+		}
+		go func() { defer rss.Done(); rep.sampleRSS(rssCtx, o.ServerPID, o.RSSEvery, cache) }()
 	}
 	defer func() { stopRSS(); rss.Wait() }()
 

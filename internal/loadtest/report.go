@@ -83,7 +83,14 @@ type RouteStats struct {
 type RSSSample struct {
 	At  time.Duration // since the run started
 	KiB int64
+	// CacheKiB is what the models' prompt caches held then (/api/ping):
+	// host memory that fills up to its bound (ENGINE_PROMPT_CACHE_MIB) by
+	// design, which the flatness check leaves out.
+	CacheKiB int64
 }
+
+// net is the sample's RSS less the prompt caches.
+func (s RSSSample) net() int64 { return s.KiB - s.CacheKiB }
 
 func newReport(o Options) *Report {
 	r := &Report{BaseURL: o.BaseURL, Users: o.Users, Duration: o.Duration, Routes: map[string]*RouteStats{}}
@@ -254,15 +261,20 @@ func (r *Report) Failed() bool {
 	return r.Status5xx > 0 || r.Unexpected > 0 || len(r.UserErrors) > 0
 }
 
-// sampleRSS samples VmRSS of pid every every until ctx ends.
-func (r *Report) sampleRSS(ctx context.Context, pid int, every time.Duration) {
+// sampleRSS samples VmRSS of pid, and what cache (may be nil) says the
+// prompt caches hold, every every until ctx ends.
+func (r *Report) sampleRSS(ctx context.Context, pid int, every time.Duration, cache func() int64) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	start := time.Now()
 	for {
 		if kib, err := readRSS(pid); err == nil {
+			var c int64
+			if cache != nil {
+				c = cache()
+			}
 			r.mu.Lock()
-			r.RSS = append(r.RSS, RSSSample{At: time.Since(start), KiB: kib})
+			r.RSS = append(r.RSS, RSSSample{At: time.Since(start), KiB: kib, CacheKiB: c})
 			r.mu.Unlock()
 		}
 		select {
@@ -291,7 +303,8 @@ func readRSS(pid int) (int64, error) {
 
 // RSSSummary is the first sample, the first after the warm-up (a quarter
 // of the run, at least 10 s in, when there is one), and the last; flat
-// when the last is within 10 % of the warm one.
+// when the last is within 10 % of the warm one, the prompt caches left
+// out.
 func (r *Report) RSSSummary() (first, warm, last RSSSample, flat, ok bool) {
 	if len(r.RSS) == 0 {
 		return first, warm, last, false, false
@@ -304,7 +317,7 @@ func (r *Report) RSSSummary() (first, warm, last RSSSample, flat, ok bool) {
 			break
 		}
 	}
-	flat = float64(last.KiB) <= 1.1*float64(warm.KiB)
+	flat = float64(last.net()) <= 1.1*float64(warm.net())
 	return first, warm, last, flat, true
 }
 
@@ -396,9 +409,9 @@ func (r *Report) Write(w io.Writer) {
 	}
 	writeEngineTotals(w, r.Engines, r.Elapsed.Seconds())
 	if first, warm, last, flat, ok := r.RSSSummary(); ok {
-		verdict := "flat (within 10 % after the warm-up)"
+		verdict := "flat (within 10 % after the warm-up, the prompt caches left out)"
 		if !flat {
-			verdict = "NOT flat (grew more than 10 % after the warm-up)"
+			verdict = "NOT flat (grew more than 10 % after the warm-up, the prompt caches left out)"
 		}
 		fmt.Fprintf(w, "\nServer RSS: %.1f MiB at %v, %.1f MiB at %v (after warm-up), %.1f MiB at %v (last): %s\n",
 			float64(first.KiB)/1024, first.At.Round(time.Second), float64(warm.KiB)/1024, warm.At.Round(time.Second),
@@ -408,6 +421,10 @@ func (r *Report) Write(w io.Writer) {
 			parts = append(parts, fmt.Sprintf("%v %.0f", s.At.Round(time.Second), float64(s.KiB)/1024))
 		}
 		fmt.Fprintf(w, "RSS samples (MiB): %s\n", strings.Join(parts, ", "))
+		if last.CacheKiB > 0 || warm.CacheKiB > 0 {
+			fmt.Fprintf(w, "The models' prompt caches in host memory (bounded by ENGINE_PROMPT_CACHE_MIB) held %.1f MiB after the warm-up and %.1f MiB at the end; without them the RSS went from %.1f to %.1f MiB.\n",
+				float64(warm.CacheKiB)/1024, float64(last.CacheKiB)/1024, float64(warm.net())/1024, float64(last.net())/1024)
+		}
 	}
 	for _, e := range r.UserErrors {
 		fmt.Fprintf(w, "user stopped: %s\n", e)

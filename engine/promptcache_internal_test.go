@@ -1,0 +1,40 @@
+package engine
+
+import "testing"
+
+// TestPromptCacheEntries: one prompt per typist, the newer replacing the
+// older unless the older starts with all of it; least recently saved out
+// first over the bound; the best match is the longest common prefix.
+func TestPromptCacheEntries(t *testing.T) {
+	toks := func(n int, base Token) []Token {
+		out := make([]Token, n)
+		for i := range out {
+			out[i] = base + Token(i)
+		}
+		return out
+	}
+	c := &promptCache{limit: 300}
+	a := &savedPrompt{key: "a", tokens: toks(100, 0), state: make([]byte, 100)}
+	c.add(a)
+	if !c.covered("a", toks(40, 0)) || c.covered("b", toks(40, 0)) || c.covered("a", toks(101, 0)) || c.covered("", toks(40, 0)) {
+		t.Error("covered: only a prompt of the same typist that starts with all the tokens covers them")
+	}
+	b := &savedPrompt{key: "b", tokens: toks(100, 1000), state: make([]byte, 100)}
+	c.add(b)
+	if e, n := c.best(append(toks(60, 0), 7, 7), "x"); e != a || n != 60 {
+		t.Errorf("best: %v, %d; want a's prompt, 60", e, n)
+	}
+	a2 := &savedPrompt{key: "a", tokens: append(toks(50, 0), 9), state: make([]byte, 100)}
+	c.add(a2)
+	if len(c.entries) != 2 || c.entries[1] != a2 || c.bytes != 200 {
+		t.Errorf("a's newer prompt should replace its older: %d entries, %d bytes", len(c.entries), c.bytes)
+	}
+	c.add(&savedPrompt{key: "", tokens: toks(10, 5000), state: make([]byte, 150)})
+	if len(c.entries) != 2 || c.entries[0] != a2 || c.bytes != 250 {
+		t.Errorf("over the bound the least recently saved (b's) goes: %d entries, %d bytes", len(c.entries), c.bytes)
+	}
+	c.add(&savedPrompt{key: "big", tokens: toks(10, 6000), state: make([]byte, 301)})
+	if len(c.entries) != 2 || c.bytes != 250 {
+		t.Errorf("a prompt over the bound is not kept: %d entries, %d bytes", len(c.entries), c.bytes)
+	}
+}
