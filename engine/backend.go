@@ -189,10 +189,21 @@ type StreamedContext interface {
 // prompts there that no slot holds any more.
 type StateContext interface {
 	// SeqSave returns a copy of seq's KV cells.
-	SeqSave(seq int32) ([]byte, error)
+	SeqSave(seq int32) (SeqState, error)
 	// SeqLoad replaces seq's KV cells with a copy SeqSave made on this
 	// context. On error the sequence is empty.
-	SeqLoad(seq int32, data []byte) error
+	SeqLoad(seq int32, st SeqState) error
+}
+
+// SeqState is a copy of a sequence's KV cells in host memory. The llama
+// backend keeps it outside the Go heap: the prompt cache holds up to
+// gigabytes of them and replaces them all the time, and on the Go heap
+// the garbage collector would let the heap grow to about twice what the
+// cache holds before collecting. Free releases the memory; the owner calls
+// it exactly once.
+type SeqState interface {
+	Len() int // bytes
+	Free()
 }
 
 // IdleContext is implemented by contexts that keep something busy between

@@ -37,7 +37,7 @@ const DefaultPromptCacheBytes = 2 << 30
 type savedPrompt struct {
 	key    string  // the SupersedeKey of the request that last ran in the slot
 	tokens []Token // exactly the tokens of the cells, by position
-	state  []byte
+	state  SeqState
 }
 
 // promptCache is the saved prompts, least recently saved first. Only the
@@ -76,33 +76,48 @@ func (c *promptCache) covered(key string, tokens []Token) bool {
 
 // add keeps e, dropping the older prompt of the same typist, then the
 // least recently saved prompts until the cache fits its limit. A prompt
-// larger than the limit is not kept.
+// larger than the limit is not kept. Dropped prompts' states are freed.
 func (c *promptCache) add(e *savedPrompt) {
 	if e.key != "" {
 		for _, o := range c.entries {
 			if o.key == e.key {
-				c.remove(o)
+				c.drop(o)
 				break
 			}
 		}
 	}
-	if len(e.state) > c.limit {
+	if e.state.Len() > c.limit {
+		e.state.Free()
 		return
 	}
 	c.entries = append(c.entries, e)
-	c.bytes += len(e.state)
+	c.bytes += e.state.Len()
 	for c.bytes > c.limit {
-		c.remove(c.entries[0])
+		c.drop(c.entries[0])
 	}
 }
 
-func (c *promptCache) remove(e *savedPrompt) {
+// take removes e from the cache; its state is the caller's to free.
+func (c *promptCache) take(e *savedPrompt) {
 	for i, o := range c.entries {
 		if o == e {
 			c.entries = append(c.entries[:i], c.entries[i+1:]...)
-			c.bytes -= len(e.state)
+			c.bytes -= e.state.Len()
 			return
 		}
+	}
+}
+
+// drop removes e and frees its state.
+func (c *promptCache) drop(e *savedPrompt) {
+	c.take(e)
+	e.state.Free()
+}
+
+// clear frees every saved prompt.
+func (c *promptCache) clear() {
+	for len(c.entries) > 0 {
+		c.drop(c.entries[0])
 	}
 }
 
@@ -135,16 +150,6 @@ func (s *Scheduler) swapPrompt(sl *slot, q *sequence) int {
 			have = m
 		}
 	}
-	var saved *savedPrompt
-	gain := 0
-	if q.req.CachePrompt {
-		var n int
-		if saved, n = s.pc.best(q.prompt, q.req.SupersedeKey); n >= have+minRestoreGain {
-			gain = n - have
-		} else {
-			saved = nil
-		}
-	}
 	defer func() { s.pcPrompts.Store(int64(len(s.pc.entries))); s.pcBytes.Store(int64(s.pc.bytes)) }()
 	key := q.req.SupersedeKey
 	if len(sl.cached)-have >= minSaveTokens && (sl.key != key || key == "") && !s.pc.covered(sl.key, sl.cached) {
@@ -156,10 +161,21 @@ func (s *Scheduler) swapPrompt(sl *slot, q *sequence) int {
 			s.nSaves.Add(1)
 		}
 	}
+	var saved *savedPrompt
+	gain := 0
+	if q.req.CachePrompt {
+		var n int
+		if saved, n = s.pc.best(q.prompt, q.req.SupersedeKey); n >= have+minRestoreGain {
+			gain = n - have
+		} else {
+			saved = nil
+		}
+	}
 	if saved == nil {
 		return 0
 	}
-	s.pc.remove(saved)
+	s.pc.take(saved)
+	defer saved.state.Free()
 	if err := st.SeqLoad(sl.id, saved.state); err != nil {
 		// The slot is empty now; q evaluates its prompt from the start.
 		s.log.Warn("prompt cache: load failed", slog.String("model", s.name), slog.Any("err", err))

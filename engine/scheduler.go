@@ -952,6 +952,9 @@ func (s *Scheduler) shutdown() {
 		s.finish(q, StopError, ErrClosed)
 	}
 	s.active, s.waiting = nil, nil
+	if s.pc != nil {
+		s.pc.clear()
+	}
 	if err := s.ctx.Close(); err != nil {
 		s.log.Warn("close context", slog.String("model", s.name), slog.Any("err", err))
 	}

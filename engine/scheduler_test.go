@@ -37,6 +37,9 @@ func newSched(t *testing.T, o enginetest.Options, cfg engine.Config) (*engine.Sc
 		if n := m.OpenContexts(); n != 0 {
 			t.Errorf("%d contexts left open", n)
 		}
+		if n := m.LiveStates(); n != 0 {
+			t.Errorf("%d saved sequence states left unfreed", n)
+		}
 	})
 	return s, m
 }

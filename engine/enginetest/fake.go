@@ -122,6 +122,7 @@ type Model struct {
 	closed   atomic.Bool
 	samplers atomic.Int64 // open samplers
 	contexts atomic.Int64 // open contexts
+	states   atomic.Int64 // saved states not freed
 
 	mu   sync.Mutex
 	last *Context
@@ -217,6 +218,9 @@ func (m *Model) LastContext() *Context {
 
 // OpenSamplers is the number of samplers not yet closed.
 func (m *Model) OpenSamplers() int { return int(m.samplers.Load()) }
+
+// LiveStates is the number of saved sequence states not yet freed.
+func (m *Model) LiveStates() int { return int(m.states.Load()) }
 
 // OpenContexts is the number of contexts not yet closed.
 func (m *Model) OpenContexts() int { return int(m.contexts.Load()) }
@@ -598,9 +602,27 @@ func (c *Context) SeqAdd(seq int32, p0, p1, delta int32) {
 	c.trim(int(seq))
 }
 
-// SeqSave encodes seq's cells, 8 bytes each: position and token, little
-// endian (engine.StateContext).
-func (c *Context) SeqSave(seq int32) ([]byte, error) {
+// State is the fake's engine.SeqState: a sequence's cells, 8 bytes each
+// (position and token, little endian). Free marks it freed; a freed state
+// cannot be loaded, and freeing one twice panics, so a test catches both.
+type State struct {
+	data  []byte
+	freed bool
+	m     *Model
+}
+
+func (s *State) Len() int { return len(s.data) }
+
+func (s *State) Free() {
+	if s.freed {
+		panic("enginetest: state freed twice")
+	}
+	s.freed = true
+	s.m.states.Add(-1)
+}
+
+// SeqSave copies seq's cells (engine.StateContext).
+func (c *Context) SeqSave(seq int32) (engine.SeqState, error) {
 	c.enter()
 	defer c.leave()
 	if c.m.opts.FailSave {
@@ -616,15 +638,13 @@ func (c *Context) SeqSave(seq int32) ([]byte, error) {
 			out = binary.LittleEndian.AppendUint32(out, uint32(cl.tok))
 		}
 	}
-	if out == nil {
-		out = []byte{} // an empty sequence saves as no cells
-	}
-	return out, nil
+	c.m.states.Add(1)
+	return &State{data: out, m: c.m}, nil
 }
 
-// SeqLoad replaces seq's cells with those SeqSave encoded; on error seq is
-// left empty.
-func (c *Context) SeqLoad(seq int32, data []byte) error {
+// SeqLoad replaces seq's cells with those of a state SeqSave made; on
+// error seq is left empty.
+func (c *Context) SeqLoad(seq int32, st engine.SeqState) error {
 	c.enter()
 	defer c.leave()
 	if seq < 0 || int(seq) >= len(c.seqs) {
@@ -639,6 +659,11 @@ func (c *Context) SeqLoad(seq int32, data []byte) error {
 	if c.m.opts.FailLoad {
 		return errors.New("fake: loads fail")
 	}
+	s, ok := st.(*State)
+	if !ok || s.freed {
+		return errors.New("fake: load of a state the fake did not save, or one freed")
+	}
+	data := s.data
 	capacity := c.p.NCtx
 	if c.m.opts.KVCells > 0 {
 		capacity = c.m.opts.KVCells

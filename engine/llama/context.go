@@ -261,7 +261,7 @@ func (c *Context) SeqAdd(seq int32, p0, p1, delta int32) {
 // SeqSave copies seq's KV cells (their positions, keys and values) to host
 // memory (llama_state_seq_get_data); SeqLoad puts such a copy back into a
 // sequence of a context of the same model and parameters.
-func (c *Context) SeqSave(seq int32) ([]byte, error) {
+func (c *Context) SeqSave(seq int32) (engine.SeqState, error) {
 	if c.ctx == nil || !c.validSeq(seq) {
 		return nil, fmt.Errorf("llama: save of sequence %d: no such sequence", seq)
 	}
@@ -269,26 +269,47 @@ func (c *Context) SeqSave(seq int32) ([]byte, error) {
 	if n == 0 {
 		return nil, fmt.Errorf("llama: save of sequence %d: size 0", seq)
 	}
-	buf := make([]byte, int(n))
-	if got := C.llama_state_seq_get_data(c.ctx, (*C.uint8_t)(unsafe.Pointer(&buf[0])), n, C.llama_seq_id(seq)); got != n {
+	// Outside the Go heap (engine.SeqState says why).
+	p := C.malloc(n)
+	if p == nil {
+		return nil, fmt.Errorf("llama: save of sequence %d: no memory for %d bytes", seq, n)
+	}
+	if got := C.llama_state_seq_get_data(c.ctx, (*C.uint8_t)(p), n, C.llama_seq_id(seq)); got != n {
+		C.free(p)
 		return nil, fmt.Errorf("llama: save of sequence %d: wrote %d of %d bytes", seq, got, n)
 	}
-	return buf, nil
+	return &seqState{p: p, n: int(n)}, nil
 }
 
-// SeqLoad replaces seq's KV cells with data from SeqSave. On failure the
+// seqState is a sequence's cells in C memory.
+type seqState struct {
+	p unsafe.Pointer
+	n int
+}
+
+func (s *seqState) Len() int { return s.n }
+
+func (s *seqState) Free() {
+	if s.p != nil {
+		C.free(s.p)
+		s.p, s.n = nil, 0
+	}
+}
+
+// SeqLoad replaces seq's KV cells with a copy SeqSave made. On failure the
 // sequence is left empty.
-func (c *Context) SeqLoad(seq int32, data []byte) error {
+func (c *Context) SeqLoad(seq int32, st engine.SeqState) error {
 	if c.ctx == nil || !c.validSeq(seq) {
 		return fmt.Errorf("llama: load into sequence %d: no such sequence", seq)
 	}
-	if len(data) == 0 {
-		return errors.New("llama: load of an empty state")
-	}
 	C.llama_memory_seq_rm(c.mem, C.llama_seq_id(seq), -1, -1)
-	if C.llama_state_seq_set_data(c.ctx, (*C.uint8_t)(unsafe.Pointer(&data[0])), C.size_t(len(data)), C.llama_seq_id(seq)) == 0 {
+	s, ok := st.(*seqState)
+	if !ok || s.p == nil {
+		return errors.New("llama: load of a state this backend did not save, or one freed")
+	}
+	if C.llama_state_seq_set_data(c.ctx, (*C.uint8_t)(s.p), C.size_t(s.n), C.llama_seq_id(seq)) == 0 {
 		C.llama_memory_seq_rm(c.mem, C.llama_seq_id(seq), -1, -1)
-		return fmt.Errorf("llama: load into sequence %d failed (%d bytes)", seq, len(data))
+		return fmt.Errorf("llama: load into sequence %d failed (%d bytes)", seq, s.n)
 	}
 	return nil
 }

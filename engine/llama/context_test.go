@@ -255,13 +255,27 @@ func TestSeqSaveLoad(t *testing.T) {
 	if d := maxAbsDiff(got, want); d > 1e-3 {
 		t.Errorf("loaded sequence vs original: max diff %g", d)
 	}
-	if err := c.SeqLoad(1, []byte("not a state")); err == nil {
-		t.Error("SeqLoad took a state that is not one")
+	if data.Len() <= 0 {
+		t.Errorf("state of %d bytes", data.Len())
+	}
+	data.Free()
+	data.Free() // idempotent
+	if err := c.SeqLoad(1, data); err == nil {
+		t.Error("SeqLoad took a freed state")
 	}
 	if got := c.SeqPosMax(1); got != -1 {
-		t.Errorf("after a failed SeqLoad, SeqPosMax(1) = %d, want -1 (empty)", got)
+		t.Errorf("after a refused state, SeqPosMax(1) = %d, want -1 (empty)", got)
+	}
+	if err := c.SeqLoad(1, otherState{}); err == nil {
+		t.Error("SeqLoad took a state of another backend")
 	}
 }
+
+// otherState is a state no llama context saved.
+type otherState struct{}
+
+func (otherState) Len() int { return 8 }
+func (otherState) Free()    {}
 
 func TestSeqCpSharesPrefix(t *testing.T) {
 	m := loadTiny(t)
