@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"syscall"
 	"unsafe"
 
 	"github.com/code4me/code4me/engine"
@@ -269,30 +270,30 @@ func (c *Context) SeqSave(seq int32) (engine.SeqState, error) {
 	if n == 0 {
 		return nil, fmt.Errorf("llama: save of sequence %d: size 0", seq)
 	}
-	// Outside the Go heap (engine.SeqState says why).
-	p := C.malloc(n)
-	if p == nil {
-		return nil, fmt.Errorf("llama: save of sequence %d: no memory for %d bytes", seq, n)
+	// Outside the Go heap (engine.SeqState says why), and outside malloc's
+	// arenas too, which keep freed blocks of this size for reuse rather
+	// than give them back: an anonymous mapping per state, unmapped when
+	// it is freed.
+	buf, err := syscall.Mmap(-1, 0, int(n), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		return nil, fmt.Errorf("llama: save of sequence %d: map %d bytes: %w", seq, n, err)
 	}
-	if got := C.llama_state_seq_get_data(c.ctx, (*C.uint8_t)(p), n, C.llama_seq_id(seq)); got != n {
-		C.free(p)
+	if got := C.llama_state_seq_get_data(c.ctx, (*C.uint8_t)(unsafe.Pointer(&buf[0])), n, C.llama_seq_id(seq)); got != n {
+		syscall.Munmap(buf)
 		return nil, fmt.Errorf("llama: save of sequence %d: wrote %d of %d bytes", seq, got, n)
 	}
-	return &seqState{p: p, n: int(n)}, nil
+	return &seqState{buf: buf}, nil
 }
 
-// seqState is a sequence's cells in C memory.
-type seqState struct {
-	p unsafe.Pointer
-	n int
-}
+// seqState is a sequence's cells in an anonymous mapping.
+type seqState struct{ buf []byte }
 
-func (s *seqState) Len() int { return s.n }
+func (s *seqState) Len() int { return len(s.buf) }
 
 func (s *seqState) Free() {
-	if s.p != nil {
-		C.free(s.p)
-		s.p, s.n = nil, 0
+	if s.buf != nil {
+		syscall.Munmap(s.buf)
+		s.buf = nil
 	}
 }
 
@@ -304,12 +305,12 @@ func (c *Context) SeqLoad(seq int32, st engine.SeqState) error {
 	}
 	C.llama_memory_seq_rm(c.mem, C.llama_seq_id(seq), -1, -1)
 	s, ok := st.(*seqState)
-	if !ok || s.p == nil {
+	if !ok || s.buf == nil {
 		return errors.New("llama: load of a state this backend did not save, or one freed")
 	}
-	if C.llama_state_seq_set_data(c.ctx, (*C.uint8_t)(s.p), C.size_t(s.n), C.llama_seq_id(seq)) == 0 {
+	if C.llama_state_seq_set_data(c.ctx, (*C.uint8_t)(unsafe.Pointer(&s.buf[0])), C.size_t(len(s.buf)), C.llama_seq_id(seq)) == 0 {
 		C.llama_memory_seq_rm(c.mem, C.llama_seq_id(seq), -1, -1)
-		return fmt.Errorf("llama: load into sequence %d failed (%d bytes)", seq, s.n)
+		return fmt.Errorf("llama: load into sequence %d failed (%d bytes)", seq, len(s.buf))
 	}
 	return nil
 }
