@@ -174,6 +174,17 @@ func TestLoadtestCommand(t *testing.T) {
 	if found := res.rec.Kinds[loadtest.KindGeneration].Found; stored < found || stored == 0 || !strings.Contains(out.String(), "prompt tokens from cache") {
 		t.Errorf("the engine's work counts %d stored generations, want at least the %d reconciled (and more than none)", stored, found)
 	}
+	// The engines' counters from /api/ping: the completion model did
+	// work during the typing, and the table says so.
+	var engines []string
+	for _, e := range res.report.Engines {
+		if e.Requests > 0 && e.Prompt > 0 && e.Evaluated+e.Cached > 0 && e.DecodeMS > 0 {
+			engines = append(engines, e.Model)
+		}
+	}
+	if len(engines) == 0 || !strings.Contains(out.String(), "The engines' work during the typing") {
+		t.Errorf("no engine reported its work from /api/ping: %+v", res.report.Engines)
+	}
 	if child == nil || child.ProcessState == nil {
 		t.Error("the serve child was not waited for")
 	}
