@@ -252,9 +252,9 @@ type Scheduler struct {
 	// pc is the prompt cache in host memory, nil when off or when the
 	// context cannot copy a sequence's cells (promptcache.go).
 	pc *promptCache
-	// copyPending: a whole-sequence copy between KV streams waits for the
-	// next decode, which llama.cpp performs it before; until then a
-	// sequence's cells cannot be saved or loaded.
+	// copyPending: llama.cpp makes a whole-sequence copy between KV
+	// streams (compact.go) at the next decode; until then no sequence's
+	// cells are saved or loaded.
 	copyPending bool
 }
 
