@@ -17,6 +17,18 @@ func typists() (a, b engine.Request) {
 	return a, b
 }
 
+// backAfterOther sends typist a's request, then typist b's, then a's next
+// keystroke, and returns that keystroke's result and request, and b's
+// request.
+func backAfterOther(t *testing.T, s *engine.Scheduler) (*engine.Result, engine.Request, engine.Request) {
+	t.Helper()
+	a, b := typists()
+	complete(t, s, a)
+	complete(t, s, b)
+	a.Prefix += "fo"
+	return complete(t, s, a), a, b
+}
+
 // TestPromptCacheRestoresATypistsPrompt: with one slot for two typists, the
 // second typist's request overwrites the first's cache; the first's next
 // keystroke gets its prompt back from host memory and evaluates only what
@@ -29,11 +41,7 @@ func TestPromptCacheRestoresATypistsPrompt(t *testing.T) {
 			cfg.PromptCacheBytes = -1
 		}
 		s, _ := newSched(t, enginetest.Options{}, cfg)
-		a, b := typists()
-		complete(t, s, a)
-		complete(t, s, b)
-		a.Prefix += "fo"
-		got := complete(t, s, a)
+		got, a, b := backAfterOther(t, s)
 		sameTokens(t, "restored", got, cold(t, a))
 		tm, st := got.Timings, s.Stats().PromptCache
 		if !on {
@@ -64,11 +72,7 @@ func TestPromptCacheRestoresATypistsPrompt(t *testing.T) {
 func TestPromptCacheLimits(t *testing.T) {
 	t.Run("bound", func(t *testing.T) {
 		s, _ := newSched(t, enginetest.Options{}, engine.Config{NParallel: 1, NCtx: 4096, PromptCacheBytes: 100})
-		a, b := typists()
-		complete(t, s, a)
-		complete(t, s, b)
-		a.Prefix += "fo"
-		if got := complete(t, s, a); got.Timings.RestoredTokens != 0 {
+		if got, _, _ := backAfterOther(t, s); got.Timings.RestoredTokens != 0 {
 			t.Errorf("restored %d tokens from a cache of 100 bytes", got.Timings.RestoredTokens)
 		}
 		if st := s.Stats().PromptCache; st.Prompts != 0 || st.Bytes != 0 {
@@ -95,11 +99,7 @@ func TestPromptCacheLimits(t *testing.T) {
 	for _, o := range []enginetest.Options{{FailSave: true}, {FailLoad: true}} {
 		t.Run(fmt.Sprintf("save fails %v, load fails %v", o.FailSave, o.FailLoad), func(t *testing.T) {
 			s, _ := newSched(t, o, engine.Config{NParallel: 1, NCtx: 4096})
-			a, b := typists()
-			complete(t, s, a)
-			complete(t, s, b)
-			a.Prefix += "fo"
-			got := complete(t, s, a)
+			got, a, b := backAfterOther(t, s)
 			sameTokens(t, "after a failed copy", got, cold(t, a))
 			tm, st := got.Timings, s.Stats().PromptCache
 			if tm.RestoredTokens != 0 || st.Restores != 0 || tm.EvaluatedTokens < tm.PromptTokens/2 {
