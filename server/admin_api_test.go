@@ -695,8 +695,11 @@ func TestAdminAPIKeysetEveryResource(t *testing.T) {
 		_, _ = e.srv.db.Exec(ctx, "DELETE FROM model WHERE model_id = ANY($1)", modelIDs)
 	})
 	for range 3 {
+		// Silent for ten minutes: not alive, and far from the hour after
+		// which the retention sweep (run by other tests at the same time)
+		// forgets a worker.
 		w := uuid.New()
-		e.exec("INSERT INTO engine_worker (worker_id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, 1, $3, now() - interval '1 hour')", w, tag, tie)
+		e.exec("INSERT INTO engine_worker (worker_id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, 1, $3, now() - interval '10 minutes')", w, tag, tie)
 		e.exec("INSERT INTO engine_worker_model (worker_id, model_id, slots) VALUES ($1, $2, 1)", w, modelIDs[0])
 	}
 	for i := range 3 {
