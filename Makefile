@@ -104,8 +104,12 @@ check-generate: generate
 
 bench: bench-engine bench-server bench-remote bench-context
 
+# The typing workload on the 0.5B shape; then 8 typists on 2 slots of the
+# tiny model with the prompt cache in host memory and without it.
 bench-engine: build
 	./$(BIN) bench engine
+	ENGINE_THREADS=2 ./$(BIN) bench engine -model tiny -typists 8 -slots 2 -keystrokes 24 -keystrokes-nocache 0
+	ENGINE_PROMPT_CACHE_MIB=0 ENGINE_THREADS=2 ./$(BIN) bench engine -model tiny -typists 8 -slots 2 -keystrokes 24 -keystrokes-nocache 0
 
 # The typing workload through POST /api/completion/request, then through
 # /api/ws/completion (private Postgres and Redis), against the bare engine,
