@@ -19,9 +19,12 @@ import "log/slog"
 // copied back into that slot (SeqLoad) and only the rest of the prompt is
 // evaluated. llama.cpp's server does the same with --cache-ram.
 //
-// The cache keeps one prompt per typist (the requests' SupersedeKey: a
-// typist's newer prompt makes its older one useless) and, over
-// Config.PromptCacheBytes, drops the least recently saved first. A prompt
+// The cache keeps one prompt per typist (the requests' SupersedeKey): a
+// typist's newer prompt replaces its older one, unless the older starts
+// with all of the newer's tokens (as a request superseded early in its
+// prompt leaves them). Prompts of requests without a key (other editor
+// clients, chat) are kept side by side. Over Config.PromptCacheBytes the
+// least recently saved prompt goes first. A prompt
 // copied back into a slot leaves the cache: the slot holds it now, and it
 // is saved again, as it has grown by then, when another typist's request
 // overwrites it.
