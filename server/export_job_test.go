@@ -175,12 +175,25 @@ func TestUserExportJob(t *testing.T) {
 		t.Fatalf("after a second job: finished_at %v (was %v), %v", again, finished, err)
 	}
 
-	// Expired: 410, until the cleanup job deletes it.
+	// Expired: 410, until the cleanup job deletes it. Every server the
+	// package's tests start runs that job once when it starts, so the row
+	// is locked against deletion (FOR KEY SHARE still lets it be updated)
+	// while the test looks at it expired.
+	lock, err := e.srv.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) // when a check below fails first
+	if _, err := lock.Exec(ctx, `SELECT 1 FROM user_export WHERE export_id = $1 FOR KEY SHARE`, id); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.srv.db.Exec(ctx, `UPDATE user_export SET expires_at = now() - interval '1 minute' WHERE export_id = $1`, id); err != nil {
 		t.Fatal(err)
 	}
-	if r := su.c.expect("GET", url, nil, 410); r.msg() != MsgExportExpired {
-		t.Fatalf("expired = %s", r.raw)
+	expired := su.c.expect("GET", url, nil, 410)
+	lock.Rollback(ctx)
+	if expired.msg() != MsgExportExpired {
+		t.Fatalf("expired = %s", expired.raw)
 	}
 	runJob(t, e, exportCleanupArgs{})
 	if n := e.count(`SELECT count(*) FROM user_export WHERE export_id = $1`, id); n != 0 {
