@@ -174,6 +174,9 @@ func TestLoadtestCommand(t *testing.T) {
 	if found := res.rec.Kinds[loadtest.KindGeneration].Found; stored < found || stored == 0 || !strings.Contains(out.String(), "prompt tokens from cache") {
 		t.Errorf("the engine's work counts %d stored generations, want at least the %d reconciled (and more than none)", stored, found)
 	}
+	if r := res.report; len(r.SinceKeystrokeWaited)+len(r.SinceKeystrokePaused) != len(r.SinceKeystroke) || len(r.SinceKeystroke) == 0 {
+		t.Errorf("answered latencies: %d waited for and %d in a pause, of %d", len(r.SinceKeystrokeWaited), len(r.SinceKeystrokePaused), len(r.SinceKeystroke))
+	}
 	// The engines' counters from /api/ping: the completion model did
 	// work during the typing, and the table says so.
 	var engines []string

@@ -51,6 +51,11 @@ type Report struct {
 	// and WebSocket), each from the user's last keystroke before the
 	// answer came (milliseconds, sorted): the latency the developer sees.
 	SinceKeystroke []float64
+	// SinceKeystrokeWaited are those of SinceKeystroke answered while
+	// their user waited for them (before a context-file edit, or at the
+	// end of the run), SinceKeystrokePaused the others: answered during a
+	// pause in the typing.
+	SinceKeystrokeWaited, SinceKeystrokePaused []float64
 	// RSS are the server's resident memory samples (ServerPID set).
 	RSS []RSSSample
 	// Engines is what each model's engine did during the typing.
@@ -145,11 +150,17 @@ func (r *Report) record(route string, status int, d time.Duration, superseded bo
 }
 
 // sinceKeystroke keeps an answered completion's latency from the user's
-// last keystroke.
-func (r *Report) sinceKeystroke(d time.Duration) {
+// last keystroke; waited: the user was waiting for it.
+func (r *Report) sinceKeystroke(d time.Duration, waited bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.SinceKeystroke = append(r.SinceKeystroke, float64(d.Microseconds())/1000)
+	ms := float64(d.Microseconds()) / 1000
+	r.SinceKeystroke = append(r.SinceKeystroke, ms)
+	if waited {
+		r.SinceKeystrokeWaited = append(r.SinceKeystrokeWaited, ms)
+	} else {
+		r.SinceKeystrokePaused = append(r.SinceKeystrokePaused, ms)
+	}
 }
 
 // cancelled counts a WebSocket request a newer one superseded.
@@ -235,6 +246,8 @@ func (r *Report) finish() {
 		s.P50, s.P95, s.P99 = pct(s.lat, 50), pct(s.lat, 95), pct(s.lat, 99)
 	}
 	slices.Sort(r.SinceKeystroke)
+	slices.Sort(r.SinceKeystrokeWaited)
+	slices.Sort(r.SinceKeystrokePaused)
 	for _, l := range r.Stages {
 		slices.Sort(l)
 	}
@@ -396,6 +409,10 @@ func (r *Report) Write(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Completions answered with a completion (HTTP and WebSocket), from the user's last keystroke before the answer (%s): %d, p50 %.1f ms, p95 %.1f ms\n",
 		typing, len(r.SinceKeystroke), pct(r.SinceKeystroke, 50), pct(r.SinceKeystroke, 95))
+	if waited, paused := r.SinceKeystrokeWaited, r.SinceKeystrokePaused; len(r.SinceKeystroke) > 0 {
+		fmt.Fprintf(w, "Of those, answered while the user waited for them (before a context-file edit, or at the end): %d, p50 %.1f ms, p95 %.1f ms; answered during a pause in the typing: %d, p50 %.1f ms, p95 %.1f ms\n",
+			len(waited), pct(waited, 50), pct(waited, 95), len(paused), pct(paused, 50), pct(paused, 95))
+	}
 	if len(r.Stages)+len(r.OtherStages) > 0 {
 		fmt.Fprintf(w, "\nServer-Timing of the HTTP completions (ms): %d answered with a completion, %d other 200s (superseded, timed out):\n\n",
 			len(r.Stages["total"]), len(r.OtherStages["total"]))

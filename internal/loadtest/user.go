@@ -42,6 +42,9 @@ type user struct {
 	chatting atomic.Bool    // a chat request is in flight
 	sock     *wsConn
 	lastKey  atomic.Int64 // when the latest keystroke was typed (Unix nanoseconds)
+	// waiting: the user has stopped typing until its completions in flight
+	// are answered (before a context-file edit, or at the end of the run).
+	waiting atomic.Bool
 
 	mu       sync.Mutex
 	acked    Acked
@@ -165,7 +168,9 @@ func (u *user) run(ctx context.Context) {
 		case n%u.o.ContextEvery == u.o.ContextEvery-1:
 			// An edit of a context file, between keystrokes: the requests in
 			// flight end first, so each request's context is known.
+			u.waiting.Store(true)
 			u.inflight.Wait()
+			u.waiting.Store(false)
 			f := u.ctxFiles[(n/u.o.ContextEvery)%len(u.ctxFiles)]
 			line := fmt.Sprintf("// edit %d of %s", n, f.name)
 			at := u.rng.IntN(len(f.lines) + 1)
@@ -198,6 +203,7 @@ func (u *user) run(ctx context.Context) {
 // settle waits for the requests in flight, at most SettleTimeout, and
 // closes the WebSocket.
 func (u *user) settle() {
+	u.waiting.Store(true)
 	done := make(chan struct{})
 	go func() { u.inflight.Wait(); u.chats.Wait(); close(done) }()
 	select {
@@ -342,7 +348,7 @@ func (u *user) completionAnswered(route string, status int, body []byte, d time.
 	if status == http.StatusOK && !superseded && len(res.Data.Completions) > 0 && res.Data.Completions[0].Error == "" {
 		// The latency the developer sees: from the last keystroke typed
 		// before the answer came, not from this request's own.
-		u.rep.sinceKeystroke(time.Since(time.Unix(0, u.lastKey.Load())))
+		u.rep.sinceKeystroke(time.Since(time.Unix(0, u.lastKey.Load())), u.waiting.Load())
 	}
 	if status < 200 || status > 299 {
 		u.onError(route, status)
