@@ -346,6 +346,14 @@ func (c *Context) enter() {
 
 func (c *Context) leave() { c.inUse.Store(0) }
 
+// capacity is the KV cells the context has (Options.KVCells or NCtx).
+func (c *Context) capacity() int {
+	if c.m.opts.KVCells > 0 {
+		return c.m.opts.KVCells
+	}
+	return c.p.NCtx
+}
+
 func (c *Context) maxPos(seq int) int {
 	s := c.seqs[seq]
 	for p := len(s) - 1; p >= 0; p-- {
@@ -388,11 +396,7 @@ func (c *Context) Decode(b *engine.Batch) error {
 		}
 		next[s] = want + 1
 	}
-	capacity := c.p.NCtx
-	if c.m.opts.KVCells > 0 {
-		capacity = c.m.opts.KVCells
-	}
-	if c.used+n > capacity {
+	if c.used+n > c.capacity() {
 		return engine.ErrKVFull
 	}
 	c.decodes.Add(1)
@@ -664,11 +668,7 @@ func (c *Context) SeqLoad(seq int32, st engine.SeqState) error {
 		return errors.New("fake: load of a state the fake did not save, or one freed")
 	}
 	data := s.data
-	capacity := c.p.NCtx
-	if c.m.opts.KVCells > 0 {
-		capacity = c.m.opts.KVCells
-	}
-	if len(data)%8 != 0 || c.used+len(data)/8 > capacity {
+	if len(data)%8 != 0 || c.used+len(data)/8 > c.capacity() {
 		return fmt.Errorf("fake: state of %d bytes does not fit", len(data))
 	}
 	var cells []cell

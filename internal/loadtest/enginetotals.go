@@ -15,12 +15,12 @@ import (
 // out. It shows whether the engine kept up: the tokens it evaluated and
 // generated against its decode time.
 type EngineTotals struct {
-	Model                          string
-	Requests                       uint64
-	Prompt, Cached, Restored       uint64 // prompt tokens; from the KV cache; of those, copied back from host memory
-	Evaluated, Generated           uint64
-	DecodeMS                       float64 // time in decode calls
-	PromptCacheSaves, PromptCached uint64  // prompts saved to host memory; restores
+	Model                    string
+	Requests                 uint64
+	Prompt, Cached, Restored uint64 // prompt tokens; from the KV cache; of those, copied back from host memory
+	Evaluated, Generated     uint64
+	DecodeMS                 float64 // time in decode calls
+	Saves, Restores          uint64  // prompts saved to host memory; copied back
 }
 
 // engineCounters are one model's cumulative counters in /api/ping.
@@ -71,8 +71,8 @@ func engineTotals(before, after map[string]engineCounters) []EngineTotals {
 			Prompt: a.PromptTokens - b.PromptTokens, Cached: a.CachedTokens - b.CachedTokens,
 			Restored:  a.PromptCache.RestoredTokens - b.PromptCache.RestoredTokens,
 			Evaluated: a.EvaluatedTokens - b.EvaluatedTokens, Generated: a.GeneratedTokens - b.GeneratedTokens,
-			DecodeMS:         a.DecodeMS - b.DecodeMS,
-			PromptCacheSaves: a.PromptCache.Saves - b.PromptCache.Saves, PromptCached: a.PromptCache.Restores - b.PromptCache.Restores})
+			DecodeMS: a.DecodeMS - b.DecodeMS,
+			Saves:    a.PromptCache.Saves - b.PromptCache.Saves, Restores: a.PromptCache.Restores - b.PromptCache.Restores})
 	}
 	slices.SortFunc(out, func(x, y EngineTotals) int {
 		if x.Model < y.Model {
@@ -97,6 +97,6 @@ func writeEngineTotals(w io.Writer, ts []EngineTotals, elapsedS float64) {
 			perS = float64(t.Evaluated+t.Generated) / (t.DecodeMS / 1000)
 		}
 		fmt.Fprintf(w, "| %s | %d | %d | %d | %d (%d, %d) | %d | %d | %.1f s (%.0f %% of %.0f s) | %.0f |\n", t.Model, t.Requests, t.Prompt, t.Cached,
-			t.Restored, t.PromptCached, t.PromptCacheSaves, t.Evaluated, t.Generated, t.DecodeMS/1000, 100*t.DecodeMS/1000/max(elapsedS, 1e-9), elapsedS, perS)
+			t.Restored, t.Restores, t.Saves, t.Evaluated, t.Generated, t.DecodeMS/1000, 100*t.DecodeMS/1000/max(elapsedS, 1e-9), elapsedS, perS)
 	}
 }

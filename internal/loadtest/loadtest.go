@@ -186,11 +186,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 
+	pinger := newClient(o.BaseURL, hc) // reads /api/ping's engine counters
 	var rss sync.WaitGroup
 	rssCtx, stopRSS := context.WithCancel(ctx)
 	if o.ServerPID > 0 {
 		rss.Add(1)
-		pinger := newClient(o.BaseURL, hc)
 		cache := func() int64 {
 			var n int64
 			for _, m := range engineCountersNow(rssCtx, pinger) {
@@ -248,7 +248,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep.mu.Lock()
 	setupRequests := rep.Requests
 	rep.mu.Unlock()
-	pinger := newClient(o.BaseURL, hc)
 	before := engineCountersNow(ctx, pinger)
 	typeCtx, cancel := context.WithDeadline(ctx, start.Add(o.Duration))
 	defer cancel()
