@@ -51,13 +51,17 @@ type promptCache struct {
 	entries []*savedPrompt
 }
 
-// best is the saved prompt sharing the longest prefix with prompt, and that
-// prefix's length; on a tie, the one saved for key.
-func (c *promptCache) best(prompt []Token, key string) (*savedPrompt, int) {
+// best is the saved prompt of which prompt can reuse the most tokens, and
+// that number; on a tie, the one saved for key. The reusable tokens are the
+// common prefix and, with chunk reuse on (minChunk > 0), the chunks after it
+// that moved: an edit of a context file, which sits before the prefix in
+// the prompt, leaves the rest of the prompt in the saved state, shifted.
+func (c *promptCache) best(prompt []Token, key string, minChunk int) (*savedPrompt, int) {
 	var best *savedPrompt
 	n := 0
 	for _, e := range c.entries {
 		l := commonPrefix(e.tokens, prompt)
+		_, l = planReuse(e.tokens, prompt, l, minChunk)
 		if l > n || (l == n && l > 0 && key != "" && e.key == key) {
 			best, n = e, l
 		}
@@ -168,7 +172,7 @@ func (s *Scheduler) swapPrompt(sl *slot, q *sequence) int {
 	gain := 0
 	if q.req.CachePrompt {
 		var n int
-		if saved, n = s.pc.best(q.prompt, q.req.SupersedeKey); n >= have+minRestoreGain {
+		if saved, n = s.pc.best(q.prompt, q.req.SupersedeKey, s.reuseChunk()); n >= have+minRestoreGain {
 			gain = n - have
 		} else {
 			saved = nil

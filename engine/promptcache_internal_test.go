@@ -4,7 +4,7 @@ import "testing"
 
 // TestPromptCacheEntries: one prompt per typist, the newer replacing the
 // older unless the older starts with all of it; least recently saved out
-// first over the bound; the best match is the longest common prefix.
+// first over the bound; the best match reuses the most tokens.
 func TestPromptCacheEntries(t *testing.T) {
 	toks := func(n int, base Token) []Token {
 		out := make([]Token, n)
@@ -21,8 +21,17 @@ func TestPromptCacheEntries(t *testing.T) {
 	}
 	b := &savedPrompt{key: "b", tokens: toks(100, 1000), state: &testState{n: 100}}
 	c.add(b)
-	if e, n := c.best(append(toks(60, 0), 7, 7), "x"); e != a || n != 60 {
+	if e, n := c.best(append(toks(60, 0), 7, 7), "x", 16); e != a || n != 60 {
 		t.Errorf("best: %v, %d; want a's prompt, 60", e, n)
+	}
+	// Ten tokens removed after the first 20 of a's: the 70 after them
+	// count with chunk reuse on, not with it off.
+	edited := append(toks(20, 0), toks(70, 30)...)
+	if e, n := c.best(edited, "x", 16); e != a || n != 90 {
+		t.Errorf("best with chunk reuse: %v, %d; want a's prompt, 90", e, n)
+	}
+	if _, n := c.best(edited, "x", 0); n != 20 {
+		t.Errorf("best without chunk reuse: %d; want 20", n)
 	}
 	if a.state.(*testState).freed || b.state.(*testState).freed {
 		t.Error("a kept prompt's state was freed")

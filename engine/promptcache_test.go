@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/code4me/code4me/engine"
@@ -110,5 +111,31 @@ func TestPromptCacheLimits(t *testing.T) {
 			b.Prefix += "x"
 			sameTokens(t, "the other typist after a failed copy", complete(t, s, b), cold(t, b))
 		})
+	}
+}
+
+// TestPromptCacheRestoresAfterAContextEdit: typist a's project context
+// (before its prefix in the prompt) loses a line near its top while b holds
+// the only slot. a's saved prompt shares only the tokens before that line
+// with a's next prompt, but everything after the line is still in it, one
+// line earlier: the cache restores it and shifts that part into place, so a
+// evaluates only what was typed, not the whole prompt. (A line inserted
+// cannot be handled so: llama.cpp decodes a sequence's positions only in
+// order, so nothing can be evaluated in a gap before cells already there.)
+func TestPromptCacheRestoresAfterAContextEdit(t *testing.T) {
+	s, _ := newSched(t, enginetest.Options{}, engine.Config{NParallel: 1, NCtx: 4096})
+	a, b := typists()
+	ctxFile := source(7, 40)
+	a.Extra = []engine.Chunk{{Path: "util.go", Text: ctxFile}}
+	complete(t, s, a)
+	complete(t, s, b)
+	from := strings.IndexByte(ctxFile, '\n') + 1
+	to := from + strings.IndexByte(ctxFile[from:], '\n') + 1
+	a.Extra = []engine.Chunk{{Path: "util.go", Text: ctxFile[:from] + ctxFile[to:]}}
+	a.Prefix += "fo"
+	got := complete(t, s, a)
+	sameTokens(t, "after the edit", got, cold(t, a))
+	if tm := got.Timings; tm.RestoredTokens < tm.PromptTokens/2 || tm.ShiftedTokens == 0 || tm.EvaluatedTokens > 4 {
+		t.Errorf("after a context edit: restored %d, shifted %d, evaluated %d of %d", tm.RestoredTokens, tm.ShiftedTokens, tm.EvaluatedTokens, tm.PromptTokens)
 	}
 }
