@@ -41,8 +41,8 @@ func runLoadtest(ctx context.Context, args []string) error {
 	slots := fs.Int("slots", 0, "without -url: the server's slots per model (ENGINE_PARALLEL); 0: the server's default (4, or ENGINE_PARALLEL from the environment)")
 	think := fs.Bool("think", true, "users pause as developers do: 0.5–2 s after a line end, 0.3–1 s after one space in six (false: a keystroke every 150–300 ms throughout)")
 	chat := fs.Bool("chat", true, "users chat now and then (when the server serves a chat model)")
-	chatEvery := fs.Int("chat-every", 80, "a user starts a chat after every this many keystrokes, when its last chat has ended")
-	contextEvery := fs.Int("context-every", 25, "a user edits one of its two context files after every this many keystrokes, once its completions in flight are answered")
+	chatEvery := fs.Int("chat-every", 80, "a user starts a chat after every this many keystrokes (each user from its own keystroke), when its last chat has ended")
+	contextEvery := fs.Int("context-every", 25, "a user edits one of its two context files after every this many keystrokes (each user from its own keystroke), once its completions in flight are answered")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return errUsage
 	}

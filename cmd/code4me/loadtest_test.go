@@ -177,6 +177,9 @@ func TestLoadtestCommand(t *testing.T) {
 	if r := res.report; len(r.SinceKeystrokeWaited)+len(r.SinceKeystrokePaused) != len(r.SinceKeystroke) || len(r.SinceKeystroke) == 0 {
 		t.Errorf("answered latencies: %d waited for and %d in a pause, of %d", len(r.SinceKeystrokeWaited), len(r.SinceKeystrokePaused), len(r.SinceKeystroke))
 	}
+	if r := res.report; len(r.Answers) != len(r.SinceKeystroke) || !strings.Contains(out.String(), "| answered | n | p50 ms |") || !strings.Contains(out.String(), "| from 0s |") {
+		t.Errorf("%d answers by when they came, of %d; the output lacks the table of one 30 s stretch", len(r.Answers), len(r.SinceKeystroke))
+	}
 	// The engines' counters from /api/ping: the completion model did
 	// work during the typing, and the table says so.
 	var engines []string

@@ -88,7 +88,9 @@ type Options struct {
 	// ContextEvery: a user edits one of its context files after every
 	// ContextEvery keystrokes, once its requests in flight have ended
 	// (default 25). ChatEvery: a user starts a chat after every ChatEvery
-	// keystrokes when none of its chats is running (default 80).
+	// keystrokes when none of its chats is running (default 80). Each
+	// user's first edit and chat come after a number of keystrokes drawn
+	// from its seed, so that the users' edits and chats are spread out.
 	ContextEvery, ChatEvery int
 }
 

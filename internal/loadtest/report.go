@@ -56,6 +56,10 @@ type Report struct {
 	// end of the run), SinceKeystrokePaused the others: answered during a
 	// pause in the typing.
 	SinceKeystrokeWaited, SinceKeystrokePaused []float64
+	// Answers are SinceKeystroke's samples as they came, each with when
+	// (from Start) and whether the user waited for it, for the latency
+	// over the run (Windows).
+	Answers []Answer
 	// RSS are the server's resident memory samples (ServerPID set).
 	RSS []RSSSample
 	// Engines is what each model's engine did during the typing.
@@ -156,6 +160,7 @@ func (r *Report) sinceKeystroke(d time.Duration, waited bool) {
 	defer r.mu.Unlock()
 	ms := float64(d.Microseconds()) / 1000
 	r.SinceKeystroke = append(r.SinceKeystroke, ms)
+	r.Answers = append(r.Answers, Answer{At: time.Since(r.Start), MS: ms, Waited: waited})
 	if waited {
 		r.SinceKeystrokeWaited = append(r.SinceKeystrokeWaited, ms)
 	} else {
@@ -257,6 +262,49 @@ func (r *Report) finish() {
 	if r.Elapsed > 0 {
 		r.RequestsPerSecond = float64(r.TypingRequests) / r.Elapsed.Seconds()
 	}
+}
+
+// Answer is one completion answered with a completion: when it came (from
+// the start of the typing), its latency from the user's last keystroke
+// (milliseconds), and whether the user waited for it.
+type Answer struct {
+	At     time.Duration
+	MS     float64
+	Waited bool
+}
+
+// Window is the answered completions that came in one stretch of the run.
+type Window struct {
+	From, To time.Duration
+	// All are the latencies of every answer in the window, Paused of those
+	// answered during a pause in the typing (milliseconds, sorted).
+	All, Paused []float64
+}
+
+// Windows groups answers by when they came, in stretches of width from
+// the start of the typing; the last stretch takes in the answers that came
+// after the typing (the users waiting for their last requests).
+func Windows(answers []Answer, width, typing time.Duration) []Window {
+	if width <= 0 || typing <= 0 {
+		return nil
+	}
+	n := int((typing + width - 1) / width)
+	ws := make([]Window, n)
+	for i := range ws {
+		ws[i].From, ws[i].To = time.Duration(i)*width, min(time.Duration(i+1)*width, typing)
+	}
+	for _, a := range answers {
+		w := &ws[min(max(int(a.At/width), 0), n-1)]
+		w.All = append(w.All, a.MS)
+		if !a.Waited {
+			w.Paused = append(w.Paused, a.MS)
+		}
+	}
+	for i := range ws {
+		slices.Sort(ws[i].All)
+		slices.Sort(ws[i].Paused)
+	}
+	return ws
 }
 
 // pct is the nearest-rank percentile of sorted values (0 when none).
@@ -412,6 +460,17 @@ func (r *Report) Write(w io.Writer) {
 	if waited, paused := r.SinceKeystrokeWaited, r.SinceKeystrokePaused; len(r.SinceKeystroke) > 0 {
 		fmt.Fprintf(w, "Of those, answered while the user waited for them (before a context-file edit, or at the end): %d, p50 %.1f ms, p95 %.1f ms; answered during a pause in the typing: %d, p50 %.1f ms, p95 %.1f ms\n",
 			len(waited), pct(waited, 50), pct(waited, 95), len(paused), pct(paused, 50), pct(paused, 95))
+		fmt.Fprint(w, "\nThe same by when the answer came (the first stretch holds the users' first, cold prompts; the last, the answers the users waited for after the typing):\n\n")
+		fmt.Fprintln(w, "| answered | n | p50 ms | p95 ms | in a pause: n | p50 ms | p95 ms |\n|---|---|---|---|---|---|---|")
+		ws := Windows(r.Answers, 30*time.Second, r.Duration)
+		for i, x := range ws {
+			when := fmt.Sprintf("%s–%s", x.From, x.To)
+			if i == len(ws)-1 {
+				when = fmt.Sprintf("from %s", x.From)
+			}
+			fmt.Fprintf(w, "| %s | %d | %.1f | %.1f | %d | %.1f | %.1f |\n", when, len(x.All), pct(x.All, 50), pct(x.All, 95),
+				len(x.Paused), pct(x.Paused, 50), pct(x.Paused, 95))
+		}
 	}
 	if len(r.Stages)+len(r.OtherStages) > 0 {
 		fmt.Fprintf(w, "\nServer-Timing of the HTTP completions (ms): %d answered with a completion, %d other 200s (superseded, timed out):\n\n",

@@ -160,22 +160,29 @@ func (u *user) run(ctx context.Context) {
 		ups[f.name] = []change{{Type: "insert", Start: 0, End: 0, Lines: f.lines}}
 	}
 	u.contextUpdate(ctx, ups)
+	// Each user edits and chats at its own keystrokes: the first edit after
+	// 1 to ContextEvery keystrokes, the first chat after 1 to ChatEvery,
+	// drawn from its seed. Were they at the same keystroke for all, the
+	// users, who start together and type at the same pace, would edit
+	// their context files (and start chats) in the same few seconds, a
+	// burst that independent developers do not make.
+	ctxPhase, chatPhase := u.rng.IntN(u.o.ContextEvery), u.rng.IntN(u.o.ChatEvery)
 	keys := u.typist.keys
 	for n := 0; ctx.Err() == nil; n++ {
 		k := keys[n%len(keys)]
 		u.complete(ctx, n, k, truthAfter(keys, n))
 		switch {
-		case n%u.o.ContextEvery == u.o.ContextEvery-1:
+		case every(n, u.o.ContextEvery, ctxPhase):
 			// An edit of a context file, between keystrokes: the requests in
 			// flight end first, so each request's context is known.
 			u.waiting.Store(true)
 			u.inflight.Wait()
 			u.waiting.Store(false)
-			f := u.ctxFiles[(n/u.o.ContextEvery)%len(u.ctxFiles)]
+			f := u.ctxFiles[((n+ctxPhase)/u.o.ContextEvery)%len(u.ctxFiles)]
 			line := fmt.Sprintf("// edit %d of %s", n, f.name)
 			at := u.rng.IntN(len(f.lines) + 1)
 			u.contextUpdate(ctx, map[string][]change{f.name: {{Type: "insert", Start: at, End: at, Lines: []string{line}}}})
-		case n%u.o.ChatEvery == min(10, u.o.ChatEvery-1) && u.models.chatName != "" && !u.o.NoChat && !u.chatting.Load():
+		case every(n, u.o.ChatEvery, chatPhase) && u.models.chatName != "" && !u.o.NoChat && !u.chatting.Load():
 			// The chat answers beside the typing, one at a time.
 			u.chatting.Store(true)
 			u.chats.Add(1)
@@ -199,6 +206,11 @@ func (u *user) run(ctx context.Context) {
 		}
 	}
 }
+
+// every says whether keystroke n (counted from 0) is followed by an action
+// a user takes after every period keystrokes, the first after
+// period - phase of them (phase in [0, period)).
+func every(n, period, phase int) bool { return (n+phase)%period == period-1 }
 
 // settle waits for the requests in flight, at most SettleTimeout, and
 // closes the WebSocket.
