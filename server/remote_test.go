@@ -233,7 +233,12 @@ func TestRemoteStreamAndChat(t *testing.T) {
 	}
 	item := res["content"].(map[string]any)["data"].(map[string]any)["completions"].([]any)[0].(map[string]any)
 	completion, _ := item["completion"].(string)
-	if tokens == 0 || !strings.HasPrefix(completion, streamed.String()) {
+	// Streamed text is released up to its last whitespace only, once
+	// redacted (a secret is a run without whitespace), so a completion
+	// without whitespace, which the random weights make now and then, comes
+	// whole in the result and in no token frame.
+	released := strings.LastIndexAny(completion, " \t\n") >= 0
+	if (released && tokens == 0) || !strings.HasPrefix(completion, streamed.String()) {
 		t.Fatalf("%d token frames streamed %q; completion %q", tokens, streamed.String(), completion)
 	}
 
