@@ -431,9 +431,7 @@ func (s *Scheduler) uncached(q *sequence, prompt []Token) int {
 	if !q.req.CachePrompt {
 		return len(prompt)
 	}
-	cached := q.slot.cached
-	n := commonPrefix(cached, prompt)
-	_, n = planReuse(cached, prompt, n, s.reuseChunk())
+	n := reusable(q.slot.cached, prompt, s.reuseChunk())
 	return len(prompt) - min(n, len(prompt)-1)
 }
 

@@ -49,11 +49,7 @@ func (s *Scheduler) compactTo(sl *slot, prompt []Token, now time.Time) *slot {
 	if to == nil {
 		return sl
 	}
-	n := commonPrefix(sl.cached, prompt)
-	if _, m := planReuse(sl.cached, prompt, n, s.reuseChunk()); m > n {
-		n = m
-	}
-	if n >= minMoveTokens {
+	if reusable(sl.cached, prompt, s.reuseChunk()) >= minMoveTokens {
 		s.copySeq(sl.id, s.spare)
 		s.copySeq(to.id, sl.id)
 		s.copySeq(s.spare, to.id)

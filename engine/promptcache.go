@@ -60,8 +60,7 @@ func (c *promptCache) best(prompt []Token, key string, minChunk int) (*savedProm
 	var best *savedPrompt
 	n := 0
 	for _, e := range c.entries {
-		l := commonPrefix(e.tokens, prompt)
-		_, l = planReuse(e.tokens, prompt, l, minChunk)
+		l := reusable(e.tokens, prompt, minChunk)
 		if l > n || (l == n && l > 0 && key != "" && e.key == key) {
 			best, n = e, l
 		}
@@ -152,10 +151,7 @@ func (s *Scheduler) swapPrompt(sl *slot, q *sequence) int {
 	}
 	have := 0
 	if q.req.CachePrompt {
-		have = commonPrefix(sl.cached, q.prompt)
-		if _, m := planReuse(sl.cached, q.prompt, have, s.reuseChunk()); m > have {
-			have = m
-		}
+		have = reusable(sl.cached, q.prompt, s.reuseChunk())
 	}
 	defer func() { s.pcPrompts.Store(int64(len(s.pc.entries))); s.pcBytes.Store(int64(s.pc.bytes)) }()
 	key := q.req.SupersedeKey

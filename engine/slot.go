@@ -29,6 +29,14 @@ func commonPrefix(a, b []Token) int {
 	return n
 }
 
+// reusable is how many of prompt's tokens cached can give: the common
+// prefix and, with chunk reuse on (minChunk > 0), the chunks after it that
+// reuseChunks would shift into place.
+func reusable(cached, prompt []Token, minChunk int) int {
+	_, n := planReuse(cached, prompt, commonPrefix(cached, prompt), minChunk)
+	return n
+}
+
 // pickSlot chooses among idle slots the one whose cache shares the longest
 // prefix with prompt, if that prefix is at least threshold × len(prompt)
 // (llama.cpp's --slot-prompt-similarity); on a tie, the slot that last ran
@@ -77,8 +85,7 @@ func pickSlot(slots []*slot, prompt []Token, key string, threshold float64, minC
 			if sl.seq != nil {
 				continue
 			}
-			lcp := commonPrefix(sl.cached, prompt)
-			if _, n := planReuse(sl.cached, prompt, lcp, minChunk); n > bestN {
+			if n := reusable(sl.cached, prompt, minChunk); n > bestN {
 				reuse, bestN = sl, n
 			}
 		}
