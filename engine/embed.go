@@ -11,7 +11,11 @@ import (
 // mean pooling, owned by the embedder's own goroutine (the scheduler's
 // context stays the scheduler's alone). Callers send it texts by message;
 // it embeds them one after the other, so an embedding never waits on a
-// completion's decode and never holds a lock across its own.
+// completion's decode and never holds a lock across its own. The context
+// has the scheduler's threads (ENGINE_THREADS), and its worker threads
+// sleep whenever no job waits: llama.cpp's CPU workers otherwise poll for
+// the next graph after every decode, and an embedder that serves a query
+// now and then kept a core busy polling beside the completions.
 
 const (
 	// EmbedMaxTokens is the most tokens of a text that are embedded; the
@@ -83,7 +87,7 @@ func (e *Engine) embedderOf(model string) (*embedder, error) {
 		return nil, err
 	}
 	c, err := s.Model().NewContext(ContextParams{NCtx: EmbedMaxTokens, NBatch: EmbedMaxTokens, NSeqMax: 1,
-		Embeddings: true, Pooling: PoolingMean})
+		NThreads: s.cfg.NThreads, Embeddings: true, Pooling: PoolingMean})
 	if err != nil {
 		return nil, fmt.Errorf("embeddings of %q: %w", model, err)
 	}
@@ -125,28 +129,41 @@ func (em *embedder) run(c Context) {
 	defer c.Close()
 	var b Batch
 	for {
+		var j embedJob
 		select {
 		case <-em.stop:
 			return
-		case j := <-em.jobs:
-			vecs := make([][]float32, 0, len(j.texts))
-			var err error
-			for _, t := range j.texts {
-				if err = j.ctx.Err(); err != nil {
-					break
-				}
-				var v []float32
-				if v, err = em.embed(c, &b, t); err != nil {
-					break
-				}
-				vecs = append(vecs, v)
+		case j = <-em.jobs:
+		default:
+			// Nothing waits: the worker threads sleep until the next job.
+			if ic, ok := c.(IdleContext); ok {
+				ic.Idle()
 			}
-			if err != nil {
-				vecs = nil
+			select {
+			case <-em.stop:
+				return
+			case j = <-em.jobs:
 			}
-			j.out <- embedResult{vecs: vecs, err: err}
 		}
+		j.out <- em.do(c, &b, j)
 	}
+}
+
+// do embeds a job's texts, stopping at the first error or when the job's
+// caller has gone.
+func (em *embedder) do(c Context, b *Batch, j embedJob) embedResult {
+	vecs := make([][]float32, 0, len(j.texts))
+	for _, t := range j.texts {
+		if err := j.ctx.Err(); err != nil {
+			return embedResult{err: err}
+		}
+		v, err := em.embed(c, b, t)
+		if err != nil {
+			return embedResult{err: err}
+		}
+		vecs = append(vecs, v)
+	}
+	return embedResult{vecs: vecs}
 }
 
 // embed decodes one text in c's only sequence and returns its pooled

@@ -3,9 +3,12 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/code4me/code4me/engine"
 	"github.com/code4me/code4me/engine/llama"
@@ -114,4 +117,43 @@ func TestEmbedErrors(t *testing.T) {
 	if _, err := e.Embed(context.Background(), "tiny", []string{"x"}); !errors.Is(err, engine.ErrUnknownModel) {
 		t.Errorf("unloaded model: %v, want ErrUnknownModel", err)
 	}
+}
+
+// TestEmbedderSleepsBetweenJobs: an embedder with several threads (the
+// scheduler's ENGINE_THREADS) puts its worker threads to sleep once no job
+// waits, so that a query embedded now and then does not keep a core busy
+// polling for the next graph beside the completions.
+func TestEmbedderSleepsBetweenJobs(t *testing.T) {
+	tinyModel(t)
+	b, err := llama.New(llama.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(b, nil)
+	t.Cleanup(func() { e.Close() })
+	if _, err := e.Load(engine.ModelSpec{Name: "tiny", Path: tinyPath, Load: engine.LoadOptions{UseMmap: true},
+		Sched: engine.Config{NParallel: 1, NCtx: 512, NBatch: 128, NThreads: 2}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := e.Embed(context.Background(), "tiny", []string{fmt.Sprintf("func f%d() int { return %d }", i, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond) // the embedder's loop reaches its wait
+	t0 := processCPU(t)
+	time.Sleep(300 * time.Millisecond)
+	if used := processCPU(t) - t0; used > 60*time.Millisecond {
+		t.Fatalf("with no embedding to do, the process used %v of CPU in 300ms: the embedder's workers poll", used)
+	}
+}
+
+// processCPU is the CPU time the test process has used.
+func processCPU(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
