@@ -9,16 +9,20 @@ import (
 	"github.com/code4me/code4me/engine"
 )
 
-// BenchmarkColdPrefill evaluates the same cold 1,300-token prompt through
+// BenchmarkColdPrefill evaluates the same cold prompt (1,300 tokens) through
 // the scheduler (one slot, prefix reuse off, one token generated from the
 // prompt's logits) and through bare Decode calls of NBatch tokens on a
 // context of the same shape; the metric is prompt tokens per second. The
 // two sub-benchmarks alternate within each run (-count), so a noisy
 // machine affects both alike. CODE4ME_BENCH_THREADS sets the threads;
-// CODE4ME_BENCH_SETTINGS=1 adds bare runs with other CPU settings.
+// CODE4ME_BENCH_SETTINGS=1 adds bare runs with other CPU settings;
+// CODE4ME_BENCH_PROMPT sets the prompt's length (at most 4,000 tokens).
 func BenchmarkColdPrefill(b *testing.B) {
 	const nBatch = 512
-	const n0 = 1300
+	n0 := 1300
+	if v, err := strconv.Atoi(os.Getenv("CODE4ME_BENCH_PROMPT")); err == nil && v > 0 {
+		n0 = min(v, 4000)
+	}
 	m := benchModel(b)
 	threads, _ := strconv.Atoi(os.Getenv("CODE4ME_BENCH_THREADS"))
 	// The prompt text, tokenized as the scheduler tokenizes a raw prompt.
