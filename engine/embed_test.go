@@ -15,7 +15,10 @@ import (
 )
 
 // tinyEngine is an Engine with the tiny synthetic model loaded as "tiny".
-func tinyEngine(t *testing.T) *engine.Engine {
+func tinyEngine(t *testing.T) *engine.Engine { return tinyEngineThreads(t, 0) }
+
+// tinyEngineThreads is tinyEngine with the scheduler's threads set.
+func tinyEngineThreads(t *testing.T, threads int) *engine.Engine {
 	t.Helper()
 	tinyModel(t) // builds the model file once
 	b, err := llama.New(llama.Config{})
@@ -25,7 +28,7 @@ func tinyEngine(t *testing.T) *engine.Engine {
 	e := engine.New(b, nil)
 	t.Cleanup(func() { e.Close() })
 	if _, err := e.Load(engine.ModelSpec{Name: "tiny", Path: tinyPath, Load: engine.LoadOptions{UseMmap: true},
-		Sched: engine.Config{NParallel: 1, NCtx: 512, NBatch: 128}}, nil); err != nil {
+		Sched: engine.Config{NParallel: 1, NCtx: 512, NBatch: 128, NThreads: threads}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -124,17 +127,7 @@ func TestEmbedErrors(t *testing.T) {
 // waits, so that a query embedded now and then does not keep a core busy
 // polling for the next graph beside the completions.
 func TestEmbedderSleepsBetweenJobs(t *testing.T) {
-	tinyModel(t)
-	b, err := llama.New(llama.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := engine.New(b, nil)
-	t.Cleanup(func() { e.Close() })
-	if _, err := e.Load(engine.ModelSpec{Name: "tiny", Path: tinyPath, Load: engine.LoadOptions{UseMmap: true},
-		Sched: engine.Config{NParallel: 1, NCtx: 512, NBatch: 128, NThreads: 2}}, nil); err != nil {
-		t.Fatal(err)
-	}
+	e := tinyEngineThreads(t, 2)
 	for i := range 3 {
 		if _, err := e.Embed(context.Background(), "tiny", []string{fmt.Sprintf("func f%d() int { return %d }", i, i)}); err != nil {
 			t.Fatal(err)
