@@ -324,6 +324,20 @@ func (s *Scheduler) plan(q *sequence, now time.Time) bool {
 	fitsPrompt := func(own int) bool { return budget <= 0 || secs(own) <= budget }
 
 	own := s.uncached(q, q.prompt)
+	// A keystroke keeps the cut its slot's cache holds while that saves at
+	// least half of the prompt's work. The whole prompt shares only its
+	// head with a trimmed cache, so taking it back because its estimate
+	// now fits the budget would evaluate all of it (up to the budget's
+	// time for one keystroke), and the next keystroke's estimate, close
+	// to the budget, could trim it again. A change that costs a large
+	// evaluation anyway (an edited context file, a new file) plans anew.
+	if cut := q.slot.cut; budget > 0 && q.layout.holds(cut) {
+		toks := q.layout.without(q.full, cut)
+		if n := s.uncached(q, toks); 2*n <= own && fitsEnd(n) && fitsPrompt(n) {
+			q.prompt, q.trimmed, q.truncated = toks, cut, true
+			return true
+		}
+	}
 	if fitsEnd(own) && fitsPrompt(own) {
 		return true
 	}
@@ -480,6 +494,14 @@ type trimCandidate struct {
 	t    Trimmed
 	toks []Token
 	own  int
+}
+
+// holds reports whether l (nil: a raw prompt) has the parts t trims:
+// t.ExtraChunks extra chunks, and a prefix that keeps budgetMinPrefix
+// tokens after t.PrefixTokens are cut; false for a t that trims nothing.
+func (l *Prompt) holds(t Trimmed) bool {
+	return l != nil && t.Any() && t.ExtraChunks <= len(l.extras) &&
+		(t.PrefixTokens == 0 || t.PrefixTokens <= l.prefix.end-l.prefix.start-budgetMinPrefix)
 }
 
 // without is prompt (laid out as l) less the first t.ExtraChunks extra

@@ -504,3 +504,50 @@ func TestBudgetMakeRoomForAThird(t *testing.T) {
 		}
 	}
 }
+
+// TestBudgetKeystrokeKeepsItsCut: a keystroke whose prompt was trimmed to
+// its budget leaves the trimmed prompt in its slot; the next keystroke
+// keeps that cut, evaluating a few tokens, even when its whole prompt
+// would now fit the budget (taking it would evaluate it all again). When
+// the prompt changes before the cut (an edited context chunk), the cut no
+// longer saves the work and the whole prompt is planned anew.
+func TestBudgetKeystrokeKeepsItsCut(t *testing.T) {
+	base := fimReq(5, 60, 40)
+	chunk := func(i int) engine.Chunk { return engine.Chunk{Path: "lib.go", Text: source(20+i, 6)} }
+	base.Extra = []engine.Chunk{chunk(0), chunk(1)}
+	// With qwen's layout a chunk is <|file_sep|>, the path, a newline and
+	// its text; the fake has one token per byte.
+	chunkTokens := 1 + len("lib.go\n") + len(base.Extra[0].Text)
+	s, _ := newSched(t, enginetest.Options{}, engine.Config{NParallel: 1})
+	s.SetPrefillSpeed(1000) // 1 token per ms: a budget in ms is in tokens
+
+	r := base
+	whole := complete(t, s, engine.Request{Prefix: r.Prefix, Suffix: r.Suffix, FilePath: r.FilePath, RepoName: r.RepoName,
+		Extra: r.Extra, MaxTokens: 1}).Timings.PromptTokens
+	// A cold slot: the budget leaves room for all but the first chunk.
+	s2, _ := newSched(t, enginetest.Options{}, engine.Config{NParallel: 1})
+	s2.SetPrefillSpeed(1000)
+	r.TMaxPrompt = time.Duration(whole-chunkTokens+5) * time.Millisecond
+	res := complete(t, s2, r)
+	if want := (engine.Trimmed{ExtraChunks: 1}); res.Trimmed != want {
+		t.Fatalf("first keystroke: trimmed %+v, want %+v", res.Trimmed, want)
+	}
+
+	// The next keystroke, with a budget the whole prompt fits.
+	r.Prefix += "y"
+	r.TMaxPrompt = time.Duration(whole+100) * time.Millisecond
+	res = complete(t, s2, r)
+	if want := (engine.Trimmed{ExtraChunks: 1}); res.Trimmed != want || !res.Truncated {
+		t.Errorf("next keystroke: trimmed %+v truncated %v, want the slot's cut %+v", res.Trimmed, res.Truncated, want)
+	}
+	if ev := res.Timings.EvaluatedTokens; ev > 4 {
+		t.Errorf("next keystroke evaluated %d tokens, want a few (the cut prompt is cached)", ev)
+	}
+
+	// The second chunk changes: the cut saves little, the whole prompt runs.
+	r.Extra = []engine.Chunk{chunk(0), chunk(7)}
+	res = complete(t, s2, r)
+	if res.Trimmed.Any() {
+		t.Errorf("after the chunk changed: trimmed %+v, want the whole prompt", res.Trimmed)
+	}
+}

@@ -56,12 +56,14 @@ func (s *Scheduler) compactTo(sl *slot, prompt []Token, now time.Time) *slot {
 		s.ctx.SeqRm(s.spare, 0, -1)
 		sl.cached, to.cached = to.cached, sl.cached
 		sl.key, to.key = to.key, sl.key
+		sl.cut, to.cut = to.cut, sl.cut
 		s.nMovedTokens.Add(uint64(len(to.cached) + len(sl.cached)))
 	} else {
 		s.copySeq(to.id, sl.id)
 		s.ctx.SeqRm(to.id, 0, -1)
 		sl.cached, to.cached = append(sl.cached[:0], to.cached...), to.cached[:0]
 		sl.key, to.key = to.key, ""
+		sl.cut, to.cut = to.cut, Trimmed{}
 		s.nMovedTokens.Add(uint64(len(sl.cached)))
 	}
 	// sl now holds what to held, and its history.

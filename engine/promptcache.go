@@ -185,7 +185,7 @@ func (s *Scheduler) swapPrompt(sl *slot, q *sequence) int {
 		sl.cached = sl.cached[:0]
 		return 0
 	}
-	sl.cached, sl.key = append(sl.cached[:0], saved.tokens...), saved.key
+	sl.cached, sl.key, sl.cut = append(sl.cached[:0], saved.tokens...), saved.key, Trimmed{}
 	s.nRestores.Add(1)
 	return gain
 }

@@ -614,6 +614,7 @@ func (s *Scheduler) prepare(q *sequence) {
 		sl.cached = sl.cached[:n]
 	}
 	q.nPast, q.cached, q.shifted = n, n, shifted
+	sl.cut = q.trimmed
 }
 
 // step builds one batch (decode first, then chunked prefill earliest

@@ -16,6 +16,9 @@ type slot struct {
 	// key is the SupersedeKey (session and file) of the last request the
 	// slot ran: whose typing its cache holds.
 	key string
+	// cut is what a time budget trimmed from the prompt of the last
+	// request the slot ran (zero: nothing, or not known), for plan.
+	cut Trimmed
 }
 
 // commonPrefix is the length of the longest common prefix of a and b.

@@ -319,7 +319,10 @@ func benchReq(ks workload.Keystroke, typist, maxTokens int, reuse bool) engine.R
 		RepoName:     "go",
 		MaxTokens:    maxTokens,
 		CachePrompt:  reuse,
-		SupersedeKey: "", // closed loop: nothing to supersede
+		// The typist's key, as the server keys a completion by session and
+		// file: the scheduler sends it back to its own slot (and saved
+		// prompt). A typist waits for each answer, so none is superseded.
+		SupersedeKey: "typist-" + strconv.Itoa(typist),
 		// Generate exactly maxTokens on random weights: no EOS/stop rules.
 		Mode: engine.ModeMultiLine,
 	}
